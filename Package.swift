@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "approvald",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "approvald", targets: ["approvald"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config; macros the importer cannot see are static inline shims.
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CLibevent", pkgConfig: "libevent_pthreads", providers: [.apt(["libevent-dev"])]),
+        .systemLibrary(
+            name: "CLibeventOpenSSL", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "Crypto", dependencies: ["COpenSSL"]),
+        .target(
+            name: "H2",
+            dependencies: [
+                "CNghttp2", "CLibevent", "CLibeventOpenSSL", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "Service",
+            dependencies: [
+                "H2", "Crypto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
+        .executableTarget(
+            name: "approvald",
+            dependencies: [
+                "Service", "H2", "Crypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "CNghttp2", "Crypto"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "CNghttp2"]),
+    ]
+)

@@ -1,0 +1,26 @@
+// libevent's core, listener, bufferevent and pthreads APIs, with shims for what the importer cannot see.
+#ifndef APPROVALD_CLIBEVENT_SHIM_H
+#define APPROVALD_CLIBEVENT_SHIM_H
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+
+/// `evtimer_new` and friends are macros.
+static inline struct event *approvald_evtimer_new(struct event_base *base, event_callback_fn cb, void *arg) {
+    return event_new(base, -1, 0, cb, arg);
+}
+static inline struct event *approvald_evsignal_new(struct event_base *base, int signum, event_callback_fn cb,
+                                                   void *arg) {
+    return event_new(base, signum, EV_SIGNAL | EV_PERSIST, cb, arg);
+}
+#endif

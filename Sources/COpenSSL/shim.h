@@ -1,0 +1,38 @@
+// OpenSSL's libssl and libcrypto, with shims for the macros the importer cannot see.
+#ifndef APPROVALD_COPENSSL_SHIM_H
+#define APPROVALD_COPENSSL_SHIM_H
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
+#include <openssl/sha.h>
+
+static inline int approvald_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+static inline int approvald_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}
+static inline long approvald_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_mode(ctx, mode);
+}
+static inline long approvald_BIO_get_mem_data(BIO *bio, char **data) {
+    return BIO_get_mem_data(bio, data);
+}
+static inline void approvald_OPENSSL_free(void *pointer) {
+    OPENSSL_free(pointer);
+}
+enum { approvald_TLS1_2_VERSION = TLS1_2_VERSION };
+/// `EVP_EC_gen` is a variadic macro.
+static inline EVP_PKEY *approvald_generate_p256_key(void) {
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+}
+#endif

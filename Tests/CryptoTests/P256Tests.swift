@@ -1,0 +1,129 @@
+// ECDSA P-256: signatures from an independent implementation (fixtures), round trips, and malformed input.
+import Crypto
+import Foundation
+import Testing
+
+struct SignatureFixture: Decodable {
+    struct Case: Decodable {
+        let name: String
+        let spki: String
+        let message: String
+        let signature: String
+        let valid: Bool
+    }
+    let signatures: [Case]
+    let p384_spki: String
+    let p256_pkcs8_pem: String
+
+    static func load() throws -> SignatureFixture {
+        let url = try #require(Bundle.module.url(forResource: "p256_signatures", withExtension: "json", subdirectory: "Fixtures"))
+        return try JSONDecoder().decode(SignatureFixture.self, from: Data(contentsOf: url))
+    }
+}
+
+func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
+
+@Suite struct P256Tests {
+    @Test func verifiesSignaturesMadeElsewhere() throws {
+        let fixture = try SignatureFixture.load()
+        #expect(fixture.signatures.count >= 12)
+        for item in fixture.signatures {
+            let key = try P256PublicKey(spkiDER: base64(item.spki))
+            let signature = try #require(Base64URL.decode(item.signature))
+            #expect(key.isValidSignature(signature, for: base64(item.message)) == item.valid, "\(item.name)")
+        }
+    }
+
+    @Test func signsWhatOthersVerifyAndRoundTrips() throws {
+        let key = try P256PrivateKey()
+        let message = "approvald-decision-v1\ncontoso"
+        let signature = try key.signature(for: message)
+        let publicKey = try P256PublicKey(spkiDER: key.spkiDER)
+        #expect(publicKey.isValidSignature(signature, for: message))
+        #expect(!publicKey.isValidSignature(signature, for: message + "x"))
+        #expect(publicKey.spkiDER == key.spkiDER)
+        // ECDSA is randomised: two signatures differ, both verify.
+        let again = try key.signature(for: message)
+        #expect(again != signature)
+        #expect(publicKey.isValidSignature(again, for: message))
+        // A PEM round trip gives the same key.
+        let reloaded = try P256PrivateKey(pem: key.pem)
+        #expect(reloaded.spkiDER == key.spkiDER)
+    }
+
+    @Test func loadsAPKCS8KeyMadeElsewhere() throws {
+        let fixture = try SignatureFixture.load()
+        let key = try P256PrivateKey(pem: fixture.p256_pkcs8_pem)
+        let signature = try key.signature(for: "hello")
+        #expect(key.publicKey.isValidSignature(signature, for: "hello"))
+    }
+
+    @Test func refusesKeysThatAreNotP256() throws {
+        let fixture = try SignatureFixture.load()
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: base64(fixture.p384_spki)) }
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: []) }
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: Array("not a key".utf8)) }
+        let valid = base64(fixture.signatures[0].spki)
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: valid + [0]) }
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: Array(valid.dropLast())) }
+        #expect(throws: CryptoError.self) { try P256PrivateKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }
+    }
+
+    @Test func rejectsMalformedSignatures() throws {
+        let key = try P256PrivateKey()
+        let publicKey = key.publicKey
+        let signature = try key.signature(for: "m")
+        #expect(!publicKey.isValidSignature([], for: "m"))
+        #expect(!publicKey.isValidSignature(Array(signature.dropLast()), for: "m"))
+        #expect(!publicKey.isValidSignature(signature + [0], for: "m"))
+        #expect(!publicKey.isValidSignature([UInt8](repeating: 0x30, count: 72), for: "m"))
+        #expect(!publicKey.isValidSignature([UInt8](repeating: 0, count: 4096), for: "m"))
+    }
+}
+
+@Suite struct Base64URLTests {
+    @Test func rfc4648Vectors() {
+        let vectors = ["": "", "f": "Zg", "fo": "Zm8", "foo": "Zm9v", "foob": "Zm9vYg", "fooba": "Zm9vYmE", "foobar": "Zm9vYmFy"]
+        for (plain, encoded) in vectors {
+            #expect(Base64URL.encode(Array(plain.utf8)) == encoded)
+            #expect(Base64URL.decode(encoded) == Array(plain.utf8))
+        }
+        #expect(Base64URL.encode([0xfb, 0xff, 0xfe]) == "-__-")
+        #expect(Base64URL.decode("-__-") == [0xfb, 0xff, 0xfe])
+        #expect(Base64URL.decode("Zm8=") == Array("fo".utf8))
+    }
+
+    @Test func rejectsWhatIsNotBase64URL() {
+        #expect(Base64URL.decode("Zm9v+") == nil)
+        #expect(Base64URL.decode("+/+/") == nil)
+        #expect(Base64URL.decode("Z") == nil)
+        #expect(Base64URL.decode("Zm9 v") == nil)
+        #expect(Base64URL.decode("Zh") == nil)  // non-zero leftover bits: not canonical
+    }
+
+    @Test func roundTripsRandomBytes() {
+        for length in 0..<70 {
+            let bytes = SecureRandom.bytes(length)
+            #expect(Base64URL.decode(Base64URL.encode(bytes)) == bytes)
+        }
+    }
+}
+
+@Suite struct SecureRandomTests {
+    @Test func producesDistinctBytes() {
+        let a = SecureRandom.bytes(32), b = SecureRandom.bytes(32)
+        #expect(a.count == 32 && a != b)
+        var generator = SecureRandom()
+        let draws = Set((0..<100).map { _ in generator.next() })
+        #expect(draws.count == 100)
+    }
+}
+
+@Suite struct SelfSignedCertificateTests {
+    @Test func generatesAPEMPairThatLoads() throws {
+        let pair = try SelfSignedCertificate.generate()
+        #expect(pair.certificatePEM.hasPrefix("-----BEGIN CERTIFICATE-----"))
+        #expect(pair.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----"))
+        _ = try P256PrivateKey(pem: pair.privateKeyPEM)
+    }
+}
