@@ -15,16 +15,18 @@ let package = Package(
     targets: [
         // System libraries, found through pkg-config; macros the importer cannot see are static inline shims.
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
-        .systemLibrary(name: "CLibevent", pkgConfig: "libevent_pthreads", providers: [.apt(["libevent-dev"])]),
+        // One module for libevent, its pthreads locking and its OpenSSL bufferevents: two modules that both include
+        // libevent's headers would each define the system types those pull in, and the importer refuses that.
+        // libevent_openssl's pkg-config entry brings libevent's; the module map links all three libraries.
         .systemLibrary(
-            name: "CLibeventOpenSSL", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
+            name: "CLibevent", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
         .target(
             name: "H2",
             dependencies: [
-                "CNghttp2", "CLibevent", "CLibeventOpenSSL", "COpenSSL",
+                "CNghttp2", "CLibevent", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(

@@ -1,4 +1,4 @@
-// libevent's core, listener, bufferevent and pthreads APIs, with shims for what the importer cannot see.
+// libevent's core, listener, bufferevent (plain and OpenSSL) and pthreads APIs, with shims for what the importer cannot see.
 #ifndef APPROVALD_CLIBEVENT_SHIM_H
 #define APPROVALD_CLIBEVENT_SHIM_H
 #include <event2/event.h>
@@ -8,12 +8,7 @@
 #include <event2/thread.h>
 #include <event2/dns.h>
 #include <event2/util.h>
-#include <sys/socket.h>
-#include <sys/resource.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <signal.h>
+#include <event2/bufferevent_ssl.h>
 
 /// `evtimer_new` and friends are macros.
 static inline struct event *approvald_evtimer_new(struct event_base *base, event_callback_fn cb, void *arg) {

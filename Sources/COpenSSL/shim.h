@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/bio.h>
 #include <openssl/sha.h>
+#include <string.h>
 
 static inline int approvald_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return (int)SSL_CTX_set_min_proto_version(ctx, version);
@@ -34,5 +35,26 @@ enum { approvald_TLS1_2_VERSION = TLS1_2_VERSION };
 /// `EVP_EC_gen` is a variadic macro.
 static inline EVP_PKEY *approvald_generate_p256_key(void) {
     return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+}
+/// Options every context gets: no TLS compression (CRIME), no renegotiation.
+static inline void approvald_SSL_CTX_harden(SSL_CTX *ctx) {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+}
+
+/// Drains the thread's OpenSSL error queue into `out` as "error; error; ..."; returns how many there were.
+static inline int approvald_drain_errors(char *out, size_t capacity) {
+    int count = 0;
+    size_t used = 0;
+    unsigned long code;
+    if (capacity > 0) out[0] = 0;
+    while ((code = ERR_get_error()) != 0) {
+        if (used + 4 < capacity) {
+            if (count > 0) { out[used++] = ';'; out[used++] = ' '; out[used] = 0; }
+            ERR_error_string_n(code, out + used, capacity - used);
+            used += strlen(out + used);
+        }
+        count++;
+    }
+    return count;
 }
 #endif

@@ -19,14 +19,8 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
 
     /// Drains OpenSSL's thread-local error queue into one readable line.
     static func drainOpenSSLErrors() -> String {
-        var messages: [String] = []
-        while true {
-            let code = ERR_get_error()
-            if code == 0 { break }
-            var buffer = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buffer, buffer.count)
-            messages.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        }
-        return messages.isEmpty ? "no detail" : messages.joined(separator: "; ")
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard approvald_drain_errors(&buffer, buffer.count) > 0 else { return "no detail" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

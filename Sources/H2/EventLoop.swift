@@ -1,0 +1,180 @@
+// One libevent event_base on one thread: everything of a connection or a timer happens on it, lock-free.
+import CLibevent
+import Foundation
+import Synchronization
+
+public struct EventLoopError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The loop that owns connections, timers and (in the Service) all domain state.
+///
+/// `@unchecked Sendable`: `execute(_:)` and `stop()` may be called from any thread; everything else only on the
+/// loop's thread, which debug builds check with `assertInLoop()`.
+public final class EventLoop: @unchecked Sendable {
+    /// The libevent base. Only for the H2 module's own C calls.
+    let base: OpaquePointer
+    private var wakeEvent: OpaquePointer?
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let threadID = Mutex<pthread_t?>(nil)
+    private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
+
+    private static let threadingEnabled: Bool = evthread_use_pthreads() == 0
+
+    public init() throws {
+        guard EventLoop.threadingEnabled else { throw EventLoopError("evthread_use_pthreads failed") }
+        guard let base = event_base_new() else { throw EventLoopError("event_base_new failed") }
+        self.base = base
+        wakeEvent = event_new(
+            base, -1, Int16(EV_PERSIST),
+            { _, _, context in
+                guard let context else { return }
+                Unmanaged<EventLoop>.fromOpaque(context).takeUnretainedValue().runPending()
+            }, Unmanaged.passUnretained(self).toOpaque())
+        // A persistent event with no fd and no timeout stays pending, so `event_active` can fire it.
+        event_add(wakeEvent, nil)
+    }
+
+    deinit {
+        if let wakeEvent { event_free(wakeEvent) }
+        event_base_free(base)
+    }
+
+    /// Runs the loop on the calling thread until `stop()` or until nothing is left to wait for.
+    public func run() {
+        threadID.withLock { $0 = pthread_self() }
+        event_base_loop(base, 0)
+        threadID.withLock { $0 = nil }
+    }
+
+    /// Makes `run()` return after the current callback. Thread-safe.
+    public func stop() {
+        execute { [self] in event_base_loopbreak(self.base) }
+    }
+
+    /// Whether the calling thread is the one running the loop (true before the loop starts, for set-up).
+    public var inLoop: Bool {
+        threadID.withLock { owner in owner.map { pthread_equal($0, pthread_self()) != 0 } ?? true }
+    }
+
+    /// Debug-build check that loop-bound state is touched on the loop's thread.
+    @inline(__always) public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(inLoop, "called off the event loop thread", file: file, line: line)
+    }
+
+    /// Runs `work` on the loop's thread, soon. Thread-safe; the way other threads hand results back.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        let wasEmpty = pending.withLock { queue in
+            queue.append(work)
+            return queue.count == 1
+        }
+        if wasEmpty { event_active(wakeEvent, EV_READ, 0) }
+    }
+
+    private func runPending() {
+        let work = pending.withLock { queue in
+            let taken = queue
+            queue.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for item in work { item() }
+    }
+
+    /// A timeval that libevent files in a queue rather than its heap: O(1) add and delete for timers that all
+    /// share the same duration, such as every connection's idle timeout.
+    func commonTimeout(seconds: Double) -> UnsafePointer<timeval> {
+        let key = Int(seconds * 1_000_000)
+        if let known = commonTimeouts[key] { return known }
+        var duration = timeval(seconds: seconds)
+        let shared = event_base_init_common_timeout(base, &duration)!
+        commonTimeouts[key] = shared
+        return shared
+    }
+
+    /// A one-shot timer; `LoopTimer.schedule(after:)` arms it, again and again if wanted.
+    public func makeTimer(_ fire: @escaping () -> Void) -> LoopTimer {
+        LoopTimer(loop: self, fire: fire)
+    }
+
+    /// Runs `body` once after `seconds`. Keep the returned timer to cancel it; dropping it cancels it too.
+    public func schedule(after seconds: Double, _ body: @escaping () -> Void) -> LoopTimer {
+        let timer = LoopTimer(loop: self, fire: body)
+        timer.schedule(after: seconds)
+        return timer
+    }
+}
+
+extension timeval {
+    init(seconds: Double) {
+        let whole = seconds.rounded(.down)
+        self.init(tv_sec: Int(whole), tv_usec: Int(((seconds - whole) * 1_000_000).rounded()))
+    }
+}
+
+/// A timer on the loop. Its event lives as long as the object: dropping the timer cancels it.
+///
+/// `@unchecked Sendable`: loop-bound, like everything it touches.
+public final class LoopTimer: @unchecked Sendable {
+    private let loop: EventLoop
+    private var event: OpaquePointer?
+    private let fire: () -> Void
+
+    init(loop: EventLoop, fire: @escaping () -> Void) {
+        self.loop = loop
+        self.fire = fire
+        event = approvald_evtimer_new(
+            loop.base,
+            { _, _, context in
+                guard let context else { return }
+                Unmanaged<LoopTimer>.fromOpaque(context).takeUnretainedValue().fire()
+            }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit { if let event { event_free(event) } }
+
+    /// Arms the timer `seconds` from now, replacing any earlier arming.
+    public func schedule(after seconds: Double) {
+        loop.assertInLoop()
+        var duration = timeval(seconds: max(0, seconds))
+        event_add(event, &duration)
+    }
+
+    /// Arms the timer with a duration that many timers share (see `EventLoop.commonTimeout`).
+    func scheduleShared(after seconds: Double) {
+        event_add(event, loop.commonTimeout(seconds: seconds))
+    }
+
+    /// Disarms the timer; a no-op when it is not armed.
+    public func cancel() {
+        event_del(event)
+    }
+
+    public var isScheduled: Bool { event_pending(event, Int16(EV_TIMEOUT), nil) != 0 }
+}
+
+extension EventLoop {
+    /// Calls `handler` on the loop each time the process receives `signal`, until the watcher is dropped.
+    public func watchSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> SignalWatcher {
+        SignalWatcher(loop: self, signal: signal, handler: handler)
+    }
+}
+
+/// A signal delivered as a loop event (libevent's self-pipe), so handlers may touch loop state.
+public final class SignalWatcher: @unchecked Sendable {
+    private var event: OpaquePointer?
+    private let handler: () -> Void
+
+    init(loop: EventLoop, signal: Int32, handler: @escaping () -> Void) {
+        self.handler = handler
+        event = approvald_evsignal_new(
+            loop.base, signal,
+            { _, _, context in
+                guard let context else { return }
+                Unmanaged<SignalWatcher>.fromOpaque(context).takeUnretainedValue().handler()
+            }, Unmanaged.passUnretained(self).toOpaque())
+        event_add(event, nil)
+    }
+
+    deinit { if let event { event_free(event) } }
+}

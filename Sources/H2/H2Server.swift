@@ -1,0 +1,196 @@
+// The HTTP/2 server: listeners (h2c with prior knowledge, TLS with ALPN h2), connections, graceful shutdown.
+import CLibevent
+import CNghttp2
+import Glibc
+import Logging
+
+/// Bounds on what one client may make the server hold or do.
+public struct H2ServerLimits: Sendable {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS sent to every client.
+    public var maxConcurrentStreams: UInt32 = 128
+    /// Larger request bodies get 413, whatever content-length says.
+    public var maxRequestBodyBytes = 16 * 1024
+    /// Larger header blocks (names + values + 32 per field, as RFC 9113 counts) get 431.
+    public var maxHeaderBlockBytes = 16 * 1024
+    /// A connection that has not sent the HTTP/2 preface (or finished TLS) by then is closed.
+    public var prefaceTimeoutSeconds = 10.0
+    /// A connection with no open stream for this long is sent GOAWAY and closed.
+    public var idleTimeoutSeconds = 300.0
+    /// A streamed response whose unsent bytes pass this is reset: a client that does not read is dropped.
+    public var maxBufferedResponseBytes = 256 * 1024
+    /// Frames stop being serialised while a connection's socket buffer holds more than this.
+    public var outputHighWaterBytes = 64 * 1024
+    /// nghttp2's RST_STREAM flood guard: a bucket of `burst` resets refilled at `ratePerSecond`.
+    public var streamResetBurst: UInt64 = 1000
+    public var streamResetRatePerSecond: UInt64 = 33
+    /// nghttp2's cap on CONTINUATION frames per header block.
+    public var maxContinuations = 8
+    /// After running out of file descriptors, accepting resumes this much later.
+    public var acceptPauseSeconds = 0.25
+
+    public init() {}
+}
+
+/// A request handler. It runs on the loop thread and answers through the responder, now or later.
+public typealias HTTPHandler = (HTTPRequest, HTTPResponder) -> Void
+
+/// Serves HTTP/2 on one event loop.
+///
+/// `@unchecked Sendable`: all state is confined to the loop's thread (checked in debug builds).
+public final class H2Server: @unchecked Sendable {
+    public let loop: EventLoop
+    public let limits: H2ServerLimits
+    let handler: HTTPHandler
+    let logger: Logger
+    /// Called with the status of every response the server sends, its own 413/431/505 included.
+    public var onResponse: ((Int) -> Void)?
+
+    private var listeners: [Listener] = []
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var shutdownCompletion: (() -> Void)?
+    private var shutdownDeadline: LoopTimer?
+    let callbacks: ServerCallbacks
+    let sessionOptions: SessionOptions
+
+    public init(loop: EventLoop, limits: H2ServerLimits = H2ServerLimits(), logger: Logger, handler: @escaping HTTPHandler)
+    {
+        self.loop = loop
+        self.limits = limits
+        self.logger = logger
+        self.handler = handler
+        callbacks = ServerCallbacks()
+        sessionOptions = SessionOptions(limits: limits)
+    }
+
+    /// The number of open connections.
+    public var connectionCount: Int { connections.count }
+
+    /// Whether `shutdown` has begun.
+    public var isShuttingDown: Bool { shutdownCompletion != nil }
+
+    /// Starts listening on `host:port` (port 0 picks a free one) and returns the bound port.
+    @discardableResult
+    public func listen(host: String, port: Int, tls: TLSServerContext? = nil) throws -> Int {
+        loop.assertInLoop()
+        let listener = try Listener(server: self, host: host, port: port, tls: tls)
+        listeners.append(listener)
+        return listener.port
+    }
+
+    func accepted(socket: Int32, tls: TLSServerContext?) {
+        guard !isShuttingDown else {
+            close(socket)
+            return
+        }
+        var enabled: Int32 = 1
+        setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &enabled, socklen_t(MemoryLayout<Int32>.size))
+        guard let connection = ServerConnection(server: self, socket: socket, tls: tls) else {
+            logger.warning("could not set up a connection")
+            return
+        }
+        connections[ObjectIdentifier(connection)] = connection
+    }
+
+    func connectionClosed(_ connection: ServerConnection) {
+        connections[ObjectIdentifier(connection)] = nil
+        if isShuttingDown && connections.isEmpty { finishShutdown() }
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, ends streamed responses, lets requests in flight finish
+    /// for at most `graceSeconds`, then closes what is left and calls `completion` (once).
+    public func shutdown(graceSeconds: Double, completion: @escaping () -> Void) {
+        loop.assertInLoop()
+        guard !isShuttingDown else { return }
+        shutdownCompletion = completion
+        listeners.removeAll()
+        logger.info("shutting down", metadata: ["connections": "\(connections.count)"])
+        for connection in Array(connections.values) { connection.drain() }
+        if connections.isEmpty {
+            finishShutdown()
+            return
+        }
+        shutdownDeadline = loop.schedule(after: graceSeconds) { [unowned self] in
+            logger.warning("shutdown grace ended", metadata: ["connections_left": "\(connections.count)"])
+            for connection in Array(connections.values) { connection.close() }
+        }
+    }
+
+    private func finishShutdown() {
+        shutdownDeadline = nil
+        let completion = shutdownCompletion
+        shutdownCompletion = {}
+        completion?()
+    }
+}
+
+/// One listening socket. Pauses accepting when the process runs out of file descriptors, instead of spinning.
+final class Listener {
+    private unowned let server: H2Server
+    private var listener: OpaquePointer?
+    let tls: TLSServerContext?
+    private(set) var port = 0
+    private var resumeTimer: LoopTimer?
+
+    init(server: H2Server, host: String, port: Int, tls: TLSServerContext?) throws {
+        self.server = server
+        self.tls = tls
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var found: UnsafeMutablePointer<addrinfo>? = nil
+        let status = getaddrinfo(host, String(port), &hints, &found)
+        guard status == 0, let address = found else {
+            throw EventLoopError("cannot resolve listen address \(host):\(port): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(found) }
+        let flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC
+        guard
+            let listener = evconnlistener_new_bind(
+                server.loop.base,
+                { _, socket, _, _, context in
+                    guard let context else { return }
+                    let listener = Unmanaged<Listener>.fromOpaque(context).takeUnretainedValue()
+                    listener.server.accepted(socket: socket, tls: listener.tls)
+                }, Unmanaged.passUnretained(self).toOpaque(), flags, 1024, address.pointee.ai_addr,
+                Int32(address.pointee.ai_addrlen))
+        else {
+            throw EventLoopError("cannot listen on \(host):\(port): \(String(cString: strerror(errno)))")
+        }
+        self.listener = listener
+        evconnlistener_set_error_cb(listener) { _, context in
+            guard let context else { return }
+            Unmanaged<Listener>.fromOpaque(context).takeUnretainedValue().acceptFailed(errno: errno)
+        }
+        var bound = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = getsockname(evconnlistener_get_fd(listener), $0, &length)
+            }
+        }
+        self.port = Int(
+            bound.ss_family == sa_family_t(AF_INET6)
+                ? withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+                : withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } })
+    }
+
+    deinit { if let listener { evconnlistener_free(listener) } }
+
+    private func acceptFailed(errno code: Int32) {
+        switch code {
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+            // The pending connection stays in the backlog and would wake us at once, forever: stop listening for
+            // a moment instead, and let connections that close give their descriptors back.
+            evconnlistener_disable(listener)
+            server.logger.warning(
+                "out of file descriptors: accepting paused",
+                metadata: ["pause_seconds": "\(server.limits.acceptPauseSeconds)"])
+            resumeTimer = server.loop.schedule(after: server.limits.acceptPauseSeconds) { [unowned self] in
+                evconnlistener_enable(listener)
+            }
+        default:
+            server.logger.debug("accept failed", metadata: ["errno": "\(code)"])
+        }
+    }
+}

@@ -1,0 +1,91 @@
+// The request a handler receives and the response it gives, independent of HTTP/2 framing.
+
+/// Header fields in order; names are lowercase (HTTP/2 requires it, nghttp2 enforces it).
+public typealias HTTPHeaders = [(name: String, value: String)]
+
+extension Array where Element == (name: String, value: String) {
+    /// The first value of the field `name` (lowercase).
+    public subscript(field name: String) -> String? {
+        first { $0.name == name }?.value
+    }
+}
+
+/// A complete request: headers and the whole body, at most the server's body limit.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The path with its query string, as sent.
+    public var path: String
+    public var authority: String
+    public var scheme: String
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(
+        method: String, path: String, authority: String = "", scheme: String = "http", headers: HTTPHeaders = [],
+        body: [UInt8] = []
+    ) {
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.scheme = scheme
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The path without its query string.
+    public var pathOnly: Substring {
+        path.firstIndex(of: "?").map { path[..<$0] } ?? path[...]
+    }
+
+    /// The query string without `?`, empty when there is none.
+    public var query: Substring {
+        path.firstIndex(of: "?").map { path[path.index(after: $0)...] } ?? ""
+    }
+}
+
+/// A complete response. `content-length` is added by the server.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(status: Int, headers: HTTPHeaders = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A plain-text response.
+    public static func text(_ status: Int, _ text: String) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("content-type", "text/plain; charset=utf-8")], body: Array(text.utf8))
+    }
+
+    /// An RFC 9457 problem document with a stable machine `code`.
+    public static func problem(_ status: Int, code: String, title: String, detail: String) -> HTTPResponse {
+        let body =
+            "{\"type\":\"about:blank\",\"title\":\(jsonString(title)),\"status\":\(status),"
+            + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
+        return HTTPResponse(
+            status: status, headers: [("content-type", "application/problem+json")], body: Array(body.utf8))
+    }
+}
+
+/// `text` as a JSON string literal.
+public func jsonString(_ text: String) -> String {
+    var out = "\""
+    out.reserveCapacity(text.utf8.count + 2)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let control where control.value < 0x20:
+            let hex = String(control.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

@@ -1,0 +1,223 @@
+// One request stream on the server: gathers the request, then is the handler's handle to answer it — at once,
+// later (the connection may be gone by then, which is safe), or as a body streamed over time.
+import CNghttp2
+
+/// `@unchecked Sendable`: confined to the server's loop thread; hand it to other threads only to bring it back
+/// through `EventLoop.execute`.
+public final class HTTPResponder: @unchecked Sendable {
+    /// Cleared when the stream closes: everything after that is a no-op.
+    private var connection: ServerConnection?
+    let streamID: Int32
+
+    private var method = ""
+    private var path = ""
+    private var authority = ""
+    private var scheme = ""
+    private var headers: HTTPHeaders = []
+    private var body: [UInt8] = []
+    private var headerBytes = 0
+    private var declaredLength: Int?
+    private(set) var requestEnded = false
+    private var dispatched = false
+
+    private var responded = false
+    private var outgoing: [UInt8] = []
+    private var sent = 0
+    private(set) var isStreaming = false
+    private var ended = false
+    private var deferred = false
+
+    /// Called once when the stream closes for any reason: response sent, client reset, connection gone.
+    public var onClose: (() -> Void)?
+
+    init(connection: ServerConnection, streamID: Int32) {
+        self.connection = connection
+        self.streamID = streamID
+    }
+
+    /// Whether the stream can still carry a response.
+    public var isOpen: Bool { connection != nil && !ended }
+
+    private var limits: H2ServerLimits { connection!.server.limits }
+
+    // MARK: Receiving the request
+
+    func receiveHeader(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        guard !responded else { return }
+        headerBytes += name.count + value.count + 32
+        guard headerBytes <= limits.maxHeaderBlockBytes else {
+            headers = []
+            return
+        }
+        let value = String(decoding: value, as: UTF8.self)
+        if name.first == UInt8(ascii: ":") {
+            switch String(decoding: name, as: UTF8.self) {
+            case ":method": method = value
+            case ":path": path = value
+            case ":authority": authority = value
+            case ":scheme": scheme = value
+            default: break
+            }
+        } else {
+            let name = String(decoding: name, as: UTF8.self)
+            if name == "content-length" { declaredLength = Int(value) }
+            if name == "host" && authority.isEmpty { authority = value }
+            headers.append((name, value))
+        }
+    }
+
+    func headersComplete() {
+        guard !responded else { return }
+        if headerBytes > limits.maxHeaderBlockBytes {
+            reject(431, code: "header_too_large", "the header block is larger than \(limits.maxHeaderBlockBytes) bytes")
+        } else if let declaredLength, declaredLength > limits.maxRequestBodyBytes {
+            rejectOversizedBody()
+        }
+    }
+
+    func receiveBody(_ chunk: UnsafeBufferPointer<UInt8>) {
+        guard !responded else { return }
+        guard body.count + chunk.count <= limits.maxRequestBodyBytes else {
+            body = []
+            rejectOversizedBody()
+            return
+        }
+        body.append(contentsOf: chunk)
+    }
+
+    func requestComplete() {
+        requestEnded = true
+        guard !responded, !dispatched, let connection else { return }
+        dispatched = true
+        let request = HTTPRequest(
+            method: method, path: path, authority: authority, scheme: scheme, headers: headers, body: body)
+        headers = []
+        body = []
+        connection.server.handler(request, self)
+    }
+
+    private func rejectOversizedBody() {
+        reject(413, code: "too_large", "the request body is larger than \(limits.maxRequestBodyBytes) bytes")
+    }
+
+    private func reject(_ status: Int, code: String, _ detail: String) {
+        let title = status == 413 ? "Content Too Large" : "Request Header Fields Too Large"
+        respond(.problem(status, code: code, title: title, detail: detail))
+    }
+
+    // MARK: Answering
+
+    /// Sends a complete response. Returns false when the stream is gone or has already been answered.
+    @discardableResult
+    public func respond(_ response: HTTPResponse) -> Bool {
+        guard let connection, !responded else { return false }
+        responded = true
+        ended = true
+        outgoing = response.body
+        submit(status: response.status, headers: response.headers, length: response.body.count, on: connection)
+        return true
+    }
+
+    /// Sends the response head and keeps the stream open for `write(_:)` until `endStream()` or the client
+    /// leaves (`onClose`). Returns false when the stream is gone or has already been answered.
+    @discardableResult
+    public func startStream(status: Int, headers: HTTPHeaders) -> Bool {
+        guard let connection, !responded else { return false }
+        responded = true
+        isStreaming = true
+        submit(status: status, headers: headers, length: nil, on: connection)
+        return true
+    }
+
+    /// Queues bytes on a streamed response. Returns false when the stream is gone; a client that has left more
+    /// than `maxBufferedResponseBytes` unread is reset rather than buffered without bound.
+    @discardableResult
+    public func write(_ bytes: [UInt8]) -> Bool {
+        guard let connection, isStreaming, !ended else { return false }
+        outgoing.append(contentsOf: bytes)
+        guard outgoing.count - sent <= limits.maxBufferedResponseBytes else {
+            nghttp2_submit_rst_stream(
+                connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_CANCEL.rawValue))
+            ended = true
+            connection.flush()
+            return false
+        }
+        resume(connection)
+        return true
+    }
+
+    /// Ends a streamed response after what is queued.
+    public func endStream() {
+        guard let connection, isStreaming, !ended else { return }
+        ended = true
+        resume(connection)
+    }
+
+    private func resume(_ connection: ServerConnection) {
+        if deferred {
+            deferred = false
+            nghttp2_session_resume_data(connection.session, streamID)
+        }
+        connection.flush()
+    }
+
+    private func submit(status: Int, headers: HTTPHeaders, length: Int?, on connection: ServerConnection) {
+        connection.server.onResponse?(status)
+        let extra = length.map { (name: "content-length", value: String($0)) }
+        withNameValues(status: status, headers: headers, extra: extra) { fields, count in
+            if length == 0 {
+                nghttp2_submit_response(connection.session, streamID, fields, count, nil)
+            } else {
+                var provider = nghttp2_data_provider(
+                    source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
+                    read_callback: readResponseBody)
+                nghttp2_submit_response(connection.session, streamID, fields, count, &provider)
+            }
+        }
+        connection.flush()
+    }
+
+    /// nghttp2 asks for the next DATA payload: copy what is queued, or defer until more is written.
+    fileprivate func read(into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>)
+        -> Int
+    {
+        let count = min(capacity, outgoing.count - sent)
+        if count > 0 {
+            outgoing.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress! + sent, count: count) }
+            sent += count
+        }
+        if sent == outgoing.count {
+            if ended {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            } else if count == 0 {
+                deferred = true
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+            // Everything queued has gone out: give the memory back instead of growing a long-lived stream.
+            outgoing.removeAll(keepingCapacity: false)
+            sent = 0
+        }
+        return count
+    }
+
+    func closed() {
+        connection = nil
+        ended = true
+        outgoing = []
+        let onClose = onClose
+        self.onClose = nil
+        onClose?()
+    }
+}
+
+private func readResponseBody(
+    _: OpaquePointer?, _: Int32, _ buffer: UnsafeMutablePointer<UInt8>?, _ length: Int,
+    _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+    _: UnsafeMutableRawPointer?
+) -> Int {
+    guard let buffer, let flags, let pointer = source?.pointee.ptr else {
+        return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+    }
+    return Unmanaged<HTTPResponder>.fromOpaque(pointer).takeUnretainedValue().read(
+        into: buffer, capacity: length, flags: flags)
+}

@@ -1,0 +1,309 @@
+// One accepted connection: a bufferevent (plain or TLS) feeding an nghttp2 server session, with its timers.
+import CLibevent
+import CNghttp2
+import COpenSSL
+import Glibc
+
+private let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+private let http2Required: [UInt8] = {
+    let text = "HTTP/2 required: use h2 over TLS (ALPN h2), or h2c with prior knowledge.\n"
+    return Array(
+        ("HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+            + "content-length: \(text.utf8.count)\r\n\r\n" + text).utf8)
+}()
+
+/// `@unchecked Sendable`: confined to its server's loop thread.
+final class ServerConnection: @unchecked Sendable {
+    unowned let server: H2Server
+    private var bufferEvent: OpaquePointer?
+    private(set) var session: OpaquePointer?
+    private var streams: [Int32: HTTPResponder] = [:]
+    private var timer: LoopTimer!
+    private var prefaceSeen = false
+    private var receiving = false
+    private var closeRequested = false
+    private var closeWhenFlushed = false
+    private var draining = false
+    private(set) var closed = false
+
+    init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
+        self.server = server
+        let base = server.loop.base
+        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
+        if let tls {
+            guard let ssl = tls.makeSession() else { return nil }
+            bufferEvent = bufferevent_openssl_socket_new(base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
+        } else {
+            bufferEvent = bufferevent_socket_new(base, socket, options)
+        }
+        guard let bufferEvent else { return nil }
+        var session: OpaquePointer? = nil
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        guard
+            nghttp2_session_server_new2(&session, server.callbacks.table.callbacks, context, server.sessionOptions.option)
+                == 0
+        else {
+            bufferevent_free(bufferEvent)
+            return nil
+        }
+        self.session = session
+        submitSettings()
+        timer = server.loop.makeTimer { [unowned self] in timedOut() }
+        timer.schedule(after: server.limits.prefaceTimeoutSeconds)
+        bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, context)
+        bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE))
+    }
+
+    private func submitSettings() {
+        let limits = server.limits
+        var settings = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: UInt32(limits.maxHeaderBlockBytes)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+        ]
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+    }
+
+    // MARK: Input
+
+    fileprivate func readable() {
+        guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
+        if !prefaceSeen {
+            guard checkPreface(input) else { return }
+        }
+        receiving = true
+        var vectors = [iovec](repeating: iovec(), count: 8)
+        var failed = false
+        while evbuffer_get_length(input) > 0 && !failed && !closeRequested {
+            let count = Int(evbuffer_peek(input, -1, nil, &vectors, Int32(vectors.count)))
+            var consumed = 0
+            for vector in vectors.prefix(min(count, vectors.count)) {
+                let result = nghttp2_session_mem_recv(
+                    session, vector.iov_base.assumingMemoryBound(to: UInt8.self), vector.iov_len)
+                if result < 0 {
+                    server.logger.debug("closing a connection", metadata: ["nghttp2": "\(String(cString: nghttp2_strerror(Int32(result))))"])
+                    failed = true
+                    break
+                }
+                consumed += result
+            }
+            evbuffer_drain(input, consumed)
+        }
+        receiving = false
+        if closeRequested {
+            close()
+            return
+        }
+        // nghttp2 queues GOAWAY for protocol errors it returns: send it, then close.
+        if failed { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue)) }
+        flush()
+    }
+
+    /// Until the 24-byte preface is complete, compares what arrived with it. HTTP/1.x (or anything else) gets 505.
+    private func checkPreface(_ input: OpaquePointer) -> Bool {
+        var head = [UInt8](repeating: 0, count: clientPreface.count)
+        let available = Int(evbuffer_copyout(input, &head, head.count))
+        guard head.prefix(max(available, 0)).elementsEqual(clientPreface.prefix(max(available, 0))) else {
+            rejectHTTP1()
+            return false
+        }
+        guard available == clientPreface.count else { return false }
+        prefaceSeen = true
+        streamCountChanged()
+        return true
+    }
+
+    private func rejectHTTP1() {
+        guard let bufferEvent else { return }
+        server.onResponse?(505)
+        bufferevent_disable(bufferEvent, Int16(EV_READ))
+        _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
+        closeWhenFlushed = true
+    }
+
+    // MARK: Output
+
+    /// Serialises what nghttp2 has queued into the socket buffer, up to the high-water mark, and closes the
+    /// connection when neither side has anything left to say.
+    func flush() {
+        guard !receiving, !closed, let bufferEvent else { return }
+        let output = bufferevent_get_output(bufferEvent)
+        let highWater = server.limits.outputHighWaterBytes
+        // Once closing is decided (505 sent, or the session is done) nothing more is serialised.
+        while !closeWhenFlushed && evbuffer_get_length(output) < highWater {
+            var data: UnsafePointer<UInt8>? = nil
+            let length = nghttp2_session_mem_send(session, &data)
+            if length < 0 {
+                close()
+                return
+            }
+            guard length > 0, let data else { break }
+            evbuffer_add(output, data, length)
+        }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            closeWhenFlushed = true
+        }
+        if closeWhenFlushed && evbuffer_get_length(output) == 0 { close() }
+    }
+
+    fileprivate func writable() {
+        guard !closed else { return }
+        if closeWhenFlushed, let bufferEvent, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 {
+            close()
+            return
+        }
+        flush()
+    }
+
+    fileprivate func event(_ what: Int16) {
+        if what & Int16(BEV_EVENT_CONNECTED) != 0 {
+            // The TLS handshake is done: a client that chose http/1.1 by ALPN gets 505.
+            if let bufferEvent, let ssl = bufferevent_openssl_get_ssl(bufferEvent),
+                negotiatedProtocol(ssl) == "http/1.1"
+            {
+                rejectHTTP1()
+            }
+            return
+        }
+        if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { close() }
+    }
+
+    // MARK: Timers, draining, closing
+
+    /// Open streams disarm the timer; with none, it counts down the idle timeout (or the preface timeout).
+    private func streamCountChanged() {
+        guard prefaceSeen else { return }
+        if streams.isEmpty {
+            timer.scheduleShared(after: server.limits.idleTimeoutSeconds)
+        } else {
+            timer.cancel()
+        }
+    }
+
+    private func timedOut() {
+        guard prefaceSeen else {
+            close()
+            return
+        }
+        nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue))
+        flush()
+    }
+
+    /// For shutdown: GOAWAY now (streams already open go on), streamed responses end, idle connections close.
+    func drain() {
+        guard !closed else { return }
+        guard prefaceSeen, !closeWhenFlushed else {
+            close()
+            return
+        }
+        draining = true
+        nghttp2_submit_goaway(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+            UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+        for stream in streams.values where stream.isStreaming { stream.endStream() }
+        if streams.isEmpty { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
+        flush()
+    }
+
+    func close() {
+        guard !closed else { return }
+        if receiving {
+            closeRequested = true
+            return
+        }
+        closed = true
+        timer.cancel()
+        let open = streams.values
+        streams.removeAll()
+        for stream in open { stream.closed() }
+        nghttp2_session_del(session)
+        session = nil
+        if let bufferEvent { bufferevent_free(bufferEvent) }
+        bufferEvent = nil
+        server.connectionClosed(self)
+    }
+
+    // MARK: Streams (called from the nghttp2 callbacks)
+
+    fileprivate func beginStream(_ id: Int32) {
+        streams[id] = HTTPResponder(connection: self, streamID: id)
+        if streams.count == 1 { streamCountChanged() }
+    }
+
+    fileprivate func stream(_ id: Int32) -> HTTPResponder? { streams[id] }
+
+    fileprivate func streamClosed(_ id: Int32) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        stream.closed()
+        if streams.isEmpty {
+            streamCountChanged()
+            if draining { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
+        }
+    }
+}
+
+// MARK: - C callbacks: each checks its pointers and forwards to the connection or stream.
+
+private func connection(_ context: UnsafeMutableRawPointer?) -> ServerConnection? {
+    context.map { Unmanaged<ServerConnection>.fromOpaque($0).takeUnretainedValue() }
+}
+
+private func onReadable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.readable() }
+private func onWritable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.writable() }
+private func onEvent(_: OpaquePointer?, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
+    connection(context)?.event(what)
+}
+
+/// The server's nghttp2 callback table.
+final class ServerCallbacks: Sendable {
+    let table = CallbackTable { callbacks in
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, context in
+            guard let frame, let connection = connection(context), frame.isHeaders,
+                frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+            else { return 0 }
+            connection.beginStream(frame.streamID)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
+            _, frame, name, nameLength, value, valueLength, _, context in
+            guard let frame, let name, let value, let stream = connection(context)?.stream(frame.streamID) else {
+                return 0
+            }
+            stream.receiveHeader(
+                name: UnsafeBufferPointer(start: name, count: nameLength),
+                value: UnsafeBufferPointer(start: value, count: valueLength))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
+            _, _, streamID, data, length, context in
+            guard let data, let stream = connection(context)?.stream(streamID) else { return 0 }
+            stream.receiveBody(UnsafeBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, context in
+            guard let frame, frame.isHeaders || frame.isData,
+                let stream = connection(context)?.stream(frame.streamID)
+            else { return 0 }
+            if frame.isHeaders && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
+            if frame.endsStream { stream.requestComplete() }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { session, frame, context in
+            // A response that ended before its request did (413, 431) is followed by RST_STREAM(NO_ERROR), as
+            // RFC 9113 §8.1 allows, so the client stops sending the rest.
+            guard let frame, frame.endsStream, let stream = connection(context)?.stream(frame.streamID),
+                !stream.requestEnded
+            else { return 0 }
+            nghttp2_submit_rst_stream(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), frame.streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, context in
+            connection(context)?.streamClosed(streamID)
+            return 0
+        }
+    }
+}

@@ -1,0 +1,68 @@
+// approvald's request handling: routes requests to their handlers and keeps the operations metrics.
+import H2
+import Logging
+
+/// `@unchecked Sendable`: owned by the event loop; every method runs on the loop's thread.
+public final class Application: @unchecked Sendable {
+    let logger: Logger
+    /// Whether start-up has finished (later: the store is open and recovered); `/readyz` reports it.
+    public var isReady = false
+    private var responsesByStatus = LabelledCounter<Int>()
+    /// Open connections, read when `/metrics` is written.
+    public var connectionCount: () -> Int = { 0 }
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Counts every response the server sends, by status code.
+    public func recordResponse(status: Int) {
+        responsesByStatus.increment(status)
+    }
+
+    public func handle(_ request: HTTPRequest, _ responder: HTTPResponder) {
+        switch request.pathOnly {
+        case "/healthz":
+            guard allowGet(request, responder) else { return }
+            responder.respond(.text(200, "ok\n"))
+        case "/readyz":
+            guard allowGet(request, responder) else { return }
+            responder.respond(isReady ? .text(200, "ready\n") : .text(503, "starting\n"))
+        case "/metrics":
+            guard allowGet(request, responder) else { return }
+            responder.respond(
+                HTTPResponse(
+                    status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    body: Array(metricsText().utf8)))
+        default:
+            responder.respond(.problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
+        }
+    }
+
+    private func allowGet(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
+        guard request.method == "GET" else {
+            var response = HTTPResponse.problem(
+                405, code: "method_not_allowed", title: "Method Not Allowed", detail: "\(request.pathOnly) takes GET")
+            response.headers.append(("allow", "GET"))
+            responder.respond(response)
+            return false
+        }
+        return true
+    }
+
+    /// The `/metrics` document.
+    public func metricsText() -> String {
+        var writer = MetricsWriter()
+        writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
+        responsesByStatus.write("approvald_http_requests_total", labelName: "code", to: &writer)
+        writer.family("approvald_http_connections", .gauge, help: "Open HTTP/2 connections.")
+        writer.sample("approvald_http_connections", connectionCount())
+        writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")
+        writer.sample("process_resident_memory_bytes", ProcessMetrics.residentMemoryBytes())
+        writer.family("process_open_fds", .gauge, help: "Number of open file descriptors.")
+        writer.sample("process_open_fds", ProcessMetrics.openFileDescriptors())
+        writer.family("process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch in seconds.")
+        writer.sample("process_start_time_seconds", ProcessMetrics.startTimeSeconds())
+        return writer.text
+    }
+}

@@ -1,0 +1,76 @@
+// Wires a configuration into a running broker: the loop, the HTTP/2 server and its listeners, the application,
+// signal handling and graceful shutdown.
+import Foundation
+import H2
+import Logging
+
+/// `@unchecked Sendable`: set up before the loop runs, then touched only on the loop's thread.
+public final class Broker: @unchecked Sendable {
+    public struct BoundListener: Sendable, Codable {
+        public let host: String
+        public let port: Int
+        public let tls: Bool
+    }
+
+    public let configuration: Configuration
+    public let loop: EventLoop
+    public let application: Application
+    let server: H2Server
+    let logger: Logger
+    private var signalWatchers: [SignalWatcher] = []
+    public private(set) var boundListeners: [BoundListener] = []
+
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        loop = try EventLoop()
+        let application = Application(logger: logger)
+        self.application = application
+        server = H2Server(loop: loop, limits: configuration.http2, logger: logger) { request, responder in
+            application.handle(request, responder)
+        }
+        server.onResponse = { application.recordResponse(status: $0) }
+        application.connectionCount = { [unowned server] in server.connectionCount }
+    }
+
+    /// Opens every listener. Throws, naming the listener, when one cannot be opened.
+    public func start() throws {
+        var tls: TLSServerContext?
+        if configuration.listeners.contains(where: \.tls), let certificate = configuration.tlsCertificatePath,
+            let key = configuration.tlsPrivateKeyPath
+        {
+            tls = try TLSServerContext(certificateChainPath: certificate, privateKeyPath: key)
+        }
+        for listener in configuration.listeners {
+            let port = try server.listen(host: listener.host, port: listener.port, tls: listener.tls ? tls : nil)
+            boundListeners.append(BoundListener(host: listener.host, port: port, tls: listener.tls))
+            logger.info(
+                "listening", metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
+        }
+        application.isReady = true
+    }
+
+    /// SIGTERM and SIGINT start a graceful shutdown; when it ends, the loop stops and `run()` returns.
+    public func stopOnSignals() {
+        signal(SIGPIPE, SIG_IGN)
+        for signal in [SIGTERM, SIGINT] {
+            signalWatchers.append(
+                loop.watchSignal(signal) { [unowned self] in
+                    logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
+                    shutdown()
+                })
+        }
+    }
+
+    /// Graceful shutdown: GOAWAY, in-flight requests get `shutdown_grace_seconds`, then the loop stops.
+    public func shutdown() {
+        application.isReady = false
+        server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [loop] in loop.stop() }
+    }
+
+    /// Runs the loop until shutdown completes.
+    public func run() {
+        loop.run()
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,68 @@
+// Prometheus text exposition (format 0.0.4): loop-owned counters and gauges, written without locks.
+
+/// Builds one exposition document: each family's HELP and TYPE once, then its samples.
+public struct MetricsWriter {
+    public private(set) var text = ""
+
+    public init() { text.reserveCapacity(4096) }
+
+    public enum Kind: String { case counter, gauge, histogram }
+
+    /// Starts a family. Every sample that follows, until the next family, belongs to it.
+    public mutating func family(_ name: String, _ kind: Kind, help: String) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(kind.rawValue)\n"
+    }
+
+    /// One sample; labels in the order given, values escaped as the format requires.
+    public mutating func sample(_ name: String, _ value: Double, labels: KeyValuePairs<String, String> = [:]) {
+        text += name
+        if !labels.isEmpty {
+            text += "{" + labels.map { "\($0.key)=\"\(escapeLabel($0.value))\"" }.joined(separator: ",") + "}"
+        }
+        text += " " + formatValue(value) + "\n"
+    }
+
+    public mutating func sample(_ name: String, _ value: Int, labels: KeyValuePairs<String, String> = [:]) {
+        sample(name, Double(value), labels: labels)
+    }
+
+    private func escapeLabel(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    private func formatValue(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value.isInfinite { return value > 0 ? "+Inf" : "-Inf" }
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+}
+
+/// A counter per label value (such as a status code), touched only on the loop thread.
+public struct LabelledCounter<Label: Hashable & Comparable & CustomStringConvertible> {
+    public private(set) var values: [Label: UInt64] = [:]
+
+    public init() {}
+
+    public mutating func increment(_ label: Label, by amount: UInt64 = 1) {
+        values[label, default: 0] &+= amount
+    }
+
+    public subscript(label: Label) -> UInt64 { values[label] ?? 0 }
+
+    /// Writes every label's sample, sorted, under `labelName`.
+    public func write(_ name: String, labelName: String, to writer: inout MetricsWriter) {
+        for (label, value) in values.sorted(by: { $0.key < $1.key }) {
+            writer.sample(name, Double(value), labels: [labelName: label.description])
+        }
+    }
+}

@@ -1,0 +1,54 @@
+// `approvald serve`: run the broker from a configuration file.
+import ArgumentParser
+import Foundation
+import Logging
+import Service
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the broker.",
+        discussion: """
+            Reads the TOML configuration (see Config/approvald.example.toml for every option), opens the listeners and \
+            serves until SIGTERM or SIGINT, which drain connections gracefully. Environment variables \
+            APPROVALD_<SECTION>_<KEY> override the file (APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS=60, \
+            APPROVALD_LISTENERS_0_PORT=9000).
+            """)
+
+    @Option(name: .long, help: "The configuration file.")
+    var config = "Config/approvald.toml"
+
+    @Option(name: .long, help: "Once serving, write the bound listeners here as JSON (port 0 picks a free port).")
+    var readyFile: String?
+
+    func run() throws {
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: config)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("approvald: configuration error: \(error.description)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "approvald")
+        let broker = try Broker(configuration: configuration, logger: logger)
+        do {
+            try broker.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
+        broker.stopOnSignals()
+        if let readyFile {
+            let data = try JSONEncoder().encode(["listeners": broker.boundListeners])
+            let temporary = readyFile + ".tmp"
+            try data.write(to: URL(fileURLWithPath: temporary))
+            _ = rename(temporary, readyFile)  // atomic: a reader never sees half a file
+        }
+        broker.run()
+    }
+}
