@@ -44,9 +44,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "CNghttp2", "Crypto"]),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "CNghttp2"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]
 )

@@ -19,6 +19,8 @@ public final class EventLoop: @unchecked Sendable {
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let threadID = Mutex<pthread_t?>(nil)
     private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
+    /// The asynchronous DNS resolver, made on first use (see `dnsBase`).
+    var resolver: OpaquePointer?
 
     private static let threadingEnabled: Bool = evthread_use_pthreads() == 0
 
@@ -32,19 +34,18 @@ public final class EventLoop: @unchecked Sendable {
                 guard let context else { return }
                 Unmanaged<EventLoop>.fromOpaque(context).takeUnretainedValue().runPending()
             }, Unmanaged.passUnretained(self).toOpaque())
-        // A persistent event with no fd and no timeout stays pending, so `event_active` can fire it.
-        event_add(wakeEvent, nil)
     }
 
     deinit {
+        if let resolver { evdns_base_free(resolver, 0) }
         if let wakeEvent { event_free(wakeEvent) }
         event_base_free(base)
     }
 
-    /// Runs the loop on the calling thread until `stop()` or until nothing is left to wait for.
+    /// Runs the loop on the calling thread until `stop()`, even while it has nothing to wait for.
     public func run() {
         threadID.withLock { $0 = pthread_self() }
-        event_base_loop(base, 0)
+        event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
         threadID.withLock { $0 = nil }
     }
 

@@ -64,6 +64,8 @@ public final class H2Server: @unchecked Sendable {
 
     /// The number of open connections.
     public var connectionCount: Int { connections.count }
+    /// Connections accepted since start.
+    public private(set) var acceptedConnections = 0
 
     /// Whether `shutdown` has begun.
     public var isShuttingDown: Bool { shutdownCompletion != nil }
@@ -89,6 +91,7 @@ public final class H2Server: @unchecked Sendable {
             return
         }
         connections[ObjectIdentifier(connection)] = connection
+        acceptedConnections += 1
     }
 
     func connectionClosed(_ connection: ServerConnection) {

@@ -1,8 +1,8 @@
-// One accepted connection: a bufferevent (plain or TLS) feeding an nghttp2 server session, with its timers.
+// One accepted connection: the HTTP/2 preface check (HTTP/1.x gets 505), the server session's streams, the
+// preface and idle timers, and draining for shutdown.
 import CLibevent
 import CNghttp2
 import COpenSSL
-import Glibc
 
 private let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 private let http2Required: [UInt8] = {
@@ -13,45 +13,39 @@ private let http2Required: [UInt8] = {
 }()
 
 /// `@unchecked Sendable`: confined to its server's loop thread.
-final class ServerConnection: @unchecked Sendable {
+final class ServerConnection: SessionConnection, @unchecked Sendable {
     unowned let server: H2Server
-    private var bufferEvent: OpaquePointer?
-    private(set) var session: OpaquePointer?
     private var streams: [Int32: HTTPResponder] = [:]
     private var timer: LoopTimer!
     private var prefaceSeen = false
-    private var receiving = false
-    private var closeRequested = false
-    private var closeWhenFlushed = false
     private var draining = false
-    private(set) var closed = false
 
     init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
         self.server = server
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
+        let created: OpaquePointer?
         if let tls {
             guard let ssl = tls.makeSession() else { return nil }
-            bufferEvent = bufferevent_openssl_socket_new(base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
+            created = bufferevent_openssl_socket_new(base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
         } else {
-            bufferEvent = bufferevent_socket_new(base, socket, options)
+            created = bufferevent_socket_new(base, socket, options)
         }
-        guard let bufferEvent else { return nil }
+        guard let created else { return nil }
+        super.init(loop: server.loop, bufferEvent: created, outputHighWater: server.limits.outputHighWaterBytes)
         var session: OpaquePointer? = nil
-        let context = Unmanaged.passUnretained(self).toOpaque()
         guard
-            nghttp2_session_server_new2(&session, server.callbacks.table.callbacks, context, server.sessionOptions.option)
+            nghttp2_session_server_new2(&session, server.callbacks.table.callbacks, opaqueSelf, server.sessionOptions.option)
                 == 0
         else {
-            bufferevent_free(bufferEvent)
+            bufferevent_free(created)
             return nil
         }
         self.session = session
         submitSettings()
         timer = server.loop.makeTimer { [unowned self] in timedOut() }
         timer.schedule(after: server.limits.prefaceTimeoutSeconds)
-        bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, context)
-        bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE))
+        bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
     }
 
     private func submitSettings() {
@@ -67,46 +61,19 @@ final class ServerConnection: @unchecked Sendable {
         nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
     }
 
-    // MARK: Input
-
-    fileprivate func readable() {
+    override func readable() {
         guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
         if !prefaceSeen {
             guard checkPreface(input) else { return }
         }
-        receiving = true
-        var vectors = [iovec](repeating: iovec(), count: 8)
-        var failed = false
-        while evbuffer_get_length(input) > 0 && !failed && !closeRequested {
-            let count = Int(evbuffer_peek(input, -1, nil, &vectors, Int32(vectors.count)))
-            var consumed = 0
-            for vector in vectors.prefix(min(count, vectors.count)) {
-                let result = nghttp2_session_mem_recv(
-                    session, vector.iov_base.assumingMemoryBound(to: UInt8.self), vector.iov_len)
-                if result < 0 {
-                    server.logger.debug("closing a connection", metadata: ["nghttp2": "\(String(cString: nghttp2_strerror(Int32(result))))"])
-                    failed = true
-                    break
-                }
-                consumed += result
-            }
-            evbuffer_drain(input, consumed)
-        }
-        receiving = false
-        if closeRequested {
-            close()
-            return
-        }
-        // nghttp2 queues GOAWAY for protocol errors it returns: send it, then close.
-        if failed { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue)) }
-        flush()
+        receive(from: input)
     }
 
     /// Until the 24-byte preface is complete, compares what arrived with it. HTTP/1.x (or anything else) gets 505.
     private func checkPreface(_ input: OpaquePointer) -> Bool {
         var head = [UInt8](repeating: 0, count: clientPreface.count)
-        let available = Int(evbuffer_copyout(input, &head, head.count))
-        guard head.prefix(max(available, 0)).elementsEqual(clientPreface.prefix(max(available, 0))) else {
+        let available = max(0, Int(evbuffer_copyout(input, &head, head.count)))
+        guard head.prefix(available).elementsEqual(clientPreface.prefix(available)) else {
             rejectHTTP1()
             return false
         }
@@ -117,63 +84,25 @@ final class ServerConnection: @unchecked Sendable {
     }
 
     private func rejectHTTP1() {
-        guard let bufferEvent else { return }
+        guard let bufferEvent, !closeWhenFlushed else { return }
         server.onResponse?(505)
         bufferevent_disable(bufferEvent, Int16(EV_READ))
         _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
         closeWhenFlushed = true
     }
 
-    // MARK: Output
-
-    /// Serialises what nghttp2 has queued into the socket buffer, up to the high-water mark, and closes the
-    /// connection when neither side has anything left to say.
-    func flush() {
-        guard !receiving, !closed, let bufferEvent else { return }
-        let output = bufferevent_get_output(bufferEvent)
-        let highWater = server.limits.outputHighWaterBytes
-        // Once closing is decided (505 sent, or the session is done) nothing more is serialised.
-        while !closeWhenFlushed && evbuffer_get_length(output) < highWater {
-            var data: UnsafePointer<UInt8>? = nil
-            let length = nghttp2_session_mem_send(session, &data)
-            if length < 0 {
-                close()
-                return
-            }
-            guard length > 0, let data else { break }
-            evbuffer_add(output, data, length)
-        }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-            closeWhenFlushed = true
-        }
-        if closeWhenFlushed && evbuffer_get_length(output) == 0 { close() }
+    override func sessionFailed(_ reason: String) {
+        server.logger.debug("closing a connection after a protocol error", metadata: ["nghttp2": "\(reason)"])
     }
 
-    fileprivate func writable() {
-        guard !closed else { return }
-        if closeWhenFlushed, let bufferEvent, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 {
-            close()
-            return
-        }
-        flush()
+    /// The TLS handshake is done: a client that chose http/1.1 by ALPN gets 505.
+    override func connected() {
+        if let tlsSession, negotiatedProtocol(tlsSession) == "http/1.1" { rejectHTTP1() }
     }
 
-    fileprivate func event(_ what: Int16) {
-        if what & Int16(BEV_EVENT_CONNECTED) != 0 {
-            // The TLS handshake is done: a client that chose http/1.1 by ALPN gets 505.
-            if let bufferEvent, let ssl = bufferevent_openssl_get_ssl(bufferEvent),
-                negotiatedProtocol(ssl) == "http/1.1"
-            {
-                rejectHTTP1()
-            }
-            return
-        }
-        if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { close() }
-    }
+    // MARK: Timers and draining
 
-    // MARK: Timers, draining, closing
-
-    /// Open streams disarm the timer; with none, it counts down the idle timeout (or the preface timeout).
+    /// Open streams disarm the timer; with none, it counts down the idle timeout (before that, the preface's).
     private func streamCountChanged() {
         guard prefaceSeen else { return }
         if streams.isEmpty {
@@ -208,25 +137,15 @@ final class ServerConnection: @unchecked Sendable {
         flush()
     }
 
-    func close() {
-        guard !closed else { return }
-        if receiving {
-            closeRequested = true
-            return
-        }
-        closed = true
+    override func didClose() {
         timer.cancel()
         let open = streams.values
         streams.removeAll()
         for stream in open { stream.closed() }
-        nghttp2_session_del(session)
-        session = nil
-        if let bufferEvent { bufferevent_free(bufferEvent) }
-        bufferEvent = nil
         server.connectionClosed(self)
     }
 
-    // MARK: Streams (called from the nghttp2 callbacks)
+    // MARK: Streams (from the nghttp2 callbacks)
 
     fileprivate func beginStream(_ id: Int32) {
         streams[id] = HTTPResponder(connection: self, streamID: id)
@@ -245,16 +164,10 @@ final class ServerConnection: @unchecked Sendable {
     }
 }
 
-// MARK: - C callbacks: each checks its pointers and forwards to the connection or stream.
+// MARK: - nghttp2 callbacks: each checks its pointers and forwards to the connection or the stream.
 
 private func connection(_ context: UnsafeMutableRawPointer?) -> ServerConnection? {
     context.map { Unmanaged<ServerConnection>.fromOpaque($0).takeUnretainedValue() }
-}
-
-private func onReadable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.readable() }
-private func onWritable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.writable() }
-private func onEvent(_: OpaquePointer?, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
-    connection(context)?.event(what)
 }
 
 /// The server's nghttp2 callback table.

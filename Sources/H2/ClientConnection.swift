@@ -1,0 +1,257 @@
+// One client connection: connect (DNS, TCP, TLS with ALPN h2), then an nghttp2 client session whose streams are
+// the client's requests.
+import CLibevent
+import CNghttp2
+import COpenSSL
+import Glibc
+
+/// `@unchecked Sendable`: confined to its loop's thread.
+final class ClientConnection: SessionConnection, @unchecked Sendable {
+    /// Weak: the client owns its connection, and may be released while a connect is under way.
+    private weak var client: H2Client?
+    private var streams: [Int32: ClientRequest] = [:]
+    private var connectTimer: LoopTimer?
+    private(set) var isReady = false
+    private(set) var isDraining = false
+
+    init?(client: H2Client) {
+        let loop = client.loop
+        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
+        let created: OpaquePointer?
+        if let tls = client.tls {
+            guard let ssl = tls.makeSession(host: client.host) else { return nil }
+            created = bufferevent_openssl_socket_new(loop.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, options)
+            if let created { bufferevent_openssl_set_allow_dirty_shutdown(created, 1) }
+        } else {
+            created = bufferevent_socket_new(loop.base, -1, options)
+        }
+        guard let created else { return nil }
+        super.init(loop: loop, bufferEvent: created, outputHighWater: 64 * 1024)
+        self.client = client
+        bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
+        let connectTimeout = client.options.connectTimeoutSeconds
+        connectTimer = loop.schedule(after: connectTimeout) { [unowned self] in
+            fail(.connectFailed("no connection within \(connectTimeout) s"))
+        }
+        guard bufferevent_socket_connect_hostname(created, loop.dnsBase, AF_UNSPEC, client.host, Int32(client.port)) == 0
+        else {
+            // The failure is reported through the event callback too; make sure it is reported once, later.
+            let authority = client.authority
+            loop.execute { [weak self] in self?.fail(.connectFailed("cannot connect to \(authority)")) }
+            return
+        }
+    }
+
+    var inFlight: Int { streams.count }
+
+    override func event(_ what: Int16) {
+        guard isReady || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
+            if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { fail(.connectFailed(connectError())) }
+            return
+        }
+        super.event(what)
+    }
+
+    private func connectError() -> String {
+        var details: [String] = []
+        if let bufferEvent {
+            let dnsError = bufferevent_socket_get_dns_error(bufferEvent)
+            if dnsError != 0 { details.append("DNS: \(String(cString: evutil_gai_strerror(dnsError)))") }
+            while case let code = bufferevent_get_openssl_error(bufferEvent), code != 0 {
+                var buffer = [CChar](repeating: 0, count: 256)
+                ERR_error_string_n(code, &buffer, buffer.count)
+                details.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+            if let ssl = tlsSession, case let verify = SSL_get_verify_result(ssl), verify != X509_V_OK {
+                details.append("certificate: \(String(cString: X509_verify_cert_error_string(verify)))")
+            }
+        }
+        if details.isEmpty && errno != 0 { details.append(String(cString: strerror(errno))) }
+        return "\(client?.authority ?? "peer"): " + (details.isEmpty ? "connection closed" : details.joined(separator: "; "))
+    }
+
+    override func connected() {
+        connectTimer = nil
+        guard let client else { return close() }
+        if let tlsSession, negotiatedProtocol(tlsSession) != "h2" {
+            return fail(.connectFailed("\(client.authority) did not agree to h2 by ALPN"))
+        }
+        var session: OpaquePointer? = nil
+        guard
+            nghttp2_session_client_new2(&session, client.callbacks.table.callbacks, opaqueSelf, client.callbacks.options.option)
+                == 0
+        else { return fail(.connectFailed("cannot create an HTTP/2 session")) }
+        self.session = session
+        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0)]
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        isReady = true
+        client.connectionReady(self)
+        flush()
+    }
+
+    private func fail(_ error: H2ClientError) {
+        guard !closed else { return }
+        connectTimer = nil
+        client?.connectionFailed(self, error)
+        abort(error)
+    }
+
+    /// Fails every request on this connection with `error` and closes it.
+    func abort(_ error: H2ClientError) {
+        let failed = streams.values
+        streams.removeAll()
+        for request in failed { request.finish(.failure(error)) }
+        close()
+    }
+
+    func submit(_ request: ClientRequest) {
+        guard let client else { return request.finish(.failure(.closed)) }
+        var headers: HTTPHeaders = [
+            (":method", request.method), (":scheme", client.scheme), (":authority", client.authority),
+            (":path", request.path),
+        ]
+        headers.append(contentsOf: request.headers)
+        let context = Unmanaged.passUnretained(request).toOpaque()
+        let length = request.body.isEmpty ? nil : (name: "content-length", value: String(request.body.count))
+        let streamID = withNameValues(status: nil, headers: headers, extra: length) { fields, count in
+            if request.body.isEmpty {
+                return nghttp2_submit_request(session, nil, fields, count, nil, context)
+            }
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: context), read_callback: readRequestBody)
+            return nghttp2_submit_request(session, nil, fields, count, &provider, context)
+        }
+        guard streamID > 0 else {
+            // Out of stream ids: this connection is spent; the request goes to a new one.
+            isDraining = true
+            client.connectionDraining(self)
+            client.retry(request)
+            return
+        }
+        request.streamID = streamID
+        request.connection = self
+        streams[streamID] = request
+        flush()
+    }
+
+    /// Gives up on a request (its timeout): the stream is reset and forgotten.
+    func cancel(_ request: ClientRequest) {
+        guard streams.removeValue(forKey: request.streamID) != nil, session != nil else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), request.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
+        flush()
+    }
+
+    override func didClose() {
+        connectTimer = nil
+        let lost = streams.values
+        streams.removeAll()
+        for request in lost { request.finish(.failure(isReady ? .connectionLost : .connectFailed("connection closed"))) }
+        client?.connectionClosed(self)
+    }
+
+    // MARK: From the nghttp2 callbacks
+
+    fileprivate func request(_ streamID: Int32) -> ClientRequest? { streams[streamID] }
+
+    fileprivate func goawayReceived() {
+        isDraining = true
+        client?.connectionDraining(self)
+    }
+
+    fileprivate func bodyChunk(_ request: ClientRequest, _ chunk: UnsafeBufferPointer<UInt8>) {
+        guard request.responseBody.count + chunk.count <= client?.options.maxResponseBodyBytes ?? 0 else {
+            cancel(request)
+            request.finish(.failure(.responseTooLarge))
+            return
+        }
+        request.responseBody.append(contentsOf: chunk)
+    }
+
+    fileprivate func streamClosed(_ streamID: Int32, errorCode: UInt32) {
+        guard let request = streams.removeValue(forKey: streamID) else { return }
+        if request.responseEnded {
+            request.finish(
+                .success(H2ClientResponse(status: request.status, headers: request.responseHeaders, body: request.responseBody)))
+        } else if errorCode == NGHTTP2_REFUSED_STREAM.rawValue, let client {
+            client.retry(request)
+        } else {
+            request.finish(.failure(.streamReset(errorCode)))
+        }
+    }
+}
+
+extension EventLoop {
+    /// The loop's asynchronous resolver (nameservers and /etc/hosts), made on first use.
+    var dnsBase: OpaquePointer? {
+        if let resolver { return resolver }
+        let made = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) ?? evdns_base_new(base, 0)
+        resolver = made
+        return made
+    }
+}
+
+// MARK: - nghttp2 callbacks: each checks its pointers and forwards to the connection.
+
+private func connection(_ context: UnsafeMutableRawPointer?) -> ClientConnection? {
+    context.map { Unmanaged<ClientConnection>.fromOpaque($0).takeUnretainedValue() }
+}
+
+private func readRequestBody(
+    _: OpaquePointer?, _: Int32, _ buffer: UnsafeMutablePointer<UInt8>?, _ length: Int,
+    _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+    _: UnsafeMutableRawPointer?
+) -> Int {
+    guard let buffer, let flags, let pointer = source?.pointee.ptr else {
+        return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+    }
+    let request = Unmanaged<ClientRequest>.fromOpaque(pointer).takeUnretainedValue()
+    let count = min(length, request.body.count - request.bodySent)
+    request.body.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress! + request.bodySent, count: count) }
+    request.bodySent += count
+    if request.bodySent == request.body.count { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+    return count
+}
+
+/// The client's nghttp2 callback table and options, shared by every client session.
+final class ClientCallbacks: Sendable {
+    static let shared = ClientCallbacks()
+    let options = SessionOptions()
+    let table = CallbackTable { callbacks in
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
+            _, frame, name, nameLength, value, valueLength, _, context in
+            guard let frame, let namePointer = name, let valuePointer = value,
+                let request = connection(context)?.request(frame.streamID)
+            else { return 0 }
+            let name = String(decoding: UnsafeBufferPointer(start: namePointer, count: nameLength), as: UTF8.self)
+            let value = String(decoding: UnsafeBufferPointer(start: valuePointer, count: valueLength), as: UTF8.self)
+            if name == ":status" {
+                // A 1xx interim response is replaced by the final one.
+                request.status = Int(value) ?? 0
+                request.responseHeaders = []
+            } else {
+                request.responseHeaders.append((name, value))
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
+            _, _, streamID, data, length, context in
+            guard let data, let connection = connection(context), let request = connection.request(streamID) else {
+                return 0
+            }
+            connection.bodyChunk(request, UnsafeBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, context in
+            guard let frame, let connection = connection(context) else { return 0 }
+            if frame.type == NGHTTP2_GOAWAY.rawValue {
+                connection.goawayReceived()
+            } else if frame.endsStream, frame.isHeaders || frame.isData, let request = connection.request(frame.streamID) {
+                request.responseEnded = true
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, context in
+            connection(context)?.streamClosed(streamID, errorCode: errorCode)
+            return 0
+        }
+    }
+}

@@ -1,0 +1,259 @@
+// The HTTP/2 client on the loop: h2c or TLS (verified peer, SNI, ALPN h2), many requests multiplexed on one
+// connection, a timeout per request, and a new connection after GOAWAY or a drop.
+import CLibevent
+import CNghttp2
+import Logging
+
+public struct H2ClientResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+}
+
+public enum H2ClientError: Error, Equatable, CustomStringConvertible {
+    /// No connection could be made (refused, unreachable, DNS, TLS handshake or peer verification).
+    case connectFailed(String)
+    /// No complete response within the request's timeout.
+    case timeout
+    /// The connection ended before the response did; the request may or may not have been processed.
+    case connectionLost
+    /// The peer reset the stream with this HTTP/2 error code.
+    case streamReset(UInt32)
+    /// The response body passed the client's limit.
+    case responseTooLarge
+    /// The client was closed.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .connectFailed(let why): "connect failed: \(why)"
+        case .timeout: "timed out"
+        case .connectionLost: "connection lost"
+        case .streamReset(let code): "stream reset (HTTP/2 error \(code))"
+        case .responseTooLarge: "response too large"
+        case .closed: "client closed"
+        }
+    }
+
+    /// Whether sending again may succeed: everything but an oversized answer or a closed client.
+    public var isTransient: Bool { self != .responseTooLarge && self != .closed }
+}
+
+/// A client for one origin (`http://host:port` for h2c, `https://host:port` for TLS).
+///
+/// `@unchecked Sendable`: confined to its loop's thread.
+public final class H2Client: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var connectTimeoutSeconds = 5.0
+        public var requestTimeoutSeconds = 10.0
+        public var maxResponseBodyBytes = 1 << 20
+        /// Requests waiting for a connection beyond this fail at once instead of queueing without bound.
+        public var maxQueuedRequests = 100_000
+        public init() {}
+    }
+
+    let loop: EventLoop
+    let host: String
+    let port: Int
+    let scheme: String
+    let tls: TLSClientContext?
+    let options: Options
+    let logger: Logger
+    private var connection: ClientConnection?
+    /// Connections that received GOAWAY: kept until their last streams end.
+    private var draining: [ObjectIdentifier: ClientConnection] = [:]
+    private var waiting: [ClientRequest] = []
+    private var isClosed = false
+    let callbacks = ClientCallbacks.shared
+
+    /// - Parameter origin: `http://host:port` or `https://host:port`; `tls` is required for https.
+    public init(loop: EventLoop, origin: String, tls: TLSClientContext? = nil, options: Options = Options(), logger: Logger)
+        throws
+    {
+        guard let parsed = Origin(origin) else { throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(origin)") }
+        guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
+        self.loop = loop
+        host = parsed.host
+        port = parsed.port
+        scheme = parsed.secure ? "https" : "http"
+        self.tls = parsed.secure ? tls : nil
+        self.options = options
+        self.logger = logger
+    }
+
+    /// The `:authority` sent with each request.
+    var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Sends a request; `completion` runs on the loop exactly once.
+    public func send(
+        method: String, path: String, headers: HTTPHeaders = [], body: [UInt8] = [], timeoutSeconds: Double? = nil,
+        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+    ) {
+        loop.assertInLoop()
+        guard !isClosed else { return completion(.failure(.closed)) }
+        let request = ClientRequest(
+            method: method, path: path, headers: headers, body: body, completion: completion)
+        request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self, unowned request] in
+            timedOut(request)
+        }
+        dispatch(request)
+    }
+
+    /// Requests in flight plus those waiting for a connection.
+    public var outstandingRequests: Int {
+        waiting.count + (connection?.inFlight ?? 0) + draining.values.reduce(0) { $0 + $1.inFlight }
+    }
+
+    private func dispatch(_ request: ClientRequest) {
+        if let connection, connection.isReady {
+            connection.submit(request)
+            return
+        }
+        guard waiting.count < options.maxQueuedRequests else { return request.finish(.failure(.connectFailed("queue full"))) }
+        waiting.append(request)
+        if connection == nil || connection!.isDraining {
+            connection = ClientConnection(client: self)
+            if connection == nil { failWaiting(.connectFailed("cannot create a connection")) }
+        }
+    }
+
+    private func timedOut(_ request: ClientRequest) {
+        if let index = waiting.firstIndex(where: { $0 === request }) { waiting.remove(at: index) }
+        request.connection?.cancel(request)
+        request.finish(.failure(.timeout))
+    }
+
+    // MARK: From the connection
+
+    func connectionReady(_ ready: ClientConnection) {
+        guard ready === connection else { return }
+        let queued = waiting
+        waiting.removeAll()
+        for request in queued { ready.submit(request) }
+    }
+
+    /// GOAWAY arrived: new requests go to a new connection; this one finishes its streams.
+    func connectionDraining(_ drainingConnection: ClientConnection) {
+        draining[ObjectIdentifier(drainingConnection)] = drainingConnection
+        if drainingConnection === connection { connection = nil }
+    }
+
+    func connectionFailed(_ failed: ClientConnection, _ error: H2ClientError) {
+        guard failed === connection else { return }
+        connection = nil
+        failWaiting(error)
+    }
+
+    func connectionClosed(_ closed: ClientConnection) {
+        draining[ObjectIdentifier(closed)] = nil
+        if closed === connection { connection = nil }
+        if !waiting.isEmpty && connection == nil && !isClosed {
+            connection = ClientConnection(client: self)
+        }
+    }
+
+    /// A stream the server refused without processing it (above GOAWAY's last stream id): safe to send again.
+    func retry(_ request: ClientRequest) {
+        guard !request.isFinished else { return }
+        request.attempts += 1
+        guard request.attempts <= 3 else { return request.finish(.failure(.streamReset(NGHTTP2_REFUSED_STREAM.rawValue))) }
+        dispatch(request)
+    }
+
+    private func failWaiting(_ error: H2ClientError) {
+        let failed = waiting
+        waiting.removeAll()
+        for request in failed { request.finish(.failure(error)) }
+    }
+
+    deinit {
+        connection?.abort(.closed)
+        for connection in draining.values { connection.abort(.closed) }
+    }
+
+    /// Fails what is outstanding with `.closed` and closes the connection.
+    public func close() {
+        isClosed = true
+        failWaiting(.closed)
+        connection?.abort(.closed)
+        connection = nil
+        for connection in Array(draining.values) { connection.abort(.closed) }
+    }
+}
+
+/// One request's state, from `send` to its completion.
+final class ClientRequest {
+    let method: String
+    let path: String
+    let headers: HTTPHeaders
+    let body: [UInt8]
+    var bodySent = 0
+    private var completion: ((Result<H2ClientResponse, H2ClientError>) -> Void)?
+    var timer: LoopTimer?
+    weak var connection: ClientConnection?
+    var streamID: Int32 = -1
+    var attempts = 0
+    var status = 0
+    var responseHeaders: HTTPHeaders = []
+    var responseBody: [UInt8] = []
+    var responseEnded = false
+
+    init(
+        method: String, path: String, headers: HTTPHeaders, body: [UInt8],
+        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+    ) {
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.completion = completion
+    }
+
+    var isFinished: Bool { completion == nil }
+
+    func finish(_ result: Result<H2ClientResponse, H2ClientError>) {
+        guard let completion else { return }
+        self.completion = nil
+        timer = nil
+        completion(result)
+    }
+}
+
+/// `http(s)://host:port`, IPv6 hosts in brackets; the port defaults to 80 or 443.
+struct Origin {
+    let secure: Bool
+    let host: String
+    let port: Int
+
+    init?(_ text: String) {
+        let rest: Substring
+        if text.hasPrefix("https://") {
+            secure = true
+            rest = text.dropFirst(8)
+        } else if text.hasPrefix("http://") {
+            secure = false
+            rest = text.dropFirst(7)
+        } else {
+            return nil
+        }
+        let hostPort = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        var host: Substring
+        var portText: Substring?
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { return nil }
+            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
+            let after = hostPort[hostPort.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty { return nil }
+        } else {
+            let parts = hostPort.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else { return nil }
+            host = parts[0]
+            portText = parts.count == 2 ? parts[1] : nil
+        }
+        guard !host.isEmpty else { return nil }
+        let port = portText.map { Int($0) } ?? (secure ? 443 : 80)
+        guard let port, (1...65535).contains(port) else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+}

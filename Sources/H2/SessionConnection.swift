@@ -1,0 +1,146 @@
+// What a server and a client connection share: a bufferevent (plain or TLS) carrying one nghttp2 session —
+// feeding it what arrives, serialising what it queues with back-pressure, and closing once.
+import CLibevent
+import CNghttp2
+import Glibc
+
+/// `@unchecked Sendable`: confined to its loop's thread.
+class SessionConnection: @unchecked Sendable {
+    let loop: EventLoop
+    var bufferEvent: OpaquePointer?
+    var session: OpaquePointer?
+    /// Frames stop being serialised while the socket buffer holds more than this.
+    let outputHighWater: Int
+    private var receiving = false
+    private var closeRequested = false
+    /// Set once closing is decided: what is buffered is written, nothing more is serialised.
+    var closeWhenFlushed = false
+    private(set) var closed = false
+
+    init(loop: EventLoop, bufferEvent: OpaquePointer, outputHighWater: Int) {
+        self.loop = loop
+        self.bufferEvent = bufferEvent
+        self.outputHighWater = outputHighWater
+        bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A connection released without `close()` (its owner went away) still frees its C objects.
+    deinit {
+        if let session { nghttp2_session_del(session) }
+        if let bufferEvent { bufferevent_free(bufferEvent) }
+    }
+
+    /// The context nghttp2 hands back to the callbacks.
+    var opaqueSelf: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    /// Subclasses look at the input first (the server checks the preface), then call `receive(from:)`.
+    func readable() {
+        guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
+        receive(from: input)
+    }
+
+    /// Feeds every buffered byte to nghttp2, chain by chain without copying, then sends what that produced.
+    final func receive(from input: OpaquePointer) {
+        guard session != nil else { return }
+        receiving = true
+        var vectors = [iovec](repeating: iovec(), count: 8)
+        var failure: Int?
+        while evbuffer_get_length(input) > 0 && failure == nil && !closeRequested {
+            let count = Int(evbuffer_peek(input, -1, nil, &vectors, Int32(vectors.count)))
+            var consumed = 0
+            for vector in vectors.prefix(min(count, vectors.count)) {
+                let result = nghttp2_session_mem_recv(
+                    session, vector.iov_base.assumingMemoryBound(to: UInt8.self), vector.iov_len)
+                if result < 0 {
+                    failure = result
+                    break
+                }
+                consumed += result
+            }
+            evbuffer_drain(input, consumed)
+        }
+        receiving = false
+        if closeRequested {
+            close()
+            return
+        }
+        if let failure {
+            // nghttp2 has queued a GOAWAY for the protocol error it reports: send it, then close.
+            sessionFailed(String(cString: nghttp2_strerror(Int32(failure))))
+            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
+        }
+        flush()
+    }
+
+    /// A protocol error ended the session; the subclass may log it.
+    func sessionFailed(_ reason: String) {}
+
+    /// Serialises what nghttp2 has queued into the socket buffer, up to the high-water mark; the rest waits for
+    /// the socket to drain (`writable`). Closes once neither side has anything left to say.
+    final func flush() {
+        guard !receiving, !closed, let bufferEvent, let output = bufferevent_get_output(bufferEvent) else { return }
+        while !closeWhenFlushed && session != nil && evbuffer_get_length(output) < outputHighWater {
+            var data: UnsafePointer<UInt8>? = nil
+            let length = nghttp2_session_mem_send(session, &data)
+            if length < 0 {
+                close()
+                return
+            }
+            guard length > 0, let data else { break }
+            evbuffer_add(output, data, length)
+        }
+        if session != nil && nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            closeWhenFlushed = true
+        }
+        if closeWhenFlushed && evbuffer_get_length(output) == 0 { close() }
+    }
+
+    func writable() {
+        flush()
+    }
+
+    /// BEV_EVENT_CONNECTED (TCP connect or TLS handshake done) goes to `connected()`; EOF, errors and timeouts
+    /// close the connection.
+    func event(_ what: Int16) {
+        if what & Int16(BEV_EVENT_CONNECTED) != 0 {
+            connected()
+        } else if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
+            close()
+        }
+    }
+
+    func connected() {}
+
+    /// Closes at once (deferred to the end of the current read if one is under way). Subclasses release their
+    /// streams in `didClose()`.
+    final func close() {
+        guard !closed else { return }
+        if receiving {
+            closeRequested = true
+            return
+        }
+        closed = true
+        nghttp2_session_del(session)
+        session = nil
+        if let bufferEvent { bufferevent_free(bufferEvent) }
+        bufferEvent = nil
+        didClose()
+    }
+
+    func didClose() {}
+
+    /// The TLS session of this connection, if it has one.
+    var tlsSession: OpaquePointer? {
+        bufferEvent.flatMap { bufferevent_openssl_get_ssl($0) }
+    }
+}
+
+private func connection(_ context: UnsafeMutableRawPointer?) -> SessionConnection? {
+    context.map { Unmanaged<SessionConnection>.fromOpaque($0).takeUnretainedValue() }
+}
+
+private func onReadable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.readable() }
+private func onWritable(_: OpaquePointer?, _ context: UnsafeMutableRawPointer?) { connection(context)?.writable() }
+private func onEvent(_: OpaquePointer?, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
+    connection(context)?.event(what)
+}

@@ -1,0 +1,307 @@
+// The server's handler API and the client, against each other in one process.
+import Crypto
+import Foundation
+import H2
+import Synchronization
+import TestSupport
+import Testing
+
+/// Echoes method, path, one header and the body.
+func echo(_ request: HTTPRequest, _ responder: HTTPResponder) {
+    let text = "\(request.method) \(request.path) \(request.headers[field: "x-test"] ?? "-") \(request.body.count) "
+    responder.respond(HTTPResponse(status: 200, headers: [("x-echo", "yes")], body: Array(text.utf8) + request.body))
+}
+
+/// Loop-confined state a handler keeps between calls (timers, parked responders).
+final class HandlerState: @unchecked Sendable {
+    var loop: EventLoop?
+    var timers: [LoopTimer] = []
+    var responders: [HTTPResponder] = []
+    var counters: [String: Int] = [:]
+}
+
+@Suite struct AnsweringTests {
+    @Test func answersAtOnceWithHeadersAndBody() async throws {
+        let fixture = try await ServerFixture(handler: echo)
+        let result = try await fixture.send("POST", "/a/b?c=d", headers: [("x-test", "hello")], body: Array("body".utf8))
+        let expected = "POST /a/b?c=d hello 4 body"
+        #expect(result.status == 200)
+        #expect(result.text == expected)
+        #expect(result.response?.headers[field: "x-echo"] == "yes")
+        #expect(result.response?.headers[field: "content-length"] == "\(expected.utf8.count)")
+    }
+
+    @Test func answersAfterAnAsynchronousStepManyAtOnceOnOneConnection() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { request, responder in
+            // Answer from a timer, as after a durable commit.
+            state.timers.append(state.loop!.schedule(after: 0.05) { responder.respond(.text(200, request.path)) })
+        }
+        state.loop = fixture.loop
+        let results = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+            for index in 0..<200 {
+                group.addTask { (index, try await fixture.send("GET", "/item/\(index)").text) }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect((0..<200).allSatisfy { results[$0] == "/item/\($0)" })
+        #expect(try await fixture.thread.run { fixture.server.connectionCount } == 1)
+    }
+
+    @Test func answeringAfterTheClientLeftIsSafe() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { request, responder in
+            if request.path == "/park" {
+                state.responders.append(responder)
+            } else {
+                responder.respond(.text(200, "ok"))
+            }
+        }
+        #expect(try await fixture.send("GET", "/park", timeout: 0.3).error == .timeout)
+        // The client reset the stream when it gave up: the responder knows, and answering is a no-op.
+        #expect(try await eventually { try await fixture.thread.run { state.responders.first?.isOpen == false } })
+        let answered = try await fixture.thread.run { state.responders.map { $0.respond(.text(200, "late")) } }
+        #expect(answered == [false])
+        #expect(try await fixture.send("GET", "/other").text == "ok")
+    }
+
+    @Test func streamsABodyOverTimeAndEndsIt() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { _, responder in
+            responder.startStream(status: 200, headers: [("content-type", "text/event-stream")])
+            for (index, line) in ["a\n", "b\n", "c\n"].enumerated() {
+                state.timers.append(
+                    state.loop!.schedule(after: 0.02 * Double(index + 1)) {
+                        responder.write(Array(line.utf8))
+                        if index == 2 { responder.endStream() }
+                    })
+            }
+        }
+        state.loop = fixture.loop
+        let result = try await fixture.send("GET", "/events")
+        #expect(result.status == 200)
+        #expect(result.text == "a\nb\nc\n")
+        #expect(result.response?.headers[field: "content-length"] == nil)
+    }
+
+    @Test func aStreamThatTheClientLeavesIsClosedOnTheServer() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { _, responder in
+            responder.startStream(status: 200, headers: [])
+            responder.write(Array("hello\n".utf8))
+            responder.onClose = { state.counters["closed", default: 0] += 1 }
+            state.responders.append(responder)
+        }
+        #expect(try await fixture.send("GET", "/forever", timeout: 0.3).error == .timeout)
+        #expect(try await eventually { try await fixture.thread.run { state.counters["closed"] == 1 } })
+        #expect(try await fixture.thread.run { state.responders[0].write([1]) } == false)
+    }
+}
+
+@Suite struct BackPressureTests {
+    /// A client that never reads and never opens its flow-control window: the server stops accepting bytes for
+    /// the stream after its window plus `maxBufferedResponseBytes`, and resets it instead of buffering more.
+    @Test func aClientThatDoesNotReadIsResetNotBufferedWithoutBound() async throws {
+        let state = HandlerState()
+        var limits = H2ServerLimits()
+        limits.maxBufferedResponseBytes = 128 * 1024
+        let fixture = try await ServerFixture(limits: limits) { _, responder in
+            responder.startStream(status: 200, headers: [])
+            let chunk = [UInt8](repeating: 0x61, count: 16 * 1024)
+            let timer = state.loop!.makeTimer {}
+            var writeNext: (() -> Void)!
+            writeNext = {
+                if responder.write(chunk) {
+                    state.counters["accepted", default: 0] += chunk.count
+                    state.timers.append(state.loop!.schedule(after: 0.001) { writeNext() })
+                } else {
+                    state.counters["refused", default: 0] += 1
+                }
+            }
+            state.timers.append(timer)
+            writeNext()
+        }
+        state.loop = fixture.loop
+        let raw = try RawHTTP2Connection(port: fixture.port)
+        try raw.sendPreface()
+        try raw.sendFrame(
+            type: Frame.headers, flags: Frame.endStream | Frame.endHeaders, stream: 1,
+            payload: RawHTTP2Connection.headerBlock(RawHTTP2Connection.request("GET", "/flood")))
+        #expect(try await eventually { try await fixture.thread.run { state.counters["refused"] == 1 } })
+        let accepted = try await fixture.thread.run { state.counters["accepted"] ?? 0 }
+        // The default stream window (65,535) went out; the rest waited in the stream's buffer up to the limit.
+        #expect(accepted <= 65_535 + 128 * 1024 + 16 * 1024)
+        #expect(accepted >= 128 * 1024)
+        let reset = try raw.readFrame(timeout: 5) { $0.type == Frame.rstStream && $0.streamID == 1 }
+        #expect(reset?.errorCode == 8)  // CANCEL
+    }
+}
+
+@Suite struct ClientTests {
+    @Test func timesOutARequestThatIsNeverAnswered() async throws {
+        let fixture = try await ServerFixture { _, _ in }
+        let started = Date()
+        #expect(try await fixture.send("GET", "/never", timeout: 0.2).error == .timeout)
+        #expect(Date().timeIntervalSince(started) < 2)
+    }
+
+    @Test func connectionRefusedFailsFast() async throws {
+        let thread = try LoopThread()
+        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+            // Port 1 on loopback: nothing listens there.
+            let client = try! H2Client(loop: thread.loop, origin: "http://127.0.0.1:1", logger: testLogger)
+            client.send(method: "GET", path: "/") { result in
+                done(result)
+                _ = client
+            }
+        }
+        guard case .failure(.connectFailed) = result else {
+            Issue.record("expected connectFailed, got \(result)")
+            return
+        }
+    }
+
+    @Test func reconnectsAfterGOAWAY() async throws {
+        var limits = H2ServerLimits()
+        limits.idleTimeoutSeconds = 0.2
+        let fixture = try await ServerFixture(limits: limits, handler: echo)
+        #expect(try await fixture.send("GET", "/one").status == 200)
+        // The idle timeout sends GOAWAY and closes; the next request opens a new connection.
+        #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 0 } })
+        #expect(try await fixture.send("GET", "/two").status == 200)
+        #expect(try await fixture.thread.run { fixture.server.acceptedConnections } == 2)
+    }
+
+    @Test func reportsADroppedConnectionThenReconnects() async throws {
+        let fixture = try await ServerFixture { request, responder in
+            if request.path != "/hang" { echo(request, responder) }
+        }
+        let hanging = Task { try await fixture.send("GET", "/hang", timeout: 5) }
+        #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 1 } })
+        // Shut the server down with no grace: the connection drops under the request in flight.
+        try await fixture.thread.run { fixture.server.shutdown(graceSeconds: 0) {} }
+        #expect(try await hanging.value.error == .connectionLost)
+        // A new server on the same port: the client connects again by itself.
+        let port = fixture.port
+        let replacement = try await fixture.thread.run {
+            let server = H2Server(loop: fixture.loop, logger: testLogger, handler: echo)
+            try server.listen(host: "127.0.0.1", port: port)
+            return UncheckedBox(server)
+        }
+        #expect(try await fixture.send("GET", "/again").status == 200)
+        _ = replacement
+    }
+
+    @Test func respectsTheServersConcurrentStreamLimit() async throws {
+        let state = HandlerState()
+        var limits = H2ServerLimits()
+        limits.maxConcurrentStreams = 16
+        let fixture = try await ServerFixture(limits: limits) { request, responder in
+            state.counters["open", default: 0] += 1
+            state.counters["peak"] = max(state.counters["peak", default: 0], state.counters["open"]!)
+            state.timers.append(
+                state.loop!.schedule(after: 0.01) {
+                    state.counters["open"]! -= 1
+                    responder.respond(.text(200, "ok"))
+                })
+        }
+        state.loop = fixture.loop
+        let statuses = try await withThrowingTaskGroup(of: Int?.self) { group in
+            for index in 0..<100 { group.addTask { try await fixture.send("GET", "/\(index)").status } }
+            return try await group.reduce(into: [Int?]()) { $0.append($1) }
+        }
+        #expect(statuses.count == 100 && statuses.allSatisfy { $0 == 200 })
+        let peak = try await fixture.thread.run { state.counters["peak"] ?? 0 }
+        #expect(peak <= 16 && peak > 1)
+    }
+
+    @Test func refusesAnOversizedResponse() async throws {
+        var options = H2Client.Options()
+        options.maxResponseBodyBytes = 1000
+        let fixture = try await ServerFixture(clientOptions: options) { _, responder in
+            responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 0, count: 5000)))
+        }
+        #expect(try await fixture.send("GET", "/big").error == .responseTooLarge)
+    }
+}
+
+@Suite struct TLSTests {
+    static func certificate(dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"]) throws
+        -> (server: TLSServerContext, caFile: String)
+    {
+        let pair = try SelfSignedCertificate.generate(dnsNames: dnsNames, ipAddresses: ipAddresses)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        try pair.certificatePEM.write(toFile: certificate, atomically: true, encoding: .utf8)
+        try pair.privateKeyPEM.write(toFile: key, atomically: true, encoding: .utf8)
+        return (try TLSServerContext(certificateChainPath: certificate, privateKeyPath: key), certificate)
+    }
+
+    @Test(arguments: ["localhost", "127.0.0.1"])
+    func verifiesThePeerAgainstAConfiguredCA(host: String) async throws {
+        let (server, caFile) = try Self.certificate()
+        let fixture = try await ServerFixture(
+            tls: server, clientTLS: try TLSClientContext(caFile: caFile), clientHost: host, handler: echo)
+        let result = try await fixture.send("GET", "/secure")
+        #expect(result.status == 200)
+        #expect(result.text?.hasPrefix("GET /secure") == true)
+    }
+
+    @Test func refusesAPeerTheSystemStoreDoesNotTrust() async throws {
+        let (server, _) = try Self.certificate()
+        let fixture = try await ServerFixture(tls: server, clientTLS: try TLSClientContext(), clientHost: "localhost", handler: echo)
+        guard case .failure(.connectFailed(let why)) = try await fixture.send("GET", "/") else {
+            Issue.record("a self-signed peer was trusted")
+            return
+        }
+        #expect(why.contains("certificate"))
+    }
+
+    @Test func refusesACertificateForAnotherName() async throws {
+        let (server, caFile) = try Self.certificate(dnsNames: ["example.test"], ipAddresses: [])
+        let fixture = try await ServerFixture(
+            tls: server, clientTLS: try TLSClientContext(caFile: caFile), clientHost: "localhost", handler: echo)
+        guard case .failure(.connectFailed) = try await fixture.send("GET", "/") else {
+            Issue.record("a certificate for another name was accepted")
+            return
+        }
+    }
+}
+
+@Suite struct ShutdownTests {
+    @Test func letsRequestsInFlightFinishThenCompletes() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { _, responder in
+            state.timers.append(state.loop!.schedule(after: 0.3) { responder.respond(.text(200, "finished")) })
+        }
+        state.loop = fixture.loop
+        let inFlight = Task { try await fixture.send("GET", "/slow") }
+        #expect(try await eventually { try await fixture.thread.run { state.timers.count == 1 } })
+        let completed: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 5) { done(true) } }
+        #expect(completed)
+        #expect(try await inFlight.value.text == "finished")
+        // Nothing listens any more.
+        #expect(throws: RawConnectionError.self) { try RawHTTP2Connection(port: fixture.port) }
+    }
+
+    @Test func endsStreamedResponsesAndStopsAtTheGraceDeadline() async throws {
+        let fixture = try await ServerFixture { request, responder in
+            if request.path == "/events" {
+                responder.startStream(status: 200, headers: [])
+                responder.write(Array("event\n".utf8))
+            }  // anything else is never answered
+        }
+        let stream = Task { try await fixture.send("GET", "/events", timeout: 10) }
+        let stuck = Task { try await fixture.send("GET", "/stuck", timeout: 10) }
+        #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 1 } })
+        try await Task.sleep(nanoseconds: 100_000_000)
+        let started = Date()
+        let _: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 0.5) { done(true) } }
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed >= 0.4 && elapsed < 3)
+        #expect(try await stream.value.text == "event\n")
+        #expect(try await stuck.value.error == .connectionLost)
+    }
+}
