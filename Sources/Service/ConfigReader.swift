@@ -76,9 +76,10 @@ final class ConfigReader {
         return number
     }
 
-    func table(_ key: String) throws -> ConfigReader? {
+    /// The nested table `key`; an absent one reads as empty, so its environment overrides still apply.
+    func table(_ key: String) throws -> ConfigReader {
         known.insert(key)
-        guard let raw = table[key] else { return nil }
+        guard let raw = table[key] else { return ConfigReader(table: TOMLTable(), path: keyPath(key), environment: environment) }
         guard let nested = raw.table else { throw ConfigError("\(keyPath(key)): expected a table, got a \(raw.type)") }
         return ConfigReader(table: nested, path: keyPath(key), environment: environment)
     }

@@ -9,6 +9,12 @@ public struct Configuration: Sendable {
         public var host: String
         public var port: Int
         public var tls: Bool
+
+        public init(host: String, port: Int, tls: Bool) {
+            self.host = host
+            self.port = port
+            self.tls = tls
+        }
     }
 
     public var listeners: [Listener] = [Listener(host: "127.0.0.1", port: 8080, tls: false)]
@@ -57,17 +63,15 @@ public struct Configuration: Sendable {
     private mutating func read(_ root: ConfigReader) throws {
         dataDirectory = try root.string("data_directory") ?? dataDirectory
 
-        if let log = try root.table("log") {
-            if let level = try log.string("level") {
-                guard let parsed = Logger.Level(rawValue: level) else {
-                    throw ConfigError(
-                        "log.level: \"\(level)\" is not one of "
-                            + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
-                }
-                logLevel = parsed
+        let log = try root.table("log")
+        if let level = try log.string("level") {
+            guard let parsed = Logger.Level(rawValue: level) else {
+                throw ConfigError(
+                    "log.level: \"\(level)\" is not one of " + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
             }
-            try log.rejectUnknownKeys()
+            logLevel = parsed
         }
+        try log.rejectUnknownKeys()
 
         if let entries = try root.tables("listeners") {
             guard !entries.isEmpty else { throw ConfigError("listeners: at least one listener is needed") }
@@ -80,26 +84,25 @@ public struct Configuration: Sendable {
             }
         }
 
-        if let tls = try root.table("tls") {
-            tlsCertificatePath = try tls.string("certificate")
-            tlsPrivateKeyPath = try tls.string("private_key")
-            try tls.rejectUnknownKeys()
-        }
+        let tls = try root.table("tls")
+        tlsCertificatePath = try tls.string("certificate")
+        tlsPrivateKeyPath = try tls.string("private_key")
+        try tls.rejectUnknownKeys()
         if listeners.contains(where: \.tls) && (tlsCertificatePath == nil || tlsPrivateKeyPath == nil) {
             throw ConfigError("tls: a TLS listener needs tls.certificate and tls.private_key")
         }
 
-        if let section = try root.table("http2") {
-            if let value = try section.int("max_concurrent_streams", in: 1...10_000) {
-                http2.maxConcurrentStreams = UInt32(value)
-            }
-            http2.prefaceTimeoutSeconds = try section.seconds("preface_timeout_seconds", in: 0.1...600) ?? http2.prefaceTimeoutSeconds
-            http2.idleTimeoutSeconds = try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
-            http2.maxBufferedResponseBytes =
-                try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
-            shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds
-            try section.rejectUnknownKeys()
+        let section = try root.table("http2")
+        if let value = try section.int("max_concurrent_streams", in: 1...10_000) {
+            http2.maxConcurrentStreams = UInt32(value)
         }
+        http2.prefaceTimeoutSeconds =
+            try section.seconds("preface_timeout_seconds", in: 0.1...600) ?? http2.prefaceTimeoutSeconds
+        http2.idleTimeoutSeconds = try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
+        http2.maxBufferedResponseBytes =
+            try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
+        shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds
+        try section.rejectUnknownKeys()
         try root.rejectUnknownKeys()
     }
 }

@@ -1,5 +1,6 @@
 // A blocking TCP client that writes HTTP/2 frames by hand, for tests that need what no well-behaved client
 // sends: malformed frames, lying content-length, floods, silence, a reader that never reads.
+import CNghttp2
 import Foundation
 import Glibc
 
@@ -35,6 +36,8 @@ public final class RawHTTP2Connection {
 
     public static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
+    private var inflater: OpaquePointer?
+
     public init(port: Int, host: String = "127.0.0.1") throws {
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socket >= 0 else { throw RawConnectionError(description: "socket: \(errno)") }
@@ -53,7 +56,53 @@ public final class RawHTTP2Connection {
         }
     }
 
-    deinit { Glibc.close(socket) }
+    deinit {
+        Glibc.close(socket)
+        if let inflater { nghttp2_hd_inflate_del(inflater) }
+    }
+
+    /// Decodes a HEADERS frame's block with nghttp2's HPACK decoder (one per connection: HPACK is stateful).
+    public func decodeHeaders(_ frame: Frame) -> [(name: String, value: String)] {
+        if inflater == nil { nghttp2_hd_inflate_new(&inflater) }
+        var block = frame.payload
+        if frame.flags & 0x8 != 0, let padding = block.first { block = Array(block.dropFirst().dropLast(Int(padding))) }
+        if frame.flags & 0x20 != 0 { block = Array(block.dropFirst(5)) }
+        var fields: [(String, String)] = []
+        var offset = 0
+        while true {
+            var field = nghttp2_nv()
+            var flags: Int32 = 0
+            let used = block[offset...].withUnsafeBufferPointer {
+                nghttp2_hd_inflate_hd2(inflater, &field, &flags, $0.baseAddress, $0.count, 1)
+            }
+            guard used >= 0 else { return fields }
+            offset += used
+            if flags & Int32(NGHTTP2_HD_INFLATE_EMIT.rawValue) != 0 {
+                fields.append(
+                    (String(decoding: UnsafeBufferPointer(start: field.name, count: field.namelen), as: UTF8.self),
+                     String(decoding: UnsafeBufferPointer(start: field.value, count: field.valuelen), as: UTF8.self)))
+            }
+            if flags & Int32(NGHTTP2_HD_INFLATE_FINAL.rawValue) != 0 {
+                nghttp2_hd_inflate_end_headers(inflater)
+                return fields
+            }
+            if used == 0 && offset >= block.count { return fields }
+        }
+    }
+
+    /// Reads until the response HEADERS on `stream` and returns its `:status` (nil if the stream or the
+    /// connection ends first).
+    public func readStatus(stream: UInt32, timeout: Double = 5) throws -> Int? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while let frame = try readFrame(timeout: max(0.01, deadline.timeIntervalSinceNow)) {
+            if frame.type == Frame.headers {
+                let fields = decodeHeaders(frame)  // decode every block: HPACK state must stay in step
+                if frame.streamID == stream { return fields.first { $0.name == ":status" }.flatMap { Int($0.value) } }
+            }
+            if frame.streamID == stream && frame.type == Frame.rstStream { return nil }
+        }
+        return nil
+    }
 
     /// Shrinks the kernel's receive buffer, so a client that does not read pushes back quickly.
     public func setReceiveBuffer(bytes: Int32) {

@@ -1,0 +1,143 @@
+// Starting and stopping the real binary: signals drain gracefully, bad configuration stops start-up with a
+// message that names the key, environment variables override the file.
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@Suite struct SignalTests {
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalSendsGOAWAYAndExitsZero(signal: Int32) throws {
+        let broker = try ApprovaldProcess()
+        let open = try RawHTTP2Connection(port: broker.h2cPort)
+        try open.sendPreface()
+        _ = try open.readFrame { $0.type == Frame.settings }
+        #expect(broker.stop(signal: signal) == 0)
+        let goaway = try open.readFrame(timeout: 5) { $0.type == Frame.goaway }
+        #expect(goaway?.errorCode == 0)
+        #expect(broker.log(tail: 5).contains("stopped"))
+    }
+
+    /// A request in flight when the signal comes is answered before the process exits.
+    @Test func requestsInFlightAreAnsweredBeforeExit() throws {
+        let broker = try ApprovaldProcess()
+        let raw = try RawHTTP2Connection(port: broker.h2cPort)
+        try raw.sendPreface()
+        try openStream(raw, 1, path: "/nope")  // its body is still to come
+        usleep(200_000)
+        kill(broker.process.processIdentifier, SIGTERM)
+        usleep(200_000)
+        #expect(broker.process.isRunning)  // waiting for the open stream
+        try raw.sendFrame(type: Frame.data, flags: Frame.endStream, stream: 1, payload: Array("{}".utf8))
+        #expect(try raw.readStatus(stream: 1) == 404)
+        #expect(eventually(timeout: 10) { !broker.process.isRunning })
+        #expect(broker.process.terminationStatus == 0)
+    }
+
+    @Test func theGraceTimeIsBounded() throws {
+        let broker = try ApprovaldProcess(extraConfig: "[http2]\nshutdown_grace_seconds = 1")
+        let raw = try RawHTTP2Connection(port: broker.h2cPort)
+        try raw.sendPreface()
+        try openStream(raw, 1)  // never finished
+        usleep(200_000)
+        let started = Date()
+        #expect(broker.stop(signal: SIGTERM, timeout: 10) == 0)
+        #expect(Date().timeIntervalSince(started) < 5)
+    }
+}
+
+@Suite struct ConfigurationTests {
+    func start(config: String, environment: [String: String] = [:]) throws -> CommandResult {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-bad-\(UUID().uuidString).toml")
+        try config.write(to: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: path) }
+        return try runCommand([approvaldBinary, "serve", "--config", path.path], timeout: 20, environment: environment)
+    }
+
+    @Test(arguments: [
+        ("[http2]\nidle_timeout_seconds = \"soon\"", "http2.idle_timeout_seconds: expected a number of seconds"),
+        ("[http2]\nmax_concurrent_streams = 0", "http2.max_concurrent_streams: 0 is outside 1...10000"),
+        ("[http2]\nidle_timeuot_seconds = 5", "http2.idle_timeuot_seconds: unknown key"),
+        ("[[listeners]]\nport = 99999", "listeners[0].port: 99999 is outside 0...65535"),
+        ("[[listeners]]\nport = 0\ntls = true", "a TLS listener needs tls.certificate and tls.private_key"),
+        ("[log]\nlevel = \"loud\"", "log.level: \"loud\" is not one of"),
+        ("[http2\n", "config"),
+    ])
+    func badConfigurationStopsStartUpNamingTheKey(config: String, message: String) throws {
+        let result = try start(config: config)
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("configuration error"))
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    @Test func aMissingFileIsNamed() throws {
+        let result = try runCommand([approvaldBinary, "serve", "--config", "/nonexistent/approvald.toml"])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("/nonexistent/approvald.toml"))
+    }
+
+    @Test func environmentVariablesOverrideTheFile() throws {
+        let broken = try start(
+            config: "[[listeners]]\nport = 0\n", environment: ["APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS": "abc"])
+        #expect(broken.status == 78)
+        #expect(broken.stderr.contains("APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS"))
+        // A working override: the idle timeout from the environment closes an idle connection in about a second.
+        let broker = try ApprovaldProcess(environment: ["APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS": "1"])
+        let idle = try RawHTTP2Connection(port: broker.h2cPort)
+        try idle.sendPreface()
+        #expect(try idle.readFrame(timeout: 5) { $0.type == Frame.goaway } != nil)
+    }
+
+    @Test func aPortInUseIsReported() throws {
+        let first = try ApprovaldProcess()
+        let result = try start(config: "[[listeners]]\nhost = \"127.0.0.1\"\nport = \(first.h2cPort)\n")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(first.h2cPort)"))
+    }
+
+    @Test func theShippedConfigurationsParse() throws {
+        for name in ["approvald.toml", "approvald.example.toml"] {
+            let path = packageRoot.appendingPathComponent("Config/\(name)").path
+            // Port 0 everywhere, so the check never collides with a running broker; TLS files from dev-cert.
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-cfg-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let cert = directory.appendingPathComponent("cert.pem").path, key = directory.appendingPathComponent("key.pem").path
+            #expect(try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key]).status == 0)
+            let ready = directory.appendingPathComponent("ready.json").path
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: approvaldBinary)
+            process.arguments = ["serve", "--config", path, "--ready-file", ready]
+            process.environment = ProcessInfo.processInfo.environment.merging([
+                "APPROVALD_LISTENERS_0_PORT": "0", "APPROVALD_LISTENERS_1_PORT": "0",
+                "APPROVALD_TLS_CERTIFICATE": cert, "APPROVALD_TLS_PRIVATE_KEY": key,
+                "APPROVALD_DATA_DIRECTORY": directory.appendingPathComponent("data").path,
+            ]) { $1 }
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: ready) }, "\(name)")
+            kill(process.processIdentifier, SIGTERM)
+            #expect(eventually(timeout: 15) { !process.isRunning })
+            #expect(process.terminationStatus == 0, "\(name)")
+        }
+    }
+}
+
+@Suite struct DevCertTests {
+    @Test func writesAPairThatCurlTrustsAndRefusesToOverwrite() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-devcert-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cert = directory.appendingPathComponent("tls/cert.pem").path, key = directory.appendingPathComponent("tls/key.pem").path
+        let first = try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key])
+        #expect(first.status == 0)
+        let attributes = try FileManager.default.attributesOfItem(atPath: key)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let again = try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("--force"))
+        let text = try runCommand(["openssl", "x509", "-in", cert, "-noout", "-text"]).stdout
+        #expect(text.contains("DNS:localhost"))
+        #expect(text.contains("IP Address:127.0.0.1"))
+        #expect(text.contains("ASN1 OID: prime256v1"))
+    }
+}

@@ -1,0 +1,99 @@
+// Configuration parsing: defaults, every section, environment overrides, and errors that name the key.
+import H2
+import Service
+import Testing
+
+@Suite struct ConfigurationParsingTests {
+    @Test func anEmptyFileGivesTheDefaults() throws {
+        let config = try Configuration.parse("")
+        #expect(config.listeners == [Configuration.Listener(host: "127.0.0.1", port: 8080, tls: false)])
+        #expect(config.http2.maxConcurrentStreams == 128)
+        #expect(config.http2.maxRequestBodyBytes == 16 * 1024)
+        #expect(config.http2.prefaceTimeoutSeconds == 10)
+        #expect(config.shutdownGraceSeconds == 10)
+        #expect(config.logLevel == .info)
+        #expect(config.dataDirectory == "data")
+    }
+
+    @Test func readsEverySection() throws {
+        let config = try Configuration.parse(
+            """
+            data_directory = "/var/lib/approvald"
+            [log]
+            level = "debug"
+            [[listeners]]
+            host = "::1"
+            port = 9000
+            [[listeners]]
+            host = "0.0.0.0"
+            port = 9443
+            tls = true
+            [tls]
+            certificate = "c.pem"
+            private_key = "k.pem"
+            [http2]
+            max_concurrent_streams = 64
+            preface_timeout_seconds = 2.5
+            idle_timeout_seconds = 30
+            max_buffered_response_bytes = 65536
+            shutdown_grace_seconds = 3
+            """)
+        #expect(config.dataDirectory == "/var/lib/approvald")
+        #expect(config.logLevel == .debug)
+        #expect(config.listeners.map(\.port) == [9000, 9443])
+        #expect(config.listeners.map(\.tls) == [false, true])
+        #expect(config.tlsCertificatePath == "c.pem" && config.tlsPrivateKeyPath == "k.pem")
+        #expect(config.http2.maxConcurrentStreams == 64)
+        #expect(config.http2.prefaceTimeoutSeconds == 2.5)
+        #expect(config.http2.idleTimeoutSeconds == 30)
+        #expect(config.http2.maxBufferedResponseBytes == 65536)
+        #expect(config.shutdownGraceSeconds == 3)
+    }
+
+    @Test func environmentOverridesWinEvenForAbsentSections() throws {
+        let config = try Configuration.parse(
+            "[[listeners]]\nport = 1\n",
+            environment: [
+                "APPROVALD_LISTENERS_0_PORT": "2", "APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS": "7.5",
+                "APPROVALD_LOG_LEVEL": "error", "APPROVALD_DATA_DIRECTORY": "/tmp/x",
+            ])
+        #expect(config.listeners[0].port == 2)
+        #expect(config.http2.idleTimeoutSeconds == 7.5)
+        #expect(config.logLevel == .error)
+        #expect(config.dataDirectory == "/tmp/x")
+    }
+
+    @Test(arguments: [
+        ("port = 1", "port: unknown key"),
+        ("[http2]\nshutdown_grace_seconds = -1", "http2.shutdown_grace_seconds: -1.0 is outside 0.0...600.0"),
+        ("[http2]\nmax_concurrent_streams = 1.5", "http2.max_concurrent_streams: expected an integer"),
+        ("listeners = 3", "listeners: expected an array of tables"),
+        ("[[listeners]]\ntls = \"yes\"", "listeners[0].tls: expected true or false"),
+        ("[[listeners]]\nport = 1\ncolour = 2", "listeners[0].colour: unknown key"),
+        ("log = 1", "log: expected a table"),
+        ("listeners = []", "listeners: at least one listener is needed"),
+    ])
+    func errorsNameTheKey(text: String, message: String) {
+        #expect {
+            try Configuration.parse(text, source: "test.toml")
+        } throws: { error in
+            "\(error)".hasPrefix("test.toml: ") && "\(error)".contains(message)
+        }
+    }
+
+    @Test func aBadEnvironmentValueNamesTheVariable() {
+        #expect {
+            try Configuration.parse("", environment: ["APPROVALD_HTTP2_MAX_CONCURRENT_STREAMS": "many"])
+        } throws: { error in
+            "\(error)".contains("APPROVALD_HTTP2_MAX_CONCURRENT_STREAMS (for http2.max_concurrent_streams): expected an integer")
+        }
+    }
+
+    @Test func aSyntaxErrorSaysWhere() {
+        #expect {
+            try Configuration.parse("a = \n", source: "broken.toml")
+        } throws: { error in
+            "\(error)".hasPrefix("broken.toml: ") && "\(error)".contains("line 1")
+        }
+    }
+}

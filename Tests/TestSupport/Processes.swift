@@ -1,0 +1,166 @@
+// Running the real approvald binary and external tools (curl, nghttp, h2load), every wait bounded.
+import Foundation
+import Glibc
+
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+    public let timedOut: Bool
+}
+
+/// Runs `arguments` (the first is looked up on PATH), kills it after `timeout` seconds.
+public func runCommand(
+    _ arguments: [String], timeout: Double = 30, environment: [String: String]? = nil, input: Data? = nil
+) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-cmd-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    // Files, not pipes: a chatty child never blocks on a full pipe while we wait for it.
+    let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    let stdin = Pipe()
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(input) }
+    try? stdin.fileHandleForWriting.close()
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    let timedOut = process.isRunning
+    if timedOut {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+    return CommandResult(
+        status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "", timedOut: timedOut)
+}
+
+/// The package root, found from this file's path.
+public let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// The approvald binary: $APPROVALD_BIN, or the debug build in this package.
+public var approvaldBinary: String {
+    ProcessInfo.processInfo.environment["APPROVALD_BIN"]
+        ?? packageRoot.appendingPathComponent(".build/debug/approvald").path
+}
+
+public struct ApprovaldError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// A running approvald with its own configuration and data in a temporary directory.
+public final class ApprovaldProcess: @unchecked Sendable {
+    public let directory: URL
+    public let process = Process()
+    public private(set) var h2cPort = 0
+    public private(set) var tlsPort = 0
+    public var certificatePath: String { directory.appendingPathComponent("cert.pem").path }
+    public var logPath: String { directory.appendingPathComponent("approvald.log").path }
+
+    /// Starts approvald with an h2c and a TLS listener on free ports, plus `extraConfig` TOML appended, and waits
+    /// (bounded) for it to report ready. `shellPrefix` runs it through `sh -c` (for `ulimit`).
+    public init(extraConfig: String = "", environment: [String: String] = [:], shellPrefix: String? = nil) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-e2e-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let certificate = try runCommand(
+            [approvaldBinary, "dev-cert", "--certificate", certificatePath, "--private-key",
+             directory.appendingPathComponent("key.pem").path])
+        guard certificate.status == 0 else { throw ApprovaldError(description: "dev-cert failed: \(certificate.stderr)") }
+        let config = """
+            data_directory = "\(directory.appendingPathComponent("data").path)"
+            [log]
+            level = "debug"
+            [[listeners]]
+            host = "127.0.0.1"
+            port = 0
+            [[listeners]]
+            host = "127.0.0.1"
+            port = 0
+            tls = true
+            [tls]
+            certificate = "\(certificatePath)"
+            private_key = "\(directory.appendingPathComponent("key.pem").path)"
+            \(extraConfig)
+            """
+        let configPath = directory.appendingPathComponent("approvald.toml").path
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let readyFile = directory.appendingPathComponent("ready.json").path
+        let arguments = ["serve", "--config", configPath, "--ready-file", readyFile]
+        if let shellPrefix {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(shellPrefix); exec \"$0\" \"$@\"", approvaldBinary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: approvaldBinary)
+            process.arguments = arguments
+        }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = logFile
+        process.standardError = logFile
+        try process.run()
+        guard eventually(timeout: 30, { FileManager.default.fileExists(atPath: readyFile) || !process.isRunning }),
+            process.isRunning
+        else {
+            throw ApprovaldError(description: "approvald did not become ready: \(log(tail: 20))")
+        }
+        struct Ready: Decodable {
+            struct Listener: Decodable { let port: Int; let tls: Bool }
+            let listeners: [Listener]
+        }
+        let ready = try JSONDecoder().decode(Ready.self, from: Data(contentsOf: URL(fileURLWithPath: readyFile)))
+        h2cPort = ready.listeners.first { !$0.tls }?.port ?? 0
+        tlsPort = ready.listeners.first { $0.tls }?.port ?? 0
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    public var h2cURL: String { "http://127.0.0.1:\(h2cPort)" }
+    public var tlsURL: String { "https://localhost:\(tlsPort)" }
+
+    /// Sends `signal` and waits (bounded) for the exit; nil if it did not exit in time.
+    public func stop(signal: Int32 = SIGTERM, timeout: Double = 15) -> Int32? {
+        kill(process.processIdentifier, signal)
+        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        return process.terminationStatus
+    }
+
+    /// The last lines the process logged.
+    public func log(tail lines: Int) -> String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    /// CPU seconds (user + system) the process has used so far, from /proc.
+    public func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// GET over h2c with curl; returns status and body.
+    public func curl(_ path: String, _ extra: [String] = []) throws -> (status: Int, body: String) {
+        let result = try runCommand(
+            ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_code}"] + extra + [h2cURL + path])
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+}
