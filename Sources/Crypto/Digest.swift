@@ -9,7 +9,8 @@ public enum SHA256 {
         var digest = [UInt8](repeating: 0, count: byteCount)
         bytes.withRawBytes { input in
             digest.withUnsafeMutableBufferPointer { output in
-                _ = COpenSSL.SHA256(input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
+                _ = COpenSSL.SHA256(
+                    input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count, output.baseAddress)
             }
         }
         return digest

@@ -33,7 +33,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         connectTimer = loop.schedule(after: connectTimeout) { [unowned self] in
             fail(.connectFailed("no connection within \(connectTimeout) s"))
         }
-        guard bufferevent_socket_connect_hostname(created, loop.dnsBase, AF_UNSPEC, client.host, Int32(client.port)) == 0
+        guard
+            bufferevent_socket_connect_hostname(created, loop.dnsBase, AF_UNSPEC, client.host, Int32(client.port)) == 0
         else {
             // The failure is reported through the event callback too; make sure it is reported once, later.
             let authority = client.authority
@@ -46,7 +47,9 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
 
     override func event(_ what: Int16) {
         guard isReady || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
-            if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 { fail(.connectFailed(connectError())) }
+            if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
+                fail(.connectFailed(connectError()))
+            }
             return
         }
         super.event(what)
@@ -67,7 +70,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
             }
         }
         if details.isEmpty && errno != 0 { details.append(String(cString: strerror(errno))) }
-        return "\(client?.authority ?? "peer"): " + (details.isEmpty ? "connection closed" : details.joined(separator: "; "))
+        return "\(client?.authority ?? "peer"): "
+            + (details.isEmpty ? "connection closed" : details.joined(separator: "; "))
     }
 
     override func connected() {
@@ -78,7 +82,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         }
         var session: OpaquePointer? = nil
         guard
-            nghttp2_session_client_new2(&session, client.callbacks.table.callbacks, opaqueSelf, client.callbacks.options.option)
+            nghttp2_session_client_new2(
+                &session, client.callbacks.table.callbacks, opaqueSelf, client.callbacks.options.option)
                 == 0
         else { return fail(.connectFailed("cannot create an HTTP/2 session")) }
         self.session = session
@@ -117,7 +122,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
             if request.body.isEmpty {
                 return nghttp2_submit_request(session, nil, fields, count, nil, context)
             }
-            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: context), read_callback: readRequestBody)
+            var provider = nghttp2_data_provider(
+                source: nghttp2_data_source(ptr: context), read_callback: readRequestBody)
             return nghttp2_submit_request(session, nil, fields, count, &provider, context)
         }
         guard streamID > 0 else {
@@ -136,7 +142,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     /// Gives up on a request (its timeout): the stream is reset and forgotten.
     func cancel(_ request: ClientRequest) {
         guard streams.removeValue(forKey: request.streamID) != nil, session != nil else { return }
-        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), request.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
+        nghttp2_submit_rst_stream(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), request.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
         flush()
     }
 
@@ -144,7 +151,9 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         connectTimer = nil
         let lost = streams.values
         streams.removeAll()
-        for request in lost { request.finish(.failure(isReady ? .connectionLost : .connectFailed("connection closed"))) }
+        for request in lost {
+            request.finish(.failure(isReady ? .connectionLost : .connectFailed("connection closed")))
+        }
         client?.connectionClosed(self)
     }
 
@@ -170,7 +179,9 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         guard let request = streams.removeValue(forKey: streamID) else { return }
         if request.responseEnded {
             request.finish(
-                .success(H2ClientResponse(status: request.status, headers: request.responseHeaders, body: request.responseBody)))
+                .success(
+                    H2ClientResponse(
+                        status: request.status, headers: request.responseHeaders, body: request.responseBody)))
         } else if errorCode == NGHTTP2_REFUSED_STREAM.rawValue, let client {
             client.retry(request)
         } else {
@@ -244,7 +255,9 @@ final class ClientCallbacks: Sendable {
             guard let frame, let connection = connection(context) else { return 0 }
             if frame.type == NGHTTP2_GOAWAY.rawValue {
                 connection.goawayReceived()
-            } else if frame.endsStream, frame.isHeaders || frame.isData, let request = connection.request(frame.streamID) {
+            } else if frame.endsStream, frame.isHeaders || frame.isData,
+                let request = connection.request(frame.streamID)
+            {
                 request.responseEnded = true
             }
             return 0

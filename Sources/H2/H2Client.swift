@@ -67,10 +67,14 @@ public final class H2Client: @unchecked Sendable {
     let callbacks = ClientCallbacks.shared
 
     /// - Parameter origin: `http://host:port` or `https://host:port`; `tls` is required for https.
-    public init(loop: EventLoop, origin: String, tls: TLSClientContext? = nil, options: Options = Options(), logger: Logger)
+    public init(
+        loop: EventLoop, origin: String, tls: TLSClientContext? = nil, options: Options = Options(), logger: Logger
+    )
         throws
     {
-        guard let parsed = Origin(origin) else { throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(origin)") }
+        guard let parsed = Origin(origin) else {
+            throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(origin)")
+        }
         guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
         self.loop = loop
         host = parsed.host
@@ -93,7 +97,8 @@ public final class H2Client: @unchecked Sendable {
         guard !isClosed else { return completion(.failure(.closed)) }
         let request = ClientRequest(
             method: method, path: path, headers: headers, body: body, completion: completion)
-        request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self, unowned request] in
+        request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) {
+            [unowned self, unowned request] in
             timedOut(request)
         }
         dispatch(request)
@@ -109,7 +114,9 @@ public final class H2Client: @unchecked Sendable {
             connection.submit(request)
             return
         }
-        guard waiting.count < options.maxQueuedRequests else { return request.finish(.failure(.connectFailed("queue full"))) }
+        guard waiting.count < options.maxQueuedRequests else {
+            return request.finish(.failure(.connectFailed("queue full")))
+        }
         waiting.append(request)
         if connection == nil || connection!.isDraining {
             connection = ClientConnection(client: self)
@@ -156,7 +163,9 @@ public final class H2Client: @unchecked Sendable {
     func retry(_ request: ClientRequest) {
         guard !request.isFinished else { return }
         request.attempts += 1
-        guard request.attempts <= 3 else { return request.finish(.failure(.streamReset(NGHTTP2_REFUSED_STREAM.rawValue))) }
+        guard request.attempts <= 3 else {
+            return request.finish(.failure(.streamReset(NGHTTP2_REFUSED_STREAM.rawValue)))
+        }
         dispatch(request)
     }
 

@@ -52,8 +52,9 @@ public final class H2Server: @unchecked Sendable {
     let callbacks: ServerCallbacks
     let sessionOptions: SessionOptions
 
-    public init(loop: EventLoop, limits: H2ServerLimits = H2ServerLimits(), logger: Logger, handler: @escaping HTTPHandler)
-    {
+    public init(
+        loop: EventLoop, limits: H2ServerLimits = H2ServerLimits(), logger: Logger, handler: @escaping HTTPHandler
+    ) {
         self.loop = loop
         self.limits = limits
         self.logger = logger
@@ -144,7 +145,8 @@ final class Listener {
         var found: UnsafeMutablePointer<addrinfo>? = nil
         let status = getaddrinfo(host, String(port), &hints, &found)
         guard status == 0, let address = found else {
-            throw EventLoopError("cannot resolve listen address \(host):\(port): \(String(cString: gai_strerror(status)))")
+            throw EventLoopError(
+                "cannot resolve listen address \(host):\(port): \(String(cString: gai_strerror(status)))")
         }
         defer { freeaddrinfo(found) }
         let flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC
@@ -174,8 +176,12 @@ final class Listener {
         }
         self.port = Int(
             bound.ss_family == sa_family_t(AF_INET6)
-                ? withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
-                : withUnsafePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } })
+                ? withUnsafePointer(to: &bound) {
+                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+                }
+                : withUnsafePointer(to: &bound) {
+                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+                })
     }
 
     deinit { if let listener { evconnlistener_free(listener) } }

@@ -178,7 +178,9 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     /// nghttp2 asks for the next DATA payload: copy what is queued, or defer until more is written.
-    fileprivate func read(into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>)
+    fileprivate func read(
+        into buffer: UnsafeMutablePointer<UInt8>, capacity: Int, flags: UnsafeMutablePointer<UInt32>
+    )
         -> Int
     {
         let count = min(capacity, outgoing.count - sent)

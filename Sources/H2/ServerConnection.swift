@@ -35,7 +35,8 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         super.init(loop: server.loop, bufferEvent: created, outputHighWater: server.limits.outputHighWaterBytes)
         var session: OpaquePointer? = nil
         guard
-            nghttp2_session_server_new2(&session, server.callbacks.table.callbacks, opaqueSelf, server.sessionOptions.option)
+            nghttp2_session_server_new2(
+                &session, server.callbacks.table.callbacks, opaqueSelf, server.sessionOptions.option)
                 == 0
         else {
             bufferevent_free(created)
@@ -52,7 +53,8 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         let limits = server.limits
         var settings = [
             nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams),
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams
+            ),
             nghttp2_settings_entry(
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
                 value: UInt32(limits.maxHeaderBlockBytes)),

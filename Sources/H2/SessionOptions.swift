@@ -9,7 +9,8 @@ final class SessionOptions: @unchecked Sendable {
         var option: OpaquePointer? = nil
         precondition(nghttp2_option_new(&option) == 0, "nghttp2_option_new failed")
         self.option = option!
-        nghttp2_option_set_stream_reset_rate_limit(self.option, limits.streamResetBurst, limits.streamResetRatePerSecond)
+        nghttp2_option_set_stream_reset_rate_limit(
+            self.option, limits.streamResetBurst, limits.streamResetRatePerSecond)
         nghttp2_option_set_max_continuations(self.option, limits.maxContinuations)
         nghttp2_option_set_max_settings(self.option, 32)
         nghttp2_option_set_max_outbound_ack(self.option, 1000)

@@ -87,7 +87,9 @@ public final class TLSClientContext: @unchecked Sendable {
             }
         }
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        guard clientALPN.withUnsafeBufferPointer({ SSL_CTX_set_alpn_protos(context, $0.baseAddress, UInt32($0.count)) }) == 0
+        guard
+            clientALPN.withUnsafeBufferPointer({ SSL_CTX_set_alpn_protos(context, $0.baseAddress, UInt32($0.count)) })
+                == 0
         else {
             SSL_CTX_free(context)
             throw TLSError("cannot set ALPN")

@@ -35,7 +35,8 @@ public final class Application: @unchecked Sendable {
                     status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                     body: Array(metricsText().utf8)))
         default:
-            responder.respond(.problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
+            responder.respond(
+                .problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
         }
     }
 
@@ -61,7 +62,8 @@ public final class Application: @unchecked Sendable {
         writer.sample("process_resident_memory_bytes", ProcessMetrics.residentMemoryBytes())
         writer.family("process_open_fds", .gauge, help: "Number of open file descriptors.")
         writer.sample("process_open_fds", ProcessMetrics.openFileDescriptors())
-        writer.family("process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch in seconds.")
+        writer.family(
+            "process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch in seconds.")
         writer.sample("process_start_time_seconds", ProcessMetrics.startTimeSeconds())
         return writer.text
     }

@@ -45,7 +45,8 @@ public final class Broker: @unchecked Sendable {
             let port = try server.listen(host: listener.host, port: listener.port, tls: listener.tls ? tls : nil)
             boundListeners.append(BoundListener(host: listener.host, port: port, tls: listener.tls))
             logger.info(
-                "listening", metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
+                "listening",
+                metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
         }
         application.isReady = true
     }

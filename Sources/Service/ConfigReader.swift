@@ -33,13 +33,16 @@ final class ConfigReader {
         return "APPROVALD_" + String(name.filter { $0 != "]" })
     }
 
-    private func value<T>(_ key: String, _ expected: String, from toml: (TOMLValueConvertible) -> T?, parse: (String) -> T?)
+    private func value<T>(
+        _ key: String, _ expected: String, from toml: (TOMLValueConvertible) -> T?, parse: (String) -> T?
+    )
         throws -> T?
     {
         known.insert(key)
         if let text = environment[environmentName(key)] {
             guard let parsed = parse(text) else {
-                throw ConfigError("\(environmentName(key)) (for \(keyPath(key))): expected \(expected), got \"\(text)\"")
+                throw ConfigError(
+                    "\(environmentName(key)) (for \(keyPath(key))): expected \(expected), got \"\(text)\"")
             }
             return parsed
         }
@@ -79,7 +82,9 @@ final class ConfigReader {
     /// The nested table `key`; an absent one reads as empty, so its environment overrides still apply.
     func table(_ key: String) throws -> ConfigReader {
         known.insert(key)
-        guard let raw = table[key] else { return ConfigReader(table: TOMLTable(), path: keyPath(key), environment: environment) }
+        guard let raw = table[key] else {
+            return ConfigReader(table: TOMLTable(), path: keyPath(key), environment: environment)
+        }
         guard let nested = raw.table else { throw ConfigError("\(keyPath(key)): expected a table, got a \(raw.type)") }
         return ConfigReader(table: nested, path: keyPath(key), environment: environment)
     }

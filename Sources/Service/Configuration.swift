@@ -29,7 +29,9 @@ public struct Configuration: Sendable {
     public init() {}
 
     /// Reads `path`; every environment variable `APPROVALD_<SECTION>_<KEY>` overrides its key.
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment)
+    public static func load(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    )
         throws -> Configuration
     {
         let text: String
@@ -41,7 +43,9 @@ public struct Configuration: Sendable {
         return try parse(text, source: path, environment: environment)
     }
 
-    public static func parse(_ text: String, source: String = "config", environment: [String: String] = [:]) throws
+    public static func parse(
+        _ text: String, source: String = "config", environment: [String: String] = [:]
+    ) throws
         -> Configuration
     {
         let document: TOMLTable
@@ -67,7 +71,8 @@ public struct Configuration: Sendable {
         if let level = try log.string("level") {
             guard let parsed = Logger.Level(rawValue: level) else {
                 throw ConfigError(
-                    "log.level: \"\(level)\" is not one of " + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+                    "log.level: \"\(level)\" is not one of "
+                        + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
             }
             logLevel = parsed
         }
@@ -98,7 +103,8 @@ public struct Configuration: Sendable {
         }
         http2.prefaceTimeoutSeconds =
             try section.seconds("preface_timeout_seconds", in: 0.1...600) ?? http2.prefaceTimeoutSeconds
-        http2.idleTimeoutSeconds = try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
+        http2.idleTimeoutSeconds =
+            try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
         http2.maxBufferedResponseBytes =
             try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
         shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds

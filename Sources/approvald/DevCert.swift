@@ -35,7 +35,9 @@ struct DevCert: ParsableCommand {
                 at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         }
         try Data(pair.certificatePEM.utf8).write(to: URL(fileURLWithPath: certificate))
-        guard files.createFile(atPath: privateKey, contents: Data(pair.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            files.createFile(
+                atPath: privateKey, contents: Data(pair.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600])
         else { throw ValidationError("cannot write \(privateKey)") }
         print("wrote \(certificate) and \(privateKey)")
     }

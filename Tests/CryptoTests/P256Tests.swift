@@ -16,7 +16,8 @@ struct SignatureFixture: Decodable {
     let p256_pkcs8_pem: String
 
     static func load() throws -> SignatureFixture {
-        let url = try #require(Bundle.module.url(forResource: "p256_signatures", withExtension: "json", subdirectory: "Fixtures"))
+        let url = try #require(
+            Bundle.module.url(forResource: "p256_signatures", withExtension: "json", subdirectory: "Fixtures"))
         return try JSONDecoder().decode(SignatureFixture.self, from: Data(contentsOf: url))
     }
 }
@@ -66,7 +67,9 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         let valid = base64(fixture.signatures[0].spki)
         #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: valid + [0]) }
         #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: Array(valid.dropLast())) }
-        #expect(throws: CryptoError.self) { try P256PrivateKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }
+        #expect(throws: CryptoError.self) {
+            try P256PrivateKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        }
     }
 
     @Test func rejectsMalformedSignatures() throws {
@@ -83,7 +86,9 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
 
 @Suite struct Base64URLTests {
     @Test func rfc4648Vectors() {
-        let vectors = ["": "", "f": "Zg", "fo": "Zm8", "foo": "Zm9v", "foob": "Zm9vYg", "fooba": "Zm9vYmE", "foobar": "Zm9vYmFy"]
+        let vectors = [
+            "": "", "f": "Zg", "fo": "Zm8", "foo": "Zm9v", "foob": "Zm9vYg", "fooba": "Zm9vYmE", "foobar": "Zm9vYmFy",
+        ]
         for (plain, encoded) in vectors {
             #expect(Base64URL.encode(Array(plain.utf8)) == encoded)
             #expect(Base64URL.decode(encoded) == Array(plain.utf8))

@@ -6,7 +6,9 @@ import TestSupport
 import Testing
 
 /// A request whose body is still to come keeps its stream open.
-func openStream(_ raw: RawHTTP2Connection, _ id: UInt32, path: String = "/healthz", extra: [(String, String)] = [])
+func openStream(
+    _ raw: RawHTTP2Connection, _ id: UInt32, path: String = "/healthz", extra: [(String, String)] = []
+)
     throws
 {
     try raw.sendFrame(
@@ -57,7 +59,9 @@ func stillServes(_ broker: ApprovaldProcess) throws -> Bool {
         let raw = try RawHTTP2Connection(port: broker.h2cPort)
         try raw.sendPreface()
         try openStream(raw, 1, extra: [("content-length", "10")])
-        try raw.sendFrame(type: Frame.data, flags: Frame.endStream, stream: 1, payload: [UInt8](repeating: 0x61, count: 20_000 % 16_384))
+        try raw.sendFrame(
+            type: Frame.data, flags: Frame.endStream, stream: 1,
+            payload: [UInt8](repeating: 0x61, count: 20_000 % 16_384))
         let reset = try raw.readFrame { $0.type == Frame.rstStream && $0.streamID == 1 }
         #expect(reset?.errorCode == 1)
         #expect(try stillServes(broker))
@@ -150,11 +154,18 @@ func stillServes(_ broker: ApprovaldProcess) throws -> Bool {
         ("SETTINGS of 5 bytes", RawHTTP2Connection.frame(type: Frame.settings, payload: [0, 1, 0, 0, 0])),
         ("WINDOW_UPDATE of 0", RawHTTP2Connection.frame(type: Frame.windowUpdate, payload: [0, 0, 0, 0])),
         ("PING of 3 bytes", RawHTTP2Connection.frame(type: Frame.ping, payload: [1, 2, 3])),
-        ("an even stream id", RawHTTP2Connection.frame(
-            type: Frame.headers, flags: Frame.endHeaders | Frame.endStream, stream: 2,
-            payload: RawHTTP2Connection.headerBlock(RawHTTP2Connection.request("GET", "/healthz")))),
-        ("a broken HPACK block", RawHTTP2Connection.frame(
-            type: Frame.headers, flags: Frame.endHeaders | Frame.endStream, stream: 1, payload: [0xff, 0xff, 0xff, 0xff])),
+        (
+            "an even stream id",
+            RawHTTP2Connection.frame(
+                type: Frame.headers, flags: Frame.endHeaders | Frame.endStream, stream: 2,
+                payload: RawHTTP2Connection.headerBlock(RawHTTP2Connection.request("GET", "/healthz")))
+        ),
+        (
+            "a broken HPACK block",
+            RawHTTP2Connection.frame(
+                type: Frame.headers, flags: Frame.endHeaders | Frame.endStream, stream: 1,
+                payload: [0xff, 0xff, 0xff, 0xff])
+        ),
     ])
     func malformedFramesGetGOAWAYAndOthersAreUndisturbed(name: String, frame: [UInt8]) throws {
         let broker = try ApprovaldProcess()

@@ -48,7 +48,8 @@ import Testing
 
 @Suite struct ConfigurationTests {
     func start(config: String, environment: [String: String] = [:]) throws -> CommandResult {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-bad-\(UUID().uuidString).toml")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-bad-\(UUID().uuidString).toml")
         try config.write(to: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: path) }
         return try runCommand([approvaldBinary, "serve", "--config", path.path], timeout: 20, environment: environment)
@@ -99,11 +100,14 @@ import Testing
         for name in ["approvald.toml", "approvald.example.toml"] {
             let path = packageRoot.appendingPathComponent("Config/\(name)").path
             // Port 0 everywhere, so the check never collides with a running broker; TLS files from dev-cert.
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-cfg-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "approvald-cfg-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            let cert = directory.appendingPathComponent("cert.pem").path, key = directory.appendingPathComponent("key.pem").path
-            #expect(try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key]).status == 0)
+            let cert = directory.appendingPathComponent("cert.pem").path,
+                key = directory.appendingPathComponent("key.pem").path
+            #expect(
+                try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key]).status == 0)
             let ready = directory.appendingPathComponent("ready.json").path
             let process = Process()
             process.executableURL = URL(fileURLWithPath: approvaldBinary)
@@ -125,9 +129,11 @@ import Testing
 
 @Suite struct DevCertTests {
     @Test func writesAPairThatCurlTrustsAndRefusesToOverwrite() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-devcert-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-devcert-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let cert = directory.appendingPathComponent("tls/cert.pem").path, key = directory.appendingPathComponent("tls/key.pem").path
+        let cert = directory.appendingPathComponent("tls/cert.pem").path,
+            key = directory.appendingPathComponent("tls/key.pem").path
         let first = try runCommand([approvaldBinary, "dev-cert", "--certificate", cert, "--private-key", key])
         #expect(first.status == 0)
         let attributes = try FileManager.default.attributesOfItem(atPath: key)

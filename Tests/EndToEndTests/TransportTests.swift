@@ -10,7 +10,10 @@ import Testing
     @Test func curlOverH2cWithPriorKnowledge() throws {
         let broker = try ApprovaldProcess()
         let result = try runCommand(
-            ["curl", "-sS", "--http2-prior-knowledge", "-w", "%{http_code} %{http_version}", broker.h2cURL + "/healthz"])
+            [
+                "curl", "-sS", "--http2-prior-knowledge", "-w", "%{http_code} %{http_version}",
+                broker.h2cURL + "/healthz",
+            ])
         #expect(result.stdout == "ok\n200 2")
         #expect(try broker.curl("/readyz").status == 200)
     }
@@ -18,10 +21,14 @@ import Testing
     @Test func curlOverTLSNegotiatesH2ByALPN() throws {
         let broker = try ApprovaldProcess()
         let result = try runCommand(
-            ["curl", "-sS", "-v", "--cacert", broker.certificatePath, "-w", "%{http_code} %{http_version}",
-             broker.tlsURL + "/healthz"])
+            [
+                "curl", "-sS", "-v", "--cacert", broker.certificatePath, "-w", "%{http_code} %{http_version}",
+                broker.tlsURL + "/healthz",
+            ])
         #expect(result.stdout == "ok\n200 2")
-        #expect(result.stderr.contains("ALPN: server accepted h2") || result.stderr.contains("ALPN, server accepted to use h2"))
+        #expect(
+            result.stderr.contains("ALPN: server accepted h2")
+                || result.stderr.contains("ALPN, server accepted to use h2"))
         #expect(result.stderr.contains("TLSv1.3") || result.stderr.contains("TLSv1.2"))
         // Without trusting the development certificate, curl refuses it.
         let untrusted = try runCommand(["curl", "-sS", broker.tlsURL + "/healthz"])
@@ -33,13 +40,19 @@ import Testing
         let broker = try ApprovaldProcess(environment: ["OPENSSL_CONF": "/dev/null"])
         func handshake(_ version: String) throws -> String {
             try runCommand(
-                ["openssl", "s_client", "-connect", "127.0.0.1:\(broker.tlsPort)", version, "-cipher", "DEFAULT@SECLEVEL=0"],
+                [
+                    "openssl", "s_client", "-connect", "127.0.0.1:\(broker.tlsPort)", version, "-cipher",
+                    "DEFAULT@SECLEVEL=0",
+                ],
                 timeout: 10, environment: ["OPENSSL_CONF": "/dev/null"], input: Data()
             ).stdout
         }
         #expect(try handshake("-tls1_2").contains("New, TLSv1.2, Cipher is"))
         let old = try runCommand(
-            ["openssl", "s_client", "-connect", "127.0.0.1:\(broker.tlsPort)", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            [
+                "openssl", "s_client", "-connect", "127.0.0.1:\(broker.tlsPort)", "-tls1_1", "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ],
             timeout: 10, environment: ["OPENSSL_CONF": "/dev/null"], input: Data())
         #expect(old.stderr.contains("alert protocol version"))
         #expect(old.stdout.contains("New, (NONE), Cipher is (NONE)"))

@@ -23,7 +23,8 @@ final class HandlerState: @unchecked Sendable {
 @Suite struct AnsweringTests {
     @Test func answersAtOnceWithHeadersAndBody() async throws {
         let fixture = try await ServerFixture(handler: echo)
-        let result = try await fixture.send("POST", "/a/b?c=d", headers: [("x-test", "hello")], body: Array("body".utf8))
+        let result = try await fixture.send(
+            "POST", "/a/b?c=d", headers: [("x-test", "hello")], body: Array("body".utf8))
         let expected = "POST /a/b?c=d hello 4 body"
         #expect(result.status == 200)
         #expect(result.text == expected)
@@ -226,11 +227,14 @@ final class HandlerState: @unchecked Sendable {
 }
 
 @Suite struct TLSTests {
-    static func certificate(dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"]) throws
+    static func certificate(
+        dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"]
+    ) throws
         -> (server: TLSServerContext, caFile: String)
     {
         let pair = try SelfSignedCertificate.generate(dnsNames: dnsNames, ipAddresses: ipAddresses)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-tls-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
@@ -251,7 +255,8 @@ final class HandlerState: @unchecked Sendable {
 
     @Test func refusesAPeerTheSystemStoreDoesNotTrust() async throws {
         let (server, _) = try Self.certificate()
-        let fixture = try await ServerFixture(tls: server, clientTLS: try TLSClientContext(), clientHost: "localhost", handler: echo)
+        let fixture = try await ServerFixture(
+            tls: server, clientTLS: try TLSClientContext(), clientHost: "localhost", handler: echo)
         guard case .failure(.connectFailed(let why)) = try await fixture.send("GET", "/") else {
             Issue.record("a self-signed peer was trusted")
             return
@@ -279,7 +284,9 @@ final class HandlerState: @unchecked Sendable {
         state.loop = fixture.loop
         let inFlight = Task { try await fixture.send("GET", "/slow") }
         #expect(try await eventually { try await fixture.thread.run { state.timers.count == 1 } })
-        let completed: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 5) { done(true) } }
+        let completed: Bool = try await fixture.thread.wait { done in
+            fixture.server.shutdown(graceSeconds: 5) { done(true) }
+        }
         #expect(completed)
         #expect(try await inFlight.value.text == "finished")
         // Nothing listens any more.
@@ -298,7 +305,8 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 1 } })
         try await Task.sleep(nanoseconds: 100_000_000)
         let started = Date()
-        let _: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 0.5) { done(true) } }
+        let _: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 0.5) { done(true) }
+        }
         let elapsed = Date().timeIntervalSince(started)
         #expect(elapsed >= 0.4 && elapsed < 3)
         #expect(try await stream.value.text == "event\n")

@@ -59,7 +59,9 @@ final class LoopThread: Sendable {
         let once = OneShot<Value>()
         return try await withCheckedThrowingContinuation { continuation in
             once.set(continuation)
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { once.resume(.failure(TimedOut(seconds: timeout))) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+                once.resume(.failure(TimedOut(seconds: timeout)))
+            }
             loop.execute { body { value in once.resume(.success(value)) } }
         }
     }

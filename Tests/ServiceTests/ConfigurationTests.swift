@@ -85,7 +85,8 @@ import Testing
         #expect {
             try Configuration.parse("", environment: ["APPROVALD_HTTP2_MAX_CONCURRENT_STREAMS": "many"])
         } throws: { error in
-            "\(error)".contains("APPROVALD_HTTP2_MAX_CONCURRENT_STREAMS (for http2.max_concurrent_streams): expected an integer")
+            "\(error)".contains(
+                "APPROVALD_HTTP2_MAX_CONCURRENT_STREAMS (for http2.max_concurrent_streams): expected an integer")
         }
     }
 

@@ -51,7 +51,8 @@ import Testing
 
 @Suite struct ProblemDocumentTests {
     @Test func isRFC9457JSONWithAStableCode() throws {
-        let response = HTTPResponse.problem(413, code: "too_large", title: "Content Too Large", detail: "a \"quoted\"\nline")
+        let response = HTTPResponse.problem(
+            413, code: "too_large", title: "Content Too Large", detail: "a \"quoted\"\nline")
         #expect(response.headers[field: "content-type"] == "application/problem+json")
         let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
         #expect(object?["status"] as? Int == 413)

@@ -72,9 +72,13 @@ public final class ApprovaldProcess: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = try runCommand(
-            [approvaldBinary, "dev-cert", "--certificate", certificatePath, "--private-key",
-             directory.appendingPathComponent("key.pem").path])
-        guard certificate.status == 0 else { throw ApprovaldError(description: "dev-cert failed: \(certificate.stderr)") }
+            [
+                approvaldBinary, "dev-cert", "--certificate", certificatePath, "--private-key",
+                directory.appendingPathComponent("key.pem").path,
+            ])
+        guard certificate.status == 0 else {
+            throw ApprovaldError(description: "dev-cert failed: \(certificate.stderr)")
+        }
         let config = """
             data_directory = "\(directory.appendingPathComponent("data").path)"
             [log]
@@ -159,7 +163,9 @@ public final class ApprovaldProcess: @unchecked Sendable {
     /// GET over h2c with curl; returns status and body.
     public func curl(_ path: String, _ extra: [String] = []) throws -> (status: Int, body: String) {
         let result = try runCommand(
-            ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_code}"] + extra + [h2cURL + path])
+            ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_code}"] + extra + [
+                h2cURL + path
+            ])
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
     }

@@ -17,8 +17,10 @@ public struct Frame: CustomStringConvertible {
     /// For GOAWAY and RST_STREAM: the error code.
     public var errorCode: UInt32? {
         switch type {
-        case Frame.goaway where payload.count >= 8: UInt32(bigEndian: payload[4..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
-        case Frame.rstStream where payload.count >= 4: UInt32(bigEndian: payload[0..<4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+        case Frame.goaway where payload.count >= 8:
+            UInt32(bigEndian: payload[4..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+        case Frame.rstStream where payload.count >= 4:
+            UInt32(bigEndian: payload[0..<4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
         default: nil
         }
     }
@@ -79,8 +81,10 @@ public final class RawHTTP2Connection {
             offset += used
             if flags & Int32(NGHTTP2_HD_INFLATE_EMIT.rawValue) != 0 {
                 fields.append(
-                    (String(decoding: UnsafeBufferPointer(start: field.name, count: field.namelen), as: UTF8.self),
-                     String(decoding: UnsafeBufferPointer(start: field.value, count: field.valuelen), as: UTF8.self)))
+                    (
+                        String(decoding: UnsafeBufferPointer(start: field.name, count: field.namelen), as: UTF8.self),
+                        String(decoding: UnsafeBufferPointer(start: field.value, count: field.valuelen), as: UTF8.self)
+                    ))
             }
             if flags & Int32(NGHTTP2_HD_INFLATE_FINAL.rawValue) != 0 {
                 nghttp2_hd_inflate_end_headers(inflater)
@@ -113,7 +117,9 @@ public final class RawHTTP2Connection {
     public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { throw RawConnectionError(description: "send failed: errno \(errno)") }
             offset += sent
         }
@@ -174,9 +180,11 @@ public final class RawHTTP2Connection {
             if buffer.count >= 9 {
                 let length = Int(buffer[0]) << 16 | Int(buffer[1]) << 8 | Int(buffer[2])
                 if buffer.count >= 9 + length {
-                    let stream = UInt32(buffer[5]) << 24 | UInt32(buffer[6]) << 16 | UInt32(buffer[7]) << 8 | UInt32(buffer[8])
+                    let stream =
+                        UInt32(buffer[5]) << 24 | UInt32(buffer[6]) << 16 | UInt32(buffer[7]) << 8 | UInt32(buffer[8])
                     let frame = Frame(
-                        type: buffer[3], flags: buffer[4], streamID: stream & 0x7fff_ffff, payload: Array(buffer[9..<9 + length]))
+                        type: buffer[3], flags: buffer[4], streamID: stream & 0x7fff_ffff,
+                        payload: Array(buffer[9..<9 + length]))
                     buffer.removeFirst(9 + length)
                     return frame
                 }

@@ -1,0 +1,56 @@
+# approvald — `make run` and `make test` do everything on a fresh Debian 12 machine with Swift.
+SWIFT ?= swift
+CONFIG ?= Config/approvald.toml
+# System libraries the build links against, and the programs the tests drive the broker with.
+BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev
+TEST_PACKAGES := curl nghttp2-client openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
+
+.PHONY: all deps test-deps build build-release run test lint format bench clean
+
+all: build
+
+# Installs whatever of $(1) is missing, with apt-get.
+define apt_install
+	@missing=$$(for package in $(1); do dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(BUILD_PACKAGES))
+
+test-deps: deps
+	$(call apt_install,$(TEST_PACKAGES))
+
+build: deps
+	$(SWIFT) build
+
+build-release: deps
+	$(SWIFT) build -c release
+
+# Serves h2c on 127.0.0.1:8080 and TLS on 127.0.0.1:8443 with a development certificate made on first run.
+run: build
+	@[ -f data/tls/cert.pem ] || $(BIN_PATH)/approvald dev-cert --certificate data/tls/cert.pem --private-key data/tls/key.pem
+	exec $(BIN_PATH)/approvald serve --config $(CONFIG)
+
+# Builds once, checks formatting, then runs every test (unit and end-to-end against the built binary).
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(MAKE) lint
+	APPROVALD_BIN=$(BIN_PATH)/approvald $(SWIFT) test --skip-build
+
+lint:
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench
+
+format:
+	$(SWIFT) format --in-place --recursive Package.swift Sources Tests bench
+
+bench: build-release test-deps
+	bench/h2-ceiling/run
+
+clean:
+	rm -rf .build
