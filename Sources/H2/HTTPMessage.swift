@@ -34,12 +34,12 @@ public struct HTTPRequest: Sendable {
 
     /// The path without its query string.
     public var pathOnly: Substring {
-        path.firstIndex(of: "?").map { path[..<$0] } ?? path[...]
+        path.utf8.firstIndex(of: UInt8(ascii: "?")).map { path[..<$0] } ?? path[...]
     }
 
     /// The query string without `?`, empty when there is none.
     public var query: Substring {
-        path.firstIndex(of: "?").map { path[path.index(after: $0)...] } ?? ""
+        path.utf8.firstIndex(of: UInt8(ascii: "?")).map { path[path.index(after: $0)...] } ?? ""
     }
 }
 

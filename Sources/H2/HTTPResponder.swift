@@ -38,24 +38,24 @@ public final class HTTPResponder: @unchecked Sendable {
     /// Whether the stream can still carry a response.
     public var isOpen: Bool { connection != nil && !ended }
 
-    private var limits: H2ServerLimits { connection!.server.limits }
-
     // MARK: Receiving the request
 
     func receiveHeader(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        guard !responded else { return }
+        guard !responded, let connection else { return }
         headerBytes += name.count + value.count + 32
-        guard headerBytes <= limits.maxHeaderBlockBytes else {
+        guard headerBytes <= connection.maxHeaderBlockBytes else {
             headers = []
             return
         }
         let value = String(decoding: value, as: UTF8.self)
+        // nghttp2 has validated the names (lowercase, pseudo-headers first and known): compare bytes, make no
+        // String for the four pseudo-header names.
         if name.first == UInt8(ascii: ":") {
-            switch String(decoding: name, as: UTF8.self) {
-            case ":method": method = value
-            case ":path": path = value
-            case ":authority": authority = value
-            case ":scheme": scheme = value
+            switch name.count {
+            case 5: path = value  // :path
+            case 7 where name[1] == UInt8(ascii: "m"): method = value  // :method
+            case 7: scheme = value  // :scheme
+            case 10: authority = value  // :authority
             default: break
             }
         } else {
@@ -67,17 +67,19 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     func headersComplete() {
-        guard !responded else { return }
-        if headerBytes > limits.maxHeaderBlockBytes {
-            reject(431, code: "header_too_large", "the header block is larger than \(limits.maxHeaderBlockBytes) bytes")
-        } else if let declaredLength, declaredLength > limits.maxRequestBodyBytes {
+        guard !responded, let connection else { return }
+        if headerBytes > connection.maxHeaderBlockBytes {
+            reject(
+                431, code: "header_too_large", "the header block is larger than \(connection.maxHeaderBlockBytes) bytes"
+            )
+        } else if let declaredLength, declaredLength > connection.maxRequestBodyBytes {
             rejectOversizedBody()
         }
     }
 
     func receiveBody(_ chunk: UnsafeBufferPointer<UInt8>) {
-        guard !responded else { return }
-        guard body.count + chunk.count <= limits.maxRequestBodyBytes else {
+        guard !responded, let connection else { return }
+        guard body.count + chunk.count <= connection.maxRequestBodyBytes else {
             body = []
             rejectOversizedBody()
             return
@@ -97,7 +99,8 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     private func rejectOversizedBody() {
-        reject(413, code: "too_large", "the request body is larger than \(limits.maxRequestBodyBytes) bytes")
+        let limit = connection?.maxRequestBodyBytes ?? 0
+        reject(413, code: "too_large", "the request body is larger than \(limit) bytes")
     }
 
     private func reject(_ status: Int, code: String, _ detail: String) {
@@ -135,7 +138,7 @@ public final class HTTPResponder: @unchecked Sendable {
     public func write(_ bytes: [UInt8]) -> Bool {
         guard let connection, isStreaming, !ended else { return false }
         outgoing.append(contentsOf: bytes)
-        guard outgoing.count - sent <= limits.maxBufferedResponseBytes else {
+        guard outgoing.count - sent <= connection.maxBufferedResponseBytes else {
             nghttp2_submit_rst_stream(
                 connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_CANCEL.rawValue))
             ended = true

@@ -15,6 +15,10 @@ private let http2Required: [UInt8] = {
 /// `@unchecked Sendable`: confined to its server's loop thread.
 final class ServerConnection: SessionConnection, @unchecked Sendable {
     unowned let server: H2Server
+    /// Copied from the server's limits: read on every header and body chunk.
+    let maxHeaderBlockBytes: Int
+    let maxRequestBodyBytes: Int
+    let maxBufferedResponseBytes: Int
     private var streams: [Int32: HTTPResponder] = [:]
     private var timer: LoopTimer!
     private var prefaceSeen = false
@@ -22,6 +26,9 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
         self.server = server
+        maxHeaderBlockBytes = server.limits.maxHeaderBlockBytes
+        maxRequestBodyBytes = server.limits.maxRequestBodyBytes
+        maxBufferedResponseBytes = server.limits.maxBufferedResponseBytes
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
         let created: OpaquePointer?
@@ -149,12 +156,14 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     // MARK: Streams (from the nghttp2 callbacks)
 
+    /// The dictionary owns the stream; nghttp2's stream user data points at it, so the callbacks find it
+    /// without a lookup of ours.
     fileprivate func beginStream(_ id: Int32) {
-        streams[id] = HTTPResponder(connection: self, streamID: id)
+        let stream = HTTPResponder(connection: self, streamID: id)
+        streams[id] = stream
+        nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
         if streams.count == 1 { streamCountChanged() }
     }
-
-    fileprivate func stream(_ id: Int32) -> HTTPResponder? { streams[id] }
 
     fileprivate func streamClosed(_ id: Int32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
@@ -172,6 +181,13 @@ private func connection(_ context: UnsafeMutableRawPointer?) -> ServerConnection
     context.map { Unmanaged<ServerConnection>.fromOpaque($0).takeUnretainedValue() }
 }
 
+/// The request stream `id`, through nghttp2's stream user data (set in `beginStream`).
+private func stream(_ session: OpaquePointer?, _ id: Int32) -> HTTPResponder? {
+    nghttp2_session_get_stream_user_data(session, id).map {
+        Unmanaged<HTTPResponder>.fromOpaque($0).takeUnretainedValue()
+    }
+}
+
 /// The server's nghttp2 callback table.
 final class ServerCallbacks: Sendable {
     let table = CallbackTable { callbacks in
@@ -183,35 +199,33 @@ final class ServerCallbacks: Sendable {
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
-            _, frame, name, nameLength, value, valueLength, _, context in
-            guard let frame, let name, let value, let stream = connection(context)?.stream(frame.streamID) else {
-                return 0
-            }
+            session, frame, name, nameLength, value, valueLength, _, _ in
+            guard let frame, let name, let value, let stream = stream(session, frame.streamID) else { return 0 }
             stream.receiveHeader(
                 name: UnsafeBufferPointer(start: name, count: nameLength),
                 value: UnsafeBufferPointer(start: value, count: valueLength))
             return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
-            _, _, streamID, data, length, context in
-            guard let data, let stream = connection(context)?.stream(streamID) else { return 0 }
+            session, _, streamID, data, length, _ in
+            guard let data, let stream = stream(session, streamID) else { return 0 }
             stream.receiveBody(UnsafeBufferPointer(start: data, count: length))
             return 0
         }
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, context in
-            guard let frame, frame.isHeaders || frame.isData,
-                let stream = connection(context)?.stream(frame.streamID)
-            else { return 0 }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { session, frame, _ in
+            guard let frame, frame.isHeaders || frame.isData, let stream = stream(session, frame.streamID) else {
+                return 0
+            }
             if frame.isHeaders && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
             if frame.endsStream { stream.requestComplete() }
             return 0
         }
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { session, frame, context in
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { session, frame, _ in
             // A response that ended before its request did (413, 431) is followed by RST_STREAM(NO_ERROR), as
             // RFC 9113 §8.1 allows, so the client stops sending the rest.
-            guard let frame, frame.endsStream, let stream = connection(context)?.stream(frame.streamID),
-                !stream.requestEnded
-            else { return 0 }
+            guard let frame, frame.endsStream, let stream = stream(session, frame.streamID), !stream.requestEnded else {
+                return 0
+            }
             nghttp2_submit_rst_stream(
                 session, UInt8(NGHTTP2_FLAG_NONE.rawValue), frame.streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
             return 0

@@ -52,32 +52,49 @@ extension UnsafePointer where Pointee == nghttp2_frame {
     var isData: Bool { type == NGHTTP2_DATA.rawValue }
 }
 
-/// Calls `body` with `status` and `headers` as an nghttp2 name/value array; nghttp2 copies what it keeps.
+/// Calls `body` with `status` and `headers` as an nghttp2 name/value array; nghttp2 copies what it keeps. The
+/// array and its bytes live in temporary (stack, when small) storage: no heap allocation per response.
 func withNameValues<Result>(
     status: Int?, headers: HTTPHeaders, extra: (name: String, value: String)? = nil,
     _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result
 ) -> Result {
-    var bytes: [UInt8] = []
-    var spans: [(name: Range<Int>, value: Range<Int>)] = []
-    spans.reserveCapacity(headers.count + 2)
-    func add(_ name: some StringProtocol, _ value: some StringProtocol) {
-        let nameStart = bytes.count
-        bytes.append(contentsOf: name.utf8)
-        let valueStart = bytes.count
-        bytes.append(contentsOf: value.utf8)
-        spans.append((nameStart..<valueStart, valueStart..<bytes.count))
-    }
-    if let status { add(":status", String(status)) }
-    for header in headers { add(header.name, header.value) }
-    if let extra { add(extra.name, extra.value) }
-    bytes.append(0)  // never an empty buffer: every base address below is valid
-    return bytes.withUnsafeMutableBufferPointer { storage in
-        let base = storage.baseAddress!
-        let fields = spans.map { span in
-            nghttp2_nv(
-                name: base + span.name.lowerBound, value: base + span.value.lowerBound, namelen: span.name.count,
-                valuelen: span.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+    let statusText = status.map(String.init)
+    var byteCount = (statusText?.utf8.count ?? 0) + 7
+    for header in headers { byteCount += header.name.utf8.count + header.value.utf8.count }
+    if let extra { byteCount += extra.name.utf8.count + extra.value.utf8.count }
+    let fieldCount = headers.count + (status == nil ? 0 : 1) + (extra == nil ? 0 : 1)
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { fields in
+            var used = 0
+            var count = 0
+            func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
+                let start = bytes.baseAddress! + used
+                let copied = text.utf8.withContiguousStorageIfAvailable { source in
+                    start.update(from: source.baseAddress!, count: source.count)
+                    return source.count
+                }
+                if let copied {
+                    used += copied
+                } else {
+                    for byte in text.utf8 {
+                        bytes[used] = byte
+                        used += 1
+                    }
+                }
+                return (start, bytes.baseAddress! + used - start)
+            }
+            func add(_ name: String, _ value: String) {
+                let (namePointer, nameLength) = copy(name)
+                let (valuePointer, valueLength) = copy(value)
+                fields[count] = nghttp2_nv(
+                    name: namePointer, value: valuePointer, namelen: nameLength, valuelen: valueLength,
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                count += 1
+            }
+            if let statusText { add(":status", statusText) }
+            for header in headers { add(header.name, header.value) }
+            if let extra { add(extra.name, extra.value) }
+            return body(UnsafePointer(fields.baseAddress!), count)
         }
-        return fields.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
     }
 }

@@ -7,9 +7,14 @@ public final class Application: @unchecked Sendable {
     let logger: Logger
     /// Whether start-up has finished (later: the store is open and recovered); `/readyz` reports it.
     public var isReady = false
-    private var responsesByStatus = LabelledCounter<Int>()
+    private var responsesByStatus = StatusCounter()
     /// Open connections, read when `/metrics` is written.
     public var connectionCount: () -> Int = { 0 }
+
+    // Fixed answers, made once: probes come often.
+    private static let healthy = HTTPResponse.text(200, "ok\n")
+    private static let ready = HTTPResponse.text(200, "ready\n")
+    private static let starting = HTTPResponse.text(503, "starting\n")
 
     public init(logger: Logger) {
         self.logger = logger
@@ -24,10 +29,10 @@ public final class Application: @unchecked Sendable {
         switch request.pathOnly {
         case "/healthz":
             guard allowGet(request, responder) else { return }
-            responder.respond(.text(200, "ok\n"))
+            responder.respond(Self.healthy)
         case "/readyz":
             guard allowGet(request, responder) else { return }
-            responder.respond(isReady ? .text(200, "ready\n") : .text(503, "starting\n"))
+            responder.respond(isReady ? Self.ready : Self.starting)
         case "/metrics":
             guard allowGet(request, responder) else { return }
             responder.respond(
@@ -55,7 +60,7 @@ public final class Application: @unchecked Sendable {
     public func metricsText() -> String {
         var writer = MetricsWriter()
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
-        responsesByStatus.write("approvald_http_requests_total", labelName: "code", to: &writer)
+        responsesByStatus.write("approvald_http_requests_total", to: &writer)
         writer.family("approvald_http_connections", .gauge, help: "Open HTTP/2 connections.")
         writer.sample("approvald_http_connections", connectionCount())
         writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")

@@ -66,3 +66,23 @@ public struct LabelledCounter<Label: Hashable & Comparable & CustomStringConvert
         }
     }
 }
+
+/// A counter per HTTP status code (100–599), in an array: one increment per response, no hashing.
+public struct StatusCounter {
+    private var counts = [UInt64](repeating: 0, count: 600)
+
+    public init() {}
+
+    public mutating func increment(_ status: Int) {
+        counts[(100..<600).contains(status) ? status : 599] &+= 1
+    }
+
+    public subscript(status: Int) -> UInt64 { (100..<600).contains(status) ? counts[status] : 0 }
+
+    /// Writes a sample for every status seen, in order, labelled `code`.
+    public func write(_ name: String, to writer: inout MetricsWriter) {
+        for status in 100..<600 where counts[status] > 0 {
+            writer.sample(name, Double(counts[status]), labels: ["code": String(status)])
+        }
+    }
+}
