@@ -220,16 +220,6 @@ final class ServerCallbacks: Sendable {
             if frame.endsStream { stream.requestComplete() }
             return 0
         }
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { session, frame, _ in
-            // A response that ended before its request did (413, 431) is followed by RST_STREAM(NO_ERROR), as
-            // RFC 9113 §8.1 allows, so the client stops sending the rest.
-            guard let frame, frame.endsStream, let stream = stream(session, frame.streamID), !stream.requestEnded else {
-                return 0
-            }
-            nghttp2_submit_rst_stream(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), frame.streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
-            return 0
-        }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, context in
             connection(context)?.streamClosed(streamID)
             return 0
