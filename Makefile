@@ -4,10 +4,12 @@ CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev
 TEST_PACKAGES := curl nghttp2-client openssl
+# What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux).
+BENCH_PACKAGES := nghttp2-client valgrind util-linux python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 
-.PHONY: all deps test-deps build build-release run test lint format bench clean
+.PHONY: all deps test-deps bench-deps build build-release run test lint format bench clean
 
 all: build
 
@@ -25,6 +27,9 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))
+
+bench-deps: deps
+	$(call apt_install,$(BENCH_PACKAGES))
 
 build: deps
 	$(SWIFT) build
@@ -49,8 +54,10 @@ lint:
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests bench
 
-bench: build-release test-deps
+# Wall-clock figures (h2load, RSS), then instruction counts (callgrind), each against the bare reference server.
+bench: build-release bench-deps
 	bench/h2-ceiling/run
+	bench/h2-ceiling/instructions
 
 clean:
 	rm -rf .build

@@ -111,14 +111,14 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
 
     func submit(_ request: ClientRequest) {
         guard let client else { return request.finish(.failure(.closed)) }
-        var headers: HTTPHeaders = [
+        let pseudo: HTTPHeaders = [
             (":method", request.method), (":scheme", client.scheme), (":authority", client.authority),
             (":path", request.path),
         ]
-        headers.append(contentsOf: request.headers)
         let context = Unmanaged.passUnretained(request).toOpaque()
-        let length = request.body.isEmpty ? nil : (name: "content-length", value: String(request.body.count))
-        let streamID = withNameValues(status: nil, headers: headers, extra: length) { fields, count in
+        let length = request.body.isEmpty ? nil : request.body.count
+        let streamID = withNameValues(status: nil, leading: pseudo, headers: request.headers, contentLength: length) {
+            fields, count in
             if request.body.isEmpty {
                 return nghttp2_submit_request(session, nil, fields, count, nil, context)
             }
@@ -232,14 +232,14 @@ final class ClientCallbacks: Sendable {
             guard let frame, let namePointer = name, let valuePointer = value,
                 let request = connection(context)?.request(frame.streamID)
             else { return 0 }
-            let name = String(decoding: UnsafeBufferPointer(start: namePointer, count: nameLength), as: UTF8.self)
-            let value = String(decoding: UnsafeBufferPointer(start: valuePointer, count: valueLength), as: UTF8.self)
-            if name == ":status" {
+            let name = UnsafeBufferPointer(start: namePointer, count: nameLength)
+            let value = UnsafeBufferPointer(start: valuePointer, count: valueLength)
+            if name.elementsEqual(":status".utf8) {
                 // A 1xx interim response is replaced by the final one.
-                request.status = Int(value) ?? 0
-                request.responseHeaders = []
+                request.status = Int(String(decoding: value, as: UTF8.self)) ?? 0
+                request.responseHeaders = HTTPHeaders()
             } else {
-                request.responseHeaders.append((name, value))
+                request.responseHeaders.append(name: name, value: value)
             }
             return 0
         }

@@ -1,22 +1,13 @@
 // The request a handler receives and the response it gives, independent of HTTP/2 framing.
 
-/// Header fields in order; names are lowercase (HTTP/2 requires it, nghttp2 enforces it).
-public typealias HTTPHeaders = [(name: String, value: String)]
-
-extension Array where Element == (name: String, value: String) {
-    /// The first value of the field `name` (lowercase).
-    public subscript(field name: String) -> String? {
-        first { $0.name == name }?.value
-    }
-}
+import Glibc
 
 /// A complete request: headers and the whole body, at most the server's body limit.
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The path with its query string, as sent.
     public var path: String
-    public var authority: String
-    public var scheme: String
+    /// Every field as received, pseudo-header fields (`:method`, `:scheme`, `:authority`, `:path`) first.
     public var headers: HTTPHeaders
     public var body: [UInt8]
 
@@ -24,22 +15,45 @@ public struct HTTPRequest: Sendable {
         method: String, path: String, authority: String = "", scheme: String = "http", headers: HTTPHeaders = [],
         body: [UInt8] = []
     ) {
+        var fields: HTTPHeaders = [(":method", method), (":scheme", scheme)]
+        if !authority.isEmpty { fields.append(":authority", authority) }
+        fields.append(":path", path)
+        for field in headers { fields.append(field.name, field.value) }
+        self.init(method: method, path: path, fields: fields, body: body)
+    }
+
+    init(method: String, path: String, fields: HTTPHeaders, body: [UInt8]) {
         self.method = method
         self.path = path
-        self.authority = authority
-        self.scheme = scheme
-        self.headers = headers
+        self.headers = fields
         self.body = body
     }
 
+    /// `:authority`, or the `host` field, or empty.
+    public var authority: String { headers[field: ":authority"] ?? headers[field: "host"] ?? "" }
+
+    public var scheme: String { headers[field: ":scheme"] ?? "http" }
+
     /// The path without its query string.
     public var pathOnly: Substring {
-        path.utf8.firstIndex(of: UInt8(ascii: "?")).map { path[..<$0] } ?? path[...]
+        queryMark.map { path[..<$0] } ?? path[...]
     }
 
     /// The query string without `?`, empty when there is none.
     public var query: Substring {
-        path.utf8.firstIndex(of: UInt8(ascii: "?")).map { path[path.index(after: $0)...] } ?? ""
+        queryMark.map { path[path.index(after: $0)...] } ?? ""
+    }
+
+    /// Where `?` is, found with memchr over the UTF-8 bytes.
+    private var queryMark: String.Index? {
+        var path = path
+        let offset = path.withUTF8 { bytes -> Int in
+            guard let base = bytes.baseAddress, let found = memchr(base, Int32(UInt8(ascii: "?")), bytes.count) else {
+                return -1
+            }
+            return UnsafeRawPointer(found) - UnsafeRawPointer(base)
+        }
+        return offset < 0 ? nil : path.utf8.index(path.utf8.startIndex, offsetBy: offset)
     }
 }
 
@@ -57,7 +71,7 @@ public struct HTTPResponse: Sendable {
 
     /// A plain-text response.
     public static func text(_ status: Int, _ text: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: [("content-type", "text/plain; charset=utf-8")], body: Array(text.utf8))
+        HTTPResponse(status: status, headers: ["content-type": "text/plain; charset=utf-8"], body: Array(text.utf8))
     }
 
     /// An RFC 9457 problem document with a stable machine `code`.
@@ -66,7 +80,7 @@ public struct HTTPResponse: Sendable {
             "{\"type\":\"about:blank\",\"title\":\(jsonString(title)),\"status\":\(status),"
             + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
         return HTTPResponse(
-            status: status, headers: [("content-type", "application/problem+json")], body: Array(body.utf8))
+            status: status, headers: ["content-type": "application/problem+json"], body: Array(body.utf8))
     }
 }
 

@@ -11,9 +11,7 @@ public final class HTTPResponder: @unchecked Sendable {
 
     private var method = ""
     private var path = ""
-    private var authority = ""
-    private var scheme = ""
-    private var headers: HTTPHeaders = []
+    private var fields = HTTPHeaders()
     private var body: [UInt8] = []
     private var headerBytes = 0
     private var declaredLength: Int?
@@ -30,6 +28,13 @@ public final class HTTPResponder: @unchecked Sendable {
     /// Called once when the stream closes for any reason: response sent, client reset, connection gone.
     public var onClose: (() -> Void)?
 
+    /// The connection's list of open streams: the older link owns, the newer one does not (no cycle).
+    var olderStream: HTTPResponder?
+    unowned(unsafe) var newerStream: HTTPResponder?
+
+    /// Whether the stream is still in its connection's list (the newest, or linked to a newer one).
+    func isLinked(newest: HTTPResponder?) -> Bool { newerStream != nil || newest === self }
+
     init(connection: ServerConnection, streamID: Int32) {
         self.connection = connection
         self.streamID = streamID
@@ -44,26 +49,31 @@ public final class HTTPResponder: @unchecked Sendable {
         guard !responded, let connection else { return }
         headerBytes += name.count + value.count + 32
         guard headerBytes <= connection.maxHeaderBlockBytes else {
-            headers = []
+            fields = HTTPHeaders()
             return
         }
-        let value = String(decoding: value, as: UTF8.self)
-        // nghttp2 has validated the names (lowercase, pseudo-headers first and known): compare bytes, make no
-        // String for the four pseudo-header names.
-        if name.first == UInt8(ascii: ":") {
-            switch name.count {
-            case 5: path = value  // :path
-            case 7 where name[1] == UInt8(ascii: "m"): method = value  // :method
-            case 7: scheme = value  // :scheme
-            case 10: authority = value  // :authority
-            default: break
-            }
-        } else {
-            let name = String(decoding: name, as: UTF8.self)
-            if name == "content-length" { declaredLength = Int(value) }
-            if name == "host" && authority.isEmpty { authority = value }
-            headers.append((name, value))
+        fields.append(name: name, value: value)
+        // nghttp2 has validated the names (lowercase, pseudo-headers first and known ones only): match on length
+        // and a byte instead of making Strings of them.
+        switch name.count {
+        case 5 where name[0] == UInt8(ascii: ":"): path = String(decoding: value, as: UTF8.self)  // :path
+        case 7 where name[0] == UInt8(ascii: ":") && name[1] == UInt8(ascii: "m"):
+            method = String(decoding: value, as: UTF8.self)  // :method
+        case 14 where name.elementsEqual("content-length".utf8): declaredLength = decimal(value)
+        default: break
         }
+    }
+
+    /// A non-negative decimal (nghttp2 has checked content-length's syntax); nil past Int.max.
+    private func decimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var value = 0
+        for byte in bytes {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: 10)
+            guard !overflow else { return nil }
+            value = scaled + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 
     func headersComplete() {
@@ -91,9 +101,8 @@ public final class HTTPResponder: @unchecked Sendable {
         requestEnded = true
         guard !responded, !dispatched, let connection else { return }
         dispatched = true
-        let request = HTTPRequest(
-            method: method, path: path, authority: authority, scheme: scheme, headers: headers, body: body)
-        headers = []
+        let request = HTTPRequest(method: method, path: path, fields: fields, body: body)
+        fields = HTTPHeaders()
         body = []
         connection.server.handler(request, self)
     }
@@ -166,8 +175,7 @@ public final class HTTPResponder: @unchecked Sendable {
 
     private func submit(status: Int, headers: HTTPHeaders, length: Int?, on connection: ServerConnection) {
         connection.server.onResponse?(status)
-        let extra = length.map { (name: "content-length", value: String($0)) }
-        withNameValues(status: status, headers: headers, extra: extra) { fields, count in
+        withNameValues(status: status, headers: headers, contentLength: length) { fields, count in
             if length == 0 {
                 nghttp2_submit_response(connection.session, streamID, fields, count, nil)
             } else {
@@ -199,7 +207,8 @@ public final class HTTPResponder: @unchecked Sendable {
                 // last DATA frame.
                 if !requestEnded, let connection {
                     nghttp2_submit_rst_stream(
-                        connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
+                        connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
+                        UInt32(NGHTTP2_NO_ERROR.rawValue))
                 }
             } else if count == 0 {
                 deferred = true

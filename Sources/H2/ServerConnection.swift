@@ -19,7 +19,9 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     let maxHeaderBlockBytes: Int
     let maxRequestBodyBytes: Int
     let maxBufferedResponseBytes: Int
-    private var streams: [Int32: HTTPResponder] = [:]
+    /// Open streams, newest first, linked through the responders: no hashing per stream, no table per connection.
+    private var newestStream: HTTPResponder?
+    private var streamCount = 0
     private var timer: LoopTimer!
     private var prefaceSeen = false
     private var draining = false
@@ -114,7 +116,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     /// Open streams disarm the timer; with none, it counts down the idle timeout (before that, the preface's).
     private func streamCountChanged() {
         guard prefaceSeen else { return }
-        if streams.isEmpty {
+        if streamCount == 0 {
             timer.scheduleShared(after: server.limits.idleTimeoutSeconds)
         } else {
             timer.cancel()
@@ -141,37 +143,63 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         nghttp2_submit_goaway(
             session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
             UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
-        for stream in streams.values where stream.isStreaming { stream.endStream() }
-        if streams.isEmpty { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
+        for stream in openStreams() where stream.isStreaming { stream.endStream() }
+        if streamCount == 0 { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
         flush()
     }
 
     override func didClose() {
         timer.cancel()
-        let open = streams.values
-        streams.removeAll()
+        let open = openStreams()
+        for stream in open { unlink(stream) }
         for stream in open { stream.closed() }
         server.connectionClosed(self)
     }
 
     // MARK: Streams (from the nghttp2 callbacks)
 
-    /// The dictionary owns the stream; nghttp2's stream user data points at it, so the callbacks find it
-    /// without a lookup of ours.
+    /// The list owns the stream; nghttp2's stream user data points at it, so the callbacks find it without a
+    /// lookup of ours.
     fileprivate func beginStream(_ id: Int32) {
         let stream = HTTPResponder(connection: self, streamID: id)
-        streams[id] = stream
+        stream.olderStream = newestStream
+        newestStream?.newerStream = stream
+        newestStream = stream
+        streamCount += 1
         nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
-        if streams.count == 1 { streamCountChanged() }
+        if streamCount == 1 { streamCountChanged() }
     }
 
-    fileprivate func streamClosed(_ id: Int32) {
-        guard let stream = streams.removeValue(forKey: id) else { return }
+    fileprivate func streamClosed(_ stream: HTTPResponder) {
+        guard stream.isLinked(newest: newestStream) else { return }
+        unlink(stream)
         stream.closed()
-        if streams.isEmpty {
+        if streamCount == 0 {
             streamCountChanged()
             if draining { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
         }
+    }
+
+    private func unlink(_ stream: HTTPResponder) {
+        if let newer = stream.newerStream {
+            newer.olderStream = stream.olderStream
+        } else {
+            newestStream = stream.olderStream
+        }
+        stream.olderStream?.newerStream = stream.newerStream
+        stream.olderStream = nil
+        stream.newerStream = nil
+        streamCount -= 1
+    }
+
+    private func openStreams() -> [HTTPResponder] {
+        var streams: [HTTPResponder] = []
+        var next = newestStream
+        while let stream = next {
+            streams.append(stream)
+            next = stream.olderStream
+        }
+        return streams
     }
 }
 
@@ -220,8 +248,8 @@ final class ServerCallbacks: Sendable {
             if frame.endsStream { stream.requestComplete() }
             return 0
         }
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, context in
-            connection(context)?.streamClosed(streamID)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { session, streamID, _, context in
+            if let stream = stream(session, streamID) { connection(context)?.streamClosed(stream) }
             return 0
         }
     }

@@ -52,49 +52,63 @@ extension UnsafePointer where Pointee == nghttp2_frame {
     var isData: Bool { type == NGHTTP2_DATA.rawValue }
 }
 
-/// Calls `body` with `status` and `headers` as an nghttp2 name/value array; nghttp2 copies what it keeps. The
-/// array and its bytes live in temporary (stack, when small) storage: no heap allocation per response.
+private let statusName: StaticString = ":status"
+private let contentLengthName: StaticString = "content-length"
+
+/// Calls `body` with an nghttp2 name/value array: `:status` (responses), the `leading` fields (a request's
+/// pseudo-headers), `content-length`, then `headers`. Names and values point into the borrowed header storage and
+/// a stack buffer for the numbers: nothing is copied or allocated here; nghttp2 copies what it keeps.
 func withNameValues<Result>(
-    status: Int?, headers: HTTPHeaders, extra: (name: String, value: String)? = nil,
+    status: Int?, leading: HTTPHeaders = [], headers: HTTPHeaders, contentLength: Int?,
     _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result
 ) -> Result {
-    let statusText = status.map(String.init)
-    var byteCount = (statusText?.utf8.count ?? 0) + 7
-    for header in headers { byteCount += header.name.utf8.count + header.value.utf8.count }
-    if let extra { byteCount += extra.name.utf8.count + extra.value.utf8.count }
-    let fieldCount = headers.count + (status == nil ? 0 : 1) + (extra == nil ? 0 : 1)
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fieldCount, 1)) { fields in
-            var used = 0
-            var count = 0
-            func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                let start = bytes.baseAddress! + used
-                let copied = text.utf8.withContiguousStorageIfAvailable { source in
-                    start.update(from: source.baseAddress!, count: source.count)
-                    return source.count
-                }
-                if let copied {
-                    used += copied
-                } else {
-                    for byte in text.utf8 {
-                        bytes[used] = byte
-                        used += 1
+    let capacity = leading.count + headers.count + 2
+    return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: capacity) { fields in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { digits in
+            leading.withStorage { leadingBytes in
+                headers.withStorage { headerBytes in
+                    var count = 0
+                    var digitsUsed = 0
+                    func add(
+                        _ name: UnsafePointer<UInt8>?, _ nameLength: Int, _ value: UnsafePointer<UInt8>?,
+                        _ valueLength: Int
+                    ) {
+                        // An empty field may have no base address; nghttp2 reads no byte of it, any pointer will do.
+                        let fallback = statusName.utf8Start
+                        fields[count] = nghttp2_nv(
+                            name: UnsafeMutablePointer(mutating: name ?? fallback),
+                            value: UnsafeMutablePointer(mutating: value ?? fallback), namelen: nameLength,
+                            valuelen: valueLength, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                        count += 1
                     }
+                    func addNumber(_ name: StaticString, _ number: Int) {
+                        var length = 1
+                        var scale = 10
+                        while number >= scale && length < 19 {
+                            length += 1
+                            scale &*= 10
+                        }
+                        var remaining = max(number, 0)
+                        for index in stride(from: digitsUsed + length - 1, through: digitsUsed, by: -1) {
+                            digits[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                            remaining /= 10
+                        }
+                        add(name.utf8Start, name.utf8CodeUnitCount, digits.baseAddress! + digitsUsed, length)
+                        digitsUsed += length
+                    }
+                    func addAll(_ block: UnsafeBufferPointer<UInt8>) {
+                        HTTPHeaders.forEachField(in: block) { name, value in
+                            add(name.baseAddress, name.count, value.baseAddress, value.count)
+                            return true
+                        }
+                    }
+                    if let status { addNumber(statusName, status) }
+                    addAll(leadingBytes)
+                    if let contentLength { addNumber(contentLengthName, contentLength) }
+                    addAll(headerBytes)
+                    return body(UnsafePointer(fields.baseAddress!), count)
                 }
-                return (start, bytes.baseAddress! + used - start)
             }
-            func add(_ name: String, _ value: String) {
-                let (namePointer, nameLength) = copy(name)
-                let (valuePointer, valueLength) = copy(value)
-                fields[count] = nghttp2_nv(
-                    name: namePointer, value: valuePointer, namelen: nameLength, valuelen: valueLength,
-                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-                count += 1
-            }
-            if let statusText { add(":status", statusText) }
-            for header in headers { add(header.name, header.value) }
-            if let extra { add(extra.name, extra.value) }
-            return body(UnsafePointer(fields.baseAddress!), count)
         }
     }
 }
