@@ -239,6 +239,8 @@ private func readResponseBody(
     guard let buffer, let flags, let pointer = source?.pointee.ptr else {
         return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
     }
-    return Unmanaged<HTTPResponder>.fromOpaque(pointer).takeUnretainedValue().read(
-        into: buffer, capacity: length, flags: flags)
+    // Borrowed: the connection's list holds the stream while nghttp2 serialises its data.
+    return Unmanaged<HTTPResponder>.fromOpaque(pointer)._withUnsafeGuaranteedRef {
+        $0.read(into: buffer, capacity: length, flags: flags)
+    }
 }

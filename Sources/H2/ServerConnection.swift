@@ -205,51 +205,64 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
 // MARK: - nghttp2 callbacks: each checks its pointers and forwards to the connection or the stream.
 
-private func connection(_ context: UnsafeMutableRawPointer?) -> ServerConnection? {
-    context.map { Unmanaged<ServerConnection>.fromOpaque($0).takeUnretainedValue() }
+// The nghttp2 callbacks run inside `readable()` or `flush()`, which hold the connection, and a stream is held by
+// its connection's list until it closes: so the callbacks borrow both without retaining them, except the close
+// callback, which takes the stream out of the list and so must hold it itself.
+
+/// Calls `body` with the connection, borrowed.
+@inline(__always)
+private func withConnection<Result>(
+    _ context: UnsafeMutableRawPointer?, _ body: (ServerConnection) -> Result
+)
+    -> Result?
+{
+    guard let context else { return nil }
+    return Unmanaged<ServerConnection>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
 }
 
-/// The request stream `id`, through nghttp2's stream user data (set in `beginStream`).
-private func stream(_ session: OpaquePointer?, _ id: Int32) -> HTTPResponder? {
-    nghttp2_session_get_stream_user_data(session, id).map {
-        Unmanaged<HTTPResponder>.fromOpaque($0).takeUnretainedValue()
-    }
+/// Calls `body` with the request stream `id`, borrowed, found through nghttp2's stream user data.
+@inline(__always)
+private func withStream<Result>(_ session: OpaquePointer?, _ id: Int32, _ body: (HTTPResponder) -> Result) -> Result? {
+    guard let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+    return Unmanaged<HTTPResponder>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
 }
 
 /// The server's nghttp2 callback table.
 final class ServerCallbacks: Sendable {
     let table = CallbackTable { callbacks in
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, context in
-            guard let frame, let connection = connection(context), frame.isHeaders,
-                frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-            else { return 0 }
-            connection.beginStream(frame.streamID)
+            guard let frame, frame.isHeaders, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+            withConnection(context) { $0.beginStream(frame.streamID) }
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
             session, frame, name, nameLength, value, valueLength, _, _ in
-            guard let frame, let name, let value, let stream = stream(session, frame.streamID) else { return 0 }
-            stream.receiveHeader(
-                name: UnsafeBufferPointer(start: name, count: nameLength),
-                value: UnsafeBufferPointer(start: value, count: valueLength))
+            guard let frame, let name, let value else { return 0 }
+            withStream(session, frame.streamID) {
+                $0.receiveHeader(
+                    name: UnsafeBufferPointer(start: name, count: nameLength),
+                    value: UnsafeBufferPointer(start: value, count: valueLength))
+            }
             return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             session, _, streamID, data, length, _ in
-            guard let data, let stream = stream(session, streamID) else { return 0 }
-            stream.receiveBody(UnsafeBufferPointer(start: data, count: length))
+            guard let data else { return 0 }
+            withStream(session, streamID) { $0.receiveBody(UnsafeBufferPointer(start: data, count: length)) }
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { session, frame, _ in
-            guard let frame, frame.isHeaders || frame.isData, let stream = stream(session, frame.streamID) else {
-                return 0
+            guard let frame, frame.isHeaders || frame.isData else { return 0 }
+            withStream(session, frame.streamID) { stream in
+                if frame.isHeaders && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
+                if frame.endsStream { stream.requestComplete() }
             }
-            if frame.isHeaders && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
-            if frame.endsStream { stream.requestComplete() }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { session, streamID, _, context in
-            if let stream = stream(session, streamID) { connection(context)?.streamClosed(stream) }
+            guard let pointer = nghttp2_session_get_stream_user_data(session, streamID) else { return 0 }
+            let stream = Unmanaged<HTTPResponder>.fromOpaque(pointer).takeUnretainedValue()
+            withConnection(context) { $0.streamClosed(stream) }
             return 0
         }
     }
