@@ -8,6 +8,7 @@ TEST_PACKAGES := curl nghttp2-client openssl
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
+RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
 
 .PHONY: all deps test-deps bench-deps build build-release run test lint format bench clean
 
@@ -42,11 +43,14 @@ run: build
 	@[ -f data/tls/cert.pem ] || $(BIN_PATH)/approvald dev-cert --certificate data/tls/cert.pem --private-key data/tls/key.pem
 	exec $(BIN_PATH)/approvald serve --config $(CONFIG)
 
-# Builds once, checks formatting, then runs every test (unit and end-to-end against the built binary).
+# Builds once, checks formatting, runs every test (unit, and end-to-end against the debug binary), then the
+# end-to-end tests again against the release binary, whose optimised code paths differ.
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(MAKE) lint
 	APPROVALD_BIN=$(BIN_PATH)/approvald $(SWIFT) test --skip-build
+	$(SWIFT) build -c release --product approvald
+	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench
