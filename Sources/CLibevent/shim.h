@@ -1,6 +1,10 @@
 // libevent's core, listener, bufferevent (plain and OpenSSL) and pthreads APIs, with shims for what the importer cannot see.
 #ifndef APPROVALD_CLIBEVENT_SHIM_H
 #define APPROVALD_CLIBEVENT_SHIM_H
+// libevent's event-config.h defines _GNU_SOURCE. Were it seen before glibc's features.h, this module would declare
+// system types (fd_set) differently from Glibc and the other C modules, and a clean build would fail to import
+// them together. features.h first settles glibc's feature macros as everywhere else; the later define is inert.
+#include <features.h>
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
