@@ -3,6 +3,7 @@
 import CLibevent
 import CNghttp2
 import COpenSSL
+import Glibc
 
 private let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 private let http2Required: [UInt8] = {
@@ -33,24 +34,30 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         maxBufferedResponseBytes = server.limits.maxBufferedResponseBytes
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
+        // The connection owns the socket from here on: closed here until a bufferevent holds it, by the
+        // bufferevent (BEV_OPT_CLOSE_ON_FREE, freed once in deinit) after.
         let created: OpaquePointer?
         if let tls {
-            guard let ssl = tls.makeSession() else { return nil }
+            guard let ssl = tls.makeSession() else {
+                Glibc.close(socket)
+                return nil
+            }
             created = bufferevent_openssl_socket_new(base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
+            if created == nil { SSL_free(ssl) }
         } else {
             created = bufferevent_socket_new(base, socket, options)
         }
-        guard let created else { return nil }
+        guard let created else {
+            Glibc.close(socket)
+            return nil
+        }
         super.init(loop: server.loop, bufferEvent: created, outputHighWater: server.limits.outputHighWaterBytes)
         var session: OpaquePointer? = nil
         guard
             nghttp2_session_server_new2(
                 &session, server.callbacks.table.callbacks, opaqueSelf, server.sessionOptions.option)
                 == 0
-        else {
-            bufferevent_free(created)
-            return nil
-        }
+        else { return nil }
         self.session = session
         submitSettings()
         timer = server.loop.makeTimer { [unowned self] in timedOut() }

@@ -41,21 +41,25 @@ public final class RawHTTP2Connection {
     private var inflater: OpaquePointer?
 
     public init(port: Int, host: String = "127.0.0.1") throws {
-        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw RawConnectionError(description: "socket: \(errno)") }
+        // The descriptor is stored only once connected: a throw before that runs no deinit, so it is closed
+        // exactly once either way (a second close could close a descriptor another thread just opened).
+        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw RawConnectionError(description: "socket: \(errno)") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         inet_pton(AF_INET, host, &address.sin_addr)
         let status = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
         guard status == 0 else {
-            Glibc.close(socket)
-            throw RawConnectionError(description: "connect to \(port): errno \(errno)")
+            let code = errno
+            Glibc.close(descriptor)
+            throw RawConnectionError(description: "connect to \(port): errno \(code)")
         }
+        socket = descriptor
     }
 
     deinit {
