@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // System libraries, found through pkg-config; macros the importer cannot see are static inline shims.
@@ -23,6 +24,14 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
+        // The broker's domain: pure Swift, no I/O, no clock or randomness of its own.
+        .target(
+            name: "Core",
+            dependencies: [
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]),
         .target(
             name: "H2",
             dependencies: [
@@ -51,6 +60,7 @@ let package = Package(
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
         .target(name: "TestSupport", dependencies: ["CNghttp2"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),

@@ -1,0 +1,153 @@
+// A sign-in challenge: the number the browser shows, the choices a phone shows, and how it ended.
+
+/// What the IdP asks for; compared field by field to tell an IdP retry from a conflicting reuse of `request_id`.
+public struct ChallengeRequest: Equatable, Sendable {
+    public var requestID: String
+    public var userID: String
+    /// The two-digit number the browser shows, 0–99.
+    public var number: Int
+    /// nil: the policy's TTL.
+    public var ttlSeconds: Int?
+    public var context: [String: String]
+
+    public init(requestID: String, userID: String, number: Int, ttlSeconds: Int? = nil, context: [String: String] = [:])
+    {
+        self.requestID = requestID
+        self.userID = userID
+        self.number = number
+        self.ttlSeconds = ttlSeconds
+        self.context = context
+    }
+
+    public func validate() throws(CoreError) {
+        try Validate.identifier(requestID, field: "request_id")
+        try Validate.userID(userID)
+        guard (0...99).contains(number) else { throw CoreError(.invalidField, "number must be within 0...99") }
+        if let ttlSeconds, !(10...600).contains(ttlSeconds) {
+            throw CoreError(.invalidField, "ttl_seconds must be within 10...600")
+        }
+        try Validate.context(context)
+    }
+}
+
+public enum ChallengeStatus: String, Sendable, CaseIterable {
+    case pending, approved, denied, expired, cancelled
+}
+
+public enum ResolutionReason: String, Sendable {
+    case wrongNumber = "wrong_number"
+    case notMe = "not_me"
+    case cancelled
+}
+
+/// Why a device denied.
+public enum DenyReason: String, Sendable, CaseIterable {
+    case notMe = "not_me"
+    case cancelled
+}
+
+/// A device's signed answer, already verified by the Service.
+public struct Decision: Equatable, Sendable {
+    public enum Kind: Equatable, Sendable {
+        case approve(selectedNumber: Int)
+        case deny(reason: DenyReason)
+    }
+
+    public var kind: Kind
+    public var signedAtUnix: Int64
+    /// base64url DER signature, kept for the verifier.
+    public var signature: String
+
+    public init(kind: Kind, signedAtUnix: Int64, signature: String) {
+        self.kind = kind
+        self.signedAtUnix = signedAtUnix
+        self.signature = signature
+    }
+}
+
+public struct Challenge: Equatable, Sendable {
+    /// `ch_` and 22 base64url characters.
+    public let id: String
+    public let tenantID: String
+    public let request: ChallengeRequest
+    /// The correct number and its decoys, shuffled. Never shown with the correct one marked.
+    public let choices: [Int]
+    /// The devices it was queued to.
+    public let devices: [String]
+    public let createdAt: UnixMillis
+    public let expiresAt: UnixMillis
+    public internal(set) var status: ChallengeStatus = .pending
+    public internal(set) var reason: ResolutionReason?
+    /// The device whose answer ended it.
+    public internal(set) var answeredBy: String?
+    public internal(set) var decision: Decision?
+    public internal(set) var resolvedAt: UnixMillis?
+
+    public init(
+        id: String, tenantID: String, request: ChallengeRequest, choices: [Int], devices: [String],
+        createdAt: UnixMillis, expiresAt: UnixMillis, status: ChallengeStatus = .pending,
+        reason: ResolutionReason? = nil, answeredBy: String? = nil, decision: Decision? = nil,
+        resolvedAt: UnixMillis? = nil
+    ) {
+        self.id = id
+        self.tenantID = tenantID
+        self.request = request
+        self.choices = choices
+        self.devices = devices
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.status = status
+        self.reason = reason
+        self.answeredBy = answeredBy
+        self.decision = decision
+        self.resolvedAt = resolvedAt
+    }
+
+    public var isPending: Bool { status == .pending }
+}
+
+public enum FallbackReason: String, Sendable, CaseIterable {
+    case pendingChallenge = "pending_challenge"
+    case noDevice = "no_device"
+    case policy
+    case rateLimited = "rate_limited"
+    case lockedOut = "locked_out"
+}
+
+/// A `password_fallback` answer, remembered under its `request_id` like a challenge.
+public struct Fallback: Equatable, Sendable {
+    public let tenantID: String
+    public let request: ChallengeRequest
+    public let reason: FallbackReason
+    public let decidedAt: UnixMillis
+
+    public init(tenantID: String, request: ChallengeRequest, reason: FallbackReason, decidedAt: UnixMillis) {
+        self.tenantID = tenantID
+        self.request = request
+        self.reason = reason
+        self.decidedAt = decidedAt
+    }
+}
+
+public enum CreateOutcome: Equatable, Sendable {
+    /// 201: queued to every device of the user.
+    case created(Challenge)
+    /// 200: the user goes down the password path.
+    case fallback(Fallback)
+    /// 200 with `Idempotent-Replay`: the same request again; the challenge as it is now.
+    case replayedChallenge(Challenge)
+    case replayedFallback(Fallback)
+}
+
+/// What a device learns on its stream when an entry leaves its queue.
+public enum DeviceOutcome: String, Sendable {
+    case approved, denied, expired, cancelled
+    case answeredElsewhere = "answered_elsewhere"
+}
+
+public enum AnswerOutcome: Equatable, Sendable {
+    /// This answer ended the challenge.
+    case resolved(Challenge)
+    /// The same answer again from the same device: the same outcome.
+    case replayed(Challenge)
+}
