@@ -2,7 +2,7 @@
 SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
-BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev
+BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev
 TEST_PACKAGES := curl nghttp2-client openssl
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux).
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3

@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(
             name: "CLibevent", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
         // The broker's domain: pure Swift, no I/O, no clock or randomness of its own.
@@ -32,6 +33,8 @@ let package = Package(
                 .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
+        // Durable state behind one protocol; SQLite is the embedded default.
+        .target(name: "Store", dependencies: ["Core", "CSQLite"]),
         .target(
             name: "H2",
             dependencies: [
@@ -61,6 +64,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["CNghttp2"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Core"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),

@@ -237,10 +237,22 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
 
     // MARK: Device side
 
-    /// The device's pending queue, oldest first, nothing expired. Notes that the device was seen.
+    /// `last_seen_at` is stored when it moves by this much: a device that polls often costs no write per poll.
+    public static var seenResolutionMillis: UnixMillis { 60 * 1000 }
+
+    /// Notes that an authenticated request came from the device; returns the save when the stored time is a
+    /// minute or more behind.
+    public func noteSeen(_ deviceID: String, now: UnixMillis) -> [CoreEvent] {
+        guard var device = devices[deviceID] else { return [] }
+        if let seen = device.lastSeenAt, now - seen < Self.seenResolutionMillis { return [] }
+        device.lastSeenAt = now
+        devices[deviceID] = device
+        return [.deviceSaved(device)]
+    }
+
+    /// The device's pending queue, oldest first, nothing expired.
     public func queue(of deviceID: String, now: UnixMillis) -> [Challenge] {
-        devices[deviceID]?.lastSeenAt = now
-        return (queues[deviceID] ?? []).compactMap { id in
+        (queues[deviceID] ?? []).compactMap { id in
             challenges[id].flatMap { $0.isPending && $0.expiresAt > now ? $0 : nil }
         }
     }
@@ -253,8 +265,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     {
         guard devices[deviceID] != nil, let challenge = challenges[challengeID], challenge.devices.contains(deviceID)
         else { throw CoreError(.notFound, "no such challenge for this device") }
-        devices[deviceID]?.lastSeenAt = now
-        var events: [CoreEvent] = []
+        var events = noteSeen(deviceID, now: now)
         expireIfDue(challengeID, now: now, into: &events)
         let current = challenges[challengeID]!
         guard current.isPending else {

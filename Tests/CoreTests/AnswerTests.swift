@@ -154,12 +154,22 @@ import Testing
         #expect(core.queue(of: "unknown", now: start).isEmpty)
     }
 
-    @Test func pollingNotesWhenADeviceWasSeen() throws {
+    @Test func lastSeenIsStoredWhenItMovesByAMinute() throws {
         let core = makeCore()
         try register(core, "phone-1")
         #expect(core.device("phone-1")?.lastSeenAt == nil)
-        _ = core.queue(of: "phone-1", now: start + 7)
+        let first = core.noteSeen("phone-1", now: start + 7)
+        #expect(first == [.deviceSaved(core.device("phone-1")!)])
         #expect(core.device("phone-1")?.lastSeenAt == start + 7)
+        #expect(core.noteSeen("phone-1", now: start + 7 + 59_999).isEmpty)
+        #expect(core.device("phone-1")?.lastSeenAt == start + 7)
+        #expect(core.noteSeen("phone-1", now: start + 7 + 60_000).count == 1)
+        #expect(core.noteSeen("unknown", now: start).isEmpty)
+        // An answer counts as being seen.
+        let challenge = try create(core, at: start + 200_000)
+        let (_, events) = try core.answer(challenge.id, from: "phone-1", approve(42), now: start + 200_000)
+        #expect(events.first == .deviceSaved(core.device("phone-1")!))
+        #expect(core.device("phone-1")?.lastSeenAt == start + 200_000)
     }
 }
 

@@ -1,0 +1,151 @@
+// Rows to domain values and back, in the column order of the schema. Lists that hold free text (users, context)
+// are JSON; lists of ids and numbers, whose alphabets have no comma, are comma-separated.
+import Core
+import Foundation
+
+enum Codec {
+    // MARK: Policies
+
+    static func values(_ policy: TenantPolicy, _ tenantID: String) -> [Statement.Value] {
+        [
+            .text(tenantID), .integer(policy.passwordless ? 1 : 0), .text(policy.target.rawValue),
+            .text(json(policy.users.sorted())), .integer(Int64(policy.maxDevicesPerUser)),
+            .integer(Int64(policy.challengeTTLSeconds)), .integer(Int64(policy.choices)),
+            .integer(Int64(policy.maxPendingPerUser)), .integer(Int64(policy.maxChallengesPerWindow)),
+            .integer(Int64(policy.windowSeconds)), .integer(Int64(policy.lockoutSeconds)),
+        ]
+    }
+
+    static func policy(_ row: Row) throws(StoreError) -> TenantPolicy {
+        var policy = TenantPolicy()
+        policy.passwordless = row.integer(1) != 0
+        policy.target = try parse(TenantPolicy.Target(rawValue: row.text(2)), "policies.target", row.text(2))
+        policy.users = Set(try decodeJSON([String].self, row.text(3), "policies.users"))
+        policy.maxDevicesPerUser = Int(row.integer(4))
+        policy.challengeTTLSeconds = Int(row.integer(5))
+        policy.choices = Int(row.integer(6))
+        policy.maxPendingPerUser = Int(row.integer(7))
+        policy.maxChallengesPerWindow = Int(row.integer(8))
+        policy.windowSeconds = Int(row.integer(9))
+        policy.lockoutSeconds = Int(row.integer(10))
+        return policy
+    }
+
+    // MARK: Devices
+
+    static func values(_ device: Device) -> [Statement.Value] {
+        [
+            .text(device.id), .text(device.tenantID), .text(device.userID), .blob(device.publicKey),
+            .text(device.push.provider.rawValue), .text(device.push.token), .text(device.push.topic),
+            .text(device.displayName), .integer(device.createdAt), device.lastSeenAt.map { .integer($0) } ?? .null,
+        ]
+    }
+
+    static func device(_ row: Row) throws(StoreError) -> Device {
+        let provider = try parse(PushTarget.Provider(rawValue: row.text(4)), "devices.push_provider", row.text(4))
+        return Device(
+            id: row.text(0), tenantID: row.text(1), userID: row.text(2), publicKey: row.blob(3),
+            push: PushTarget(provider: provider, token: row.text(5), topic: row.text(6)), displayName: row.text(7),
+            createdAt: row.integer(8), lastSeenAt: row.optionalInteger(9))
+    }
+
+    // MARK: Challenges
+
+    static func values(_ challenge: Challenge) -> [Statement.Value] {
+        let request = challenge.request
+        var decision: [Statement.Value] = [.null, .null, .null, .null, .null]
+        if let made = challenge.decision {
+            switch made.kind {
+            case .approve(let selected): decision[0...2] = [.text("approve"), .integer(Int64(selected)), .null]
+            case .deny(let reason): decision[0...2] = [.text("deny"), .null, .text(reason.rawValue)]
+            }
+            decision[3] = .integer(made.signedAtUnix)
+            decision[4] = .text(made.signature)
+        }
+        return [
+            .text(challenge.id), .text(challenge.tenantID), .text(request.requestID), .text(request.userID),
+            .integer(Int64(request.number)), request.ttlSeconds.map { .integer(Int64($0)) } ?? .null,
+            .text(json(request.context)), .text(challenge.choices.map(String.init).joined(separator: ",")),
+            .text(challenge.devices.joined(separator: ",")), .integer(challenge.createdAt),
+            .integer(challenge.expiresAt), .text(challenge.status.rawValue),
+            challenge.reason.map { .text($0.rawValue) } ?? .null, challenge.answeredBy.map { .text($0) } ?? .null,
+        ] + decision + [challenge.resolvedAt.map { .integer($0) } ?? .null]
+    }
+
+    static func challenge(_ row: Row) throws(StoreError) -> Challenge {
+        let request = ChallengeRequest(
+            requestID: row.text(2), userID: row.text(3), number: Int(row.integer(4)),
+            ttlSeconds: row.optionalInteger(5).map(Int.init),
+            context: try decodeJSON([String: String].self, row.text(6), "challenges.context"))
+        let choices = try row.text(7).split(separator: ",").map { text throws(StoreError) in
+            try parse(Int(text), "challenges.choices", row.text(7))
+        }
+        let status = try parse(ChallengeStatus(rawValue: row.text(11)), "challenges.status", row.text(11))
+        let reason = try row.optionalText(12).map { text throws(StoreError) in
+            try parse(ResolutionReason(rawValue: text), "challenges.reason", text)
+        }
+        var decision: Decision?
+        if let kind = row.optionalText(14) {
+            let made: Decision.Kind
+            if kind == "approve" {
+                made = .approve(selectedNumber: Int(row.integer(15)))
+            } else {
+                let why = row.optionalText(16) ?? ""
+                made = .deny(reason: try parse(DenyReason(rawValue: why), "challenges.deny_reason", why))
+            }
+            decision = Decision(kind: made, signedAtUnix: row.integer(17), signature: row.text(18))
+        }
+        return Challenge(
+            id: row.text(0), tenantID: row.text(1), request: request, choices: choices,
+            devices: row.text(8).split(separator: ",").map(String.init), createdAt: row.integer(9),
+            expiresAt: row.integer(10), status: status, reason: reason, answeredBy: row.optionalText(13),
+            decision: decision, resolvedAt: row.optionalInteger(19))
+    }
+
+    // MARK: Fallbacks
+
+    static func values(_ fallback: Fallback) -> [Statement.Value] {
+        let request = fallback.request
+        return [
+            .text(fallback.tenantID), .text(request.requestID), .text(request.userID), .integer(Int64(request.number)),
+            request.ttlSeconds.map { .integer(Int64($0)) } ?? .null, .text(json(request.context)),
+            .text(fallback.reason.rawValue), .integer(fallback.decidedAt),
+        ]
+    }
+
+    static func fallback(_ row: Row) throws(StoreError) -> Fallback {
+        let request = ChallengeRequest(
+            requestID: row.text(1), userID: row.text(2), number: Int(row.integer(3)),
+            ttlSeconds: row.optionalInteger(4).map(Int.init),
+            context: try decodeJSON([String: String].self, row.text(5), "fallbacks.context"))
+        let reason = try parse(FallbackReason(rawValue: row.text(6)), "fallbacks.reason", row.text(6))
+        return Fallback(tenantID: row.text(0), request: request, reason: reason, decidedAt: row.integer(7))
+    }
+
+    // MARK: Helpers
+
+    private static func json<Value: Encodable>(_ value: Value) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        // Strings and string collections always encode.
+        return String(decoding: (try? encoder.encode(value)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    private static func decodeJSON<Value: Decodable>(
+        _ type: Value.Type, _ text: String, _ column: String
+    )
+        throws(StoreError) -> Value
+    {
+        do {
+            return try JSONDecoder().decode(type, from: Data(text.utf8))
+        } catch {
+            throw StoreError("\(column) holds \(text.prefix(40)), which is not the JSON expected")
+        }
+    }
+
+    /// A stored value that does not parse is damage, reported with where it is.
+    private static func parse<Value>(_ value: Value?, _ column: String, _ text: String) throws(StoreError) -> Value {
+        guard let value else { throw StoreError("\(column) holds \(text.prefix(40)), which is not a valid value") }
+        return value
+    }
+}

@@ -1,0 +1,137 @@
+// A thin layer over SQLite's C API: a connection, prepared statements, typed binds and columns.
+import CSQLite
+
+public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One SQLite connection. Not thread-safe: the store uses it from its writer thread only (and from the opening
+/// thread before that starts).
+final class SQLiteDatabase {
+    private var handle: OpaquePointer?
+    let path: String
+
+    init(path: String) throws(StoreError) {
+        self.path = path
+        var opened: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let status = sqlite3_open_v2(path, &opened, flags, nil)
+        guard status == SQLITE_OK, let opened else {
+            let message = opened.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(status))
+            sqlite3_close(opened)
+            throw StoreError("cannot open \(path): \(message)")
+        }
+        handle = opened
+    }
+
+    deinit { sqlite3_close(handle) }
+
+    /// Runs SQL that returns no rows (schema, pragmas, BEGIN/COMMIT).
+    func execute(_ sql: String) throws(StoreError) {
+        var message: UnsafeMutablePointer<CChar>?
+        guard sqlite3_exec(handle, sql, nil, nil, &message) == SQLITE_OK else {
+            let text = message.map { String(cString: $0) } ?? "unknown error"
+            sqlite3_free(message)
+            throw StoreError("\(path): \(text) in \(sql.prefix(80))")
+        }
+    }
+
+    func prepare(_ sql: String) throws(StoreError) -> Statement {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
+            throw StoreError("\(path): \(lastError) in \(sql.prefix(80))")
+        }
+        return Statement(database: self, statement: statement)
+    }
+
+    var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+}
+
+/// A prepared statement, reset after each use.
+final class Statement {
+    private unowned let database: SQLiteDatabase
+    private let statement: OpaquePointer
+
+    init(database: SQLiteDatabase, statement: OpaquePointer) {
+        self.database = database
+        self.statement = statement
+    }
+
+    deinit { sqlite3_finalize(statement) }
+
+    /// The values to bind, in order of the statement's `?` parameters.
+    enum Value {
+        case integer(Int64)
+        case text(String)
+        case blob([UInt8])
+        case null
+    }
+
+    /// Binds, steps to completion, resets.
+    func run(_ values: [Value]) throws(StoreError) {
+        try bind(values)
+        defer { sqlite3_reset(statement) }
+        guard sqlite3_step(statement) == SQLITE_DONE else {
+            throw StoreError("\(database.path): \(database.lastError)")
+        }
+    }
+
+    /// Binds, calls `row` for each result row, resets.
+    func query(_ values: [Value] = [], _ row: (Row) throws(StoreError) -> Void) throws(StoreError) {
+        try bind(values)
+        defer { sqlite3_reset(statement) }
+        while true {
+            switch sqlite3_step(statement) {
+            case SQLITE_ROW: try row(Row(statement: statement))
+            case SQLITE_DONE: return
+            default: throw StoreError("\(database.path): \(database.lastError)")
+            }
+        }
+    }
+
+    private func bind(_ values: [Value]) throws(StoreError) {
+        sqlite3_clear_bindings(statement)
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let status: Int32
+            switch value {
+            case .integer(let number): status = sqlite3_bind_int64(statement, index, number)
+            case .text(let text): status = sqlite3_bind_text(statement, index, text, -1, approvald_sqlite_transient())
+            case .blob(let bytes):
+                status = bytes.withUnsafeBytes {
+                    sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), approvald_sqlite_transient())
+                }
+            case .null: status = sqlite3_bind_null(statement, index)
+            }
+            guard status == SQLITE_OK else { throw StoreError("\(database.path): \(database.lastError)") }
+        }
+    }
+}
+
+/// One result row; columns by index.
+struct Row {
+    let statement: OpaquePointer
+
+    func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+
+    func optionalInteger(_ column: Int32) -> Int64? {
+        sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : integer(column)
+    }
+
+    func text(_ column: Int32) -> String {
+        guard let bytes = sqlite3_column_text(statement, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(statement, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    func optionalText(_ column: Int32) -> String? {
+        sqlite3_column_type(statement, column) == SQLITE_NULL ? nil : text(column)
+    }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement, column))
+        guard count > 0, let bytes = sqlite3_column_blob(statement, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: bytes, count: count))
+    }
+}

@@ -1,0 +1,254 @@
+// The embedded default store: SQLite in WAL mode, written by one thread that commits every batch queued since its
+// last transaction in the next one (group commit), and reports each batch durable through the caller's executor.
+import CSQLite
+import Core
+import Foundation
+import Synchronization
+
+/// Everything needed to rebuild the domain at start.
+public struct StoredState: Sendable {
+    public var policies: [(tenantID: String, policy: TenantPolicy)] = []
+    /// In registration order.
+    public var devices: [Device] = []
+    public var challenges: [Challenge] = []
+    public var fallbacks: [Fallback] = []
+    public var lockouts: [(tenantID: String, userID: String, until: UnixMillis)] = []
+
+    public init() {}
+}
+
+/// Durable state behind one protocol, so a networked store can stand in for the embedded one.
+public protocol DurableStore: AnyObject, Sendable {
+    /// Reads every stored record; called once at start, before the first commit.
+    func load() throws(StoreError) -> StoredState
+    /// Makes the state changes among `events` durable together. `completion` runs through the store's executor
+    /// once they are committed, or with the error that prevented it.
+    func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
+    /// Commits what is queued, then stops the writer.
+    func close()
+}
+
+public final class SQLiteStore: DurableStore, @unchecked Sendable {
+    /// `@unchecked Sendable`: the writing connection and its statements are used by the writer thread only (and by
+    /// the opening thread before it starts); `load()` reads through its own connection; the queue between callers
+    /// and the writer is behind a mutex.
+    private let database: SQLiteDatabase
+    private let statements: Statements
+    private let executor: @Sendable (@escaping @Sendable () -> Void) -> Void
+    private let pending = Mutex(Pending())
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let writerStarted = Mutex(false)
+    private let transactions = Atomic<Int>(0)
+    public static let schemaVersion = 1
+
+    /// Transactions committed since opening: fewer than batches when group commit folds them together.
+    public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
+
+    private struct Pending {
+        var batches: [(events: [CoreEvent], completion: @Sendable (Result<Void, StoreError>) -> Void)] = []
+        var closing = false
+    }
+
+    /// Opens (creating if needed) `approvald.sqlite3` in `directory`.
+    /// - Parameter executor: runs each commit's completion; the Service passes its event loop's `execute`.
+    public init(
+        directory: String, executor: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void
+    )
+        throws(StoreError)
+    {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError("cannot create the data directory \(directory): \(error.localizedDescription)")
+        }
+        database = try SQLiteDatabase(path: (directory as NSString).appendingPathComponent("approvald.sqlite3"))
+        try database.execute("PRAGMA journal_mode = WAL")
+        // FULL: a commit is on disk before its batch is reported durable (kill -9 and power loss lose nothing).
+        try database.execute("PRAGMA synchronous = FULL")
+        try database.execute("PRAGMA busy_timeout = 5000")
+        try Self.migrate(database)
+        statements = try Statements(database)
+        self.executor = executor
+    }
+
+    deinit { close() }
+
+    private static func migrate(_ database: SQLiteDatabase) throws(StoreError) {
+        var version: Int64 = 0
+        try database.prepare("PRAGMA user_version").query { row in version = row.integer(0) }
+        guard version <= schemaVersion else {
+            throw StoreError("\(database.path) has schema \(version), newer than this approvald's \(schemaVersion)")
+        }
+        guard version < schemaVersion else { return }
+        try database.execute(
+            """
+            BEGIN;
+            CREATE TABLE policies (
+                tenant_id TEXT PRIMARY KEY, passwordless INTEGER NOT NULL, target TEXT NOT NULL, users TEXT NOT NULL,
+                max_devices_per_user INTEGER NOT NULL, challenge_ttl_seconds INTEGER NOT NULL, choices INTEGER NOT NULL,
+                max_pending_per_user INTEGER NOT NULL, max_challenges_per_window INTEGER NOT NULL,
+                window_seconds INTEGER NOT NULL, lockout_seconds INTEGER NOT NULL);
+            CREATE TABLE devices (
+                device_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, public_key BLOB NOT NULL,
+                push_provider TEXT NOT NULL, push_token TEXT NOT NULL, push_topic TEXT NOT NULL,
+                display_name TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER);
+            CREATE TABLE challenges (
+                challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                number INTEGER NOT NULL, ttl_seconds INTEGER, context TEXT NOT NULL, choices TEXT NOT NULL,
+                devices TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL,
+                reason TEXT, answered_by TEXT, decision TEXT, selected_number INTEGER, deny_reason TEXT,
+                signed_at_unix INTEGER, signature TEXT, resolved_at INTEGER,
+                UNIQUE (tenant_id, request_id));
+            CREATE TABLE fallbacks (
+                tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL, number INTEGER NOT NULL,
+                ttl_seconds INTEGER, context TEXT NOT NULL, reason TEXT NOT NULL, decided_at INTEGER NOT NULL,
+                PRIMARY KEY (tenant_id, request_id));
+            CREATE TABLE lockouts (
+                tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (tenant_id, user_id));
+            PRAGMA user_version = \(schemaVersion);
+            COMMIT;
+            """)
+    }
+
+    // MARK: Loading
+
+    /// Reads through a connection of its own (WAL lets it run beside the writer), in one read transaction.
+    public func load() throws(StoreError) -> StoredState {
+        let reader = try SQLiteDatabase(path: database.path)
+        try reader.execute("BEGIN")
+        defer { try? reader.execute("COMMIT") }
+        var state = StoredState()
+        try reader.prepare("SELECT * FROM policies").query { row throws(StoreError) in
+            state.policies.append((row.text(0), try Codec.policy(row)))
+        }
+        try reader.prepare("SELECT * FROM devices ORDER BY created_at, rowid").query { row throws(StoreError) in
+            state.devices.append(try Codec.device(row))
+        }
+        try reader.prepare("SELECT * FROM challenges").query { row throws(StoreError) in
+            state.challenges.append(try Codec.challenge(row))
+        }
+        try reader.prepare("SELECT * FROM fallbacks").query { row throws(StoreError) in
+            state.fallbacks.append(try Codec.fallback(row))
+        }
+        try reader.prepare("SELECT * FROM lockouts").query { row in
+            state.lockouts.append((row.text(0), row.text(1), row.integer(2)))
+        }
+        return state
+    }
+
+    // MARK: Writing
+
+    public func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        let accepted = pending.withLock { pending -> Bool in
+            guard !pending.closing else { return false }
+            pending.batches.append((events, completion))
+            return true
+        }
+        guard accepted else {
+            executor { completion(.failure(StoreError("the store is closed"))) }
+            return
+        }
+        startWriterOnce()
+        wake.signal()
+    }
+
+    private func startWriterOnce() {
+        let start = writerStarted.withLock { started -> Bool in
+            defer { started = true }
+            return !started
+        }
+        guard start else { return }
+        let thread = Thread { [self] in writerLoop() }
+        thread.name = "approvald-store"
+        thread.start()
+    }
+
+    private func writerLoop() {
+        while true {
+            wake.wait()
+            let (batches, closing) = pending.withLock { pending in
+                defer { pending.batches.removeAll() }
+                return (pending.batches, pending.closing)
+            }
+            if !batches.isEmpty { write(batches) }
+            if closing && pending.withLock({ $0.batches.isEmpty }) {
+                stopped.signal()
+                return
+            }
+        }
+    }
+
+    /// One transaction for every batch queued since the last: one fsync however many requests it carries.
+    private func write(_ batches: [(events: [CoreEvent], completion: @Sendable (Result<Void, StoreError>) -> Void)]) {
+        var result: Result<Void, StoreError> = .success(())
+        do throws(StoreError) {
+            try statements.begin.run([])
+            do throws(StoreError) {
+                for batch in batches { for event in batch.events { try apply(event) } }
+                try statements.commit.run([])
+                transactions.add(1, ordering: .relaxed)
+            } catch {
+                try? statements.rollback.run([])
+                throw error
+            }
+        } catch {
+            result = .failure(error)
+        }
+        let outcome = result
+        for batch in batches {
+            let completion = batch.completion
+            executor { completion(outcome) }
+        }
+    }
+
+    private func apply(_ event: CoreEvent) throws(StoreError) {
+        switch event {
+        case .policySaved(let tenantID, let policy): try statements.upsertPolicy.run(Codec.values(policy, tenantID))
+        case .deviceSaved(let device): try statements.upsertDevice.run(Codec.values(device))
+        case .deviceRemoved(_, let deviceID): try statements.deleteDevice.run([.text(deviceID)])
+        case .challengeSaved(let challenge): try statements.upsertChallenge.run(Codec.values(challenge))
+        case .fallbackSaved(let fallback): try statements.upsertFallback.run(Codec.values(fallback))
+        case .lockoutSaved(let tenantID, let userID, let until):
+            try statements.upsertLockout.run([.text(tenantID), .text(userID), .integer(until)])
+        case .forgotten(let tenantID, let requestID, let challengeID):
+            if let challengeID { try statements.deleteChallenge.run([.text(challengeID)]) }
+            try statements.deleteFallback.run([.text(tenantID), .text(requestID)])
+        case .queued, .unqueued, .ended:
+            break  // deliveries, not state
+        }
+    }
+
+    public func close() {
+        let wasRunning = writerStarted.withLock { $0 }
+        let first = pending.withLock { pending -> Bool in
+            defer { pending.closing = true }
+            return !pending.closing
+        }
+        guard first, wasRunning else { return }
+        wake.signal()
+        stopped.wait()
+    }
+}
+
+/// Every statement, prepared once.
+private struct Statements {
+    let begin, commit, rollback: Statement
+    let upsertPolicy, upsertDevice, deleteDevice, upsertChallenge, deleteChallenge: Statement
+    let upsertFallback, deleteFallback, upsertLockout: Statement
+
+    init(_ database: SQLiteDatabase) throws(StoreError) {
+        begin = try database.prepare("BEGIN IMMEDIATE")
+        commit = try database.prepare("COMMIT")
+        rollback = try database.prepare("ROLLBACK")
+        upsertPolicy = try database.prepare("INSERT OR REPLACE INTO policies VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+        upsertDevice = try database.prepare("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?)")
+        deleteDevice = try database.prepare("DELETE FROM devices WHERE device_id = ?")
+        upsertChallenge = try database.prepare(
+            "INSERT OR REPLACE INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+        deleteChallenge = try database.prepare("DELETE FROM challenges WHERE challenge_id = ?")
+        upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
+        deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
+        upsertLockout = try database.prepare("INSERT OR REPLACE INTO lockouts VALUES (?,?,?)")
+    }
+}
