@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto",
+                "H2", "Crypto", "Core", "Store",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),

@@ -219,6 +219,11 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         challenges[challengeID].flatMap { $0.tenantID == tenantID ? $0 : nil }
     }
 
+    /// A challenge as one of the devices it was queued to may see it (nil for any other device).
+    public func challenge(_ challengeID: String, queuedTo deviceID: String) -> Challenge? {
+        challenges[challengeID].flatMap { $0.devices.contains(deviceID) ? $0 : nil }
+    }
+
     /// "Use your password instead": a pending challenge becomes `cancelled`; an ended one is returned as it is.
     public func cancel(
         _ challengeID: String, in tenantID: String, now: UnixMillis

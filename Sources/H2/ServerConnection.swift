@@ -25,6 +25,9 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     private var streamCount = 0
     private var timer: LoopTimer!
     private var prefaceSeen = false
+    /// A 505 was sent: the connection is on its way out (see `rejectHTTP1`).
+    private var lingering = false
+    private var halfClosed = false
     private var draining = false
 
     init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
@@ -81,6 +84,10 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     override func readable() {
         guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
+        if lingering {
+            evbuffer_drain(input, evbuffer_get_length(input))
+            return
+        }
         if !prefaceSeen {
             guard checkPreface(input) else { return }
         }
@@ -101,12 +108,24 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         return true
     }
 
+    /// Answers 505, then closes gracefully: once the answer is written the write side is shut and what the client
+    /// still sends is discarded until it closes (at most 2 s). Closing with its request unread would make the
+    /// kernel send a reset, and the client could lose the answer.
     private func rejectHTTP1() {
-        guard let bufferEvent, !closeWhenFlushed else { return }
+        guard let bufferEvent, !lingering else { return }
         server.onResponse?(505)
-        bufferevent_disable(bufferEvent, Int16(EV_READ))
+        lingering = true
         _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
-        closeWhenFlushed = true
+        timer.schedule(after: 2)
+    }
+
+    override func writable() {
+        guard lingering else { return super.writable() }
+        guard let bufferEvent, !halfClosed, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 else {
+            return
+        }
+        halfClosed = true
+        shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR))
     }
 
     override func sessionFailed(_ reason: String) {
@@ -131,7 +150,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     }
 
     private func timedOut() {
-        guard prefaceSeen else {
+        guard prefaceSeen, !lingering else {
             close()
             return
         }
@@ -142,7 +161,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     /// For shutdown: GOAWAY now (streams already open go on), streamed responses end, idle connections close.
     func drain() {
         guard !closed else { return }
-        guard prefaceSeen, !closeWhenFlushed else {
+        guard prefaceSeen, !lingering, !closeWhenFlushed else {
             close()
             return
         }

@@ -10,6 +10,8 @@ public final class Application: @unchecked Sendable {
     private var responsesByStatus = StatusCounter()
     /// Open connections, read when `/metrics` is written.
     public var connectionCount: () -> Int = { 0 }
+    /// The broker's API; nil until recovery has finished.
+    var service: ApprovalService?
 
     // Fixed answers, made once: probes come often.
     private static let healthy = HTTPResponse.text(200, "ok\n")
@@ -40,6 +42,7 @@ public final class Application: @unchecked Sendable {
                     status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                     body: Array(metricsText().utf8)))
         default:
+            if service?.handle(request, responder) == true { return }
             responder.respond(
                 .problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
         }
@@ -56,11 +59,36 @@ public final class Application: @unchecked Sendable {
         return true
     }
 
+    private func writeBrokerMetrics(_ service: ApprovalService, to writer: inout MetricsWriter) {
+        writer.family("approvald_queue_depth", .gauge, help: "Pending entries over all device queues.")
+        writer.sample("approvald_queue_depth", service.queueDepth)
+        writer.family("approvald_tenant_queue_depth", .gauge, help: "Pending entries in device queues, by tenant.")
+        for (tenant, depth) in service.queueDepthByTenant.sorted(by: { $0.key < $1.key }) {
+            writer.sample("approvald_tenant_queue_depth", depth, labels: ["tenant": tenant])
+        }
+        writer.family("approvald_pending_challenges", .gauge, help: "Challenges waiting for an answer.")
+        writer.sample("approvald_pending_challenges", service.pendingChallenges)
+        let metrics = service.metrics
+        writer.family("approvald_challenges_created_total", .counter, help: "Challenges created.")
+        writer.sample("approvald_challenges_created_total", Double(metrics.created))
+        writer.family("approvald_challenges_resolved_total", .counter, help: "Challenges ended, by outcome.")
+        metrics.resolved.write("approvald_challenges_resolved_total", labelName: "outcome", to: &writer)
+        writer.family("approvald_password_fallback_total", .counter, help: "password_fallback answers, by reason.")
+        metrics.fallbacks.write("approvald_password_fallback_total", labelName: "reason", to: &writer)
+        writer.family("approvald_duplicate_requests_total", .counter, help: "IdP retries answered from memory.")
+        writer.sample("approvald_duplicate_requests_total", Double(metrics.duplicates))
+        writer.family("approvald_device_streams", .gauge, help: "Open device event streams.")
+        writer.sample("approvald_device_streams", service.streams.count)
+        writer.family("approvald_auth_failures_total", .counter, help: "Refused authentications, by kind.")
+        metrics.authFailures.write("approvald_auth_failures_total", labelName: "kind", to: &writer)
+    }
+
     /// The `/metrics` document.
     public func metricsText() -> String {
         var writer = MetricsWriter()
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
         responsesByStatus.write("approvald_http_requests_total", to: &writer)
+        if let service { writeBrokerMetrics(service, to: &writer) }
         writer.family("approvald_http_connections", .gauge, help: "Open HTTP/2 connections.")
         writer.sample("approvald_http_connections", connectionCount())
         writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")

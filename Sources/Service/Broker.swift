@@ -1,8 +1,11 @@
 // Wires a configuration into a running broker: the loop, the HTTP/2 server and its listeners, the application,
 // signal handling and graceful shutdown.
+import Core
+import Crypto
 import Foundation
 import H2
 import Logging
+import Store
 
 /// `@unchecked Sendable`: set up before the loop runs, then touched only on the loop's thread.
 public final class Broker: @unchecked Sendable {
@@ -18,6 +21,7 @@ public final class Broker: @unchecked Sendable {
     let server: H2Server
     let logger: Logger
     private var signalWatchers: [SignalWatcher] = []
+    private var store: SQLiteStore?
     public private(set) var boundListeners: [BoundListener] = []
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -48,7 +52,31 @@ public final class Broker: @unchecked Sendable {
                 "listening",
                 metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
         }
+        try recover()
         application.isReady = true
+    }
+
+    /// Opens the store, puts its state back into the domain, and expires what lapsed while the broker was down.
+    private func recover() throws {
+        let loop = self.loop
+        let store = try SQLiteStore(directory: configuration.dataDirectory) { work in loop.execute(work) }
+        self.store = store
+        let started = Date()
+        let state = try store.load()
+        let core = ApprovalCore(random: SecureRandom(), configuredPolicies: configuration.tenantPolicies)
+        core.restore(state)
+        let service = ApprovalService(
+            loop: loop, core: core, store: store, clients: configuration.idpClients, logger: logger,
+            clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
+        service.tick()
+        application.service = service
+        let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
+        logger.info(
+            "recovered",
+            metadata: [
+                "devices": "\(state.devices.count)", "challenges": "\(state.challenges.count)",
+                "pending": "\(core.pendingChallenges)", "seconds": "\(seconds)",
+            ])
     }
 
     /// SIGTERM and SIGINT start a graceful shutdown; when it ends, the loop stops and `run()` returns.
@@ -77,6 +105,7 @@ public final class Broker: @unchecked Sendable {
     /// Runs the loop until shutdown completes.
     public func run() {
         loop.run()
+        store?.close()
         logger.info("stopped")
     }
 }

@@ -1,5 +1,6 @@
 // Reads typed values out of a parsed TOML document by key path, with APPROVALD_… environment overrides and
 // errors that name the key and the problem.
+import Foundation
 import TOMLKit
 
 public struct ConfigError: Error, CustomStringConvertible {
@@ -78,6 +79,20 @@ final class ConfigReader {
         }
         return number
     }
+
+    /// A list of strings (`["a", "b"]`); from the environment, comma-separated.
+    func strings(_ key: String) throws -> [String]? {
+        try value(
+            key, "a list of strings",
+            from: { raw in
+                guard let array = raw.array else { return nil }
+                let strings = array.compactMap(\.string)
+                return strings.count == array.count ? strings : nil
+            }, parse: { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } })
+    }
+
+    /// The keys of this table, sorted.
+    var keys: [String] { table.keys.sorted() }
 
     /// The nested table `key`; an absent one reads as empty, so its environment overrides still apply.
     func table(_ key: String) throws -> ConfigReader {

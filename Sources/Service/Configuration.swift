@@ -1,4 +1,5 @@
 // approvald's configuration: the TOML file, then APPROVALD_… environment variables over it.
+import Core
 import Foundation
 import H2
 import Logging
@@ -25,6 +26,25 @@ public struct Configuration: Sendable {
     public var shutdownGraceSeconds = 10.0
     public var logLevel = Logger.Level.info
     public var dataDirectory = "data"
+    /// The IdPs allowed to call the webhook, by key id (two keys may name one client: rotation).
+    public var idpClients: [IdPClient] = []
+    /// Policies from the file, by tenant; a policy stored through the API wins over them.
+    public var tenantPolicies: [String: TenantPolicy] = [:]
+
+    /// One `[[idp_clients]]` entry.
+    public struct IdPClient: Sendable, Equatable {
+        public var keyID: String
+        public var secret: [UInt8]
+        public var tenants: Set<String>
+        public var verifierURL: String
+
+        public init(keyID: String, secret: [UInt8], tenants: Set<String>, verifierURL: String) {
+            self.keyID = keyID
+            self.secret = secret
+            self.tenants = tenants
+            self.verifierURL = verifierURL
+        }
+    }
 
     public init() {}
 
@@ -109,6 +129,72 @@ public struct Configuration: Sendable {
             try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
         shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds
         try section.rejectUnknownKeys()
+
+        for entry in try root.tables("idp_clients") ?? [] {
+            idpClients.append(try Self.idpClient(entry))
+        }
+        var keyIDs = Set<String>()
+        for client in idpClients where !keyIDs.insert(client.keyID).inserted {
+            throw ConfigError("idp_clients: key_id \"\(client.keyID)\" appears twice")
+        }
+        let tenants = try root.table("tenants")
+        for tenantID in tenants.keys {
+            guard (try? Validate.tenantID(tenantID)) != nil else {
+                throw ConfigError("tenants.\(tenantID): a tenant id is 1-64 of a-z, 0-9 and -")
+            }
+            tenantPolicies[tenantID] = try Self.policy(try tenants.table(tenantID))
+        }
+        try tenants.rejectUnknownKeys()
         try root.rejectUnknownKeys()
+    }
+
+    private static func idpClient(_ entry: ConfigReader) throws -> IdPClient {
+        guard let keyID = try entry.string("key_id"), !keyID.isEmpty else {
+            throw ConfigError("\(entry.keyPath("key_id")): required")
+        }
+        guard let secret = try entry.string("secret") else { throw ConfigError("\(entry.keyPath("secret")): required") }
+        guard secret.utf8.count >= 32 else {
+            throw ConfigError("\(entry.keyPath("secret")): at least 32 bytes are required, got \(secret.utf8.count)")
+        }
+        let tenants = try entry.strings("tenants") ?? []
+        guard !tenants.isEmpty else {
+            throw ConfigError("\(entry.keyPath("tenants")): at least one tenant is required")
+        }
+        for tenant in tenants where (try? Validate.tenantID(tenant)) == nil {
+            throw ConfigError("\(entry.keyPath("tenants")): \"\(tenant)\" is not a tenant id (1-64 of a-z, 0-9 and -)")
+        }
+        guard let verifier = try entry.string("verifier_url"),
+            verifier.hasPrefix("http://") || verifier.hasPrefix("https://")
+        else { throw ConfigError("\(entry.keyPath("verifier_url")): an http:// or https:// URL is required") }
+        try entry.rejectUnknownKeys()
+        return IdPClient(keyID: keyID, secret: Array(secret.utf8), tenants: Set(tenants), verifierURL: verifier)
+    }
+
+    private static func policy(_ table: ConfigReader) throws -> TenantPolicy {
+        var policy = TenantPolicy()
+        policy.passwordless = try table.bool("passwordless") ?? policy.passwordless
+        if let target = try table.string("target") {
+            guard let parsed = TenantPolicy.Target(rawValue: target) else {
+                throw ConfigError("\(table.keyPath("target")): \"\(target)\" is not all or selected")
+            }
+            policy.target = parsed
+        }
+        policy.users = Set(try table.strings("users") ?? [])
+        let integers: [(String, WritableKeyPath<TenantPolicy, Int>)] = [
+            ("max_devices_per_user", \.maxDevicesPerUser), ("challenge_ttl_seconds", \.challengeTTLSeconds),
+            ("choices", \.choices), ("max_pending_per_user", \.maxPendingPerUser),
+            ("max_challenges_per_window", \.maxChallengesPerWindow), ("window_seconds", \.windowSeconds),
+            ("lockout_seconds", \.lockoutSeconds),
+        ]
+        for (key, field) in integers {
+            if let value = try table.int(key, in: Int.min...Int.max) { policy[keyPath: field] = value }
+        }
+        do {
+            try policy.validate()
+        } catch {
+            throw ConfigError("\(table.path).\(error.detail)")
+        }
+        try table.rejectUnknownKeys()
+        return policy
     }
 }

@@ -126,8 +126,9 @@ func stillServes(_ broker: ApprovaldProcess) throws -> Bool {
         let flood = try resetFlood(3000)
         let goaway = try #require(try flood.readFrame(timeout: 10) { $0.type == Frame.goaway })
         #expect(goaway.errorCode == 2)  // INTERNAL_ERROR, nghttp2's answer to a reset flood
+        // Cut at the 1,001st reset, plus what the bucket refilled (33/s) while the flood arrived; far from its end.
         let lastStream = goaway.payload.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7fff_ffff
-        #expect(lastStream == 2 * 1000 + 1)
+        #expect(lastStream >= 2 * 1000 + 1 && lastStream < 2 * 1500)
         #expect(flood.closes(within: 5))
         #expect(try stillServes(broker))
     }

@@ -55,6 +55,7 @@ public var approvaldBinary: String {
 
 public struct ApprovaldError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A running approvald with its own configuration and data in a temporary directory.
@@ -68,7 +69,11 @@ public final class ApprovaldProcess: @unchecked Sendable {
 
     /// Starts approvald with an h2c and a TLS listener on free ports, plus `extraConfig` TOML appended, and waits
     /// (bounded) for it to report ready. `shellPrefix` runs it through `sh -c` (for `ulimit`).
-    public init(extraConfig: String = "", environment: [String: String] = [:], shellPrefix: String? = nil) throws {
+    /// - Parameter dataDirectory: where the store lives; pass the same one to a second process to test a restart.
+    public init(
+        extraConfig: String = "", environment: [String: String] = [:], shellPrefix: String? = nil,
+        dataDirectory: String? = nil
+    ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = try runCommand(
@@ -80,7 +85,7 @@ public final class ApprovaldProcess: @unchecked Sendable {
             throw ApprovaldError(description: "dev-cert failed: \(certificate.stderr)")
         }
         let config = """
-            data_directory = "\(directory.appendingPathComponent("data").path)"
+            data_directory = "\(dataDirectory ?? directory.appendingPathComponent("data").path)"
             [log]
             level = "debug"
             [[listeners]]

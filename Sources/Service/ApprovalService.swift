@@ -1,0 +1,483 @@
+// The broker's API (API.md) on the event loop: routes and authentication, Core's decisions made durable before
+// anyone hears of them (one store commit per loop turn), then delivered: device streams, long polls, metrics.
+import Core
+import Crypto
+import Foundation
+import H2
+import Logging
+import Store
+
+/// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
+final class ApprovalService: @unchecked Sendable {
+    private let loop: EventLoop
+    private let core: ApprovalCore<SecureRandom>
+    private let store: DurableStore
+    private let authenticator: Authenticator
+    private let logger: Logger
+    private let clock: () -> UnixMillis
+    let streams: DeviceStreams
+    private(set) var metrics = ServiceMetrics()
+
+    private var queuedCommits: [(events: [CoreEvent], then: (Result<Void, StoreError>) -> Void)] = []
+    private var commitScheduled = false
+    private var waiters: [String: [ObjectIdentifier: Waiter]] = [:]
+    private var publicKeys: [String: P256PublicKey] = [:]
+    private var tickTimer: LoopTimer!
+
+    private struct Waiter {
+        let responder: HTTPResponder
+        let timer: LoopTimer
+    }
+
+    init(
+        loop: EventLoop, core: ApprovalCore<SecureRandom>, store: DurableStore, clients: [Configuration.IdPClient],
+        logger: Logger, clock: @escaping () -> UnixMillis
+    ) {
+        self.loop = loop
+        self.core = core
+        self.store = store
+        self.authenticator = Authenticator(clients: clients)
+        self.logger = logger
+        self.clock = clock
+        streams = DeviceStreams(loop: loop)
+        tickTimer = loop.makeTimer { [unowned self] in tick() }
+    }
+
+    var queueDepth: Int { core.queueDepth }
+    var queueDepthByTenant: [String: Int] { core.queueDepthByTenant }
+    var pendingChallenges: Int { core.pendingChallenges }
+
+    // MARK: Time
+
+    /// Expires and forgets what is due, and sets the timer for the next deadline.
+    func tick() {
+        let events = core.tick(now: clock())
+        if !events.isEmpty { persist(events) { _ in } }
+        scheduleTick()
+    }
+
+    private func scheduleTick() {
+        guard let deadline = core.nextDeadline else { return tickTimer.cancel() }
+        tickTimer.schedule(after: Double(max(0, deadline - clock())) / 1000 + 0.001)
+    }
+
+    // MARK: Durability
+
+    /// Queues `events` for the store; `then` runs once they are durable. Everything queued in one loop turn is one
+    /// commit; deliveries (streams, long polls) go out only after it.
+    private func persist(_ events: [CoreEvent], then: @escaping (Result<Void, StoreError>) -> Void) {
+        queuedCommits.append((events, then))
+        if !commitScheduled {
+            commitScheduled = true
+            loop.execute { [self] in flushCommits() }
+        }
+    }
+
+    private func flushCommits() {
+        commitScheduled = false
+        let batch = queuedCommits
+        queuedCommits = []
+        let batchBox = LoopBound(batch)
+        store.commit(batch.flatMap(\.events)) { [self] result in
+            for item in batchBox.value {
+                if case .success = result { deliver(item.events) }
+                item.then(result)
+            }
+            if case .failure(let error) = result { logger.error("store commit failed: \(error)") }
+        }
+        scheduleTick()
+    }
+
+    private func deliver(_ events: [CoreEvent]) {
+        for event in events {
+            switch event {
+            case .queued(let challengeID, let deviceID):
+                if let challenge = core.challenge(challengeID, queuedTo: deviceID) {
+                    streams.send("challenge", id: challengeID, data: Views.deviceChallenge(challenge), to: deviceID)
+                }
+            case .unqueued(let challengeID, let deviceID, let outcome):
+                streams.send("resolved", id: challengeID, data: Views.resolved(challengeID, outcome), to: deviceID)
+            case .ended(let challenge):
+                metrics.resolved.increment(challenge.status.rawValue)
+                answerWaiters(challenge)
+            case .deviceRemoved(_, let deviceID):
+                streams.close(deviceID)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Answers with `respond(result)` once `events` are durable, or 503 if the store failed.
+    private func answer(
+        _ responder: HTTPResponder, after events: [CoreEvent], _ respond: @escaping () -> HTTPResponse
+    ) {
+        guard !events.isEmpty else {
+            responder.respond(respond())
+            return
+        }
+        persist(events) { result in
+            switch result {
+            case .success: responder.respond(respond())
+            case .failure: responder.respond(Problem(503, "unavailable", "the store could not commit").response)
+            }
+        }
+    }
+
+    // MARK: Routing
+
+    /// Handles `/v1/...`; returns false for any other path.
+    func handle(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
+        let segments = request.pathOnly.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard segments.first == "v1" else { return false }
+        let path = segments.dropFirst().map { $0.removingPercentEncoding ?? String($0) }
+        do throws(Problem) {
+            try route(request, path, responder)
+        } catch {
+            if error.status == 401 { metrics.authFailures.increment(path.first == "devices" ? "device" : "idp") }
+            responder.respond(error.response)
+        }
+        return true
+    }
+
+    private func route(_ request: HTTPRequest, _ path: [String], _ responder: HTTPResponder) throws(Problem) {
+        let method = request.method
+        switch (path.first, path.count) {
+        case ("tenants", 3...):
+            let tenantID = path[1]
+            switch (path[2], path.count, method) {
+            case ("policy", 3, "GET"):
+                _ = try idp(request, tenantID)
+                responder.respond(.json(200, Views.policy(core.policy(for: tenantID))))
+            case ("policy", 3, "PUT"): try putPolicy(request, tenantID, responder)
+            case ("devices", 4, "PUT"): try putDevice(request, tenantID, path[3], responder)
+            case ("devices", 4, "DELETE"): try deleteDevice(request, tenantID, path[3], responder)
+            case ("users", 5, "GET") where path[4] == "devices":
+                _ = try idp(request, tenantID)
+                let list = core.devices(of: path[3], in: tenantID).map(Views.device).joined(separator: ",")
+                responder.respond(.json(200, "{\"devices\":[\(list)]}"))
+            case ("challenges", 3, "POST"): try createChallenge(request, tenantID, responder)
+            case ("challenges", 4, "GET"): try getChallenge(request, tenantID, path[3], responder)
+            case ("challenges", 4, "DELETE"): try cancelChallenge(request, tenantID, path[3], responder)
+            case ("policy", 3, _), ("devices", 4, _), ("users", 5, _), ("challenges", 3, _), ("challenges", 4, _):
+                throw Problem(405, "method_not_allowed", "\(method) is not allowed here")
+            default: throw Problem(404, "not_found", "no such route")
+            }
+        case ("devices", 3...):
+            let deviceID = path[1]
+            switch (path[2], path.count, method) {
+            case ("challenges", 3, "GET"):
+                try device(request, deviceID)
+                let queue = core.queue(of: deviceID, now: clock()).map(Views.deviceChallenge).joined(separator: ",")
+                responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
+            case ("stream", 3, "GET"): try openStream(request, deviceID, responder)
+            case ("challenges", 5, "POST") where path[4] == "response":
+                try answerChallenge(request, deviceID, path[3], responder)
+            case ("push-token", 3, "PUT"): try putPushToken(request, deviceID, responder)
+            case ("challenges", 3, _), ("stream", 3, _), ("challenges", 5, _), ("push-token", 3, _):
+                throw Problem(405, "method_not_allowed", "\(method) is not allowed here")
+            default: throw Problem(404, "not_found", "no such route")
+            }
+        default:
+            throw Problem(404, "not_found", "no such route")
+        }
+    }
+
+    private func idp(_ request: HTTPRequest, _ tenantID: String) throws(Problem) -> Configuration.IdPClient {
+        try authenticator.idp(request, tenantID: tenantID, nowSeconds: clock() / 1000)
+    }
+
+    private func device(_ request: HTTPRequest, _ deviceID: String) throws(Problem) {
+        try authenticator.device(request, deviceID: deviceID, nowSeconds: clock() / 1000) { publicKey(of: $0) }
+        persist(core.noteSeen(deviceID, now: clock())) { _ in }
+    }
+
+    /// The device's parsed key, cached until it is registered again.
+    private func publicKey(of deviceID: String) -> P256PublicKey? {
+        if let cached = publicKeys[deviceID] { return cached }
+        guard let device = core.device(deviceID), let key = try? P256PublicKey(spkiDER: device.publicKey) else {
+            return nil
+        }
+        publicKeys[deviceID] = key
+        return key
+    }
+
+    // MARK: IdP routes
+
+    private func putPolicy(_ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder) throws(Problem) {
+        _ = try idp(request, tenantID)
+        let body = try decodeBody(PolicyBody.self, from: request.body)
+        var policy = TenantPolicy()
+        if let target = body.target {
+            guard let parsed = TenantPolicy.Target(rawValue: target) else {
+                throw Problem(400, "invalid_field", "target must be all or selected")
+            }
+            policy.target = parsed
+        }
+        policy.passwordless = body.passwordless ?? policy.passwordless
+        policy.users = Set(body.users ?? [])
+        policy.maxDevicesPerUser = body.maxDevicesPerUser ?? policy.maxDevicesPerUser
+        policy.challengeTTLSeconds = body.challengeTtlSeconds ?? policy.challengeTTLSeconds
+        policy.choices = body.choices ?? policy.choices
+        policy.maxPendingPerUser = body.maxPendingPerUser ?? policy.maxPendingPerUser
+        policy.maxChallengesPerWindow = body.maxChallengesPerWindow ?? policy.maxChallengesPerWindow
+        policy.windowSeconds = body.windowSeconds ?? policy.windowSeconds
+        policy.lockoutSeconds = body.lockoutSeconds ?? policy.lockoutSeconds
+        let events = try core(core.setPolicy(policy, for: tenantID))
+        answer(responder, after: events) { .json(200, Views.policy(policy)) }
+    }
+
+    private func putDevice(
+        _ request: HTTPRequest, _ tenantID: String, _ deviceID: String, _ responder: HTTPResponder
+    )
+        throws(Problem)
+    {
+        _ = try idp(request, tenantID)
+        let body = try decodeBody(DeviceBody.self, from: request.body)
+        guard let der = Data(base64Encoded: body.publicKey).map(Array.init), (try? P256PublicKey(spkiDER: der)) != nil
+        else { throw Problem(400, "invalid_field", "public_key is not base64 of a P-256 SubjectPublicKeyInfo") }
+        var push = PushTarget.none
+        if let given = body.push {
+            guard let provider = PushTarget.Provider(rawValue: given.provider) else {
+                throw Problem(400, "invalid_field", "push.provider must be apns, fcm or none")
+            }
+            push = PushTarget(provider: provider, token: given.token ?? "", topic: given.topic ?? "")
+            guard provider == .none || !push.token.isEmpty else {
+                throw Problem(400, "invalid_field", "push.token is required for \(provider.rawValue)")
+            }
+        }
+        let registration = DeviceRegistration(
+            userID: body.userId, publicKey: der, push: push, mamRestricted: body.mamRestricted ?? false,
+            displayName: body.displayName ?? "")
+        let (outcome, events) = try core(core.registerDevice(deviceID, in: tenantID, registration, now: clock()))
+        publicKeys[deviceID] = nil
+        let status = if case .created = outcome { 201 } else { 200 }
+        answer(responder, after: events) { .json(status, Views.device(outcome.device)) }
+    }
+
+    private func deleteDevice(
+        _ request: HTTPRequest, _ tenantID: String, _ deviceID: String, _ responder: HTTPResponder
+    )
+        throws(Problem)
+    {
+        _ = try idp(request, tenantID)
+        let events = try core(core.removeDevice(deviceID, in: tenantID))
+        publicKeys[deviceID] = nil
+        answer(responder, after: events) { HTTPResponse(status: 204) }
+    }
+
+    private func createChallenge(
+        _ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder
+    )
+        throws(Problem)
+    {
+        _ = try idp(request, tenantID)
+        let body = try decodeBody(ChallengeBody.self, from: request.body)
+        let challengeRequest = ChallengeRequest(
+            requestID: body.requestId, userID: body.userId, number: body.number, ttlSeconds: body.ttlSeconds,
+            context: body.context ?? [:])
+        let (outcome, events) = try core(core.createChallenge(challengeRequest, in: tenantID, now: clock()))
+        let replay: HTTPHeaders = ["idempotent-replay": "true"]
+        switch outcome {
+        case .created(let challenge):
+            metrics.created += 1
+            answer(responder, after: events) { .json(201, Views.challenge(challenge)) }
+        case .fallback(let fallback):
+            metrics.fallbacks.increment(fallback.reason.rawValue)
+            answer(responder, after: events) { .json(200, Views.fallback(fallback)) }
+        case .replayedChallenge(let challenge):
+            metrics.duplicates += 1
+            answer(responder, after: events) { .json(200, Views.challenge(challenge), headers: replay) }
+        case .replayedFallback(let fallback):
+            metrics.duplicates += 1
+            answer(responder, after: events) { .json(200, Views.fallback(fallback), headers: replay) }
+        }
+    }
+
+    private func getChallenge(
+        _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
+    )
+        throws(Problem)
+    {
+        _ = try idp(request, tenantID)
+        var wait = 0.0
+        for pair in request.query.split(separator: "&") where pair.hasPrefix("wait=") {
+            guard let seconds = Double(pair.dropFirst(5)), (0...30).contains(seconds) else {
+                throw Problem(400, "invalid_field", "wait must be a number of seconds within 0...30")
+            }
+            wait = seconds
+        }
+        tick()
+        guard let challenge = core.challenge(challengeID, in: tenantID) else {
+            throw Problem(404, "not_found", "no such challenge")
+        }
+        guard challenge.isPending, wait > 0 else {
+            responder.respond(.json(200, Views.challenge(challenge)))
+            return
+        }
+        // Held until the status leaves pending or the wait ends: a timer, no polling.
+        let key = ObjectIdentifier(responder)
+        let timer = loop.schedule(after: wait) { [unowned self] in
+            guard waiters[challengeID]?.removeValue(forKey: key) != nil else { return }
+            if waiters[challengeID]?.isEmpty == true { waiters[challengeID] = nil }
+            if let current = core.challenge(challengeID, in: tenantID) {
+                responder.respond(.json(200, Views.challenge(current)))
+            }
+        }
+        waiters[challengeID, default: [:]][key] = Waiter(responder: responder, timer: timer)
+        responder.onClose = { [unowned self] in
+            waiters[challengeID]?[key] = nil
+            if waiters[challengeID]?.isEmpty == true { waiters[challengeID] = nil }
+        }
+    }
+
+    private func answerWaiters(_ challenge: Challenge) {
+        guard let held = waiters.removeValue(forKey: challenge.id) else { return }
+        let view = Views.challenge(challenge)
+        for waiter in held.values {
+            waiter.timer.cancel()
+            waiter.responder.respond(.json(200, view))
+        }
+    }
+
+    private func cancelChallenge(
+        _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
+    ) throws(Problem) {
+        _ = try idp(request, tenantID)
+        let (challenge, events) = try core(core.cancel(challengeID, in: tenantID, now: clock()))
+        answer(responder, after: events) { .json(200, Views.challenge(challenge)) }
+    }
+
+    // MARK: Device routes
+
+    private func openStream(_ request: HTTPRequest, _ deviceID: String, _ responder: HTTPResponder) throws(Problem) {
+        try device(request, deviceID)
+        responder.startStream(status: 200, headers: ["content-type": "text/event-stream", "cache-control": "no-cache"])
+        for challenge in core.queue(of: deviceID, now: clock()) {
+            responder.write(
+                Array("event: challenge\nid: \(challenge.id)\ndata: \(Views.deviceChallenge(challenge))\n\n".utf8))
+        }
+        streams.add(responder, for: deviceID)
+    }
+
+    private func answerChallenge(
+        _ request: HTTPRequest, _ deviceID: String, _ challengeID: String, _ responder: HTTPResponder
+    ) throws(Problem) {
+        let body = try decodeBody(AnswerBody.self, from: request.body)
+        let kind: Decision.Kind
+        switch body.decision {
+        case "approve":
+            guard let number = body.selectedNumber, (0...99).contains(number) else {
+                throw Problem(400, "invalid_field", "selected_number within 0...99 is required to approve")
+            }
+            kind = .approve(selectedNumber: number)
+        case "deny":
+            guard let reason = body.reason.flatMap(DenyReason.init(rawValue:)) else {
+                throw Problem(400, "invalid_field", "reason must be not_me or cancelled to deny")
+            }
+            kind = .deny(reason: reason)
+        default:
+            throw Problem(400, "invalid_field", "decision must be approve or deny")
+        }
+        let decision = Decision(kind: kind, signedAtUnix: body.signedAtUnix, signature: body.signature)
+        // The decision signature names the device and binds the challenge: it is the authentication.
+        guard let challenge = core.challenge(challengeID, queuedTo: deviceID), let key = publicKey(of: deviceID) else {
+            throw Problem(404, "not_found", "no such challenge for this device")
+        }
+        guard let signature = Base64URL.decode(body.signature),
+            key.isValidSignature(signature, for: decisionString(challenge, deviceID: deviceID, decision))
+        else {
+            metrics.authFailures.increment("device")
+            throw Problem(400, "bad_signature", "the decision signature does not verify with the device's key")
+        }
+        let now = clock()
+        guard abs(now / 1000 - body.signedAtUnix) <= Authenticator.deviceClockSkewSeconds else {
+            throw Problem(400, "bad_signature", "signed_at_unix is more than 60 s from the broker's clock")
+        }
+        let (outcome, events) = try core(core.answer(challengeID, from: deviceID, decision, now: now))
+        let ended: Challenge
+        switch outcome {
+        case .resolved(let challenge), .replayed(let challenge): ended = challenge
+        }
+        answer(responder, after: events) { .json(200, Views.answer(ended)) }
+    }
+
+    private func putPushToken(_ request: HTTPRequest, _ deviceID: String, _ responder: HTTPResponder) throws(Problem) {
+        try device(request, deviceID)
+        let body = try decodeBody(PushBody.self, from: request.body)
+        guard let provider = PushTarget.Provider(rawValue: body.provider) else {
+            throw Problem(400, "invalid_field", "provider must be apns, fcm or none")
+        }
+        let events = try core(
+            core.updatePush(
+                PushTarget(provider: provider, token: body.token ?? "", topic: body.topic ?? ""), for: deviceID))
+        answer(responder, after: events) { HTTPResponse(status: 204) }
+    }
+
+    /// Core's refusals as problems.
+    private func core<Result>(_ operation: @autoclosure () throws(CoreError) -> Result) throws(Problem) -> Result {
+        do {
+            return try operation()
+        } catch {
+            throw Problem(error)
+        }
+    }
+}
+
+/// Counters of what the API did, for `/metrics`.
+struct ServiceMetrics {
+    var created: UInt64 = 0
+    var duplicates: UInt64 = 0
+    var resolved = LabelledCounter<String>()
+    var fallbacks = LabelledCounter<String>()
+    var authFailures = LabelledCounter<String>()
+}
+
+/// Carries loop-confined values through the store's `@Sendable` completion, which runs on the loop.
+struct LoopBound<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+struct PolicyBody: Decodable {
+    var passwordless: Bool?
+    var target: String?
+    var users: [String]?
+    var maxDevicesPerUser: Int?
+    var challengeTtlSeconds: Int?
+    var choices: Int?
+    var maxPendingPerUser: Int?
+    var maxChallengesPerWindow: Int?
+    var windowSeconds: Int?
+    var lockoutSeconds: Int?
+}
+
+struct PushBody: Decodable {
+    var provider: String
+    var token: String?
+    var topic: String?
+}
+
+struct DeviceBody: Decodable {
+    var userId: String
+    var publicKey: String
+    var push: PushBody?
+    var mamRestricted: Bool?
+    var displayName: String?
+}
+
+struct ChallengeBody: Decodable {
+    var requestId: String
+    var userId: String
+    var number: Int
+    var ttlSeconds: Int?
+    var context: [String: String]?
+}
+
+struct AnswerBody: Decodable {
+    var decision: String
+    var selectedNumber: Int?
+    var reason: String?
+    var signedAtUnix: Int64
+    var signature: String
+}

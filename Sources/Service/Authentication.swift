@@ -1,0 +1,118 @@
+// Who is calling: IdP clients by HMAC (key rotation, tenant scope), devices by P-256 request signatures.
+import Core
+import Crypto
+import H2
+
+/// The signed message of both schemes: `t + "\n" + METHOD + "\n" + path-with-query + "\n" + body`.
+func signedMessage(time: String, _ request: HTTPRequest) -> [UInt8] {
+    Array("\(time)\n\(request.method)\n\(request.path)\n".utf8) + request.body
+}
+
+/// `name=value, name=value` (the values of both schemes contain no comma).
+func parameters(_ text: Substring) -> [Substring: Substring] {
+    var result: [Substring: Substring] = [:]
+    for part in text.split(separator: ",") {
+        let trimmed = part.drop { $0 == " " }
+        guard let equals = trimmed.firstIndex(of: "=") else { continue }
+        result[trimmed[..<equals]] = trimmed[trimmed.index(after: equals)...]
+    }
+    return result
+}
+
+/// Lowercase or uppercase hex to bytes; nil for anything else.
+func hexBytes(_ text: Substring) -> [UInt8]? {
+    guard text.utf8.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(text.utf8.count / 2)
+    var high: UInt8?
+    for symbol in text.utf8 {
+        let value: UInt8
+        switch symbol {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): value = symbol - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): value = symbol - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): value = symbol - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+        if let first = high {
+            bytes.append(first << 4 | value)
+            high = nil
+        } else {
+            high = value
+        }
+    }
+    return bytes
+}
+
+struct Authenticator {
+    static let idpClockSkewSeconds: Int64 = 300
+    static let deviceClockSkewSeconds: Int64 = 60
+
+    let clients: [String: Configuration.IdPClient]
+
+    init(clients: [Configuration.IdPClient]) {
+        self.clients = Dictionary(clients.map { ($0.keyID, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Checks `Approvald-Signature` and that the client may act on `tenantID`.
+    func idp(_ request: HTTPRequest, tenantID: String, nowSeconds: Int64) throws(Problem) -> Configuration.IdPClient {
+        guard let header = request.headers[field: "approvald-signature"] else {
+            throw Problem(401, "unauthenticated", "Approvald-Signature is missing")
+        }
+        let fields = parameters(header[...])
+        guard let keyID = fields["key"], let time = fields["t"], let mac = fields["v1"].flatMap(hexBytes),
+            let seconds = Int64(time)
+        else { throw Problem(401, "unauthenticated", "Approvald-Signature is malformed") }
+        guard let client = clients[String(keyID)] else { throw Problem(401, "unauthenticated", "unknown key") }
+        guard abs(nowSeconds - seconds) <= Self.idpClockSkewSeconds else {
+            throw Problem(
+                401, "unauthenticated", "t is more than \(Self.idpClockSkewSeconds) s from the broker's clock")
+        }
+        guard HMACSHA256.isValid(mac, key: client.secret, message: signedMessage(time: String(time), request)) else {
+            throw Problem(401, "unauthenticated", "the signature does not match")
+        }
+        guard client.tenants.contains(tenantID) else {
+            throw Problem(403, "forbidden", "this key may not act on tenant \(tenantID)")
+        }
+        return client
+    }
+
+    /// Checks `Authorization: Approvald-Device` for the device named in the path.
+    func device(
+        _ request: HTTPRequest, deviceID: String, nowSeconds: Int64, key: (String) -> P256PublicKey?
+    ) throws(Problem) {
+        guard let header = request.headers[field: "authorization"] else {
+            throw Problem(401, "unauthenticated", "Authorization is missing")
+        }
+        let scheme = "Approvald-Device "
+        guard header.hasPrefix(scheme) else {
+            throw Problem(401, "unauthenticated", "Authorization is not Approvald-Device")
+        }
+        let fields = parameters(header.dropFirst(scheme.count))
+        guard let named = fields["device"], let time = fields["t"], let seconds = Int64(time),
+            let signature = fields["sig"].flatMap({ Base64URL.decode($0) })
+        else { throw Problem(401, "unauthenticated", "Authorization is malformed") }
+        guard let publicKey = key(String(named)) else { throw Problem(401, "unauthenticated", "unknown device") }
+        guard abs(nowSeconds - seconds) <= Self.deviceClockSkewSeconds else {
+            throw Problem(
+                401, "unauthenticated", "t is more than \(Self.deviceClockSkewSeconds) s from the broker's clock")
+        }
+        guard publicKey.isValidSignature(signature, for: signedMessage(time: String(time), request)) else {
+            throw Problem(401, "unauthenticated", "the signature does not verify")
+        }
+        guard named == deviceID else { throw Problem(403, "forbidden", "a device may only act for itself") }
+    }
+}
+
+/// The decision string a device signs (API.md), lines joined by `\n`.
+func decisionString(_ challenge: Challenge, deviceID: String, _ decision: Decision) -> String {
+    let (kind, selected, reason): (String, String, String)
+    switch decision.kind {
+    case .approve(let number): (kind, selected, reason) = ("approve", String(number), "")
+    case .deny(let why): (kind, selected, reason) = ("deny", "", why.rawValue)
+    }
+    return [
+        "approvald-decision-v1", challenge.tenantID, challenge.request.requestID, challenge.id, deviceID, kind,
+        selected,
+        reason, String(decision.signedAtUnix),
+    ].joined(separator: "\n")
+}

@@ -1,0 +1,85 @@
+// The JSON documents of API.md, written from domain values.
+import Core
+
+enum Views {
+    /// What the IdP sees of a challenge.
+    static func challenge(_ challenge: Challenge) -> String {
+        var json = JSONWriter()
+        json.string("challenge_id", challenge.id)
+        json.string("request_id", challenge.request.requestID)
+        json.string("status", challenge.status.rawValue)
+        json.string("reason", challenge.reason?.rawValue)
+        json.integer("number", Int64(challenge.request.number))
+        json.strings("devices", challenge.devices)
+        json.string("device_id", challenge.answeredBy)
+        json.time("created_at", challenge.createdAt)
+        json.time("expires_at", challenge.expiresAt)
+        json.time("resolved_at", challenge.resolvedAt)
+        return json.done
+    }
+
+    /// What a device sees: never the correct number, only the choices.
+    static func deviceChallenge(_ challenge: Challenge) -> String {
+        var json = JSONWriter()
+        json.string("challenge_id", challenge.id)
+        json.string("tenant_id", challenge.tenantID)
+        json.string("request_id", challenge.request.requestID)
+        json.string("user_id", challenge.request.userID)
+        json.integers("choices", challenge.choices)
+        json.object("context", challenge.request.context)
+        json.time("created_at", challenge.createdAt)
+        json.time("expires_at", challenge.expiresAt)
+        return json.done
+    }
+
+    static func fallback(_ fallback: Fallback) -> String {
+        var json = JSONWriter()
+        json.string("request_id", fallback.request.requestID)
+        json.string("status", "password_fallback")
+        json.string("reason", fallback.reason.rawValue)
+        return json.done
+    }
+
+    static func device(_ device: Device) -> String {
+        var json = JSONWriter()
+        json.string("device_id", device.id)
+        json.string("user_id", device.userID)
+        json.string("display_name", device.displayName)
+        var push = JSONWriter()
+        push.string("provider", device.push.provider.rawValue)
+        json.raw("push", push.done)
+        json.time("created_at", device.createdAt)
+        json.time("last_seen_at", device.lastSeenAt)
+        return json.done
+    }
+
+    static func policy(_ policy: TenantPolicy) -> String {
+        var json = JSONWriter()
+        json.bool("passwordless", policy.passwordless)
+        json.string("target", policy.target.rawValue)
+        json.strings("users", policy.users.sorted())
+        json.integer("max_devices_per_user", Int64(policy.maxDevicesPerUser))
+        json.integer("challenge_ttl_seconds", Int64(policy.challengeTTLSeconds))
+        json.integer("choices", Int64(policy.choices))
+        json.integer("max_pending_per_user", Int64(policy.maxPendingPerUser))
+        json.integer("max_challenges_per_window", Int64(policy.maxChallengesPerWindow))
+        json.integer("window_seconds", Int64(policy.windowSeconds))
+        json.integer("lockout_seconds", Int64(policy.lockoutSeconds))
+        return json.done
+    }
+
+    static func resolved(_ challengeID: String, _ outcome: DeviceOutcome) -> String {
+        var json = JSONWriter()
+        json.string("challenge_id", challengeID)
+        json.string("outcome", outcome.rawValue)
+        return json.done
+    }
+
+    static func answer(_ challenge: Challenge) -> String {
+        var json = JSONWriter()
+        json.string("challenge_id", challenge.id)
+        json.string("status", challenge.status.rawValue)
+        json.string("reason", challenge.reason?.rawValue)
+        return json.done
+    }
+}
