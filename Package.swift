@@ -61,7 +61,7 @@ let package = Package(
             ]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
-        .target(name: "TestSupport", dependencies: ["CNghttp2"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core"]),

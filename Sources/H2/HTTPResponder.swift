@@ -203,13 +203,9 @@ public final class HTTPResponder: @unchecked Sendable {
             if ended {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
                 // A response that ends before its request did (413, 431) is followed by RST_STREAM(NO_ERROR), as
-                // RFC 9113 §8.1 allows, so the client stops sending the rest. Queued now, it goes out after this
-                // last DATA frame.
-                if !requestEnded, let connection {
-                    nghttp2_submit_rst_stream(
-                        connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID,
-                        UInt32(NGHTTP2_NO_ERROR.rawValue))
-                }
+                // RFC 9113 §8.1 allows, so the client stops sending the rest. Submitted once this last DATA frame
+                // is out: a reset submitted while nghttp2 packs the frame can discard the response.
+                if !requestEnded { connection?.resetAfterSending(streamID) }
             } else if count == 0 {
                 deferred = true
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)

@@ -25,6 +25,11 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     private var streamCount = 0
     private var timer: LoopTimer!
     private var prefaceSeen = false
+    /// Streams whose answer ended before their request, and the timers that reset them if it still has not.
+    private var resetsAfterSending: [Int32] = []
+    private var pendingResets: [Int32: LoopTimer] = [:]
+    /// How long a client whose request got an early answer (413, 431) may go on sending before the stream is reset.
+    static let earlyAnswerGraceSeconds = 1.0
     /// A 505 was sent: the connection is on its way out (see `rejectHTTP1`).
     private var lingering = false
     private var halfClosed = false
@@ -120,12 +125,36 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     }
 
     override func writable() {
+        // Nothing of ours (not even SETTINGS) goes out before the client's preface: an HTTP/1.x client must see its
+        // 505 and nothing else.
+        guard prefaceSeen || lingering else { return }
         guard lingering else { return super.writable() }
         guard let bufferEvent, !halfClosed, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 else {
             return
         }
         halfClosed = true
         shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR))
+    }
+
+    func resetAfterSending(_ streamID: Int32) {
+        resetsAfterSending.append(streamID)
+    }
+
+    /// The early answer is out. A client that then finishes its request ends the stream by itself; one that is
+    /// still sending a second later is reset (NO_ERROR). Resetting at once makes some clients (curl 7.88) drop the
+    /// answer that arrived with the reset.
+    override func didSerialize() {
+        guard !resetsAfterSending.isEmpty else { return }
+        for streamID in resetsAfterSending {
+            pendingResets[streamID] = loop.schedule(after: Self.earlyAnswerGraceSeconds) { [unowned self] in
+                pendingResets[streamID] = nil
+                guard !closed, nghttp2_session_get_stream_user_data(session, streamID) != nil else { return }
+                nghttp2_submit_rst_stream(
+                    session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
+                flush()
+            }
+        }
+        resetsAfterSending.removeAll()
     }
 
     override func sessionFailed(_ reason: String) {
@@ -176,6 +205,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     override func didClose() {
         timer.cancel()
+        pendingResets.removeAll()
         let open = openStreams()
         for stream in open { unlink(stream) }
         for stream in open { stream.closed() }

@@ -72,6 +72,9 @@ class SessionConnection: @unchecked Sendable {
         flush()
     }
 
+    /// Called after each chunk of frames nghttp2 serialised: what those frames made necessary can be submitted now.
+    func didSerialize() {}
+
     /// A protocol error ended the session; the subclass may log it.
     func sessionFailed(_ reason: String) {}
 
@@ -88,6 +91,7 @@ class SessionConnection: @unchecked Sendable {
             }
             guard length > 0, let data else { break }
             evbuffer_add(output, data, length)
+            didSerialize()
         }
         if session != nil && nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             closeWhenFlushed = true

@@ -125,10 +125,10 @@ import Testing
 
     @Test func theProjectsClientOverH2cAndTLS() async throws {
         let broker = try ApprovaldProcess()
-        let loop = try EventLoop()
-        let thread = Thread { loop.run() }
-        thread.start()
-        defer { loop.stop() }
+        // Stopped and joined before the loop and its clients are released.
+        let thread = try LoopThread()
+        defer { thread.stop() }
+        let loop = thread.loop
         let logger = Logger(label: "e2e")
         let certificate = broker.certificatePath
         for origin in [broker.h2cURL, broker.tlsURL] {

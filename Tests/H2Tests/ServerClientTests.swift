@@ -148,6 +148,7 @@ final class HandlerState: @unchecked Sendable {
 
     @Test func connectionRefusedFailsFast() async throws {
         let thread = try LoopThread()
+        defer { thread.stop() }
         let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
             // Port 1 on loopback: nothing listens there.
             let client = try! H2Client(loop: thread.loop, origin: "http://127.0.0.1:1", logger: testLogger)
@@ -184,13 +185,12 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await hanging.value.error == .connectionLost)
         // A new server on the same port: the client connects again by itself.
         let port = fixture.port
-        let replacement = try await fixture.thread.run {
+        try await fixture.thread.run {
             let server = H2Server(loop: fixture.loop, logger: testLogger, handler: echo)
             try server.listen(host: "127.0.0.1", port: port)
-            return UncheckedBox(server)
+            fixture.keepUntilStopped(server)
         }
         #expect(try await fixture.send("GET", "/again").status == 200)
-        _ = replacement
     }
 
     @Test func respectsTheServersConcurrentStreamLimit() async throws {

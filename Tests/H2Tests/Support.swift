@@ -3,79 +3,8 @@ import Foundation
 import H2
 import Logging
 import Synchronization
+import TestSupport
 import Testing
-
-struct TimedOut: Error, CustomStringConvertible {
-    let seconds: Double
-    var description: String { "nothing happened within \(seconds) s" }
-}
-
-/// Resumes a continuation once: with the first value given, or with `TimedOut` after `seconds`.
-final class OneShot<Value: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<Value, any Error>?>(nil)
-
-    func set(_ continuation: CheckedContinuation<Value, any Error>) {
-        self.continuation.withLock { $0 = continuation }
-    }
-
-    func resume(_ result: Result<Value, any Error>) {
-        let pending = continuation.withLock { value -> CheckedContinuation<Value, any Error>? in
-            defer { value = nil }
-            return value
-        }
-        pending?.resume(with: result)
-    }
-}
-
-/// An event loop running on a thread of its own until `stop()`.
-final class LoopThread: Sendable {
-    let loop: EventLoop
-    private let finished = DispatchSemaphore(value: 0)
-
-    init() throws {
-        loop = try EventLoop()
-        let loop = self.loop
-        let started = DispatchSemaphore(value: 0)
-        let finished = self.finished
-        let thread = Thread {
-            loop.execute { started.signal() }
-            loop.run()
-            finished.signal()
-        }
-        thread.start()
-        precondition(started.wait(timeout: .now() + 10) == .success, "the loop did not start")
-    }
-
-    /// Stops the loop and waits (bounded) for its thread to leave it, so loop-bound objects can be released.
-    func stop() {
-        loop.stop()
-        _ = finished.wait(timeout: .now() + 10)
-    }
-
-    /// Runs `body` on the loop; it calls `done` (on any thread) exactly once. Fails after `timeout` seconds.
-    func wait<Value: Sendable>(
-        timeout: Double = 10, _ body: @escaping @Sendable (_ done: @escaping @Sendable (Value) -> Void) -> Void
-    ) async throws -> Value {
-        let once = OneShot<Value>()
-        return try await withCheckedThrowingContinuation { continuation in
-            once.set(continuation)
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                once.resume(.failure(TimedOut(seconds: timeout)))
-            }
-            loop.execute { body { value in once.resume(.success(value)) } }
-        }
-    }
-
-    /// Runs `body` on the loop and returns its value.
-    func run<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) async throws -> Value {
-        let result: Result<Value, TestFailure> = try await wait { done in
-            do { done(.success(try body())) } catch { done(.failure(TestFailure(description: "\(error)"))) }
-        }
-        return try result.get()
-    }
-}
-
-struct TestFailure: Error, CustomStringConvertible { let description: String }
 
 let testLogger: Logger = {
     var logger = Logger(label: "test")
@@ -91,9 +20,17 @@ final class ServerFixture: @unchecked Sendable {
     private(set) var client: H2Client!
     private(set) var port = 0
 
+    /// Loop-bound objects a test made besides the server and client, released with them.
+    private var kept: [AnyObject] = []
+
     deinit {
-        // Nothing may run on the loop while the server and client are released.
+        // Nothing may run on the loop while the server, the client and what was kept are released.
         thread.stop()
+    }
+
+    /// Keeps a loop-bound object until the loop has stopped (releasing it while the loop runs would race it).
+    func keepUntilStopped(_ object: AnyObject) {
+        kept.append(object)
     }
 
     init(
