@@ -63,8 +63,8 @@ let package = Package(
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
         .target(name: "TestSupport", dependencies: ["CNghttp2", "H2"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Core"]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "TestSupport"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),

@@ -1,5 +1,6 @@
 // Answers from devices, cancellation and its races, queue order, the gauges, and recovery from stored state.
 import Core
+import TestSupport
 import Testing
 
 @Suite struct AnswerTests {

@@ -1,6 +1,7 @@
 // Challenges: every row of API.md's create table, number matching, expiry at its boundaries, the remembering
 // window, and the limits around a user.
 import Core
+import TestSupport
 import Testing
 
 @Suite struct CreationTests {

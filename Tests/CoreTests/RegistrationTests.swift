@@ -1,5 +1,6 @@
 // Policies and the device registry's rules.
 import Core
+import TestSupport
 import Testing
 
 @Suite struct PolicyTests {

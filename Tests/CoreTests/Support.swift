@@ -1,20 +1,6 @@
 // Core test support: a seeded generator, a core with devices, and helpers to read events.
 import Core
-
-/// SplitMix64: small, seeded, reproducible.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64 = 42) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import TestSupport
 
 typealias TestCore = ApprovalCore<SeededRandom>
 

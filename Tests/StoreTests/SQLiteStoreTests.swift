@@ -4,18 +4,8 @@ import Dispatch
 import Foundation
 import Store
 import Synchronization
+import TestSupport
 import Testing
-
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64 = 7
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 let start: UnixMillis = 1_795_600_000_000
 
@@ -45,7 +35,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openStore(directory)
-        let core = ApprovalCore(random: SeededRandom())
+        let core = ApprovalCore(random: SeededRandom(seed: 7))
         var events: [CoreEvent] = []
         var policy = TenantPolicy()
         policy.target = .selected
@@ -130,7 +120,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openStore(directory)
-        let core = ApprovalCore(random: SeededRandom())
+        let core = ApprovalCore(random: SeededRandom(seed: 7))
         var events = try core.registerDevice(
             "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start
         ).1
@@ -237,7 +227,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openStore(directory)
-        let before = ApprovalCore(random: SeededRandom())
+        let before = ApprovalCore(random: SeededRandom(seed: 7))
         var events = try before.registerDevice(
             "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start
         ).1
@@ -253,7 +243,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         store.close()
         guard case .created(let kept) = long, case .created(let lapsed) = short else { throw StoreError("not created") }
 
-        let after = ApprovalCore(random: SeededRandom(state: 99))
+        let after = ApprovalCore(random: SeededRandom(seed: 99))
         after.restore(try openStore(directory).load())
         #expect(after.queue(of: "phone-1", now: start + 2).map(\.id) == [kept.id, lapsed.id])
         let recovered = after.tick(now: start + 60_000)
