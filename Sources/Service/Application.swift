@@ -43,6 +43,10 @@ public final class Application: @unchecked Sendable {
                     body: Array(metricsText().utf8)))
         default:
             if service?.handle(request, responder) == true { return }
+            if service == nil && request.pathOnly.hasPrefix("/v1/") {
+                responder.respond(Problem(503, "unavailable", "the broker is recovering its state").response)
+                return
+            }
             responder.respond(
                 .problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
         }

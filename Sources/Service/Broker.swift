@@ -52,17 +52,40 @@ public final class Broker: @unchecked Sendable {
                 "listening",
                 metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
         }
-        try recover()
-        application.isReady = true
-    }
-
-    /// Opens the store, puts its state back into the domain, and expires what lapsed while the broker was down.
-    private func recover() throws {
         let loop = self.loop
         let store = try SQLiteStore(directory: configuration.dataDirectory) { work in loop.execute(work) }
         self.store = store
+        recoverInBackground(store)
+    }
+
+    /// Called on the loop once recovery has finished and the broker is ready.
+    public var onReady: (() -> Void)?
+    /// Set when the store could not be read: `run()` returns after a shutdown and the process should fail.
+    public private(set) var recoveryFailed = false
+
+    /// Reads the store on a thread of its own while the loop already serves `/healthz` (200), `/readyz` (503) and
+    /// the API (503); then, on the loop, puts the state back into the domain and expires what lapsed meanwhile.
+    private func recoverInBackground(_ store: SQLiteStore) {
         let started = Date()
-        let state = try store.load()
+        let loop = self.loop
+        let logger = self.logger
+        let thread = Thread { [self] in
+            do {
+                let state = try store.load()
+                loop.execute { [self] in finishRecovery(state, store: store, started: started) }
+            } catch {
+                logger.critical("cannot recover the store: \(error)")
+                loop.execute { [self] in
+                    recoveryFailed = true
+                    shutdown()
+                }
+            }
+        }
+        thread.name = "approvald-recovery"
+        thread.start()
+    }
+
+    private func finishRecovery(_ state: StoredState, store: SQLiteStore, started: Date) {
         let core = ApprovalCore(random: SecureRandom(), configuredPolicies: configuration.tenantPolicies)
         core.restore(state)
         let service = ApprovalService(
@@ -70,6 +93,7 @@ public final class Broker: @unchecked Sendable {
             clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         service.tick()
         application.service = service
+        application.isReady = true
         let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
         logger.info(
             "recovered",
@@ -77,6 +101,7 @@ public final class Broker: @unchecked Sendable {
                 "devices": "\(state.devices.count)", "challenges": "\(state.challenges.count)",
                 "pending": "\(core.pendingChallenges)", "seconds": "\(seconds)",
             ])
+        onReady?()
     }
 
     /// SIGTERM and SIGINT start a graceful shutdown; when it ends, the loop stops and `run()` returns.

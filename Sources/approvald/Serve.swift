@@ -17,7 +17,10 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "The configuration file.")
     var config = "Config/approvald.toml"
 
-    @Option(name: .long, help: "Once serving, write the bound listeners here as JSON (port 0 picks a free port).")
+    @Option(
+        name: .long,
+        help: "Once ready (listening and recovered), write the bound listeners here as JSON (port 0 picks a free port)."
+    )
     var readyFile: String?
 
     func run() throws {
@@ -44,11 +47,16 @@ struct Serve: ParsableCommand {
         }
         broker.stopOnSignals()
         if let readyFile {
-            let data = try JSONEncoder().encode(["listeners": broker.boundListeners])
-            let temporary = readyFile + ".tmp"
-            try data.write(to: URL(fileURLWithPath: temporary))
-            _ = rename(temporary, readyFile)  // atomic: a reader never sees half a file
+            let listeners = broker.boundListeners
+            broker.onReady = {
+                // Written once recovery is done: whoever waits for it may use the API at once.
+                guard let data = try? JSONEncoder().encode(["listeners": listeners]) else { return }
+                let temporary = readyFile + ".tmp"
+                guard (try? data.write(to: URL(fileURLWithPath: temporary))) != nil else { return }
+                _ = rename(temporary, readyFile)  // atomic: a reader never sees half a file
+            }
         }
         broker.run()
+        if broker.recoveryFailed { throw ExitCode.failure }
     }
 }
