@@ -216,13 +216,13 @@ final class ApprovalService: @unchecked Sendable {
         }
         policy.passwordless = body.passwordless ?? policy.passwordless
         policy.users = Set(body.users ?? [])
-        policy.maxDevicesPerUser = body.maxDevicesPerUser ?? policy.maxDevicesPerUser
-        policy.challengeTTLSeconds = body.challengeTtlSeconds ?? policy.challengeTTLSeconds
-        policy.choices = body.choices ?? policy.choices
-        policy.maxPendingPerUser = body.maxPendingPerUser ?? policy.maxPendingPerUser
-        policy.maxChallengesPerWindow = body.maxChallengesPerWindow ?? policy.maxChallengesPerWindow
-        policy.windowSeconds = body.windowSeconds ?? policy.windowSeconds
-        policy.lockoutSeconds = body.lockoutSeconds ?? policy.lockoutSeconds
+        policy.maxDevicesPerUser = body.maxDevicesPerUser?.value ?? policy.maxDevicesPerUser
+        policy.challengeTTLSeconds = body.challengeTtlSeconds?.value ?? policy.challengeTTLSeconds
+        policy.choices = body.choices?.value ?? policy.choices
+        policy.maxPendingPerUser = body.maxPendingPerUser?.value ?? policy.maxPendingPerUser
+        policy.maxChallengesPerWindow = body.maxChallengesPerWindow?.value ?? policy.maxChallengesPerWindow
+        policy.windowSeconds = body.windowSeconds?.value ?? policy.windowSeconds
+        policy.lockoutSeconds = body.lockoutSeconds?.value ?? policy.lockoutSeconds
         let events = try core(core.setPolicy(policy, for: tenantID))
         answer(responder, after: events) { .json(200, Views.policy(policy)) }
     }
@@ -274,7 +274,8 @@ final class ApprovalService: @unchecked Sendable {
         _ = try idp(request, tenantID)
         let body = try decodeBody(ChallengeBody.self, from: request.body)
         let challengeRequest = ChallengeRequest(
-            requestID: body.requestId, userID: body.userId, number: body.number, ttlSeconds: body.ttlSeconds,
+            requestID: body.requestId, userID: body.userId, number: body.number.value,
+            ttlSeconds: body.ttlSeconds?.value,
             context: body.context ?? [:])
         let (outcome, events) = try core(core.createChallenge(challengeRequest, in: tenantID, now: clock()))
         let replay: HTTPHeaders = ["idempotent-replay": "true"]
@@ -367,7 +368,7 @@ final class ApprovalService: @unchecked Sendable {
         let kind: Decision.Kind
         switch body.decision {
         case "approve":
-            guard let number = body.selectedNumber, (0...99).contains(number) else {
+            guard let number = body.selectedNumber?.value, (0...99).contains(number) else {
                 throw Problem(400, "invalid_field", "selected_number within 0...99 is required to approve")
             }
             kind = .approve(selectedNumber: number)
@@ -379,7 +380,7 @@ final class ApprovalService: @unchecked Sendable {
         default:
             throw Problem(400, "invalid_field", "decision must be approve or deny")
         }
-        let decision = Decision(kind: kind, signedAtUnix: body.signedAtUnix, signature: body.signature)
+        let decision = Decision(kind: kind, signedAtUnix: Int64(body.signedAtUnix.value), signature: body.signature)
         // The decision signature names the device and binds the challenge: it is the authentication.
         guard let challenge = core.challenge(challengeID, queuedTo: deviceID), let key = publicKey(of: deviceID) else {
             throw Problem(404, "not_found", "no such challenge for this device")
@@ -391,7 +392,7 @@ final class ApprovalService: @unchecked Sendable {
             throw Problem(400, "bad_signature", "the decision signature does not verify with the device's key")
         }
         let now = clock()
-        guard abs(now / 1000 - body.signedAtUnix) <= Authenticator.deviceClockSkewSeconds else {
+        guard abs(now / 1000 - Int64(body.signedAtUnix.value)) <= Authenticator.deviceClockSkewSeconds else {
             throw Problem(400, "bad_signature", "signed_at_unix is more than 60 s from the broker's clock")
         }
         let (outcome, events) = try core(core.answer(challengeID, from: deviceID, decision, now: now))
@@ -443,13 +444,13 @@ struct PolicyBody: Decodable {
     var passwordless: Bool?
     var target: String?
     var users: [String]?
-    var maxDevicesPerUser: Int?
-    var challengeTtlSeconds: Int?
-    var choices: Int?
-    var maxPendingPerUser: Int?
-    var maxChallengesPerWindow: Int?
-    var windowSeconds: Int?
-    var lockoutSeconds: Int?
+    var maxDevicesPerUser: JSONInteger?
+    var challengeTtlSeconds: JSONInteger?
+    var choices: JSONInteger?
+    var maxPendingPerUser: JSONInteger?
+    var maxChallengesPerWindow: JSONInteger?
+    var windowSeconds: JSONInteger?
+    var lockoutSeconds: JSONInteger?
 }
 
 struct PushBody: Decodable {
@@ -469,15 +470,15 @@ struct DeviceBody: Decodable {
 struct ChallengeBody: Decodable {
     var requestId: String
     var userId: String
-    var number: Int
-    var ttlSeconds: Int?
+    var number: JSONInteger
+    var ttlSeconds: JSONInteger?
     var context: [String: String]?
 }
 
 struct AnswerBody: Decodable {
     var decision: String
-    var selectedNumber: Int?
+    var selectedNumber: JSONInteger?
     var reason: String?
-    var signedAtUnix: Int64
+    var signedAtUnix: JSONInteger
     var signature: String
 }

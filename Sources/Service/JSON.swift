@@ -46,6 +46,8 @@ func decodeBody<Body: Decodable>(_ type: Body.Type, from bytes: [UInt8]) throws(
         return try decoder.decode(type, from: Data(bytes))
     } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
         throw Problem(400, "invalid_json", "the body is not a JSON object")
+    } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+        throw Problem(400, "invalid_json", "the body is not a JSON object")
     } catch DecodingError.typeMismatch(let expected, let context) {
         throw Problem(400, "invalid_field", "\(path(context)) must be \(describe(expected))")
     } catch DecodingError.keyNotFound(let key, let context) {
@@ -79,9 +81,27 @@ private func snakeCase(_ name: String) -> String {
 private func describe(_ type: Any.Type) -> String {
     switch type {
     case is String.Type: "a string"
-    case is Int.Type, is Int64.Type: "an integer"
+    case is Int.Type, is Int64.Type: "a whole number"
     case is Bool.Type: "true or false"
     default: "of another type"
+    }
+}
+
+/// An integer field. Foundation reports a fractional or out-of-range number in an `Int` field as invalid JSON with
+/// no field named; this decodes the number, requires it to be a whole number, and otherwise names the field.
+struct JSONInteger: Decodable {
+    let value: Int
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let whole = try? container.decode(Int.self) {
+            value = whole
+        } else if let number = try? container.decode(Double.self), number == number.rounded(), abs(number) < 1e15 {
+            value = Int(number)
+        } else {
+            throw DecodingError.typeMismatch(
+                Int.self, .init(codingPath: decoder.codingPath, debugDescription: "not a whole number"))
+        }
     }
 }
 
