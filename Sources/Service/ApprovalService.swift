@@ -31,7 +31,7 @@ final class ApprovalService: @unchecked Sendable {
 
     init(
         loop: EventLoop, core: ApprovalCore<SecureRandom>, store: DurableStore, clients: [Configuration.IdPClient],
-        logger: Logger, clock: @escaping () -> UnixMillis
+        keepaliveSeconds: Double, logger: Logger, clock: @escaping () -> UnixMillis
     ) {
         self.loop = loop
         self.core = core
@@ -39,7 +39,7 @@ final class ApprovalService: @unchecked Sendable {
         self.authenticator = Authenticator(clients: clients)
         self.logger = logger
         self.clock = clock
-        streams = DeviceStreams(loop: loop)
+        streams = DeviceStreams(loop: loop, keepaliveSeconds: keepaliveSeconds)
         tickTimer = loop.makeTimer { [unowned self] in tick() }
     }
 

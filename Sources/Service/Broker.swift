@@ -89,7 +89,8 @@ public final class Broker: @unchecked Sendable {
         let core = ApprovalCore(random: SecureRandom(), configuredPolicies: configuration.tenantPolicies)
         core.restore(state)
         let service = ApprovalService(
-            loop: loop, core: core, store: store, clients: configuration.idpClients, logger: logger,
+            loop: loop, core: core, store: store, clients: configuration.idpClients,
+            keepaliveSeconds: configuration.streamKeepaliveSeconds, logger: logger,
             clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         service.tick()
         application.service = service

@@ -24,6 +24,8 @@ public struct Configuration: Sendable {
     public var tlsPrivateKeyPath: String?
     public var http2 = H2ServerLimits()
     public var shutdownGraceSeconds = 10.0
+    /// How often an open device event stream gets a `: keepalive` comment.
+    public var streamKeepaliveSeconds = 25.0
     public var logLevel = Logger.Level.info
     public var dataDirectory = "data"
     /// The IdPs allowed to call the webhook, by key id (two keys may name one client: rotation).
@@ -128,6 +130,8 @@ public struct Configuration: Sendable {
         http2.maxBufferedResponseBytes =
             try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
         shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds
+        streamKeepaliveSeconds =
+            try section.seconds("stream_keepalive_seconds", in: 0.1...3600) ?? streamKeepaliveSeconds
         try section.rejectUnknownKeys()
 
         for entry in try root.tables("idp_clients") ?? [] {

@@ -1,19 +1,19 @@
-// Open device event streams (server-sent events over one HTTP/2 stream each), with a keepalive comment every 25 s.
+// Open device event streams (server-sent events over one HTTP/2 stream each), with a keepalive comment.
 import H2
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class DeviceStreams: @unchecked Sendable {
-    static let keepaliveSeconds = 25.0
     private var byDevice: [String: [ObjectIdentifier: HTTPResponder]] = [:]
     private(set) var count = 0
     private var keepalive: LoopTimer?
 
-    init(loop: EventLoop) {
+    /// - Parameter keepaliveSeconds: how often every open stream gets a `: keepalive` comment.
+    init(loop: EventLoop, keepaliveSeconds: Double) {
         keepalive = loop.makeTimer { [unowned self] in
             for responder in byDevice.values.flatMap(\.values) { responder.write(Self.keepaliveFrame) }
-            keepalive?.schedule(after: Self.keepaliveSeconds)
+            keepalive?.schedule(after: keepaliveSeconds)
         }
-        keepalive?.schedule(after: Self.keepaliveSeconds)
+        keepalive?.schedule(after: keepaliveSeconds)
     }
 
     private static let keepaliveFrame = Array(": keepalive\n\n".utf8)

@@ -60,6 +60,32 @@ import Testing
         #expect(metrics.contains("approvald_pending_challenges 0"))
     }
 
+    @Test func streamsCarryKeepalivesAndTenantGauges() throws {
+        let broker = try ApprovaldProcess(extraConfig: "[http2]\nstream_keepalive_seconds = 0.5\n" + brokerConfig)
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("ivan-phone")
+        #expect(try idp.register(phone, user: "ivan@contoso.com").status == 201)
+        let stream = try StreamReader(broker, phone)
+        #expect(stream.shows(": keepalive\n\n", within: 5))
+        // A second tenant's client registers its own user: per-tenant queue depth separates them.
+        var fabrikam = IdP(broker: broker)
+        fabrikam.keyID = "fabrikam-idp"
+        fabrikam.secret = "another secret that is at least thirty-two bytes"
+        let other = try SimulatedDevice("judy-phone")
+        #expect(try fabrikam.register(other, user: "judy@fabrikam.com", tenant: "fabrikam").status == 201)
+        #expect(try idp.challenge("one", user: "ivan@contoso.com").status == 201)
+        #expect(try fabrikam.challenge("two", user: "judy@fabrikam.com", tenant: "fabrikam").status == 201)
+        let metrics = try broker.curl("/metrics").body
+        #expect(metrics.contains("approvald_tenant_queue_depth{tenant=\"contoso\"} 1"))
+        #expect(metrics.contains("approvald_tenant_queue_depth{tenant=\"fabrikam\"} 1"))
+        #expect(metrics.contains("approvald_queue_depth 2"))
+        // The contoso client cannot see fabrikam's challenge, even by id.
+        let theirs = try fabrikam.challenge("two", user: "judy@fabrikam.com", tenant: "fabrikam")
+        let id = theirs.json["challenge_id"] as? String ?? ""
+        #expect(try idp.call("GET", "/v1/tenants/fabrikam/challenges/\(id)").status == 403)
+        #expect(try idp.call("GET", "/v1/tenants/contoso/challenges/\(id)").status == 404)
+    }
+
     @Test func fallbacksReplaysAndConflicts() throws {
         let broker = try ApprovaldProcess(extraConfig: brokerConfig)
         let idp = IdP(broker: broker)
