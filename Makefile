@@ -64,6 +64,7 @@ format:
 bench: build-release bench-deps
 	bench/h2-ceiling/run
 	bench/h2-ceiling/instructions
+	bench/broker/run
 
 clean:
 	rm -rf .build

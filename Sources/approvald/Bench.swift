@@ -1,0 +1,251 @@
+// `approvald bench`: drives a running broker as IdPs and devices would — distinct users, HMAC-signed creates,
+// P-256 device keys, signed answers — over the project's HTTP/2 client, and reports throughput and latency.
+import ArgumentParser
+import Crypto
+import Foundation
+import H2
+import Histogram
+import Logging
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a running broker as IdPs and devices would, and report throughput and latency percentiles.",
+        discussion: """
+            Registers one device (a fresh P-256 key) per simulated user, then runs the timed phase: \
+            'creates' sends HMAC-signed challenge creations for distinct users; 'roundtrips' runs whole sign-ins \
+            (create, the device reads its queue with a signed request, answers with a signed decision). Prints a \
+            progress line each second and one summary line per phase. Defaults match `make run`'s development IdP.
+            """)
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case creates, roundtrips }
+
+    @Option(help: "The broker (h2c http:// or TLS https://).") var url = "http://127.0.0.1:8080"
+    @Option(help: "CA file for https (default: the system's).") var caFile: String?
+    @Option(help: "The IdP client's key id.") var keyID = "demo-dev"
+    @Option(help: "The IdP client's secret.") var secret = "development-only-secret-do-not-use-0123456789"
+    @Option(help: "The tenant.") var tenant = "demo"
+    @Option(help: "What to time: \(Mode.allCases.map(\.rawValue).joined(separator: ", ")).") var mode = Mode.roundtrips
+    @Option(help: "Sign-ins (one user each).") var requests = 10_000
+    @Option(help: "Sign-ins in flight at once.") var concurrency = 64
+    @Option(help: "HTTP/2 connections to spread them over.") var connections = 4
+
+    func validate() throws {
+        guard requests > 0, concurrency > 0, connections > 0 else {
+            throw ValidationError("requests, concurrency and connections must be positive")
+        }
+    }
+
+    func run() throws {
+        let loop = try EventLoop()
+        let tls = url.hasPrefix("https://") ? try TLSClientContext(caFile: caFile) : nil
+        var logger = Logger(label: "approvald-bench")
+        logger.logLevel = .error
+        let runner = try BenchRunner(loop: loop, bench: self, tls: tls, logger: logger)
+        loop.execute { runner.start() }
+        loop.run()
+        if runner.failures > 0 { throw ExitCode.failure }
+    }
+}
+
+/// The load generator's state, on its own event loop.
+///
+/// `@unchecked Sendable`: confined to the loop.
+final class BenchRunner: @unchecked Sendable {
+    private let loop: EventLoop
+    private let bench: Bench
+    private let clients: [H2Client]
+    private let run = String(UInt32.random(in: 0...UInt32.max, using: &SecureRandomGenerator.shared), radix: 36)
+    private var keys: [P256PrivateKey] = []
+    private var next = 0
+    private var done = 0
+    private(set) var failures = 0
+    private var firstFailure: String?
+    private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private var phase = ""
+    private var phaseStart: UInt64 = 0
+    private var progress: LoopTimer?
+    private var onPhaseDone: (() -> Void)?
+    private var step: ((Int, @escaping (String?) -> Void) -> Void)?
+
+    init(loop: EventLoop, bench: Bench, tls: TLSClientContext?, logger: Logger) throws {
+        self.loop = loop
+        self.bench = bench
+        var options = H2Client.Options()
+        options.requestTimeoutSeconds = 30
+        clients = try (0..<bench.connections).map { _ in
+            try H2Client(loop: loop, origin: bench.url, tls: tls, options: options, logger: logger)
+        }
+    }
+
+    func start() {
+        print("approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(bench.concurrency) in flight, "
+            + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
+        keys = (0..<bench.requests).map { _ in try! P256PrivateKey() }
+        let timed: (Int, @escaping (String?) -> Void) -> Void
+        switch bench.mode {
+        case .creates: timed = { [unowned self] index, done in createOnly(index, done) }
+        case .roundtrips: timed = { [unowned self] index, done in roundTrip(index, done) }
+        }
+        runPhase("register", step: { [unowned self] index, done in register(index, done) }) { [self] in
+            runPhase(bench.mode.rawValue, step: timed) { [self] in
+                for client in clients { client.close() }
+                loop.stop()
+            }
+        }
+    }
+
+    // MARK: Phases
+
+    private func runPhase(
+        _ name: String, step: @escaping (Int, @escaping (String?) -> Void) -> Void, then: @escaping () -> Void
+    ) {
+        phase = name
+        next = 0
+        done = 0
+        histogram.reset()
+        self.step = step
+        onPhaseDone = then
+        phaseStart = monotonicNanoseconds()
+        progress = loop.schedule(after: 1) { [unowned self] in reportProgress() }
+        for _ in 0..<min(bench.concurrency, bench.requests) { launch() }
+    }
+
+    private func launch() {
+        guard next < bench.requests, let step else { return }
+        let index = next
+        next += 1
+        let started = monotonicNanoseconds()
+        step(index) { [unowned self] failure in
+            if let failure {
+                failures += 1
+                if firstFailure == nil { firstFailure = failure }
+            } else {
+                _ = histogram.record((monotonicNanoseconds() - started) / 1000)
+            }
+            done += 1
+            if done == bench.requests { finishPhase() } else { launch() }
+        }
+    }
+
+    private func reportProgress() {
+        print("  \(phase): \(done)/\(bench.requests)")
+        progress?.schedule(after: 1)
+    }
+
+    private func finishPhase() {
+        progress = nil
+        let seconds = Double(monotonicNanoseconds() - phaseStart) / 1e9
+        func ms(_ percentile: Double) -> String {
+            String(format: "%.2f", Double(histogram.valueAtPercentile(percentile)) / 1000)
+        }
+        print(
+            "bench \(phase) requests=\(bench.requests) concurrency=\(bench.concurrency) connections=\(bench.connections) "
+                + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(bench.requests) / seconds))/s "
+                + "p50=\(ms(50))ms p90=\(ms(90))ms p99=\(ms(99))ms max=\(String(format: "%.2f", Double(histogram.maxRecorded) / 1000))ms "
+                + "failures=\(failures)")
+        if let firstFailure { print("  first failure: \(firstFailure)") }
+        let then = onPhaseDone
+        onPhaseDone = nil
+        then?()
+    }
+
+    // MARK: Steps
+
+    private func user(_ index: Int) -> String { "bench-\(run)-user-\(index)" }
+    private func device(_ index: Int) -> String { "bench-\(run)-device-\(index)" }
+
+    private func register(_ index: Int, _ done: @escaping (String?) -> Void) {
+        let body =
+            "{\"user_id\":\"\(user(index))\",\"public_key\":\"\(Data(keys[index].spkiDER).base64EncodedString())\","
+            + "\"push\":{\"provider\":\"none\"}}"
+        idp(index, "PUT", "/v1/tenants/\(bench.tenant)/devices/\(device(index))", body) { status, text in
+            done(status == 201 ? nil : "register: \(status) \(text.prefix(200))")
+        }
+    }
+
+    private func createChallenge(_ index: Int, _ done: @escaping (String?, [String: Any]) -> Void) {
+        let body = "{\"request_id\":\"bench-\(run)-\(index)\",\"user_id\":\"\(user(index))\",\"number\":42}"
+        idp(index, "POST", "/v1/tenants/\(bench.tenant)/challenges", body) { status, text in
+            done(status == 201 ? nil : "create: \(status) \(text.prefix(200))", json(text))
+        }
+    }
+
+    private func createOnly(_ index: Int, _ done: @escaping (String?) -> Void) {
+        createChallenge(index) { failure, _ in done(failure) }
+    }
+
+    /// Create, the device reads its queue, answers approve with the right number.
+    private func roundTrip(_ index: Int, _ done: @escaping (String?) -> Void) {
+        createChallenge(index) { [self] failure, _ in
+            if let failure { return done(failure) }
+            let path = "/v1/devices/\(device(index))/challenges"
+            deviceRequest(index, "GET", path, "") { [self] status, text in
+                guard status == 200, let view = (json(text)["challenges"] as? [[String: Any]])?.first else {
+                    return done("queue: \(status) \(text.prefix(200))")
+                }
+                answer(index, view) { status, text in
+                    let approved = json(text)["status"] as? String == "approved"
+                    done(status == 200 && approved ? nil : "answer: \(status) \(text.prefix(200))")
+                }
+            }
+        }
+    }
+
+    private func answer(_ index: Int, _ view: [String: Any], _ done: @escaping (Int, String) -> Void) {
+        let challengeID = view["challenge_id"] as? String ?? ""
+        let signedAt = Int64(Date().timeIntervalSince1970)
+        let decision = [
+            "approvald-decision-v1", bench.tenant, view["request_id"] as? String ?? "", challengeID, device(index),
+            "approve", "42", "", String(signedAt),
+        ].joined(separator: "\n")
+        let signature = Base64URL.encode((try? keys[index].signature(for: decision)) ?? [])
+        let body =
+            "{\"decision\":\"approve\",\"selected_number\":42,\"reason\":null,\"signed_at_unix\":\(signedAt),"
+            + "\"signature\":\"\(signature)\"}"
+        send(index, "POST", "/v1/devices/\(device(index))/challenges/\(challengeID)/response", body, [], done)
+    }
+
+    // MARK: Requests
+
+    private func idp(_ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void) {
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let mac = HMACSHA256.authenticationCode(key: bench.secret, message: "\(time)\n\(method)\n\(path)\n\(body)")
+        let header = "key=\(bench.keyID), t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
+        send(index, method, path, body, [("approvald-signature", header)], done)
+    }
+
+    private func deviceRequest(
+        _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
+    ) {
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let signature = (try? keys[index].signature(for: "\(time)\n\(method)\n\(path)\n\(body)")) ?? []
+        let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
+        send(index, method, path, body, [("authorization", header)], done)
+    }
+
+    private func send(
+        _ index: Int, _ method: String, _ path: String, _ body: String, _ headers: HTTPHeaders,
+        _ done: @escaping (Int, String) -> Void
+    ) {
+        var fields = headers
+        if !body.isEmpty { fields.append("content-type", "application/json") }
+        clients[index % clients.count].send(method: method, path: path, headers: fields, body: Array(body.utf8)) {
+            result in
+            switch result {
+            case .success(let response): done(response.status, String(decoding: response.body, as: UTF8.self))
+            case .failure(let error): done(0, "\(error)")
+            }
+        }
+    }
+}
+
+private func json(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+}
+
+private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// A generator for the run id; bench runs need not be unguessable, only distinct.
+private enum SecureRandomGenerator {
+    nonisolated(unsafe) static var shared = SecureRandom()
+}
