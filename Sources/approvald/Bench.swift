@@ -78,8 +78,9 @@ final class BenchRunner: @unchecked Sendable {
     }
 
     func start() {
-        print("approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(bench.concurrency) in flight, "
-            + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
+        print(
+            "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(bench.concurrency) in flight, "
+                + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
         keys = (0..<bench.requests).map { _ in try! P256PrivateKey() }
         let timed: (Int, @escaping (String?) -> Void) -> Void
         switch bench.mode {
@@ -207,7 +208,9 @@ final class BenchRunner: @unchecked Sendable {
 
     // MARK: Requests
 
-    private func idp(_ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void) {
+    private func idp(
+        _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
+    ) {
         let time = String(Int64(Date().timeIntervalSince1970))
         let mac = HMACSHA256.authenticationCode(key: bench.secret, message: "\(time)\n\(method)\n\(path)\n\(body)")
         let header = "key=\(bench.keyID), t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
