@@ -38,6 +38,64 @@ public enum HMACSHA256 {
         return mac
     }
 
+    /// A key prepared once for many messages: SHA-256 states after absorbing `key ⊕ ipad` and `key ⊕ opad`, so
+    /// each MAC costs two state copies and the hashing of the message (OpenSSL 3's one-shot `HMAC()` looks the
+    /// algorithm up by name on every call, which costs more than hashing a small request).
+    ///
+    /// `@unchecked Sendable`: the prepared states are never written after `init`; each MAC works on copies.
+    public final class Key: @unchecked Sendable {
+        private let inner: OpaquePointer
+        private let outer: OpaquePointer
+
+        public init<Bytes: ContiguousBytesView>(_ key: Bytes) {
+            var block = [UInt8](repeating: 0, count: 64)
+            key.withRawBytes { bytes in
+                if bytes.count > 64 {
+                    let digest = SHA256.hash(Array(bytes))
+                    block.replaceSubrange(0..<digest.count, with: digest)
+                } else {
+                    block.replaceSubrange(0..<bytes.count, with: bytes)
+                }
+            }
+            func prepared(_ pad: UInt8) -> OpaquePointer {
+                // swift-format-ignore: NeverForceUnwrap
+                let context = EVP_MD_CTX_new()!
+                let padded = block.map { $0 ^ pad }
+                precondition(EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1, "SHA-256 unavailable")
+                precondition(EVP_DigestUpdate(context, padded, padded.count) == 1, "SHA-256 update failed")
+                return context
+            }
+            inner = prepared(0x36)
+            outer = prepared(0x5c)
+        }
+
+        deinit {
+            EVP_MD_CTX_free(inner)
+            EVP_MD_CTX_free(outer)
+        }
+
+        /// HMAC-SHA256 of `message` under this key.
+        public func authenticationCode<Message: ContiguousBytesView>(for message: Message) -> [UInt8] {
+            // swift-format-ignore: NeverForceUnwrap
+            let context = EVP_MD_CTX_new()!
+            defer { EVP_MD_CTX_free(context) }
+            var digest = [UInt8](repeating: 0, count: SHA256.byteCount)
+            var length: UInt32 = 0
+            EVP_MD_CTX_copy_ex(context, inner)
+            message.withRawBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
+            EVP_DigestFinal_ex(context, &digest, &length)
+            EVP_MD_CTX_copy_ex(context, outer)
+            EVP_DigestUpdate(context, digest, digest.count)
+            EVP_DigestFinal_ex(context, &digest, &length)
+            return digest
+        }
+
+        /// Whether `code` is the HMAC of `message` under this key, compared in constant time.
+        public func isValid<Message: ContiguousBytesView>(_ code: [UInt8], for message: Message) -> Bool {
+            constantTimeEquals(code, authenticationCode(for: message))
+        }
+    }
+
     /// Whether `code` is the HMAC of `message` under `key`, compared in constant time.
     public static func isValid<Key: ContiguousBytesView, Message: ContiguousBytesView>(
         _ code: [UInt8], key: Key, message: Message

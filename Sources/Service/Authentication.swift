@@ -48,9 +48,12 @@ struct Authenticator {
     static let deviceClockSkewSeconds: Int64 = 60
 
     let clients: [String: Configuration.IdPClient]
+    /// Each client's secret, prepared once.
+    private let keys: [String: HMACSHA256.Key]
 
     init(clients: [Configuration.IdPClient]) {
         self.clients = Dictionary(clients.map { ($0.keyID, $0) }, uniquingKeysWith: { first, _ in first })
+        keys = self.clients.mapValues { HMACSHA256.Key($0.secret) }
     }
 
     /// Checks `Approvald-Signature` and that the client may act on `tenantID`.
@@ -62,12 +65,14 @@ struct Authenticator {
         guard let keyID = fields["key"], let time = fields["t"], let mac = fields["v1"].flatMap(hexBytes),
             let seconds = Int64(time)
         else { throw Problem(401, "unauthenticated", "Approvald-Signature is malformed") }
-        guard let client = clients[String(keyID)] else { throw Problem(401, "unauthenticated", "unknown key") }
+        guard let client = clients[String(keyID)], let key = keys[String(keyID)] else {
+            throw Problem(401, "unauthenticated", "unknown key")
+        }
         guard abs(nowSeconds - seconds) <= Self.idpClockSkewSeconds else {
             throw Problem(
                 401, "unauthenticated", "t is more than \(Self.idpClockSkewSeconds) s from the broker's clock")
         }
-        guard HMACSHA256.isValid(mac, key: client.secret, message: signedMessage(time: String(time), request)) else {
+        guard key.isValid(mac, for: signedMessage(time: String(time), request)) else {
             throw Problem(401, "unauthenticated", "the signature does not match")
         }
         guard client.tenants.contains(tenantID) else {

@@ -56,6 +56,7 @@ final class BenchRunner: @unchecked Sendable {
     private let clients: [H2Client]
     private let run = String(UInt32.random(in: 0...UInt32.max, using: &SecureRandomGenerator.shared), radix: 36)
     private var keys: [P256PrivateKey] = []
+    private lazy var hmacKey = HMACSHA256.Key(bench.secret)
     private var next = 0
     private var done = 0
     private(set) var failures = 0
@@ -212,7 +213,7 @@ final class BenchRunner: @unchecked Sendable {
         _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
     ) {
         let time = String(Int64(Date().timeIntervalSince1970))
-        let mac = HMACSHA256.authenticationCode(key: bench.secret, message: "\(time)\n\(method)\n\(path)\n\(body)")
+        let mac = hmacKey.authenticationCode(for: "\(time)\n\(method)\n\(path)\n\(body)")
         let header = "key=\(bench.keyID), t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
         send(index, method, path, body, [("approvald-signature", header)], done)
     }

@@ -75,6 +75,8 @@ extension String {
         let vector = Self.vectors[index]
         let mac = HMACSHA256.authenticationCode(key: vector.key, message: vector.data)
         let expected = hex(vector.mac)
+        let prepared = HMACSHA256.Key(vector.key).authenticationCode(for: vector.data)
+        #expect(prepared == mac)
         if vector.truncated {
             #expect(Array(mac.prefix(expected.count)) == expected)
         } else {
@@ -94,6 +96,13 @@ extension String {
         #expect(!HMACSHA256.isValid(flipped, key: key, message: "message"))
         #expect(!HMACSHA256.isValid(Array(mac.prefix(16)), key: key, message: "message"))
         #expect(!HMACSHA256.isValid([], key: key, message: "message"))
+        // The prepared key, many times over: its states are not consumed by use.
+        let prepared = HMACSHA256.Key(key)
+        for _ in 0..<3 {
+            #expect(prepared.isValid(mac, for: "message"))
+            #expect(!prepared.isValid(mac, for: "messagE"))
+            #expect(!prepared.isValid(flipped, for: "message"))
+        }
     }
 
     @Test func constantTimeEqualsComparesWholeStrings() {
