@@ -43,8 +43,6 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         }
     }
 
-    var inFlight: Int { streams.count }
-
     override func event(_ what: Int16) {
         guard isReady || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
             if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {

@@ -151,7 +151,6 @@ public final class LoopTimer: @unchecked Sendable {
         event_del(event)
     }
 
-    public var isScheduled: Bool { event_pending(event, Int16(EV_TIMEOUT), nil) != 0 }
 }
 
 extension EventLoop {

@@ -104,11 +104,6 @@ public final class H2Client: @unchecked Sendable {
         dispatch(request)
     }
 
-    /// Requests in flight plus those waiting for a connection.
-    public var outstandingRequests: Int {
-        waiting.count + (connection?.inFlight ?? 0) + draining.values.reduce(0) { $0 + $1.inFlight }
-    }
-
     private func dispatch(_ request: ClientRequest) {
         if let connection, connection.isReady {
             connection.submit(request)
