@@ -13,11 +13,13 @@ struct Bench: ParsableCommand {
         discussion: """
             Registers one device (a fresh P-256 key) per simulated user, then runs the timed phase: \
             'creates' sends HMAC-signed challenge creations for distinct users; 'roundtrips' runs whole sign-ins \
-            (create, the device reads its queue with a signed request, answers with a signed decision). Prints a \
-            progress line each second and one summary line per phase. Defaults match `make run`'s development IdP.
+            (create, the device reads its queue with a signed request, answers with a signed decision); 'streams' \
+            opens every device's event stream, each on a connection of its own as a phone would, and holds them for \
+            --hold seconds. Prints a progress line each second and one summary line per phase. Defaults match \
+            `make run`'s development IdP.
             """)
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case creates, roundtrips }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case creates, roundtrips, streams }
 
     @Option(help: "The broker (h2c http:// or TLS https://).") var url = "http://127.0.0.1:8080"
     @Option(help: "CA file for https (default: the system's).") var caFile: String?
@@ -27,7 +29,8 @@ struct Bench: ParsableCommand {
     @Option(help: "What to time: \(Mode.allCases.map(\.rawValue).joined(separator: ", ")).") var mode = Mode.roundtrips
     @Option(help: "Sign-ins (one user each).") var requests = 10_000
     @Option(help: "Sign-ins in flight at once.") var concurrency = 64
-    @Option(help: "HTTP/2 connections to spread them over.") var connections = 4
+    @Option(help: "HTTP/2 connections to spread them over (streams: one per device).") var connections = 4
+    @Option(help: "streams: how long to hold the streams open, in seconds.") var hold = 60.0
 
     func validate() throws {
         guard requests > 0, concurrency > 0, connections > 0 else {
@@ -67,19 +70,25 @@ final class BenchRunner: @unchecked Sendable {
     private var progress: LoopTimer?
     private var onPhaseDone: (() -> Void)?
     private var step: ((Int, @escaping (String?) -> Void) -> Void)?
+    private var holdingOver = false
+    private var inFlight = 0
+    private var filling = false
+    private var nextPhase: LoopTimer?
+    private var holdTimer: LoopTimer?
 
     init(loop: EventLoop, bench: Bench, tls: TLSClientContext?, logger: Logger) throws {
         self.loop = loop
         self.bench = bench
         var options = H2Client.Options()
         options.requestTimeoutSeconds = 30
-        clients = try (0..<bench.connections).map { _ in
+        let connections = bench.mode == .streams ? bench.requests : bench.connections
+        clients = try (0..<connections).map { _ in
             try H2Client(loop: loop, origin: bench.url, tls: tls, options: options, logger: logger)
         }
     }
 
     func start() {
-        print(
+        say(
             "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(bench.concurrency) in flight, "
                 + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
         keys = (0..<bench.requests).map { _ in try! P256PrivateKey() }
@@ -87,11 +96,22 @@ final class BenchRunner: @unchecked Sendable {
         switch bench.mode {
         case .creates: timed = { [unowned self] index, done in createOnly(index, done) }
         case .roundtrips: timed = { [unowned self] index, done in roundTrip(index, done) }
+        case .streams:
+            timed = { [unowned self] index, done in openStream(index, done) }
         }
         runPhase("register", step: { [unowned self] index, done in register(index, done) }) { [self] in
             runPhase(bench.mode.rawValue, step: timed) { [self] in
-                for client in clients { client.close() }
-                loop.stop()
+                let finish = { [self] in
+                    holdingOver = true
+                    for client in clients { client.close() }
+                    loop.stop()
+                }
+                guard bench.mode == .streams else { return finish() }
+                say("holding \(bench.requests) streams for \(bench.hold) s")
+                holdTimer = loop.schedule(after: bench.hold) { [self] in
+                    if failures > 0 { say("  failures while holding: \(failures), first: \(firstFailure ?? "")") }
+                    finish()
+                }
             }
         }
     }
@@ -104,33 +124,41 @@ final class BenchRunner: @unchecked Sendable {
         phase = name
         next = 0
         done = 0
+        inFlight = 0
         histogram.reset()
         self.step = step
         onPhaseDone = then
         phaseStart = monotonicNanoseconds()
         progress = loop.schedule(after: 1) { [unowned self] in reportProgress() }
-        for _ in 0..<min(bench.concurrency, bench.requests) { launch() }
+        fill()
     }
 
-    private func launch() {
-        guard next < bench.requests, let step else { return }
-        let index = next
-        next += 1
-        let started = monotonicNanoseconds()
-        step(index) { [unowned self] failure in
-            if let failure {
-                failures += 1
-                if firstFailure == nil { firstFailure = failure }
-            } else {
-                _ = histogram.record((monotonicNanoseconds() - started) / 1000)
+    /// Keeps `concurrency` steps in flight. A loop, not recursion: a step may complete before `step` returns.
+    private func fill() {
+        guard !filling else { return }
+        filling = true
+        defer { filling = false }
+        while inFlight < bench.concurrency && next < bench.requests, let step {
+            let index = next
+            next += 1
+            inFlight += 1
+            let started = monotonicNanoseconds()
+            step(index) { [unowned self] failure in
+                if let failure {
+                    failures += 1
+                    if firstFailure == nil { firstFailure = failure }
+                } else {
+                    _ = histogram.record((monotonicNanoseconds() - started) / 1000)
+                }
+                inFlight -= 1
+                done += 1
+                if done == bench.requests { finishPhase() } else { fill() }
             }
-            done += 1
-            if done == bench.requests { finishPhase() } else { launch() }
         }
     }
 
     private func reportProgress() {
-        print("  \(phase): \(done)/\(bench.requests)")
+        say("  \(phase): \(done)/\(bench.requests)")
         progress?.schedule(after: 1)
     }
 
@@ -140,15 +168,16 @@ final class BenchRunner: @unchecked Sendable {
         func ms(_ percentile: Double) -> String {
             String(format: "%.2f", Double(histogram.valueAtPercentile(percentile)) / 1000)
         }
-        print(
+        say(
             "bench \(phase) requests=\(bench.requests) concurrency=\(bench.concurrency) connections=\(bench.connections) "
                 + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(bench.requests) / seconds))/s "
                 + "p50=\(ms(50))ms p90=\(ms(90))ms p99=\(ms(99))ms max=\(String(format: "%.2f", Double(histogram.maxRecorded) / 1000))ms "
                 + "failures=\(failures)")
-        if let firstFailure { print("  first failure: \(firstFailure)") }
+        if let firstFailure { say("  first failure: \(firstFailure)") }
+        // The next phase starts from the loop, not from inside this step's completion.
         let then = onPhaseDone
         onPhaseDone = nil
-        then?()
+        nextPhase = loop.schedule(after: 0) { then?() }
     }
 
     // MARK: Steps
@@ -170,6 +199,23 @@ final class BenchRunner: @unchecked Sendable {
         idp(index, "POST", "/v1/tenants/\(bench.tenant)/challenges", body) { status, text in
             done(status == 201 ? nil : "create: \(status) \(text.prefix(200))", json(text))
         }
+    }
+
+    /// Opens the device's event stream and leaves it open; the step counts as done once the request is sent. A
+    /// stream that ends before `--hold` is over counts as a failure.
+    private func openStream(_ index: Int, _ done: @escaping (String?) -> Void) {
+        let path = "/v1/devices/\(device(index))/stream"
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let signature = (try? keys[index].signature(for: "\(time)\nGET\n\(path)\n")) ?? []
+        let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
+        clients[index].send(
+            method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: bench.hold + 60
+        ) { [unowned self] result in
+            guard !holdingOver else { return }
+            failures += 1
+            if firstFailure == nil { firstFailure = "stream of \(device(index)) ended: \(result)" }
+        }
+        done(nil)
     }
 
     private func createOnly(_ index: Int, _ done: @escaping (String?) -> Void) {
@@ -233,7 +279,8 @@ final class BenchRunner: @unchecked Sendable {
     ) {
         var fields = headers
         if !body.isEmpty { fields.append("content-type", "application/json") }
-        clients[index % clients.count].send(method: method, path: path, headers: fields, body: Array(body.utf8)) {
+        // The first `--connections` clients carry the requests; in streams mode the rest exist for the streams.
+        clients[index % bench.connections].send(method: method, path: path, headers: fields, body: Array(body.utf8)) {
             result in
             switch result {
             case .success(let response): done(response.status, String(decoding: response.body, as: UTF8.self))
@@ -241,6 +288,12 @@ final class BenchRunner: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Prints and flushes: progress lines show as they happen, also into a file or a pipe.
+private func say(_ text: String) {
+    print(text)
+    fflush(nil)
 }
 
 private func json(_ text: String) -> [String: Any] {

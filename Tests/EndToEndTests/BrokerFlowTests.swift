@@ -248,7 +248,7 @@ final class Background<Value>: @unchecked Sendable {
 func inBackground<Value>(_ work: @escaping @Sendable () throws -> Value) -> Background<Value> { Background(work) }
 
 @Suite struct BenchToolTests {
-    @Test(arguments: ["creates", "roundtrips"])
+    @Test(arguments: ["creates", "roundtrips", "streams"])
     func theLoadToolCompletesSignInsWithoutFailures(mode: String) throws {
         let broker = try ApprovaldProcess(extraConfig: brokerConfig)
         let result = try runCommand(
@@ -256,13 +256,19 @@ func inBackground<Value>(_ work: @escaping @Sendable () throws -> Value) -> Back
                 approvaldBinary, "bench", "--url", broker.h2cURL, "--key-id", "test-idp", "--secret",
                 "a test secret that is at least thirty-two bytes", "--tenant", "contoso", "--mode", mode, "--requests",
                 "40",
-                "--concurrency", "8", "--connections", "2",
+                "--concurrency", "8", "--connections", "2", "--hold", "1",
             ], timeout: 60)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         let summary = result.stdout.split(separator: "\n").first { $0.hasPrefix("bench \(mode) ") } ?? ""
         #expect(summary.contains("requests=40") && summary.contains("failures=0"), "\(result.stdout)")
         #expect(summary.contains("p99="))
         let metrics = try broker.curl("/metrics").body
+        if mode == "streams" {
+            // Every device held its stream for the hold time without it ending early.
+            #expect(result.stdout.contains("holding 40 streams"))
+            #expect(!result.stdout.contains("failures while holding"))
+            return
+        }
         #expect(metrics.contains("approvald_challenges_created_total 40"))
         if mode == "roundtrips" {
             #expect(metrics.contains("approvald_challenges_resolved_total{outcome=\"approved\"} 40"))
