@@ -429,12 +429,17 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     }
 
-    /// `ch_` and 22 base64url characters: 132 random bits.
+    /// `ch_` and 22 base64url characters: 132 random bits, taken 60 at a time from three draws.
     private func newChallengeID() -> String {
         let alphabet = Self.idAlphabet
         while true {
             var id = "ch_"
-            for _ in 0..<22 { id.append(alphabet[Int(random.next(upperBound: UInt8(64)))]) }
+            var bits: UInt64 = 0
+            for index in 0..<22 {
+                if index % 10 == 0 { bits = random.next() }
+                id.append(alphabet[Int(bits & 63)])
+                bits >>= 6
+            }
             if challenges[id] == nil { return id }
         }
     }

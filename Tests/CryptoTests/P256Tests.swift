@@ -118,9 +118,12 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
     @Test func producesDistinctBytes() {
         let a = SecureRandom.bytes(32), b = SecureRandom.bytes(32)
         #expect(a.count == 32 && a != b)
+        // A copy does not repeat the original: the generator keeps no state to duplicate.
         var generator = SecureRandom()
-        let draws = Set((0..<100).map { _ in generator.next() })
-        #expect(draws.count == 100)
+        _ = generator.next()
+        var copy = generator
+        let draws = Set((0..<1000).map { _ in generator.next() } + (0..<100).map { _ in copy.next() })
+        #expect(draws.count == 1100)
     }
 }
 
