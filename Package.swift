@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "TestSupport"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "H2"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "H2", "Core", "Store", "Crypto", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]
 )

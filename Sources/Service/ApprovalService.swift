@@ -51,8 +51,7 @@ final class ApprovalService: @unchecked Sendable {
 
     /// Expires and forgets what is due, and sets the timer for the next deadline.
     func tick() {
-        let events = core.tick(now: clock())
-        if !events.isEmpty { persist(events) { _ in } }
+        persist(core.tick(now: clock())) { _ in }
         scheduleTick()
     }
 
@@ -64,8 +63,10 @@ final class ApprovalService: @unchecked Sendable {
     // MARK: Durability
 
     /// Queues `events` for the store; `then` runs once they are durable. Everything queued in one loop turn is one
-    /// commit; deliveries (streams, long polls) go out only after it.
+    /// commit; deliveries (streams, long polls) go out only after it. Nothing to persist: `then` runs at once, and
+    /// the store is not woken (most device requests change nothing).
     private func persist(_ events: [CoreEvent], then: @escaping (Result<Void, StoreError>) -> Void) {
+        guard !events.isEmpty else { return then(.success(())) }
         queuedCommits.append((events, then))
         if !commitScheduled {
             commitScheduled = true
@@ -112,10 +113,6 @@ final class ApprovalService: @unchecked Sendable {
     private func answer(
         _ responder: HTTPResponder, after events: [CoreEvent], _ respond: @escaping () -> HTTPResponse
     ) {
-        guard !events.isEmpty else {
-            responder.respond(respond())
-            return
-        }
         persist(events) { result in
             switch result {
             case .success: responder.respond(respond())

@@ -41,6 +41,6 @@ final class DeviceStreams: @unchecked Sendable {
 
     /// Ends the device's streams (it was removed).
     func close(_ deviceID: String) {
-        for responder in byDevice[deviceID]?.values ?? [:].values { responder.endStream() }
+        for responder in byDevice[deviceID]?.values.map({ $0 }) ?? [] { responder.endStream() }
     }
 }

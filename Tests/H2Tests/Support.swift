@@ -63,12 +63,6 @@ final class ServerFixture: @unchecked Sendable {
     }
 }
 
-/// Carries a value that is only read on the loop across the `@Sendable` boundary.
-struct UncheckedBox<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 extension Result where Success == H2ClientResponse {
     var response: H2ClientResponse? { try? get() }
     var status: Int? { response?.status }

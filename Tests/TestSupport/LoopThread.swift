@@ -33,6 +33,7 @@ public final class OneShot<Value: Sendable>: Sendable {
 public final class LoopThread: Sendable {
     public let loop: EventLoop
     private let finished = DispatchSemaphore(value: 0)
+    private let stopped = Mutex(false)
 
     public init() throws {
         loop = try EventLoop()
@@ -49,7 +50,13 @@ public final class LoopThread: Sendable {
     }
 
     /// Stops the loop and waits (bounded) for its thread to leave it, so loop-bound objects can be released.
+    /// Idempotent.
     public func stop() {
+        guard
+            stopped.withLock({ was in
+                defer { was = true }; return !was
+            })
+        else { return }
         loop.stop()
         _ = finished.wait(timeout: .now() + 10)
     }
@@ -81,4 +88,10 @@ public final class LoopThread: Sendable {
 public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(description: String) { self.description = description }
+}
+
+/// Carries a value that is only touched on the loop across the `@Sendable` boundary.
+public struct UncheckedBox<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
 }
