@@ -57,7 +57,8 @@ final class BenchRunner: @unchecked Sendable {
     private let loop: EventLoop
     private let bench: Bench
     private let clients: [H2Client]
-    private let run = String(UInt32.random(in: 0...UInt32.max, using: &SecureRandomGenerator.shared), radix: 36)
+    /// Distinguishes this run's users and devices from earlier runs' on the same broker.
+    private let run = String(SecureRandom.bytes(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }, radix: 36)
     private var keys: [P256PrivateKey] = []
     private lazy var hmacKey = HMACSHA256.Key(bench.secret)
     private var next = 0
@@ -301,8 +302,3 @@ private func json(_ text: String) -> [String: Any] {
 }
 
 private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-
-/// A generator for the run id; bench runs need not be unguessable, only distinct.
-private enum SecureRandomGenerator {
-    nonisolated(unsafe) static var shared = SecureRandom()
-}

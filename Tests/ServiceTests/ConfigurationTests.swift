@@ -98,3 +98,77 @@ import Testing
         }
     }
 }
+
+@Suite struct IdPClientAndTenantConfigurationTests {
+    static let client = """
+        [[idp_clients]]
+        key_id = "contoso-1"
+        secret = "at least thirty-two bytes of secret, for tests"
+        tenants = ["contoso", "fabrikam"]
+        verifier_url = "https://idp.example/results"
+        """
+
+    @Test func readsClientsAndTenantPolicies() throws {
+        let config = try Configuration.parse(
+            Self.client + """
+
+                [tenants.contoso]
+                passwordless = false
+                target = "selected"
+                users = ["alice@contoso.com"]
+                choices = 4
+                """)
+        #expect(config.idpClients.count == 1)
+        #expect(config.idpClients[0].keyID == "contoso-1")
+        #expect(config.idpClients[0].tenants == ["contoso", "fabrikam"])
+        #expect(config.idpClients[0].secret == Array("at least thirty-two bytes of secret, for tests".utf8))
+        let policy = try #require(config.tenantPolicies["contoso"])
+        #expect(!policy.passwordless && policy.target == .selected && policy.users == ["alice@contoso.com"])
+        #expect(policy.choices == 4 && policy.maxPendingPerUser == 1)
+    }
+
+    @Test(arguments: [
+        (
+            client.replacingOccurrences(of: "at least thirty-two bytes of secret, for tests", with: "short"),
+            "idp_clients[0].secret: at least 32 bytes are required, got 5"
+        ),
+        (
+            client.replacingOccurrences(of: "verifier_url = \"https://idp.example/results\"", with: ""),
+            "idp_clients[0].verifier_url: an http:// or https:// URL is required"
+        ),
+        (
+            client.replacingOccurrences(of: "https://idp.example/results", with: "ftp://idp.example"),
+            "idp_clients[0].verifier_url: an http:// or https:// URL is required"
+        ),
+        (
+            client.replacingOccurrences(of: "tenants = [\"contoso\", \"fabrikam\"]", with: "tenants = []"),
+            "idp_clients[0].tenants: at least one tenant is required"
+        ),
+        (
+            client.replacingOccurrences(of: "\"fabrikam\"", with: "\"Fabrikam\""),
+            "idp_clients[0].tenants: \"Fabrikam\" is not a tenant id"
+        ),
+        (client.replacingOccurrences(of: "key_id = \"contoso-1\"", with: ""), "idp_clients[0].key_id: required"),
+        (client + "\n" + client, "idp_clients: key_id \"contoso-1\" appears twice"),
+        (client + "\ncolour = 1", "idp_clients[0].colour: unknown key"),
+        ("[tenants.contoso]\nchoices = 1", "tenants.contoso.choices must be within 2...10"),
+        ("[tenants.contoso]\ntarget = \"some\"", "tenants.contoso.target: \"some\" is not all or selected"),
+        ("[tenants.contoso]\nusers = [\"a\", 3]", "tenants.contoso.users: expected a list of strings"),
+        ("[tenants.Contoso]\nchoices = 3", "tenants.Contoso: a tenant id is 1-64 of a-z, 0-9 and -"),
+        ("[tenants.contoso]\nlockout = 5", "tenants.contoso.lockout: unknown key"),
+    ])
+    func mistakesAreNamed(text: String, message: String) {
+        #expect {
+            try Configuration.parse(text, source: "c.toml")
+        } throws: { error in
+            "\(error)".contains(message)
+        }
+    }
+
+    @Test func theEnvironmentOverridesAClientsSecret() throws {
+        let config = try Configuration.parse(
+            Self.client,
+            environment: ["APPROVALD_IDP_CLIENTS_0_SECRET": "a rotated secret of at least thirty-two bytes"])
+        #expect(config.idpClients[0].secret == Array("a rotated secret of at least thirty-two bytes".utf8))
+    }
+}
