@@ -165,6 +165,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     }
 
     fileprivate func bodyChunk(_ request: ClientRequest, _ chunk: UnsafeBufferPointer<UInt8>) {
+        if let onData = request.onData { return onData(chunk) }
         guard request.responseBody.count + chunk.count <= client?.options.maxResponseBodyBytes ?? 0 else {
             cancel(request)
             request.finish(.failure(.responseTooLarge))

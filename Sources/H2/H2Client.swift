@@ -89,14 +89,19 @@ public final class H2Client: @unchecked Sendable {
     var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Sends a request; `completion` runs on the loop exactly once.
+    ///
+    /// With `onData`, the response body is streamed: each chunk goes to `onData` as it arrives (no size limit),
+    /// and the response given to `completion` has an empty body. For event streams and other long responses.
     public func send(
         method: String, path: String, headers: HTTPHeaders = [], body: [UInt8] = [], timeoutSeconds: Double? = nil,
+        onData: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil,
         completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
         let request = ClientRequest(
             method: method, path: path, headers: headers, body: body, completion: completion)
+        request.onData = onData
         request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) {
             [unowned self, unowned request] in
             timedOut(request)
@@ -200,6 +205,7 @@ final class ClientRequest {
     var status = 0
     var responseHeaders: HTTPHeaders = []
     var responseBody: [UInt8] = []
+    var onData: ((UnsafeBufferPointer<UInt8>) -> Void)?
     var responseEnded = false
 
     init(
@@ -218,6 +224,7 @@ final class ClientRequest {
     func finish(_ result: Result<H2ClientResponse, H2ClientError>) {
         guard let completion else { return }
         self.completion = nil
+        onData = nil
         timer = nil
         completion(result)
     }

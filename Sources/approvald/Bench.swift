@@ -13,7 +13,10 @@ struct Bench: ParsableCommand {
         discussion: """
             Registers one device (a fresh P-256 key) per simulated user, then runs the timed phase: \
             'creates' sends HMAC-signed challenge creations for distinct users; 'roundtrips' runs whole sign-ins \
-            (create, the device reads its queue with a signed request, answers with a signed decision); 'streams' \
+            for --users users whose phones hold their event streams open (up to 100 on a connection): the IdP \
+            creates a challenge, the phone gets it on its stream and answers with a signed approval of the right \
+            number, and the sign-in counts once both the create and the answer are answered (one sign-in per user \
+            at a time; the tenant's policy must allow requests/users sign-ins per user and window); 'streams' \
             opens every device's event stream, each on a connection of its own as a phone would, and holds them for \
             --hold seconds. Prints a progress line each second and one summary line per phase. Defaults match \
             `make run`'s development IdP.
@@ -27,14 +30,16 @@ struct Bench: ParsableCommand {
     @Option(help: "The IdP client's secret.") var secret = "development-only-secret-do-not-use-0123456789"
     @Option(help: "The tenant.") var tenant = "demo"
     @Option(help: "What to time: \(Mode.allCases.map(\.rawValue).joined(separator: ", ")).") var mode = Mode.roundtrips
-    @Option(help: "Sign-ins (one user each).") var requests = 10_000
+    @Option(help: "Sign-ins (creates: one user each).") var requests = 10_000
+    @Option(help: "roundtrips: users (phones with an open event stream) the sign-ins are spread over.")
+    var users = 2_000
     @Option(help: "Sign-ins in flight at once.") var concurrency = 64
     @Option(help: "HTTP/2 connections to spread them over (streams: one per device).") var connections = 4
     @Option(help: "streams: how long to hold the streams open, in seconds.") var hold = 60.0
 
     func validate() throws {
-        guard requests > 0, concurrency > 0, connections > 0 else {
-            throw ValidationError("requests, concurrency and connections must be positive")
+        guard requests > 0, concurrency > 0, connections > 0, users > 0 else {
+            throw ValidationError("requests, concurrency, connections and users must be positive")
         }
     }
 
@@ -51,18 +56,28 @@ struct Bench: ParsableCommand {
 }
 
 /// The load generator's state, on its own event loop.
+/// The load generator's state, on its own event loop.
 ///
 /// `@unchecked Sendable`: confined to the loop.
 final class BenchRunner: @unchecked Sendable {
+    /// Event streams on one connection in roundtrips mode (the broker allows 128 concurrent streams).
+    private static let streamsPerConnection = 100
+
     private let loop: EventLoop
     private let bench: Bench
-    private let clients: [H2Client]
+    /// The IdP's connections: registrations and creates.
+    private let idpClients: [H2Client]
+    /// The phones' connections: event streams and answers (none in creates mode).
+    private let deviceClients: [H2Client]
     /// Distinguishes this run's users and devices from earlier runs' on the same broker.
     private let run = String(SecureRandom.bytes(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }, radix: 36)
+    private let userCount: Int
+    private let concurrency: Int
     private var keys: [P256PrivateKey] = []
     private lazy var hmacKey = HMACSHA256.Key(bench.secret)
     private var next = 0
     private var done = 0
+    private var phaseCount = 0
     private(set) var failures = 0
     private var firstFailure: String?
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -76,42 +91,63 @@ final class BenchRunner: @unchecked Sendable {
     private var filling = false
     private var nextPhase: LoopTimer?
     private var holdTimer: LoopTimer?
+    /// roundtrips: users without a sign-in in flight, each user's sign-in, and what its stream has not parsed.
+    private var idleUsers: [Int] = []
+    private var signIns: [SignIn?] = []
+    private var streamBuffers: [[UInt8]] = []
 
     init(loop: EventLoop, bench: Bench, tls: TLSClientContext?, logger: Logger) throws {
         self.loop = loop
         self.bench = bench
+        userCount = bench.mode == .roundtrips ? min(bench.users, bench.requests) : bench.requests
+        concurrency = bench.mode == .roundtrips ? min(bench.concurrency, userCount) : bench.concurrency
         var options = H2Client.Options()
         options.requestTimeoutSeconds = 30
-        let connections = bench.mode == .streams ? bench.requests : bench.connections
-        clients = try (0..<connections).map { _ in
-            try H2Client(loop: loop, origin: bench.url, tls: tls, options: options, logger: logger)
+        func clients(_ count: Int) throws -> [H2Client] {
+            try (0..<count).map { _ in
+                try H2Client(loop: loop, origin: bench.url, tls: tls, options: options, logger: logger)
+            }
+        }
+        idpClients = try clients(bench.connections)
+        switch bench.mode {
+        case .creates: deviceClients = []
+        case .streams: deviceClients = try clients(userCount)
+        case .roundtrips: deviceClients = try clients((userCount - 1) / Self.streamsPerConnection + 1)
         }
     }
 
     func start() {
         say(
-            "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(bench.concurrency) in flight, "
+            "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(concurrency) in flight, "
                 + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
-        keys = (0..<bench.requests).map { _ in try! P256PrivateKey() }
-        let timed: (Int, @escaping (String?) -> Void) -> Void
-        switch bench.mode {
-        case .creates: timed = { [unowned self] index, done in createOnly(index, done) }
-        case .roundtrips: timed = { [unowned self] index, done in roundTrip(index, done) }
-        case .streams:
-            timed = { [unowned self] index, done in openStream(index, done) }
+        keys = (0..<userCount).map { _ in try! P256PrivateKey() }
+        let finish = { [self] in
+            holdingOver = true
+            for client in idpClients + deviceClients { client.close() }
+            loop.stop()
         }
-        runPhase("register", step: { [unowned self] index, done in register(index, done) }) { [self] in
-            runPhase(bench.mode.rawValue, step: timed) { [self] in
-                let finish = { [self] in
-                    holdingOver = true
-                    for client in clients { client.close() }
-                    loop.stop()
+        let registerStep: (Int, @escaping (String?) -> Void) -> Void = { [unowned self] in register($0, $1) }
+        let streamStep: (Int, @escaping (String?) -> Void) -> Void = { [unowned self] in openStream($0, $1) }
+        runPhase("register", count: userCount, step: registerStep) { [self] in
+            switch bench.mode {
+            case .creates:
+                runPhase("creates", count: bench.requests, step: { [unowned self] in createOnly($0, $1) }, then: finish)
+            case .roundtrips:
+                idleUsers = Array((0..<userCount).reversed())
+                signIns = Array(repeating: nil, count: userCount)
+                streamBuffers = Array(repeating: [], count: userCount)
+                runPhase("streams", count: userCount, step: streamStep) { [self] in
+                    runPhase(
+                        "roundtrips", count: bench.requests, step: { [unowned self] in roundTrip($0, $1) },
+                        then: finish)
                 }
-                guard bench.mode == .streams else { return finish() }
-                say("holding \(bench.requests) streams for \(bench.hold) s")
-                holdTimer = loop.schedule(after: bench.hold) { [self] in
-                    if failures > 0 { say("  failures while holding: \(failures), first: \(firstFailure ?? "")") }
-                    finish()
+            case .streams:
+                runPhase("streams", count: userCount, step: streamStep) { [self] in
+                    say("holding \(userCount) streams for \(bench.hold) s")
+                    holdTimer = loop.schedule(after: bench.hold) { [self] in
+                        if failures > 0 { say("  failures while holding: \(failures), first: \(firstFailure ?? "")") }
+                        finish()
+                    }
                 }
             }
         }
@@ -120,9 +156,11 @@ final class BenchRunner: @unchecked Sendable {
     // MARK: Phases
 
     private func runPhase(
-        _ name: String, step: @escaping (Int, @escaping (String?) -> Void) -> Void, then: @escaping () -> Void
+        _ name: String, count: Int, step: @escaping (Int, @escaping (String?) -> Void) -> Void,
+        then: @escaping () -> Void
     ) {
         phase = name
+        phaseCount = count
         next = 0
         done = 0
         inFlight = 0
@@ -139,7 +177,7 @@ final class BenchRunner: @unchecked Sendable {
         guard !filling else { return }
         filling = true
         defer { filling = false }
-        while inFlight < bench.concurrency && next < bench.requests, let step {
+        while inFlight < concurrency && next < phaseCount, let step {
             let index = next
             next += 1
             inFlight += 1
@@ -153,13 +191,13 @@ final class BenchRunner: @unchecked Sendable {
                 }
                 inFlight -= 1
                 done += 1
-                if done == bench.requests { finishPhase() } else { fill() }
+                if done == phaseCount { finishPhase() } else { fill() }
             }
         }
     }
 
     private func reportProgress() {
-        say("  \(phase): \(done)/\(bench.requests)")
+        say("  \(phase): \(done)/\(phaseCount)")
         progress?.schedule(after: 1)
     }
 
@@ -170,8 +208,8 @@ final class BenchRunner: @unchecked Sendable {
             String(format: "%.2f", Double(histogram.valueAtPercentile(percentile)) / 1000)
         }
         say(
-            "bench \(phase) requests=\(bench.requests) concurrency=\(bench.concurrency) connections=\(bench.connections) "
-                + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(bench.requests) / seconds))/s "
+            "bench \(phase) requests=\(phaseCount) concurrency=\(concurrency) connections=\(bench.connections) "
+                + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(phaseCount) / seconds))/s "
                 + "p50=\(ms(50))ms p90=\(ms(90))ms p99=\(ms(99))ms max=\(String(format: "%.2f", Double(histogram.maxRecorded) / 1000))ms "
                 + "failures=\(failures)")
         if let firstFailure { say("  first failure: \(firstFailure)") }
@@ -195,22 +233,28 @@ final class BenchRunner: @unchecked Sendable {
         }
     }
 
-    private func createChallenge(_ index: Int, _ done: @escaping (String?, [String: Any]) -> Void) {
-        let body = "{\"request_id\":\"bench-\(run)-\(index)\",\"user_id\":\"\(user(index))\",\"number\":42}"
+    private func createChallenge(_ index: Int, for user: Int, _ done: @escaping (String?) -> Void) {
+        let body = "{\"request_id\":\"bench-\(run)-\(index)\",\"user_id\":\"\(self.user(user))\",\"number\":42}"
         idp(index, "POST", "/v1/tenants/\(bench.tenant)/challenges", body) { status, text in
-            done(status == 201 ? nil : "create: \(status) \(text.prefix(200))", json(text))
+            done(status == 201 ? nil : "create: \(status) \(text.prefix(200))")
         }
     }
 
+    private func createOnly(_ index: Int, _ done: @escaping (String?) -> Void) {
+        createChallenge(index, for: index, done)
+    }
+
     /// Opens the device's event stream and leaves it open; the step counts as done once the request is sent. A
-    /// stream that ends before `--hold` is over counts as a failure.
+    /// stream that ends before the run is over counts as a failure. In roundtrips mode its events are parsed.
     private func openStream(_ index: Int, _ done: @escaping (String?) -> Void) {
         let path = "/v1/devices/\(device(index))/stream"
         let time = String(Int64(Date().timeIntervalSince1970))
         let signature = (try? keys[index].signature(for: "\(time)\nGET\n\(path)\n")) ?? []
         let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
-        clients[index].send(
-            method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: bench.hold + 60
+        let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
+            bench.mode == .roundtrips ? { [unowned self] in streamData(index, $0) } : nil
+        deviceClient(index).send(
+            method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400, onData: onData
         ) { [unowned self] result in
             guard !holdingOver else { return }
             failures += 1
@@ -219,42 +263,71 @@ final class BenchRunner: @unchecked Sendable {
         done(nil)
     }
 
-    private func createOnly(_ index: Int, _ done: @escaping (String?) -> Void) {
-        createChallenge(index) { failure, _ in done(failure) }
+    /// One sign-in of an idle user: the IdP creates the challenge; the phone answers when its stream delivers it.
+    private func roundTrip(_ index: Int, _ done: @escaping (String?) -> Void) {
+        let user = idleUsers.removeLast()
+        let signIn = SignIn(requestID: "bench-\(run)-\(index)", done: done)
+        signIns[user] = signIn
+        createChallenge(index, for: user) { [self] failure in
+            if let failure { return finish(signIn, of: user, failure) }
+            signIn.created = true
+            if signIn.answered { finish(signIn, of: user, nil) }
+        }
     }
 
-    /// Create, the device reads its queue, answers approve with the right number.
-    private func roundTrip(_ index: Int, _ done: @escaping (String?) -> Void) {
-        createChallenge(index) { [self] failure, _ in
-            if let failure { return done(failure) }
-            let path = "/v1/devices/\(device(index))/challenges"
-            deviceRequest(index, "GET", path, "") { [self] status, text in
-                guard status == 200, let view = (json(text)["challenges"] as? [[String: Any]])?.first else {
-                    return done("queue: \(status) \(text.prefix(200))")
+    private func finish(_ signIn: SignIn, of user: Int, _ failure: String?) {
+        guard signIns[user] === signIn else { return }
+        signIns[user] = nil
+        idleUsers.append(user)
+        signIn.done(failure)
+    }
+
+    /// Server-sent events of a user's stream: each `challenge` event is answered with the right number.
+    private func streamData(_ user: Int, _ chunk: UnsafeBufferPointer<UInt8>) {
+        streamBuffers[user].append(contentsOf: chunk)
+        while let end = streamBuffers[user].firstRange(of: [0x0a, 0x0a]) {
+            let event = String(decoding: streamBuffers[user][..<end.lowerBound], as: UTF8.self)
+            streamBuffers[user].removeSubrange(..<end.upperBound)
+            guard event.hasPrefix("event: challenge\n"),
+                let data = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") })
+            else { continue }
+            let view = json(String(data.dropFirst(6)))
+            guard let signIn = signIns[user], view["request_id"] as? String == signIn.requestID else {
+                failures += 1
+                if firstFailure == nil { firstFailure = "unexpected challenge on \(device(user))'s stream: \(view)" }
+                continue
+            }
+            answer(user, view) { [self] status, text in
+                guard status == 200, json(text)["status"] as? String == "approved" else {
+                    return finish(signIn, of: user, "answer: \(status) \(text.prefix(200))")
                 }
-                answer(index, view) { status, text in
-                    let approved = json(text)["status"] as? String == "approved"
-                    done(status == 200 && approved ? nil : "answer: \(status) \(text.prefix(200))")
-                }
+                signIn.answered = true
+                if signIn.created { finish(signIn, of: user, nil) }
             }
         }
     }
 
-    private func answer(_ index: Int, _ view: [String: Any], _ done: @escaping (Int, String) -> Void) {
+    private func answer(_ user: Int, _ view: [String: Any], _ done: @escaping (Int, String) -> Void) {
         let challengeID = view["challenge_id"] as? String ?? ""
         let signedAt = Int64(Date().timeIntervalSince1970)
         let decision = [
-            "approvald-decision-v1", bench.tenant, view["request_id"] as? String ?? "", challengeID, device(index),
+            "approvald-decision-v1", bench.tenant, view["request_id"] as? String ?? "", challengeID, device(user),
             "approve", "42", "", String(signedAt),
         ].joined(separator: "\n")
-        let signature = Base64URL.encode((try? keys[index].signature(for: decision)) ?? [])
+        let signature = Base64URL.encode((try? keys[user].signature(for: decision)) ?? [])
         let body =
             "{\"decision\":\"approve\",\"selected_number\":42,\"reason\":null,\"signed_at_unix\":\(signedAt),"
             + "\"signature\":\"\(signature)\"}"
-        send(index, "POST", "/v1/devices/\(device(index))/challenges/\(challengeID)/response", body, [], done)
+        send(
+            deviceClient(user), "POST", "/v1/devices/\(device(user))/challenges/\(challengeID)/response", body, [],
+            done)
     }
 
     // MARK: Requests
+
+    private func deviceClient(_ user: Int) -> H2Client {
+        deviceClients[bench.mode == .streams ? user : user / Self.streamsPerConnection]
+    }
 
     private func idp(
         _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
@@ -262,32 +335,34 @@ final class BenchRunner: @unchecked Sendable {
         let time = String(Int64(Date().timeIntervalSince1970))
         let mac = hmacKey.authenticationCode(for: "\(time)\n\(method)\n\(path)\n\(body)")
         let header = "key=\(bench.keyID), t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
-        send(index, method, path, body, [("approvald-signature", header)], done)
-    }
-
-    private func deviceRequest(
-        _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
-    ) {
-        let time = String(Int64(Date().timeIntervalSince1970))
-        let signature = (try? keys[index].signature(for: "\(time)\n\(method)\n\(path)\n\(body)")) ?? []
-        let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
-        send(index, method, path, body, [("authorization", header)], done)
+        send(idpClients[index % idpClients.count], method, path, body, [("approvald-signature", header)], done)
     }
 
     private func send(
-        _ index: Int, _ method: String, _ path: String, _ body: String, _ headers: HTTPHeaders,
+        _ client: H2Client, _ method: String, _ path: String, _ body: String, _ headers: HTTPHeaders,
         _ done: @escaping (Int, String) -> Void
     ) {
         var fields = headers
         if !body.isEmpty { fields.append("content-type", "application/json") }
-        // The first `--connections` clients carry the requests; in streams mode the rest exist for the streams.
-        clients[index % bench.connections].send(method: method, path: path, headers: fields, body: Array(body.utf8)) {
-            result in
+        client.send(method: method, path: path, headers: fields, body: Array(body.utf8)) { result in
             switch result {
             case .success(let response): done(response.status, String(decoding: response.body, as: UTF8.self))
             case .failure(let error): done(0, "\(error)")
             }
         }
+    }
+}
+
+/// A round trip in flight: done once the create is answered 201 and the answer 200 `approved`, in either order.
+private final class SignIn {
+    let requestID: String
+    let done: (String?) -> Void
+    var created = false
+    var answered = false
+
+    init(requestID: String, done: @escaping (String?) -> Void) {
+        self.requestID = requestID
+        self.done = done
     }
 }
 

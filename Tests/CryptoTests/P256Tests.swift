@@ -72,6 +72,27 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         }
     }
 
+    @Test func refusesAPointOffTheCurveAndAcceptsTheCompressedForm() throws {
+        let key = try P256PrivateKey()
+        let uncompressed = key.spkiDER
+        #expect(uncompressed.count == 91 && uncompressed[26] == 0x04)
+        var offCurve = uncompressed
+        offCurve[90] ^= 1
+        #expect(throws: CryptoError.self) { try P256PublicKey(spkiDER: offCurve) }
+        // The same key with its point compressed goes through the generic decoder and verifies alike.
+        let compressedHeader: [UInt8] = [
+            0x30, 0x39, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+            0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x22, 0x00,
+        ]
+        let x = uncompressed[27..<59]
+        let yIsOdd = uncompressed[90] & 1 == 1
+        let compressed = try P256PublicKey(spkiDER: compressedHeader + [yIsOdd ? 0x03 : 0x02] + x)
+        let signature = try key.signature(for: "hello")
+        #expect(compressed.isValidSignature(signature, for: "hello"))
+        #expect(try P256PublicKey(spkiDER: uncompressed).isValidSignature(signature, for: "hello"))
+        #expect(!compressed.isValidSignature(signature, for: "hello!"))
+    }
+
     @Test func rejectsMalformedSignatures() throws {
         let key = try P256PrivateKey()
         let publicKey = key.publicKey

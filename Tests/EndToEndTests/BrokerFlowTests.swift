@@ -256,7 +256,7 @@ func inBackground<Value>(_ work: @escaping @Sendable () throws -> Value) -> Back
                 approvaldBinary, "bench", "--url", broker.h2cURL, "--key-id", "test-idp", "--secret",
                 "a test secret that is at least thirty-two bytes", "--tenant", "contoso", "--mode", mode, "--requests",
                 "40",
-                "--concurrency", "8", "--connections", "2", "--hold", "1",
+                "--concurrency", "8", "--connections", "2", "--hold", "1", "--users", "10",
             ], timeout: 60)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         let summary = result.stdout.split(separator: "\n").first { $0.hasPrefix("bench \(mode) ") } ?? ""
@@ -271,6 +271,8 @@ func inBackground<Value>(_ work: @escaping @Sendable () throws -> Value) -> Back
         }
         #expect(metrics.contains("approvald_challenges_created_total 40"))
         if mode == "roundtrips" {
+            // Ten phones on their streams, four sign-ins each, every one approved.
+            #expect(result.stdout.contains("bench register requests=10 "))
             #expect(metrics.contains("approvald_challenges_resolved_total{outcome=\"approved\"} 40"))
         }
     }

@@ -18,6 +18,7 @@ final class HandlerState: @unchecked Sendable {
     var timers: [LoopTimer] = []
     var responders: [HTTPResponder] = []
     var counters: [String: Int] = [:]
+    var chunks: [String] = []
 }
 
 @Suite struct AnsweringTests {
@@ -83,6 +84,15 @@ final class HandlerState: @unchecked Sendable {
         #expect(result.status == 200)
         #expect(result.text == "a\nb\nc\n")
         #expect(result.response?.headers[field: "content-length"] == nil)
+
+        // Streamed to the client as it arrives: each chunk on its own, in order, and no body at the end.
+        let streamed = try await fixture.thread.wait { done in
+            fixture.client.send(
+                method: "GET", path: "/events", onData: { state.chunks.append(String(decoding: $0, as: UTF8.self)) }
+            ) { done($0) }
+        }
+        #expect(streamed.status == 200 && streamed.response?.body == [])
+        #expect(state.chunks == ["a\n", "b\n", "c\n"])
     }
 
     @Test func aStreamThatTheClientLeavesIsClosedOnTheServer() async throws {

@@ -1,0 +1,79 @@
+// The Service on its own loop thread over a store the test supplies, with an HTTP/2 server and client: for what an
+// end-to-end test cannot arrange, such as a store that fails or holds its commits.
+import Core
+import Crypto
+import Foundation
+import H2
+import Logging
+import Store
+import TestSupport
+
+@testable import Service
+
+final class InProcessBroker: @unchecked Sendable {
+    static let secret = Array("a secret of at least thirty-two bytes, for tests".utf8)
+
+    let thread: LoopThread
+    private let parts: UncheckedBox<(H2Server, H2Client)>
+    var client: H2Client { parts.value.1 }
+
+    /// Tenant `contoso`, IdP key id `k`.
+    init(store makeStore: (EventLoop) -> DurableStore) async throws {
+        thread = try LoopThread()
+        let loop = thread.loop
+        let store = UncheckedBox(makeStore(loop))
+        let logger = Logger(label: "test")
+        let clients = [
+            Configuration.IdPClient(
+                keyID: "k", secret: Self.secret, tenants: ["contoso"], verifierURL: "http://127.0.0.1:9")
+        ]
+        parts = try await thread.run {
+            let application = Application(logger: logger)
+            application.service = ApprovalService(
+                loop: loop, core: ApprovalCore(random: SecureRandom()), store: store.value, clients: clients,
+                keepaliveSeconds: 25, logger: logger, clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
+            let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
+            let port = try server.listen(host: "127.0.0.1", port: 0)
+            return UncheckedBox((server, try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)))
+        }
+    }
+
+    /// Stops the loop; the server and client it runs are released only after that.
+    func stop() { withExtendedLifetime(parts) { thread.stop() } }
+
+    func send(
+        _ method: String, _ path: String, _ body: String = "", headers: HTTPHeaders = [:]
+    ) async throws -> H2ClientResponse {
+        let box = UncheckedBox(headers)
+        let client = client
+        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+            client.send(method: method, path: path, headers: box.value, body: Array(body.utf8)) { done($0) }
+        }
+        return try result.get()
+    }
+
+    func idp(_ method: String, _ path: String, _ body: String = "") async throws -> H2ClientResponse {
+        try await send(method, path, body, headers: ["approvald-signature": Self.signature(method, path, body)])
+    }
+
+    static func signature(_ method: String, _ path: String, _ body: String) -> String {
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let mac = HMACSHA256.authenticationCode(key: secret, message: "\(time)\n\(method)\n\(path)\n\(body)")
+        return "key=k, t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
+    }
+
+    /// The `Authorization` header of a device request.
+    static func deviceAuthorization(
+        _ key: P256PrivateKey, _ deviceID: String, _ method: String, _ path: String
+    ) throws
+        -> String
+    {
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let signature = Base64URL.encode(try key.signature(for: "\(time)\n\(method)\n\(path)\n"))
+        return "Approvald-Device device=\(deviceID), t=\(time), sig=\(signature)"
+    }
+
+    static func registration(_ userID: String, _ key: P256PrivateKey) -> String {
+        "{\"user_id\":\"\(userID)\",\"public_key\":\"\(Data(key.spkiDER).base64EncodedString())\"}"
+    }
+}
