@@ -26,12 +26,13 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
+        .target(name: "JSONText"),
         // The broker's domain: pure Swift, no I/O, no clock or randomness of its own.
         .target(
             name: "Core",
             dependencies: [
+                "JSONText",
                 .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "OrderedCollections", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
         // Durable state behind one protocol; SQLite is the embedded default.
@@ -39,7 +40,7 @@ let package = Package(
         .target(
             name: "H2",
             dependencies: [
-                "CNghttp2", "CLibevent", "COpenSSL",
+                "CNghttp2", "CLibevent", "COpenSSL", "JSONText",
                 .product(name: "Logging", package: "swift-log"),
             ],
             // Every stream touches a dozen loop-confined class properties; their dynamic exclusivity checks cost
@@ -49,7 +50,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto", "Core", "Store",
+                "H2", "Crypto", "Core", "Store", "JSONText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
@@ -68,7 +69,8 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "TestSupport"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "H2", "Core", "Store", "Crypto", "TestSupport"]),
+        .testTarget(
+            name: "ServiceTests", dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]
 )

@@ -2,7 +2,6 @@
 // fallback, rate limits and lockouts. Every operation is told the time and returns the events it caused.
 import DequeModule
 import HeapModule
-import OrderedCollections
 
 /// The domain, owned by one thread (the Service's event loop); not thread-safe by design.
 ///
@@ -17,15 +16,12 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     private let configuredPolicies: [String: TenantPolicy]
     private var storedPolicies: [String: TenantPolicy] = [:]
 
-    private var devices: [String: Device] = [:]
-    private var devicesByUser: [UserKey: OrderedSet<String>] = [:]
-    private var challenges: [String: Challenge] = [:]
+    // Each device, user and challenge is one record, held by reference: a dictionary's slots (a quarter to half of
+    // them spare) then cost a key and a pointer each, not a whole record. That matters at a million pending.
+    private var devices: [String: DeviceRecord] = [:]
+    private var users: [UserKey: UserRecord] = [:]
+    private var challenges: [String: ChallengeRecord] = [:]
     private var requests: [RequestKey: Remembered] = [:]
-    private var pendingByUser: [UserKey: OrderedSet<String>] = [:]
-    /// Each device's pending challenge ids, oldest first.
-    private var queues: [String: OrderedSet<String>] = [:]
-    private var recentCreations: [UserKey: Deque<UnixMillis>] = [:]
-    private var lockouts: [UserKey: UnixMillis] = [:]
     /// Min-heaps: a tick costs what expires or is forgotten, not what is pending.
     private var expiries = Heap<Deadline>()
     private var forgettings = Heap<Forgetting>()
@@ -73,7 +69,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         guard registration.displayName.utf8.count <= 256 else {
             throw CoreError(.invalidField, "display_name is longer than 256 bytes")
         }
-        let existing = devices[deviceID]
+        let existing = devices[deviceID]?.device
         if let existing, existing.tenantID != tenantID || existing.userID != registration.userID {
             throw CoreError(.deviceTenantConflict, "the device is registered to another account")
         }
@@ -86,7 +82,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         }
         let user = UserKey(tenantID: tenantID, userID: registration.userID)
         if existing == nil {
-            guard (devicesByUser[user]?.count ?? 0) < policy.maxDevicesPerUser else {
+            guard (users[user]?.devices.count ?? 0) < policy.maxDevicesPerUser else {
                 throw CoreError(.deviceLimit, "the user already has \(policy.maxDevicesPerUser) devices")
             }
         }
@@ -99,39 +95,44 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         device.push = registration.push
         device.displayName = registration.displayName
         if let existing, existing == device { return (.unchanged(device), []) }
-        devices[deviceID] = device
-        devicesByUser[user, default: []].append(deviceID)
+        if let record = devices[deviceID] {
+            record.device = device
+        } else {
+            devices[deviceID] = DeviceRecord(device)
+            userRecord(user).devices.append(deviceID)
+        }
         return (existing == nil ? .created(device) : .updated(device), [.deviceSaved(device)])
     }
 
     /// Removes a device; its pending entries leave its queue.
     public func removeDevice(_ deviceID: String, in tenantID: String) throws(CoreError) -> [CoreEvent] {
-        guard let device = devices[deviceID], device.tenantID == tenantID else {
+        guard let record = devices[deviceID], record.device.tenantID == tenantID else {
             throw CoreError(.notFound, "no such device")
         }
         devices[deviceID] = nil
-        let user = UserKey(tenantID: tenantID, userID: device.userID)
-        devicesByUser[user]?.remove(deviceID)
-        if devicesByUser[user]?.isEmpty == true { devicesByUser[user] = nil }
-        if let queue = queues.removeValue(forKey: deviceID) { adjustDepth(tenantID, by: -queue.count) }
+        let key = UserKey(tenantID: tenantID, userID: record.device.userID)
+        if let user = users[key] {
+            user.devices.removeAll { $0 == deviceID }
+            releaseIfIdle(key, user)
+        }
+        adjustDepth(tenantID, by: -record.queue.count)
         return [.deviceRemoved(tenantID: tenantID, deviceID: deviceID)]
     }
 
     /// A device by id, whatever its tenant (device requests name only the device).
-    public func device(_ deviceID: String) -> Device? { devices[deviceID] }
+    public func device(_ deviceID: String) -> Device? { devices[deviceID]?.device }
 
     /// The user's devices, in registration order.
     public func devices(of userID: String, in tenantID: String) -> [Device] {
-        (devicesByUser[UserKey(tenantID: tenantID, userID: userID)] ?? []).compactMap { devices[$0] }
+        (users[UserKey(tenantID: tenantID, userID: userID)]?.devices ?? []).compactMap { devices[$0]?.device }
     }
 
     /// Replaces a device's push target (token rotation).
     public func updatePush(_ push: PushTarget, for deviceID: String) throws(CoreError) -> [CoreEvent] {
-        guard var device = devices[deviceID] else { throw CoreError(.notFound, "no such device") }
-        guard device.push != push else { return [] }
-        device.push = push
-        devices[deviceID] = device
-        return [.deviceSaved(device)]
+        guard let record = devices[deviceID] else { throw CoreError(.notFound, "no such device") }
+        guard record.device.push != push else { return [] }
+        record.device.push = push
+        return [.deviceSaved(record.device)]
     }
 
     // MARK: Challenges
@@ -149,11 +150,11 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         let key = RequestKey(tenantID: tenantID, requestID: request.requestID)
         switch requests[key] {
         case .challenge(let id)?:
-            guard let challenge = challenges[id], challenge.request == request else {
+            guard let record = challenges[id], record.challenge.request == request else {
                 throw CoreError(.idempotencyConflict, "request_id was used for another request")
             }
             expireIfDue(id, now: now, into: &events)
-            return (.replayedChallenge(challenges[id] ?? challenge), events)
+            return (.replayedChallenge(record.challenge), events)
         case .fallback(let fallback)?:
             guard fallback.request == request else {
                 throw CoreError(.idempotencyConflict, "request_id was used for another request")
@@ -163,9 +164,9 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
             break
         }
 
-        let user = UserKey(tenantID: tenantID, userID: request.userID)
+        let userKey = UserKey(tenantID: tenantID, userID: request.userID)
         let policy = policy(for: tenantID)
-        if let reason = fallbackReason(for: user, policy: policy, now: now, events: &events) {
+        if let reason = fallbackReason(for: userKey, policy: policy, now: now, events: &events) {
             let fallback = Fallback(tenantID: tenantID, request: request, reason: reason, decidedAt: now)
             requests[key] = .fallback(fallback)
             forgettings.insert(Forgetting(at: now + Self.rememberMillis, key: key))
@@ -173,21 +174,23 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
             return (.fallback(fallback), events)
         }
 
-        let deviceIDs = Array(devicesByUser[user] ?? [])
+        // No fallback: the user has a record with devices.
+        let user = userRecord(userKey)
+        let deviceIDs = user.devices
         let ttl = UnixMillis(request.ttlSeconds ?? policy.challengeTTLSeconds) * 1000
         let challenge = Challenge(
             id: newChallengeID(), tenantID: tenantID, request: request,
             choices: makeChoices(correct: request.number, count: policy.choices), devices: deviceIDs, createdAt: now,
             expiresAt: now + ttl)
-        challenges[challenge.id] = challenge
+        challenges[challenge.id] = ChallengeRecord(challenge)
         requests[key] = .challenge(challenge.id)
-        pendingByUser[user, default: []].append(challenge.id)
+        user.pending.append(challenge.id)
         pendingChallenges += 1
-        recentCreations[user, default: []].append(now)
+        user.recentCreations.append(now)
         expiries.insert(Deadline(at: challenge.expiresAt, challengeID: challenge.id))
         events.append(.challengeSaved(challenge))
         for deviceID in deviceIDs {
-            queues[deviceID, default: []].append(challenge.id)
+            devices[deviceID]?.queue.append(challenge.id)
             events.append(.queued(challengeID: challenge.id, deviceID: deviceID))
         }
         adjustDepth(tenantID, by: deviceIDs.count)
@@ -196,32 +199,36 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
 
     /// The checks of API.md's table, most definitive first: policy, lockout, devices, pending, rate.
     private func fallbackReason(
-        for user: UserKey, policy: TenantPolicy, now: UnixMillis, events: inout [CoreEvent]
+        for key: UserKey, policy: TenantPolicy, now: UnixMillis, events: inout [CoreEvent]
     ) -> FallbackReason? {
-        guard policy.offersPasswordless(to: user.userID) else { return .policy }
-        if let until = lockouts[user] {
+        guard policy.offersPasswordless(to: key.userID) else { return .policy }
+        guard let user = users[key] else { return .noDevice }
+        if let until = user.lockedUntil {
             if until > now { return .lockedOut }
-            lockouts[user] = nil
+            user.lockedUntil = nil
         }
-        guard devicesByUser[user]?.isEmpty == false else { return .noDevice }
-        for id in pendingByUser[user] ?? [] { expireIfDue(id, now: now, into: &events) }
-        if (pendingByUser[user]?.count ?? 0) >= policy.maxPendingPerUser { return .pendingChallenge }
+        guard !user.devices.isEmpty else {
+            releaseIfIdle(key, user)
+            return .noDevice
+        }
+        // The user has devices, so expiring their pending challenges keeps the record.
+        for id in user.pending { expireIfDue(id, now: now, into: &events) }
+        if user.pending.count >= policy.maxPendingPerUser { return .pendingChallenge }
         let windowStart = now - UnixMillis(policy.windowSeconds) * 1000
-        while let oldest = recentCreations[user]?.first, oldest <= windowStart { recentCreations[user]?.removeFirst() }
-        if recentCreations[user]?.isEmpty == true { recentCreations[user] = nil }
-        if (recentCreations[user]?.count ?? 0) >= policy.maxChallengesPerWindow { return .rateLimited }
+        while let oldest = user.recentCreations.first, oldest <= windowStart { user.recentCreations.removeFirst() }
+        if user.recentCreations.count >= policy.maxChallengesPerWindow { return .rateLimited }
         return nil
     }
 
     /// A challenge of the tenant (nil for another tenant's: existence does not leak). Call `tick` first for
     /// statuses that are exact to the millisecond.
     public func challenge(_ challengeID: String, in tenantID: String) -> Challenge? {
-        challenges[challengeID].flatMap { $0.tenantID == tenantID ? $0 : nil }
+        challenges[challengeID].flatMap { $0.challenge.tenantID == tenantID ? $0.challenge : nil }
     }
 
     /// A challenge as one of the devices it was queued to may see it (nil for any other device).
     public func challenge(_ challengeID: String, queuedTo deviceID: String) -> Challenge? {
-        challenges[challengeID].flatMap { $0.devices.contains(deviceID) ? $0 : nil }
+        challenges[challengeID].flatMap { $0.challenge.devices.contains(deviceID) ? $0.challenge : nil }
     }
 
     /// "Use your password instead": a pending challenge becomes `cancelled`; an ended one is returned as it is.
@@ -233,11 +240,11 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         guard challenge(challengeID, in: tenantID) != nil else { throw CoreError(.notFound, "no such challenge") }
         var events: [CoreEvent] = []
         expireIfDue(challengeID, now: now, into: &events)
-        if challenges[challengeID]?.isPending == true {
+        if challenges[challengeID]?.challenge.isPending == true {
             resolve(
                 challengeID, .cancelled, reason: .cancelled, answeredBy: nil, decision: nil, now: now, into: &events)
         }
-        return (challenges[challengeID]!, events)
+        return (challenges[challengeID]!.challenge, events)
     }
 
     // MARK: Device side
@@ -248,17 +255,16 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     /// Notes that an authenticated request came from the device; returns the save when the stored time is a
     /// minute or more behind.
     public func noteSeen(_ deviceID: String, now: UnixMillis) -> [CoreEvent] {
-        guard var device = devices[deviceID] else { return [] }
-        if let seen = device.lastSeenAt, now - seen < Self.seenResolutionMillis { return [] }
-        device.lastSeenAt = now
-        devices[deviceID] = device
-        return [.deviceSaved(device)]
+        guard let record = devices[deviceID] else { return [] }
+        if let seen = record.device.lastSeenAt, now - seen < Self.seenResolutionMillis { return [] }
+        record.device.lastSeenAt = now
+        return [.deviceSaved(record.device)]
     }
 
     /// The device's pending queue, oldest first, nothing expired.
     public func queue(of deviceID: String, now: UnixMillis) -> [Challenge] {
-        (queues[deviceID] ?? []).compactMap { id in
-            challenges[id].flatMap { $0.isPending && $0.expiresAt > now ? $0 : nil }
+        (devices[deviceID]?.queue ?? []).compactMap { id in
+            challenges[id].flatMap { $0.challenge.isPending && $0.challenge.expiresAt > now ? $0.challenge : nil }
         }
     }
 
@@ -268,11 +274,12 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     )
         throws(CoreError) -> (AnswerOutcome, [CoreEvent])
     {
-        guard devices[deviceID] != nil, let challenge = challenges[challengeID], challenge.devices.contains(deviceID)
+        guard devices[deviceID] != nil, let record = challenges[challengeID],
+            record.challenge.devices.contains(deviceID)
         else { throw CoreError(.notFound, "no such challenge for this device") }
         var events = noteSeen(deviceID, now: now)
         expireIfDue(challengeID, now: now, into: &events)
-        let current = challenges[challengeID]!
+        let current = record.challenge
         guard current.isPending else {
             if current.answeredBy == deviceID && current.decision == decision { return (.replayed(current), events) }
             if current.status == .expired {
@@ -294,11 +301,11 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
                 challengeID, .denied, reason: reason, answeredBy: deviceID, decision: decision, now: now, into: &events)
             if why == .notMe {
                 let until = now + UnixMillis(policy(for: current.tenantID).lockoutSeconds) * 1000
-                lockouts[UserKey(tenantID: current.tenantID, userID: current.request.userID)] = until
+                userRecord(UserKey(tenantID: current.tenantID, userID: current.request.userID)).lockedUntil = until
                 events.append(.lockoutSaved(tenantID: current.tenantID, userID: current.request.userID, until: until))
             }
         }
-        return (.resolved(challenges[challengeID]!), events)
+        return (.resolved(record.challenge), events)
     }
 
     // MARK: Time
@@ -328,27 +335,44 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     /// lapsed while the broker was down.
     public func restore(policy: TenantPolicy, for tenantID: String) { storedPolicies[tenantID] = policy }
 
+    /// Room for what the store holds, so that restoring does not grow (and rehash) the tables step by step.
+    public func reserveCapacity(devices deviceCount: Int, challenges challengeCount: Int, fallbacks: Int) {
+        devices.reserveCapacity(deviceCount)
+        users.reserveCapacity(deviceCount)
+        challenges.reserveCapacity(challengeCount)
+        requests.reserveCapacity(challengeCount + fallbacks)
+    }
+
+    /// A user's devices end up in registration order whatever order they are restored in.
     public func restore(device: Device) {
-        devices[device.id] = device
-        devicesByUser[UserKey(tenantID: device.tenantID, userID: device.userID), default: []].append(device.id)
+        let user = userRecord(UserKey(tenantID: device.tenantID, userID: device.userID))
+        let later = user.devices.firstIndex { id in
+            devices[id].map { ($0.device.createdAt, $0.device.id) > (device.createdAt, device.id) } ?? false
+        }
+        user.devices.insert(device.id, at: later ?? user.devices.count)
+        devices[device.id] = DeviceRecord(device)
     }
 
     /// Restore devices first: a pending challenge is queued again to those of its devices that still exist.
+    /// Pending challenges are restored in the order they were created (queues are oldest first).
     public func restore(challenge: Challenge) {
-        let user = UserKey(tenantID: challenge.tenantID, userID: challenge.request.userID)
-        challenges[challenge.id] = challenge
+        let user = userRecord(UserKey(tenantID: challenge.tenantID, userID: challenge.request.userID))
+        challenges[challenge.id] = ChallengeRecord(challenge)
         requests[RequestKey(tenantID: challenge.tenantID, requestID: challenge.request.requestID)] = .challenge(
             challenge.id)
-        var creations = recentCreations[user, default: []]
-        creations.insert(challenge.createdAt, at: creations.firstIndex { $0 > challenge.createdAt } ?? creations.count)
-        recentCreations[user] = creations
+        let later = user.recentCreations.lastIndex { $0 <= challenge.createdAt }.map { $0 + 1 } ?? 0
+        user.recentCreations.insert(challenge.createdAt, at: later)
         if challenge.isPending {
-            pendingByUser[user, default: []].append(challenge.id)
+            user.pending.append(challenge.id)
             pendingChallenges += 1
             expiries.insert(Deadline(at: challenge.expiresAt, challengeID: challenge.id))
-            let queued = challenge.devices.filter { devices[$0] != nil }
-            for deviceID in queued { queues[deviceID, default: []].append(challenge.id) }
-            adjustDepth(challenge.tenantID, by: queued.count)
+            var queued = 0
+            for deviceID in challenge.devices {
+                guard let device = devices[deviceID] else { continue }
+                device.queue.append(challenge.id)
+                queued += 1
+            }
+            adjustDepth(challenge.tenantID, by: queued)
         } else {
             let key = RequestKey(tenantID: challenge.tenantID, requestID: challenge.request.requestID)
             forgettings.insert(
@@ -363,13 +387,14 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     }
 
     public func restore(lockoutOf userID: String, in tenantID: String, until: UnixMillis) {
-        lockouts[UserKey(tenantID: tenantID, userID: userID)] = until
+        userRecord(UserKey(tenantID: tenantID, userID: userID)).lockedUntil = until
     }
 
     // MARK: Internals
 
     private func expireIfDue(_ challengeID: String, now: UnixMillis, into events: inout [CoreEvent]) {
-        guard let challenge = challenges[challengeID], challenge.isPending, challenge.expiresAt <= now else { return }
+        guard let record = challenges[challengeID], record.challenge.isPending, record.challenge.expiresAt <= now
+        else { return }
         resolve(challengeID, .expired, reason: nil, answeredBy: nil, decision: nil, now: now, into: &events)
     }
 
@@ -379,22 +404,25 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         _ challengeID: String, _ status: ChallengeStatus, reason: ResolutionReason?, answeredBy: String?,
         decision: Decision?, now: UnixMillis, into events: inout [CoreEvent]
     ) {
-        guard var challenge = challenges[challengeID], challenge.isPending else { return }
-        challenge.status = status
-        challenge.reason = reason
-        challenge.answeredBy = answeredBy
-        challenge.decision = decision
-        challenge.resolvedAt = now
-        challenges[challengeID] = challenge
-        let user = UserKey(tenantID: challenge.tenantID, userID: challenge.request.userID)
-        pendingByUser[user]?.remove(challengeID)
-        if pendingByUser[user]?.isEmpty == true { pendingByUser[user] = nil }
+        guard let record = challenges[challengeID], record.challenge.isPending else { return }
+        record.challenge.status = status
+        record.challenge.reason = reason
+        record.challenge.answeredBy = answeredBy
+        record.challenge.decision = decision
+        record.challenge.resolvedAt = now
+        let challenge = record.challenge
+        let userKey = UserKey(tenantID: challenge.tenantID, userID: challenge.request.userID)
+        if let user = users[userKey], let index = user.pending.firstIndex(of: challengeID) {
+            user.pending.remove(at: index)
+            releaseIfIdle(userKey, user)
+        }
         pendingChallenges -= 1
         events.append(.challengeSaved(challenge))
         events.append(.ended(challenge))
         let ownOutcome = DeviceOutcome(rawValue: status.rawValue) ?? .cancelled
-        for deviceID in challenge.devices where queues[deviceID]?.remove(challengeID) != nil {
-            if queues[deviceID]?.isEmpty == true { queues[deviceID] = nil }
+        for deviceID in challenge.devices {
+            guard let device = devices[deviceID], let index = device.queue.firstIndex(of: challengeID) else { continue }
+            device.queue.remove(at: index)
             adjustDepth(challenge.tenantID, by: -1)
             let outcome = answeredBy == nil || answeredBy == deviceID ? ownOutcome : .answeredElsewhere
             events.append(.unqueued(challengeID: challengeID, deviceID: deviceID, outcome: outcome))
@@ -406,7 +434,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
     private func forget(_ key: RequestKey, into events: inout [CoreEvent]) {
         switch requests[key] {
         case .challenge(let id)?:
-            guard let challenge = challenges[id], !challenge.isPending else { return }
+            guard let record = challenges[id], !record.challenge.isPending else { return }
             challenges[id] = nil
             requests[key] = nil
             events.append(.forgotten(tenantID: key.tenantID, requestID: key.requestID, challengeID: id))
@@ -416,6 +444,20 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         case nil:
             break
         }
+    }
+
+    /// The user's record, made on first need.
+    private func userRecord(_ key: UserKey) -> UserRecord {
+        if let user = users[key] { return user }
+        let user = UserRecord()
+        users[key] = user
+        return user
+    }
+
+    /// Drops a record that holds nothing a later request needs. Creations in the rate window count only for a
+    /// user with devices, so they do not keep a record alive.
+    private func releaseIfIdle(_ key: UserKey, _ user: UserRecord) {
+        if user.devices.isEmpty && user.pending.isEmpty && user.lockedUntil == nil { users[key] = nil }
     }
 
     private func adjustDepth(_ tenantID: String, by change: Int) {
@@ -471,10 +513,36 @@ struct RequestKey: Hashable, Comparable {
     }
 }
 
-/// What a `request_id` got.
+/// What a `request_id` got. A fallback is boxed: most entries are challenge ids, and each slot is as large as the
+/// largest case.
 enum Remembered {
     case challenge(String)
-    case fallback(Fallback)
+    indirect case fallback(Fallback)
+}
+
+final class DeviceRecord {
+    var device: Device
+    /// Pending challenge ids, oldest first (at most the policy's `max_pending_per_user`).
+    var queue: [String] = []
+
+    init(_ device: Device) { self.device = device }
+}
+
+final class UserRecord {
+    /// In registration order.
+    var devices: [String] = []
+    /// Pending challenge ids, oldest first.
+    var pending: [String] = []
+    /// When the user's challenges were created, oldest first; trimmed to the rate window when the next one comes.
+    var recentCreations = Deque<UnixMillis>()
+    /// A `not_me` denial's lockout.
+    var lockedUntil: UnixMillis?
+}
+
+final class ChallengeRecord {
+    var challenge: Challenge
+
+    init(_ challenge: Challenge) { self.challenge = challenge }
 }
 
 struct Deadline: Comparable {

@@ -1,4 +1,5 @@
 // A sign-in challenge: the number the browser shows, the choices a phone shows, and how it ended.
+import JSONText
 
 /// What the IdP asks for; compared field by field to tell an IdP retry from a conflicting reuse of `request_id`.
 public struct ChallengeRequest: Equatable, Sendable {
@@ -8,10 +9,11 @@ public struct ChallengeRequest: Equatable, Sendable {
     public var number: Int
     /// nil: the policy's TTL.
     public var ttlSeconds: Int?
-    public var context: [String: String]
+    public var context: ChallengeContext
 
-    public init(requestID: String, userID: String, number: Int, ttlSeconds: Int? = nil, context: [String: String] = [:])
-    {
+    public init(
+        requestID: String, userID: String, number: Int, ttlSeconds: Int? = nil, context: ChallengeContext = [:]
+    ) {
         self.requestID = requestID
         self.userID = userID
         self.number = number
@@ -26,7 +28,46 @@ public struct ChallengeRequest: Equatable, Sendable {
         if let ttlSeconds, !(10...600).contains(ttlSeconds) {
             throw CoreError(.invalidField, "ttl_seconds must be within 10...600")
         }
-        try Validate.context(context)
+        if let problem = context.problem { throw CoreError(.invalidField, problem) }
+    }
+}
+
+/// What the IdP tells the phone about a sign-in (app, IP address, location, …): at most 16 string fields.
+///
+/// Kept as its canonical JSON text, keys sorted: that is how it is shown, stored and compared (so field order
+/// does not matter), and one string takes far less memory than a dictionary when a million challenges are pending.
+public struct ChallengeContext: Equatable, Sendable, ExpressibleByDictionaryLiteral {
+    public let json: String
+    /// Why the fields are not acceptable, reported by `ChallengeRequest.validate()`.
+    let problem: String?
+
+    public init(_ fields: [String: String]) {
+        problem = Self.problem(with: fields)
+        json =
+            "{"
+            + fields.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
+            .joined(separator: ",") + "}"
+    }
+
+    public init(dictionaryLiteral elements: (String, String)...) {
+        self.init(Dictionary(elements) { _, last in last })
+    }
+
+    /// Text this type wrote, read back from the store as it is.
+    public init(canonicalJSON: String) {
+        json = canonicalJSON
+        problem = nil
+    }
+
+    private static func problem(with fields: [String: String]) -> String? {
+        guard fields.count <= 16 else { return "context has more than 16 keys" }
+        for (key, value) in fields {
+            guard (1...64).contains(key.utf8.count), key.unicodeScalars.allSatisfy(Validate.isPrintable) else {
+                return "context keys must be 1-64 bytes of printable UTF-8"
+            }
+            guard value.utf8.count <= 256 else { return "context.\(key) is longer than 256 bytes" }
+        }
+        return nil
     }
 }
 

@@ -62,17 +62,4 @@ public enum Validate {
     static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
         !(scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value))
     }
-
-    /// At most 16 keys of 1–64 printable bytes, values strings of at most 256 bytes.
-    public static func context(_ context: [String: String]) throws(CoreError) {
-        guard context.count <= 16 else { throw CoreError(.invalidField, "context has more than 16 keys") }
-        for (key, value) in context {
-            guard (1...64).contains(key.utf8.count), key.unicodeScalars.allSatisfy(isPrintable) else {
-                throw CoreError(.invalidField, "context keys must be 1-64 bytes of printable UTF-8")
-            }
-            guard value.utf8.count <= 256 else {
-                throw CoreError(.invalidField, "context.\(key) is longer than 256 bytes")
-            }
-        }
-    }
 }

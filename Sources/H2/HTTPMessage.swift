@@ -1,6 +1,7 @@
 // The request a handler receives and the response it gives, independent of HTTP/2 framing.
 
 import Glibc
+import JSONText
 
 /// A complete request: headers and the whole body, at most the server's body limit.
 public struct HTTPRequest: Sendable {
@@ -82,24 +83,4 @@ public struct HTTPResponse: Sendable {
         return HTTPResponse(
             status: status, headers: ["content-type": "application/problem+json"], body: Array(body.utf8))
     }
-}
-
-/// `text` as a JSON string literal.
-public func jsonString(_ text: String) -> String {
-    var out = "\""
-    out.reserveCapacity(text.utf8.count + 2)
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case let control where control.value < 0x20:
-            let hex = String(control.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

@@ -63,16 +63,32 @@ public final class Broker: @unchecked Sendable {
     /// Set when the store could not be read: `run()` returns after a shutdown and the process should fail.
     public private(set) var recoveryFailed = false
 
-    /// Reads the store on a thread of its own while the loop already serves `/healthz` (200), `/readyz` (503) and
-    /// the API (503); then, on the loop, puts the state back into the domain and expires what lapsed meanwhile.
+    /// Reads the store into a new domain on a thread of its own while the loop already serves `/healthz` (200),
+    /// `/readyz` (503) and the API (503); then hands the domain to the loop, which expires what lapsed meanwhile.
     private func recoverInBackground(_ store: SQLiteStore) {
         let started = Date()
         let loop = self.loop
         let logger = self.logger
+        let policies = configuration.tenantPolicies
         let thread = Thread { [self] in
             do {
-                let state = try store.load()
-                loop.execute { [self] in finishRecovery(state, store: store, started: started) }
+                // Owned by this thread until handed over.
+                let core = ApprovalCore(random: SecureRandom(), configuredPolicies: policies)
+                var devices = 0
+                var challenges = 0
+                try store.load { record in
+                    switch record {
+                    case .device: devices += 1
+                    case .challenge: challenges += 1
+                    default: break
+                    }
+                    core.restore(record)
+                }
+                let handover = LoopBound(core)
+                loop.execute { [self, devices, challenges] in
+                    finishRecovery(
+                        handover.value, store: store, started: started, devices: devices, challenges: challenges)
+                }
             } catch {
                 logger.critical("cannot recover the store: \(error)")
                 loop.execute { [self] in
@@ -85,9 +101,9 @@ public final class Broker: @unchecked Sendable {
         thread.start()
     }
 
-    private func finishRecovery(_ state: StoredState, store: SQLiteStore, started: Date) {
-        let core = ApprovalCore(random: SecureRandom(), configuredPolicies: configuration.tenantPolicies)
-        core.restore(state)
+    private func finishRecovery(
+        _ core: ApprovalCore<SecureRandom>, store: SQLiteStore, started: Date, devices: Int, challenges: Int
+    ) {
         let service = ApprovalService(
             loop: loop, core: core, store: store, clients: configuration.idpClients,
             keepaliveSeconds: configuration.streamKeepaliveSeconds, logger: logger,
@@ -99,7 +115,7 @@ public final class Broker: @unchecked Sendable {
         logger.info(
             "recovered",
             metadata: [
-                "devices": "\(state.devices.count)", "challenges": "\(state.challenges.count)",
+                "devices": "\(devices)", "challenges": "\(challenges)",
                 "pending": "\(core.pendingChallenges)", "seconds": "\(seconds)",
             ])
         onReady?()

@@ -3,6 +3,7 @@
 import Core
 import Foundation
 import H2
+import JSONText
 
 /// A refusal on its way to becoming a problem document.
 struct Problem: Error {
@@ -144,14 +145,6 @@ struct JSONWriter {
     mutating func integers(_ name: String, _ values: [Int]) {
         key(name)
         text += "[" + values.map(String.init).joined(separator: ",") + "]"
-    }
-
-    mutating func object(_ name: String, _ values: [String: String]) {
-        key(name)
-        text +=
-            "{"
-            + values.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            .joined(separator: ",") + "}"
     }
 
     /// Already-encoded JSON.

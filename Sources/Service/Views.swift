@@ -26,7 +26,7 @@ enum Views {
         json.string("request_id", challenge.request.requestID)
         json.string("user_id", challenge.request.userID)
         json.integers("choices", challenge.choices)
-        json.object("context", challenge.request.context)
+        json.raw("context", challenge.request.context.json)
         json.time("created_at", challenge.createdAt)
         json.time("expires_at", challenge.expiresAt)
         return json.done

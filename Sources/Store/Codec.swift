@@ -65,7 +65,7 @@ enum Codec {
         return [
             .text(challenge.id), .text(challenge.tenantID), .text(request.requestID), .text(request.userID),
             .integer(Int64(request.number)), request.ttlSeconds.map { .integer(Int64($0)) } ?? .null,
-            .text(json(request.context)), .text(challenge.choices.map(String.init).joined(separator: ",")),
+            .text(request.context.json), .text(challenge.choices.map(String.init).joined(separator: ",")),
             .text(challenge.devices.joined(separator: ",")), .integer(challenge.createdAt),
             .integer(challenge.expiresAt), .text(challenge.status.rawValue),
             challenge.reason.map { .text($0.rawValue) } ?? .null, challenge.answeredBy.map { .text($0) } ?? .null,
@@ -76,7 +76,7 @@ enum Codec {
         let request = ChallengeRequest(
             requestID: row.text(2), userID: row.text(3), number: Int(row.integer(4)),
             ttlSeconds: row.optionalInteger(5).map(Int.init),
-            context: try decodeJSON([String: String].self, row.text(6), "challenges.context"))
+            context: try context(row.text(6), "challenges.context"))
         let choices = try row.text(7).split(separator: ",").map { text throws(StoreError) in
             try parse(Int(text), "challenges.choices", row.text(7))
         }
@@ -108,7 +108,7 @@ enum Codec {
         let request = fallback.request
         return [
             .text(fallback.tenantID), .text(request.requestID), .text(request.userID), .integer(Int64(request.number)),
-            request.ttlSeconds.map { .integer(Int64($0)) } ?? .null, .text(json(request.context)),
+            request.ttlSeconds.map { .integer(Int64($0)) } ?? .null, .text(request.context.json),
             .text(fallback.reason.rawValue), .integer(fallback.decidedAt),
         ]
     }
@@ -117,7 +117,7 @@ enum Codec {
         let request = ChallengeRequest(
             requestID: row.text(1), userID: row.text(2), number: Int(row.integer(3)),
             ttlSeconds: row.optionalInteger(4).map(Int.init),
-            context: try decodeJSON([String: String].self, row.text(5), "fallbacks.context"))
+            context: try context(row.text(5), "fallbacks.context"))
         let reason = try parse(FallbackReason(rawValue: row.text(6)), "fallbacks.reason", row.text(6))
         return Fallback(tenantID: row.text(0), request: request, reason: reason, decidedAt: row.integer(7))
     }
@@ -141,6 +141,15 @@ enum Codec {
         } catch {
             throw StoreError("\(column) holds \(text.prefix(40)), which is not the JSON expected")
         }
+    }
+
+    /// The context as the Core wrote it (canonical JSON), taken as it is: parsing a million of them would be most
+    /// of a restart's work. Only its shape is checked.
+    private static func context(_ text: String, _ column: String) throws(StoreError) -> ChallengeContext {
+        guard text.utf8.first == UInt8(ascii: "{"), text.utf8.last == UInt8(ascii: "}") else {
+            throw StoreError("\(column) holds \(text.prefix(40)), which is not the JSON expected")
+        }
+        return ChallengeContext(canonicalJSON: text)
     }
 
     /// A stored value that does not parse is damage, reported with where it is.

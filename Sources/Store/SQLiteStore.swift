@@ -6,21 +6,46 @@ import Foundation
 import Synchronization
 
 /// Everything needed to rebuild the domain at start.
+/// One stored record, as `DurableStore.load` hands them over.
+public enum StoredRecord: Sendable {
+    /// How many of each follow, so that the reader can make room at once.
+    case sizes(devices: Int, challenges: Int, fallbacks: Int)
+    case policy(tenantID: String, TenantPolicy)
+    case device(Device)
+    case challenge(Challenge)
+    case fallback(Fallback)
+    case lockout(tenantID: String, userID: String, until: UnixMillis)
+}
+
+/// Everything a store holds, gathered in memory.
 public struct StoredState: Sendable {
     public var policies: [(tenantID: String, policy: TenantPolicy)] = []
-    /// In registration order.
     public var devices: [Device] = []
+    /// In the order they were created.
     public var challenges: [Challenge] = []
     public var fallbacks: [Fallback] = []
     public var lockouts: [(tenantID: String, userID: String, until: UnixMillis)] = []
 
     public init() {}
+
+    mutating func add(_ record: StoredRecord) {
+        switch record {
+        case .sizes: break
+        case .policy(let tenantID, let policy): policies.append((tenantID, policy))
+        case .device(let device): devices.append(device)
+        case .challenge(let challenge): challenges.append(challenge)
+        case .fallback(let fallback): fallbacks.append(fallback)
+        case .lockout(let tenantID, let userID, let until): lockouts.append((tenantID, userID, until))
+        }
+    }
 }
 
 /// Durable state behind one protocol, so a networked store can stand in for the embedded one.
 public protocol DurableStore: AnyObject, Sendable {
-    /// Reads every stored record; called once at start, before the first commit.
-    func load() throws(StoreError) -> StoredState
+    /// Hands over every stored record, one at a time so that a million need not sit in memory twice: first their
+    /// `sizes`, then policies, devices, challenges in the order they were created, fallbacks and lockouts. Called
+    /// once at start, before the first commit.
+    func load(_ each: (StoredRecord) -> Void) throws(StoreError)
     /// Makes the state changes among `events` durable together. `completion` runs through the store's executor
     /// once they are committed, or with the error that prevented it.
     func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
@@ -114,27 +139,33 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     // MARK: Loading
 
     /// Reads through a connection of its own (WAL lets it run beside the writer), in one read transaction.
-    public func load() throws(StoreError) -> StoredState {
+    public func load(_ each: (StoredRecord) -> Void) throws(StoreError) {
         let reader = try SQLiteDatabase(path: database.path)
         try reader.execute("BEGIN")
         defer { try? reader.execute("COMMIT") }
-        var state = StoredState()
+        try reader.prepare(
+            "SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM challenges), (SELECT count(*) FROM fallbacks)"
+        ).query { row in
+            each(.sizes(devices: Int(row.integer(0)), challenges: Int(row.integer(1)), fallbacks: Int(row.integer(2))))
+        }
         try reader.prepare("SELECT * FROM policies").query { row throws(StoreError) in
-            state.policies.append((row.text(0), try Codec.policy(row)))
+            each(.policy(tenantID: row.text(0), try Codec.policy(row)))
         }
-        try reader.prepare("SELECT * FROM devices ORDER BY created_at, rowid").query { row throws(StoreError) in
-            state.devices.append(try Codec.device(row))
+        // Devices in any order: the Core puts each user's in registration order.
+        try reader.prepare("SELECT * FROM devices").query { row throws(StoreError) in
+            each(.device(try Codec.device(row)))
         }
-        try reader.prepare("SELECT * FROM challenges").query { row throws(StoreError) in
-            state.challenges.append(try Codec.challenge(row))
+        // A challenge row is inserted when the challenge is created and replaced only when it ends: among pending
+        // ones, rowid order is creation order.
+        try reader.prepare("SELECT * FROM challenges ORDER BY rowid").query { row throws(StoreError) in
+            each(.challenge(try Codec.challenge(row)))
         }
         try reader.prepare("SELECT * FROM fallbacks").query { row throws(StoreError) in
-            state.fallbacks.append(try Codec.fallback(row))
+            each(.fallback(try Codec.fallback(row)))
         }
         try reader.prepare("SELECT * FROM lockouts").query { row in
-            state.lockouts.append((row.text(0), row.text(1), row.integer(2)))
+            each(.lockout(tenantID: row.text(0), userID: row.text(1), until: row.integer(2)))
         }
-        return state
     }
 
     // MARK: Writing

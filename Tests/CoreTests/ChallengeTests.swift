@@ -76,6 +76,15 @@ import Testing
         #expect(now.status == .approved)
     }
 
+    @Test func aContextIsItsCanonicalJSONWhateverOrderItsFieldsCameIn() {
+        let one: ChallengeContext = ["ip": "203.0.113.7", "app": "Outlook \"365\"\n", "z": "ü"]
+        let other: ChallengeContext = ["z": "ü", "app": "Outlook \"365\"\n", "ip": "203.0.113.7"]
+        #expect(one == other)
+        #expect(one.json == #"{"app":"Outlook \"365\"\n","ip":"203.0.113.7","z":"ü"}"#)
+        #expect(ChallengeContext(canonicalJSON: one.json) == one)
+        #expect(ChallengeContext([:]).json == "{}")
+    }
+
     @Test func reusingARequestIdForAnotherRequestIsAConflict() throws {
         let core = makeCore()
         try register(core, "phone-1")
@@ -86,7 +95,7 @@ import Testing
             }
         }
         var changedContext = request()
-        changedContext.context["ip"] = "203.0.113.7"
+        changedContext.context = ["app": "Outlook", "ip": "203.0.113.7"]
         #expect(throws: CoreError.self) { try core.createChallenge(changedContext, in: tenant, now: start) }
         // The same request_id in another tenant is another request.
         try register(core, "phone-9", in: "fabrikam")
@@ -102,7 +111,7 @@ import Testing
         ChallengeRequest(requestID: "r", userID: "", number: 1),
         ChallengeRequest(
             requestID: "r", userID: alice, number: 1,
-            context: Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") })),
+            context: ChallengeContext(Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") }))),
         ChallengeRequest(
             requestID: "r", userID: alice, number: 1, context: ["app": String(repeating: "x", count: 257)]),
         ChallengeRequest(requestID: "r", userID: alice, number: 1, context: ["": "x"]),

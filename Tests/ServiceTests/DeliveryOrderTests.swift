@@ -18,7 +18,7 @@ final class GatedStore: DurableStore, @unchecked Sendable {
 
     init(loop: EventLoop) { self.loop = loop }
 
-    func load() throws(StoreError) -> StoredState { StoredState() }
+    func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
     func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         let held = state.withLock { state in

@@ -1,6 +1,7 @@
 // The Prometheus text writer, the process gauges and problem documents.
 import Foundation
 import H2
+import JSONText
 import Service
 import Testing
 

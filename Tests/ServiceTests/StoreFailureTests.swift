@@ -19,7 +19,7 @@ final class FailingStore: DurableStore, @unchecked Sendable {
 
     init(loop: EventLoop) { self.loop = loop }
 
-    func load() throws(StoreError) -> StoredState { StoredState() }
+    func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
     func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         commits.withLock { $0 += 1 }

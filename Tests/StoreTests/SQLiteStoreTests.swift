@@ -101,9 +101,16 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         let state = try reopened.load()
         #expect(
             state.policies.count == 1 && state.policies[0].tenantID == "contoso" && state.policies[0].policy == policy)
-        #expect(state.devices.map(\.id) == ["phone-1", "tablet-1", "phone-9"])
-        #expect(state.devices[0] == core.device("phone-1"))
-        #expect(state.devices[1].push == PushTarget(provider: .fcm, token: "rotated"))
+        // Rows come in storage order: tablet-1's was rewritten by the push-token rotation.
+        #expect(state.devices.map(\.id) == ["phone-1", "phone-9", "tablet-1"])
+        for device in state.devices { #expect(device == core.device(device.id)) }
+        #expect(state.devices[2].push == PushTarget(provider: .fcm, token: "rotated"))
+        // Restored, each user's devices are in registration order again.
+        let restored = ApprovalCore(random: SeededRandom(seed: 3))
+        try reopened.load { restored.restore($0) }
+        #expect(restored.devices(of: "alice@contoso.com", in: "contoso").map(\.id) == ["phone-1", "tablet-1"])
+        #expect(restored.challenge(pending.id, in: "contoso") == core.challenge(pending.id, in: "contoso"))
+        #expect(restored.queueDepth == core.queueDepth && restored.pendingChallenges == core.pendingChallenges)
         let byID = Dictionary(uniqueKeysWithValues: state.challenges.map { ($0.id, $0) })
         for original in [pending, approved, wrong, denied, cancelled] {
             #expect(byID[original.id] == core.challenge(original.id, in: "contoso"), "\(original.request.requestID)")
