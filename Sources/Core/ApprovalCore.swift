@@ -1,6 +1,5 @@
 // The broker's state and rules: policies, devices, challenges, per-device queues, expiry, idempotency, password
 // fallback, rate limits and lockouts. Every operation is told the time and returns the events it caused.
-import DequeModule
 import HeapModule
 
 /// The domain, owned by one thread (the Service's event loop); not thread-safe by design.
@@ -124,7 +123,9 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
 
     /// The user's devices, in registration order.
     public func devices(of userID: String, in tenantID: String) -> [Device] {
-        (users[UserKey(tenantID: tenantID, userID: userID)]?.devices ?? []).compactMap { devices[$0]?.device }
+        (users[UserKey(tenantID: tenantID, userID: userID)]?.devices ?? CompactList()).compactMap {
+            devices[$0]?.device
+        }
     }
 
     /// Replaces a device's push target (token rotation).
@@ -176,7 +177,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
 
         // No fallback: the user has a record with devices.
         let user = userRecord(userKey)
-        let deviceIDs = user.devices
+        let deviceIDs = Array(user.devices)
         let ttl = UnixMillis(request.ttlSeconds ?? policy.challengeTTLSeconds) * 1000
         let challenge = Challenge(
             id: newChallengeID(), tenantID: tenantID, request: request,
@@ -215,7 +216,8 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         for id in user.pending { expireIfDue(id, now: now, into: &events) }
         if user.pending.count >= policy.maxPendingPerUser { return .pendingChallenge }
         let windowStart = now - UnixMillis(policy.windowSeconds) * 1000
-        while let oldest = user.recentCreations.first, oldest <= windowStart { user.recentCreations.removeFirst() }
+        let lapsed = user.recentCreations.prefix { $0 <= windowStart }.count
+        if lapsed > 0 { user.recentCreations.removeFirst(lapsed) }
         if user.recentCreations.count >= policy.maxChallengesPerWindow { return .rateLimited }
         return nil
     }
@@ -263,7 +265,7 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
 
     /// The device's pending queue, oldest first, nothing expired.
     public func queue(of deviceID: String, now: UnixMillis) -> [Challenge] {
-        (devices[deviceID]?.queue ?? []).compactMap { id in
+        (devices[deviceID]?.queue ?? CompactList()).compactMap { id in
             challenges[id].flatMap { $0.challenge.isPending && $0.challenge.expiresAt > now ? $0.challenge : nil }
         }
     }
@@ -523,18 +525,18 @@ enum Remembered {
 final class DeviceRecord {
     var device: Device
     /// Pending challenge ids, oldest first (at most the policy's `max_pending_per_user`).
-    var queue: [String] = []
+    var queue = CompactList<String>()
 
     init(_ device: Device) { self.device = device }
 }
 
 final class UserRecord {
     /// In registration order.
-    var devices: [String] = []
+    var devices = CompactList<String>()
     /// Pending challenge ids, oldest first.
-    var pending: [String] = []
+    var pending = CompactList<String>()
     /// When the user's challenges were created, oldest first; trimmed to the rate window when the next one comes.
-    var recentCreations = Deque<UnixMillis>()
+    var recentCreations = CompactList<UnixMillis>()
     /// A `not_me` denial's lockout.
     var lockedUntil: UnixMillis?
 }

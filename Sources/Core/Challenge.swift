@@ -28,7 +28,6 @@ public struct ChallengeRequest: Equatable, Sendable {
         if let ttlSeconds, !(10...600).contains(ttlSeconds) {
             throw CoreError(.invalidField, "ttl_seconds must be within 10...600")
         }
-        if let problem = context.problem { throw CoreError(.invalidField, problem) }
     }
 }
 
@@ -38,36 +37,34 @@ public struct ChallengeRequest: Equatable, Sendable {
 /// does not matter), and one string takes far less memory than a dictionary when a million challenges are pending.
 public struct ChallengeContext: Equatable, Sendable, ExpressibleByDictionaryLiteral {
     public let json: String
-    /// Why the fields are not acceptable, reported by `ChallengeRequest.validate()`.
-    let problem: String?
 
-    public init(_ fields: [String: String]) {
-        problem = Self.problem(with: fields)
+    /// Checks API.md's limits: at most 16 keys of 1–64 printable bytes, values of at most 256 bytes.
+    public init(validating fields: [String: String]) throws(CoreError) {
+        guard fields.count <= 16 else { throw CoreError(.invalidField, "context has more than 16 keys") }
+        for (key, value) in fields {
+            guard (1...64).contains(key.utf8.count), key.unicodeScalars.allSatisfy(Validate.isPrintable) else {
+                throw CoreError(.invalidField, "context keys must be 1-64 bytes of printable UTF-8")
+            }
+            guard value.utf8.count <= 256 else {
+                throw CoreError(.invalidField, "context.\(key) is longer than 256 bytes")
+            }
+        }
+        self.init(canonicalizing: fields)
+    }
+
+    /// A context written in code, taken as it is.
+    public init(dictionaryLiteral elements: (String, String)...) {
+        self.init(canonicalizing: Dictionary(elements) { _, last in last })
+    }
+
+    /// Text this type wrote, read back from the store as it is.
+    public init(canonicalJSON: String) { json = canonicalJSON }
+
+    private init(canonicalizing fields: [String: String]) {
         json =
             "{"
             + fields.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
             .joined(separator: ",") + "}"
-    }
-
-    public init(dictionaryLiteral elements: (String, String)...) {
-        self.init(Dictionary(elements) { _, last in last })
-    }
-
-    /// Text this type wrote, read back from the store as it is.
-    public init(canonicalJSON: String) {
-        json = canonicalJSON
-        problem = nil
-    }
-
-    private static func problem(with fields: [String: String]) -> String? {
-        guard fields.count <= 16 else { return "context has more than 16 keys" }
-        for (key, value) in fields {
-            guard (1...64).contains(key.utf8.count), key.unicodeScalars.allSatisfy(Validate.isPrintable) else {
-                return "context keys must be 1-64 bytes of printable UTF-8"
-            }
-            guard value.utf8.count <= 256 else { return "context.\(key) is longer than 256 bytes" }
-        }
-        return nil
     }
 }
 

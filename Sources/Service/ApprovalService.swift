@@ -276,7 +276,7 @@ final class ApprovalService: @unchecked Sendable {
         let challengeRequest = ChallengeRequest(
             requestID: body.requestId, userID: body.userId, number: body.number.value,
             ttlSeconds: body.ttlSeconds?.value,
-            context: ChallengeContext(body.context ?? [:]))
+            context: try core(ChallengeContext(validating: body.context ?? [:])))
         let (outcome, events) = try core(core.createChallenge(challengeRequest, in: tenantID, now: clock()))
         let replay: HTTPHeaders = ["idempotent-replay": "true"]
         switch outcome {

@@ -76,13 +76,22 @@ import Testing
         #expect(now.status == .approved)
     }
 
-    @Test func aContextIsItsCanonicalJSONWhateverOrderItsFieldsCameIn() {
+    @Test func aContextIsItsCanonicalJSONWhateverOrderItsFieldsCameIn() throws {
         let one: ChallengeContext = ["ip": "203.0.113.7", "app": "Outlook \"365\"\n", "z": "ü"]
         let other: ChallengeContext = ["z": "ü", "app": "Outlook \"365\"\n", "ip": "203.0.113.7"]
         #expect(one == other)
         #expect(one.json == #"{"app":"Outlook \"365\"\n","ip":"203.0.113.7","z":"ü"}"#)
         #expect(ChallengeContext(canonicalJSON: one.json) == one)
-        #expect(ChallengeContext([:]).json == "{}")
+        #expect(try ChallengeContext(validating: [:]).json == "{}")
+        #expect(try ChallengeContext(validating: ["z": "1", "a": "2"]).json == #"{"a":"2","z":"1"}"#)
+    }
+
+    @Test(arguments: [
+        Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") }), ["app": String(repeating: "x", count: 257)],
+        ["": "x"], [String(repeating: "k", count: 65): "x"], ["a\u{7}": "x"],
+    ])
+    func aContextOutsideTheLimitsIsRefused(fields: [String: String]) {
+        #expect(throws: CoreError.self) { try ChallengeContext(validating: fields) }
     }
 
     @Test func reusingARequestIdForAnotherRequestIsAConflict() throws {
@@ -109,12 +118,6 @@ import Testing
         ChallengeRequest(requestID: "r", userID: alice, number: 1, ttlSeconds: 601),
         ChallengeRequest(requestID: "r r", userID: alice, number: 1),
         ChallengeRequest(requestID: "r", userID: "", number: 1),
-        ChallengeRequest(
-            requestID: "r", userID: alice, number: 1,
-            context: ChallengeContext(Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") }))),
-        ChallengeRequest(
-            requestID: "r", userID: alice, number: 1, context: ["app": String(repeating: "x", count: 257)]),
-        ChallengeRequest(requestID: "r", userID: alice, number: 1, context: ["": "x"]),
     ])
     func badRequestsChangeNothing(bad: ChallengeRequest) throws {
         let core = makeCore()
