@@ -469,20 +469,20 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         queueDepthByTenant[tenantID] = depth == 0 ? nil : depth
     }
 
-    private static var idAlphabet: [Character] {
-        Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    }
-
     /// `ch_` and 22 base64url characters: 132 random bits, taken 60 at a time from three draws.
     private func newChallengeID() -> String {
-        let alphabet = Self.idAlphabet
         while true {
-            var id = "ch_"
-            var bits: UInt64 = 0
-            for index in 0..<22 {
-                if index % 10 == 0 { bits = random.next() }
-                id.append(alphabet[Int(bits & 63)])
-                bits >>= 6
+            let id = String(unsafeUninitializedCapacity: 25) { buffer in
+                buffer[0] = UInt8(ascii: "c")
+                buffer[1] = UInt8(ascii: "h")
+                buffer[2] = UInt8(ascii: "_")
+                var bits: UInt64 = 0
+                for index in 0..<22 {
+                    if index % 10 == 0 { bits = random.next() }
+                    buffer[3 + index] = challengeIDAlphabet[Int(bits & 63)]
+                    bits >>= 6
+                }
+                return 25
             }
             if challenges[id] == nil { return id }
         }
@@ -500,6 +500,8 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         return choices
     }
 }
+
+private let challengeIDAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
 struct UserKey: Hashable {
     let tenantID: String

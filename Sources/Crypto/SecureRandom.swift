@@ -23,3 +23,25 @@ public struct SecureRandom: RandomNumberGenerator, Sendable {
         return value
     }
 }
+
+/// The CSPRNG through a buffer: one `RAND_bytes` call per 512 numbers instead of one per number (a call costs
+/// about a microsecond, and a challenge takes several numbers). A class, so that copies draw from the same buffer
+/// and never repeat each other; not thread-safe: it belongs to one thread at a time, as the Core does.
+public final class BufferedSecureRandom: RandomNumberGenerator {
+    private var buffer = [UInt64](repeating: 0, count: 512)
+    private var used = 512
+
+    public init() {}
+
+    public func next() -> UInt64 {
+        if used == buffer.count {
+            let status = buffer.withUnsafeMutableBytes {
+                RAND_bytes($0.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32($0.count))
+            }
+            precondition(status == 1, "RAND_bytes failed: \(CryptoError.drainOpenSSLErrors())")
+            used = 0
+        }
+        defer { used += 1 }
+        return buffer[used]
+    }
+}

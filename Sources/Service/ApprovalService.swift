@@ -10,7 +10,7 @@ import Store
 /// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
 final class ApprovalService: @unchecked Sendable {
     private let loop: EventLoop
-    private let core: ApprovalCore<SecureRandom>
+    private let core: ApprovalCore<BufferedSecureRandom>
     private let store: DurableStore
     private let authenticator: Authenticator
     private let logger: Logger
@@ -32,7 +32,8 @@ final class ApprovalService: @unchecked Sendable {
     }
 
     init(
-        loop: EventLoop, core: ApprovalCore<SecureRandom>, store: DurableStore, clients: [Configuration.IdPClient],
+        loop: EventLoop, core: ApprovalCore<BufferedSecureRandom>, store: DurableStore,
+        clients: [Configuration.IdPClient],
         keepaliveSeconds: Double, logger: Logger, clock: @escaping () -> UnixMillis
     ) {
         self.loop = loop
@@ -97,7 +98,7 @@ final class ApprovalService: @unchecked Sendable {
         for event in events {
             switch event {
             case .queued(let challengeID, let deviceID):
-                if let challenge = core.challenge(challengeID, queuedTo: deviceID) {
+                if streams.isStreaming(deviceID), let challenge = core.challenge(challengeID, queuedTo: deviceID) {
                     streams.send("challenge", id: challengeID, data: Views.deviceChallenge(challenge), to: deviceID)
                 }
             case .unqueued(let challengeID, let deviceID, let outcome):
@@ -131,7 +132,8 @@ final class ApprovalService: @unchecked Sendable {
     func handle(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
         let segments = request.pathOnly.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard segments.first == "v1" else { return false }
-        let path = segments.dropFirst().map { $0.removingPercentEncoding ?? String($0) }
+        // Most segments have nothing encoded, and Foundation's decoding costs a string bridge each.
+        let path = segments.dropFirst().map { $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0) }
         do throws(Problem) {
             try route(request, path, responder)
         } catch {
@@ -218,13 +220,13 @@ final class ApprovalService: @unchecked Sendable {
         }
         policy.passwordless = body.passwordless ?? policy.passwordless
         policy.users = Set(body.users ?? [])
-        policy.maxDevicesPerUser = body.maxDevicesPerUser?.value ?? policy.maxDevicesPerUser
-        policy.challengeTTLSeconds = body.challengeTtlSeconds?.value ?? policy.challengeTTLSeconds
-        policy.choices = body.choices?.value ?? policy.choices
-        policy.maxPendingPerUser = body.maxPendingPerUser?.value ?? policy.maxPendingPerUser
-        policy.maxChallengesPerWindow = body.maxChallengesPerWindow?.value ?? policy.maxChallengesPerWindow
-        policy.windowSeconds = body.windowSeconds?.value ?? policy.windowSeconds
-        policy.lockoutSeconds = body.lockoutSeconds?.value ?? policy.lockoutSeconds
+        policy.maxDevicesPerUser = body.maxDevicesPerUser ?? policy.maxDevicesPerUser
+        policy.challengeTTLSeconds = body.challengeTTLSeconds ?? policy.challengeTTLSeconds
+        policy.choices = body.choices ?? policy.choices
+        policy.maxPendingPerUser = body.maxPendingPerUser ?? policy.maxPendingPerUser
+        policy.maxChallengesPerWindow = body.maxChallengesPerWindow ?? policy.maxChallengesPerWindow
+        policy.windowSeconds = body.windowSeconds ?? policy.windowSeconds
+        policy.lockoutSeconds = body.lockoutSeconds ?? policy.lockoutSeconds
         let events = try core(core.setPolicy(policy, for: tenantID))
         answer(responder, after: events) { .json(200, Views.policy(policy)) }
     }
@@ -249,7 +251,7 @@ final class ApprovalService: @unchecked Sendable {
             }
         }
         let registration = DeviceRegistration(
-            userID: body.userId, publicKey: der, push: push, mamRestricted: body.mamRestricted ?? false,
+            userID: body.userID, publicKey: der, push: push, mamRestricted: body.mamRestricted ?? false,
             displayName: body.displayName ?? "")
         let (outcome, events) = try core(core.registerDevice(deviceID, in: tenantID, registration, now: clock()))
         let status = if case .created = outcome { 201 } else { 200 }
@@ -274,8 +276,8 @@ final class ApprovalService: @unchecked Sendable {
         _ = try idp(request, tenantID)
         let body = try decodeBody(ChallengeBody.self, from: request.body)
         let challengeRequest = ChallengeRequest(
-            requestID: body.requestId, userID: body.userId, number: body.number.value,
-            ttlSeconds: body.ttlSeconds?.value,
+            requestID: body.requestID, userID: body.userID, number: body.number,
+            ttlSeconds: body.ttlSeconds,
             context: try core(ChallengeContext(validating: body.context ?? [:])))
         let (outcome, events) = try core(core.createChallenge(challengeRequest, in: tenantID, now: clock()))
         let replay: HTTPHeaders = ["idempotent-replay": "true"]
@@ -368,7 +370,7 @@ final class ApprovalService: @unchecked Sendable {
         let kind: Decision.Kind
         switch body.decision {
         case "approve":
-            guard let number = body.selectedNumber?.value, (0...99).contains(number) else {
+            guard let number = body.selectedNumber, (0...99).contains(number) else {
                 throw Problem(400, "invalid_field", "selected_number within 0...99 is required to approve")
             }
             kind = .approve(selectedNumber: number)
@@ -380,7 +382,7 @@ final class ApprovalService: @unchecked Sendable {
         default:
             throw Problem(400, "invalid_field", "decision must be approve or deny")
         }
-        let decision = Decision(kind: kind, signedAtUnix: Int64(body.signedAtUnix.value), signature: body.signature)
+        let decision = Decision(kind: kind, signedAtUnix: Int64(body.signedAtUnix), signature: body.signature)
         // The decision signature names the device and binds the challenge: it is the authentication.
         guard let challenge = core.challenge(challengeID, queuedTo: deviceID), let key = publicKey(of: deviceID) else {
             throw Problem(404, "not_found", "no such challenge for this device")
@@ -392,7 +394,7 @@ final class ApprovalService: @unchecked Sendable {
             throw Problem(400, "bad_signature", "the decision signature does not verify with the device's key")
         }
         let now = clock()
-        guard abs(now / 1000 - Int64(body.signedAtUnix.value)) <= Authenticator.deviceClockSkewSeconds else {
+        guard abs(now / 1000 - Int64(body.signedAtUnix)) <= Authenticator.deviceClockSkewSeconds else {
             throw Problem(400, "bad_signature", "signed_at_unix is more than 60 s from the broker's clock")
         }
         let (outcome, events) = try core(core.answer(challengeID, from: deviceID, decision, now: now))
@@ -440,45 +442,88 @@ struct LoopBound<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-struct PolicyBody: Decodable {
+struct PolicyBody: RequestBody {
     var passwordless: Bool?
     var target: String?
     var users: [String]?
-    var maxDevicesPerUser: JSONInteger?
-    var challengeTtlSeconds: JSONInteger?
-    var choices: JSONInteger?
-    var maxPendingPerUser: JSONInteger?
-    var maxChallengesPerWindow: JSONInteger?
-    var windowSeconds: JSONInteger?
-    var lockoutSeconds: JSONInteger?
+    var maxDevicesPerUser: Int?
+    var challengeTTLSeconds: Int?
+    var choices: Int?
+    var maxPendingPerUser: Int?
+    var maxChallengesPerWindow: Int?
+    var windowSeconds: Int?
+    var lockoutSeconds: Int?
+
+    init(_ object: JSONObject) throws(Problem) {
+        passwordless = try object.optionalBool("passwordless")
+        target = try object.optionalString("target")
+        users = try object.optionalStrings("users")
+        maxDevicesPerUser = try object.optionalInteger("max_devices_per_user")
+        challengeTTLSeconds = try object.optionalInteger("challenge_ttl_seconds")
+        choices = try object.optionalInteger("choices")
+        maxPendingPerUser = try object.optionalInteger("max_pending_per_user")
+        maxChallengesPerWindow = try object.optionalInteger("max_challenges_per_window")
+        windowSeconds = try object.optionalInteger("window_seconds")
+        lockoutSeconds = try object.optionalInteger("lockout_seconds")
+    }
 }
 
-struct PushBody: Decodable {
+struct PushBody: RequestBody {
     var provider: String
     var token: String?
     var topic: String?
+
+    init(_ object: JSONObject) throws(Problem) {
+        provider = try object.string("provider")
+        token = try object.optionalString("token")
+        topic = try object.optionalString("topic")
+    }
 }
 
-struct DeviceBody: Decodable {
-    var userId: String
+struct DeviceBody: RequestBody {
+    var userID: String
     var publicKey: String
     var push: PushBody?
     var mamRestricted: Bool?
     var displayName: String?
+
+    init(_ object: JSONObject) throws(Problem) {
+        userID = try object.string("user_id")
+        publicKey = try object.string("public_key")
+        push = try object.optionalObject("push").map { object throws(Problem) in try PushBody(object) }
+        mamRestricted = try object.optionalBool("mam_restricted")
+        displayName = try object.optionalString("display_name")
+    }
 }
 
-struct ChallengeBody: Decodable {
-    var requestId: String
-    var userId: String
-    var number: JSONInteger
-    var ttlSeconds: JSONInteger?
+struct ChallengeBody: RequestBody {
+    var requestID: String
+    var userID: String
+    var number: Int
+    var ttlSeconds: Int?
     var context: [String: String]?
+
+    init(_ object: JSONObject) throws(Problem) {
+        requestID = try object.string("request_id")
+        userID = try object.string("user_id")
+        number = try object.integer("number")
+        ttlSeconds = try object.optionalInteger("ttl_seconds")
+        context = try object.optionalStringMap("context")
+    }
 }
 
-struct AnswerBody: Decodable {
+struct AnswerBody: RequestBody {
     var decision: String
-    var selectedNumber: JSONInteger?
+    var selectedNumber: Int?
     var reason: String?
-    var signedAtUnix: JSONInteger
+    var signedAtUnix: Int
     var signature: String
+
+    init(_ object: JSONObject) throws(Problem) {
+        decision = try object.string("decision")
+        selectedNumber = try object.optionalInteger("selected_number")
+        reason = try object.optionalString("reason")
+        signedAtUnix = try object.integer("signed_at_unix")
+        signature = try object.string("signature")
+    }
 }

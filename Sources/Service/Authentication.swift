@@ -8,6 +8,14 @@ func signedMessage(time: String, _ request: HTTPRequest) -> [UInt8] {
     Array("\(time)\n\(request.method)\n\(request.path)\n".utf8) + request.body
 }
 
+/// The `Approvald-Signature` header an IdP client sends (and approvald sends its verifier): `key=…, t=…, v1=…`.
+public func approvaldSignature(
+    keyID: String, key: HMACSHA256.Key, time: Int64, method: String, path: String, body: [UInt8]
+) -> String {
+    let mac = key.authenticationCode(for: Array("\(time)\n\(method)\n\(path)\n".utf8) + body)
+    return "key=\(keyID), t=\(time), v1=\(lowercaseHex(mac))"
+}
+
 /// `name=value, name=value` (the values of both schemes contain no comma).
 func parameters(_ text: Substring) -> [Substring: Substring] {
     var result: [Substring: Substring] = [:]

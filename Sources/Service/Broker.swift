@@ -73,7 +73,7 @@ public final class Broker: @unchecked Sendable {
         let thread = Thread { [self] in
             do {
                 // Owned by this thread until handed over.
-                let core = ApprovalCore(random: SecureRandom(), configuredPolicies: policies)
+                let core = ApprovalCore(random: BufferedSecureRandom(), configuredPolicies: policies)
                 var devices = 0
                 var challenges = 0
                 try store.load { record in
@@ -102,7 +102,7 @@ public final class Broker: @unchecked Sendable {
     }
 
     private func finishRecovery(
-        _ core: ApprovalCore<SecureRandom>, store: SQLiteStore, started: Date, devices: Int, challenges: Int
+        _ core: ApprovalCore<BufferedSecureRandom>, store: SQLiteStore, started: Date, devices: Int, challenges: Int
     ) {
         let service = ApprovalService(
             loop: loop, core: core, store: store, clients: configuration.idpClients,

@@ -1,5 +1,5 @@
-// JSON in and out: request bodies decoded into typed structs (a syntax error is invalid_json, a wrong type or a
-// missing field invalid_field), responses written directly as text, times as RFC 3339 UTC with milliseconds.
+// JSON out, and the errors of the API: responses written directly as text, times as RFC 3339 UTC with
+// milliseconds, refusals as problem documents. Request bodies are read in JSONBody.swift.
 import Core
 import Foundation
 import H2
@@ -37,73 +37,6 @@ struct Problem: Error {
         400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
         409: "Conflict", 410: "Gone", 413: "Content Too Large", 503: "Service Unavailable",
     ]
-}
-
-/// Decodes a request body into `Body`.
-func decodeBody<Body: Decodable>(_ type: Body.Type, from bytes: [UInt8]) throws(Problem) -> Body {
-    let decoder = JSONDecoder()
-    decoder.keyDecodingStrategy = .convertFromSnakeCase
-    do {
-        return try decoder.decode(type, from: Data(bytes))
-    } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
-        throw Problem(400, "invalid_json", "the body is not a JSON object")
-    } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
-        throw Problem(400, "invalid_json", "the body is not a JSON object")
-    } catch DecodingError.typeMismatch(let expected, let context) {
-        throw Problem(400, "invalid_field", "\(path(context)) must be \(describe(expected))")
-    } catch DecodingError.keyNotFound(let key, let context) {
-        throw Problem(400, "invalid_field", "\(path(context, key)) is required")
-    } catch DecodingError.valueNotFound(_, let context) {
-        throw Problem(400, "invalid_field", "\(path(context)) must not be null")
-    } catch DecodingError.dataCorrupted(let context) {
-        throw Problem(400, "invalid_field", "\(path(context)) is not valid")
-    } catch {
-        throw Problem(400, "invalid_json", "the body is not valid JSON")
-    }
-}
-
-private func path(_ context: DecodingError.Context, _ key: CodingKey? = nil) -> String {
-    let keys = context.codingPath + (key.map { [$0] } ?? [])
-    return keys.map { key in key.intValue.map { "[\($0)]" } ?? snakeCase(key.stringValue) }.joined(separator: ".")
-}
-
-private func snakeCase(_ name: String) -> String {
-    var out = ""
-    for character in name {
-        if character.isUppercase {
-            out += "_" + character.lowercased()
-        } else {
-            out.append(character)
-        }
-    }
-    return out
-}
-
-private func describe(_ type: Any.Type) -> String {
-    switch type {
-    case is String.Type: "a string"
-    case is Int.Type, is Int64.Type: "a whole number"
-    case is Bool.Type: "true or false"
-    default: "of another type"
-    }
-}
-
-/// An integer field. Foundation reports a fractional or out-of-range number in an `Int` field as invalid JSON with
-/// no field named; this decodes the number, requires it to be a whole number, and otherwise names the field.
-struct JSONInteger: Decodable {
-    let value: Int
-
-    init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if let whole = try? container.decode(Int.self) {
-            value = whole
-        } else if let number = try? container.decode(Double.self), number == number.rounded(), abs(number) < 1e15 {
-            value = Int(number)
-        } else {
-            throw DecodingError.typeMismatch(
-                Int.self, .init(codingPath: decoder.codingPath, debugDescription: "not a whole number"))
-        }
-    }
 }
 
 /// Builds one JSON object as text.
@@ -156,7 +89,8 @@ struct JSONWriter {
     var done: String { text + "}" }
 }
 
-/// `2026-11-25T10:00:00.123Z` for Unix milliseconds (days-from-civil inverted, proleptic Gregorian, UTC).
+/// `2026-11-25T10:00:00.123Z` for Unix milliseconds (days-from-civil inverted, proleptic Gregorian, UTC), years
+/// 0000–9999. Written byte by byte: every view carries two or three of them.
 func rfc3339(_ millis: UnixMillis) -> String {
     let milliseconds = Int(((millis % 1000) + 1000) % 1000)
     let seconds = (millis - Int64(milliseconds)) / 1000
@@ -170,13 +104,37 @@ func rfc3339(_ millis: UnixMillis) -> String {
     let monthIndex = (5 * dayOfYear + 2) / 153
     let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
     let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-    let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-    func pad(_ value: Int, _ width: Int) -> String {
-        let text = String(value)
-        return String(repeating: "0", count: max(0, width - text.count)) + text
+    let year = min(max(yearOfEra + era * 400 + (month <= 2 ? 1 : 0), 0), 9999)
+    return String(unsafeUninitializedCapacity: 24) { out in
+        var position = 0
+        func put(_ value: Int, _ width: Int) {
+            var rest = value
+            for offset in (0..<width).reversed() {
+                out[position + offset] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            position += width
+        }
+        func put(_ symbol: Unicode.Scalar) {
+            out[position] = UInt8(ascii: symbol)
+            position += 1
+        }
+        put(year, 4)
+        put("-")
+        put(month, 2)
+        put("-")
+        put(day, 2)
+        put("T")
+        put(secondOfDay / 3600, 2)
+        put(":")
+        put(secondOfDay / 60 % 60, 2)
+        put(":")
+        put(secondOfDay % 60, 2)
+        put(".")
+        put(milliseconds, 3)
+        put("Z")
+        return position
     }
-    return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
-        + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
 }
 
 extension HTTPResponse {

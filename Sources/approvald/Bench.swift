@@ -6,6 +6,7 @@ import Foundation
 import H2
 import Histogram
 import Logging
+import Service
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -332,9 +333,9 @@ final class BenchRunner: @unchecked Sendable {
     private func idp(
         _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
     ) {
-        let time = String(Int64(Date().timeIntervalSince1970))
-        let mac = hmacKey.authenticationCode(for: "\(time)\n\(method)\n\(path)\n\(body)")
-        let header = "key=\(bench.keyID), t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
+        let header = approvaldSignature(
+            keyID: bench.keyID, key: hmacKey, time: Int64(Date().timeIntervalSince1970), method: method, path: path,
+            body: Array(body.utf8))
         send(idpClients[index % idpClients.count], method, path, body, [("approvald-signature", header)], done)
     }
 

@@ -146,6 +146,16 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         let draws = Set((0..<1000).map { _ in generator.next() } + (0..<100).map { _ in copy.next() })
         #expect(draws.count == 1100)
     }
+
+    @Test func theBufferedGeneratorRefillsAndItsCopiesShareOneStream() {
+        let generator = BufferedSecureRandom()
+        var copy = generator
+        // Past several refills of the 512-number buffer, nothing repeats, copy or not.
+        let draws = (0..<1500).map { _ in generator.next() } + (0..<600).map { _ in copy.next() }
+        #expect(Set(draws).count == draws.count)
+        // Uniform enough that every one of 100 buckets is hit.
+        #expect(Set(draws.map { $0 % 100 }).count == 100)
+    }
 }
 
 @Suite struct SelfSignedCertificateTests {

@@ -30,7 +30,7 @@ final class InProcessBroker: @unchecked Sendable {
         parts = try await thread.run {
             let application = Application(logger: logger)
             application.service = ApprovalService(
-                loop: loop, core: ApprovalCore(random: SecureRandom()), store: store.value, clients: clients,
+                loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
                 keepaliveSeconds: 25, logger: logger, clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
             let port = try server.listen(host: "127.0.0.1", port: 0)

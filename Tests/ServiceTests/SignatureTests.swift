@@ -1,0 +1,19 @@
+// The Approvald-Signature header as API.md defines it, checked against an independent computation.
+import Crypto
+import Foundation
+import Service
+import Testing
+
+@Suite struct SignatureTests {
+    @Test func theHeaderCarriesKeyTimeAndTheHexMACOfTheMessage() {
+        let secret = Array("a secret of at least thirty-two bytes, for tests".utf8)
+        let body = Array(#"{"request_id":"r"}"#.utf8)
+        let header = approvaldSignature(
+            keyID: "k-2026", key: HMACSHA256.Key(secret), time: 1_795_600_000, method: "POST",
+            path: "/v1/tenants/contoso/challenges?x=1", body: body)
+        let mac = HMACSHA256.authenticationCode(
+            key: secret, message: Array("1795600000\nPOST\n/v1/tenants/contoso/challenges?x=1\n".utf8) + body)
+        #expect(header == "key=k-2026, t=1795600000, v1=\(mac.map { String(format: "%02x", $0) }.joined())")
+        #expect(lowercaseHex([0x00, 0x0f, 0xa0, 0xff]) == "000fa0ff" && lowercaseHex([]) == "")
+    }
+}
