@@ -2,6 +2,10 @@
 
 /// `text` as a JSON string literal.
 public func jsonString(_ text: String) -> String {
+    // Most strings (ids, times, names) need no escaping at all.
+    if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        return "\"" + text + "\""
+    }
     var out = "\""
     out.reserveCapacity(text.utf8.count + 2)
     for scalar in text.unicodeScalars {

@@ -16,15 +16,18 @@ public func approvaldSignature(
     return "key=\(keyID), t=\(time), v1=\(lowercaseHex(mac))"
 }
 
-/// `name=value, name=value` (the values of both schemes contain no comma).
-func parameters(_ text: Substring) -> [Substring: Substring] {
-    var result: [Substring: Substring] = [:]
-    for part in text.split(separator: ",") {
-        let trimmed = part.drop { $0 == " " }
-        guard let equals = trimmed.firstIndex(of: "=") else { continue }
-        result[trimmed[..<equals]] = trimmed[trimmed.index(after: equals)...]
+/// The values of `names` in `name=value, name=value` (the values of both schemes contain no comma), in the order
+/// asked; nil where a name is missing. A name given twice keeps its last value.
+func parameters(_ text: Substring, _ names: String...) -> [Substring?] {
+    var values = [Substring?](repeating: nil, count: names.count)
+    for part in text.utf8.split(separator: UInt8(ascii: ",")) {
+        let trimmed = part.drop { $0 == UInt8(ascii: " ") }
+        guard let equals = trimmed.firstIndex(of: UInt8(ascii: "=")),
+            let index = names.firstIndex(where: { $0.utf8.elementsEqual(trimmed[..<equals]) })
+        else { continue }
+        values[index] = Substring(trimmed[trimmed.index(after: equals)...])
     }
-    return result
+    return values
 }
 
 /// Lowercase or uppercase hex to bytes; nil for anything else.
@@ -69,8 +72,8 @@ struct Authenticator {
         guard let header = request.headers[field: "approvald-signature"] else {
             throw Problem(401, "unauthenticated", "Approvald-Signature is missing")
         }
-        let fields = parameters(header[...])
-        guard let keyID = fields["key"], let time = fields["t"], let mac = fields["v1"].flatMap(hexBytes),
+        let fields = parameters(header[...], "key", "t", "v1")
+        guard let keyID = fields[0], let time = fields[1], let mac = fields[2].flatMap(hexBytes),
             let seconds = Int64(time)
         else { throw Problem(401, "unauthenticated", "Approvald-Signature is malformed") }
         guard let client = clients[String(keyID)], let key = keys[String(keyID)] else {
@@ -100,9 +103,9 @@ struct Authenticator {
         guard header.hasPrefix(scheme) else {
             throw Problem(401, "unauthenticated", "Authorization is not Approvald-Device")
         }
-        let fields = parameters(header.dropFirst(scheme.count))
-        guard let named = fields["device"], let time = fields["t"], let seconds = Int64(time),
-            let signature = fields["sig"].flatMap({ Base64URL.decode($0) })
+        let fields = parameters(header.dropFirst(scheme.count), "device", "t", "sig")
+        guard let named = fields[0], let time = fields[1], let seconds = Int64(time),
+            let signature = fields[2].flatMap({ Base64URL.decode($0) })
         else { throw Problem(401, "unauthenticated", "Authorization is malformed") }
         guard let publicKey = key(String(named)) else { throw Problem(401, "unauthenticated", "unknown device") }
         guard abs(nowSeconds - seconds) <= Self.deviceClockSkewSeconds else {

@@ -70,10 +70,12 @@ public final class Broker: @unchecked Sendable {
         let loop = self.loop
         let logger = self.logger
         let policies = configuration.tenantPolicies
+        let expected = configuration.expectedDevices
         let thread = Thread { [self] in
             do {
                 // Owned by this thread until handed over.
                 let core = ApprovalCore(random: BufferedSecureRandom(), configuredPolicies: policies)
+                core.reserveCapacity(devices: expected, challenges: expected, fallbacks: 0)
                 var devices = 0
                 var challenges = 0
                 try store.load { record in

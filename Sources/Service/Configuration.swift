@@ -28,6 +28,9 @@ public struct Configuration: Sendable {
     public var streamKeepaliveSeconds = 25.0
     public var logLevel = Logger.Level.info
     public var dataDirectory = "data"
+    /// The domain's tables are sized for this many devices and pending challenges at start, so that they do not
+    /// grow (a rehash pauses the loop for tens of milliseconds at a few hundred thousand entries) while load ramps up.
+    public var expectedDevices = 100_000
     /// The IdPs allowed to call the webhook, by key id (two keys may name one client: rotation).
     public var idpClients: [IdPClient] = []
     /// Policies from the file, by tenant; a policy stored through the API wins over them.
@@ -88,6 +91,7 @@ public struct Configuration: Sendable {
 
     private mutating func read(_ root: ConfigReader) throws {
         dataDirectory = try root.string("data_directory") ?? dataDirectory
+        expectedDevices = try root.int("expected_devices", in: 0...100_000_000) ?? expectedDevices
 
         let log = try root.table("log")
         if let level = try log.string("level") {

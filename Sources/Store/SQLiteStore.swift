@@ -92,6 +92,8 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         // FULL: a commit is on disk before its batch is reported durable (kill -9 and power loss lose nothing).
         try database.execute("PRAGMA synchronous = FULL")
         try database.execute("PRAGMA busy_timeout = 5000")
+        // The writer's page cache: indexes of a million challenges are tens of MiB, and a miss costs a read call.
+        try database.execute("PRAGMA cache_size = -65536")
         try Self.migrate(database)
         statements = try Statements(database)
         self.executor = executor

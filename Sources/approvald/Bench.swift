@@ -37,11 +37,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Sign-ins in flight at once.") var concurrency = 64
     @Option(help: "HTTP/2 connections to spread them over (streams: one per device).") var connections = 4
     @Option(help: "streams: how long to hold the streams open, in seconds.") var hold = 60.0
+    @Option(
+        help: """
+            creates, roundtrips: start the timed sign-ins at this many per second (an open loop, at most \
+            --concurrency in flight), each timed from when it was due, instead of keeping --concurrency in flight.
+            """)
+    var rate: Double?
 
     func validate() throws {
         guard requests > 0, concurrency > 0, connections > 0, users > 0 else {
             throw ValidationError("requests, concurrency, connections and users must be positive")
         }
+        if let rate, !(rate > 0) { throw ValidationError("rate must be positive") }
     }
 
     func run() throws {
@@ -74,7 +81,7 @@ final class BenchRunner: @unchecked Sendable {
     private let run = String(SecureRandom.bytes(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }, radix: 36)
     private let userCount: Int
     private let concurrency: Int
-    private var keys: [P256PrivateKey] = []
+    private let keys: [P256PrivateKey]
     private lazy var hmacKey = HMACSHA256.Key(bench.secret)
     private var next = 0
     private var done = 0
@@ -84,6 +91,9 @@ final class BenchRunner: @unchecked Sendable {
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     private var phase = ""
     private var phaseStart: UInt64 = 0
+    /// Nanoseconds between starts in a paced phase; nil: keep `concurrency` in flight.
+    private var pace: Double?
+    private var pacer: LoopTimer?
     private var progress: LoopTimer?
     private var onPhaseDone: (() -> Void)?
     private var step: ((Int, @escaping (String?) -> Void) -> Void)?
@@ -102,6 +112,8 @@ final class BenchRunner: @unchecked Sendable {
         self.bench = bench
         userCount = bench.mode == .roundtrips ? min(bench.users, bench.requests) : bench.requests
         concurrency = bench.mode == .roundtrips ? min(bench.concurrency, userCount) : bench.concurrency
+        // Before any connection exists: its connect timeout would run while the keys are made.
+        keys = try (0..<userCount).map { _ in try P256PrivateKey() }
         var options = H2Client.Options()
         options.requestTimeoutSeconds = 30
         func clients(_ count: Int) throws -> [H2Client] {
@@ -121,7 +133,6 @@ final class BenchRunner: @unchecked Sendable {
         say(
             "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(concurrency) in flight, "
                 + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
-        keys = (0..<userCount).map { _ in try! P256PrivateKey() }
         let finish = { [self] in
             holdingOver = true
             for client in idpClients + deviceClients { client.close() }
@@ -132,15 +143,17 @@ final class BenchRunner: @unchecked Sendable {
         runPhase("register", count: userCount, step: registerStep) { [self] in
             switch bench.mode {
             case .creates:
-                runPhase("creates", count: bench.requests, step: { [unowned self] in createOnly($0, $1) }, then: finish)
+                runPhase(
+                    "creates", count: bench.requests, paced: true, step: { [unowned self] in createOnly($0, $1) },
+                    then: finish)
             case .roundtrips:
                 idleUsers = Array((0..<userCount).reversed())
                 signIns = Array(repeating: nil, count: userCount)
                 streamBuffers = Array(repeating: [], count: userCount)
                 runPhase("streams", count: userCount, step: streamStep) { [self] in
                     runPhase(
-                        "roundtrips", count: bench.requests, step: { [unowned self] in roundTrip($0, $1) },
-                        then: finish)
+                        "roundtrips", count: bench.requests, paced: true,
+                        step: { [unowned self] in roundTrip($0, $1) }, then: finish)
                 }
             case .streams:
                 runPhase("streams", count: userCount, step: streamStep) { [self] in
@@ -157,9 +170,10 @@ final class BenchRunner: @unchecked Sendable {
     // MARK: Phases
 
     private func runPhase(
-        _ name: String, count: Int, step: @escaping (Int, @escaping (String?) -> Void) -> Void,
+        _ name: String, count: Int, paced: Bool = false, step: @escaping (Int, @escaping (String?) -> Void) -> Void,
         then: @escaping () -> Void
     ) {
+        pace = paced ? bench.rate.map { 1e9 / $0 } : nil
         phase = name
         phaseCount = count
         next = 0
@@ -173,16 +187,27 @@ final class BenchRunner: @unchecked Sendable {
         fill()
     }
 
-    /// Keeps `concurrency` steps in flight. A loop, not recursion: a step may complete before `step` returns.
+    /// Keeps `concurrency` steps in flight, or starts them as they fall due in a paced phase. A loop, not recursion:
+    /// a step may complete before `step` returns.
     private func fill() {
         guard !filling else { return }
         filling = true
         defer { filling = false }
         while inFlight < concurrency && next < phaseCount, let step {
+            var started = monotonicNanoseconds()
+            if let pace {
+                let due = phaseStart + UInt64(Double(next) * pace)
+                guard due <= started else {
+                    if pacer == nil { pacer = loop.makeTimer { [unowned self] in fill() } }
+                    pacer?.schedule(after: Double(due - started) / 1e9)
+                    break
+                }
+                // Late starts (at the in-flight cap, or a busy loop) count against the latency.
+                started = due
+            }
             let index = next
             next += 1
             inFlight += 1
-            let started = monotonicNanoseconds()
             step(index) { [unowned self] failure in
                 if let failure {
                     failures += 1
@@ -210,6 +235,7 @@ final class BenchRunner: @unchecked Sendable {
         }
         say(
             "bench \(phase) requests=\(phaseCount) concurrency=\(concurrency) connections=\(bench.connections) "
+                + (pace.map { "rate=\(String(format: "%.0f", 1e9 / $0))/s " } ?? "")
                 + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(phaseCount) / seconds))/s "
                 + "p50=\(ms(50))ms p90=\(ms(90))ms p99=\(ms(99))ms max=\(String(format: "%.2f", Double(histogram.maxRecorded) / 1000))ms "
                 + "failures=\(failures)")
