@@ -13,12 +13,14 @@ import Testing
         #expect(config.shutdownGraceSeconds == 10)
         #expect(config.logLevel == .info)
         #expect(config.dataDirectory == "data")
+        #expect(config.expectedDevices == 100_000)
     }
 
     @Test func readsEverySection() throws {
         let config = try Configuration.parse(
             """
             data_directory = "/var/lib/approvald"
+            expected_devices = 2500000
             [log]
             level = "debug"
             [[listeners]]
@@ -39,6 +41,7 @@ import Testing
             shutdown_grace_seconds = 3
             """)
         #expect(config.dataDirectory == "/var/lib/approvald")
+        #expect(config.expectedDevices == 2_500_000)
         #expect(config.logLevel == .debug)
         #expect(config.listeners.map(\.port) == [9000, 9443])
         #expect(config.listeners.map(\.tls) == [false, true])
@@ -72,6 +75,7 @@ import Testing
         ("[[listeners]]\nport = 1\ncolour = 2", "listeners[0].colour: unknown key"),
         ("log = 1", "log: expected a table"),
         ("listeners = []", "listeners: at least one listener is needed"),
+        ("expected_devices = -1", "expected_devices: -1 is outside 0...100000000"),
     ])
     func errorsNameTheKey(text: String, message: String) {
         #expect {
