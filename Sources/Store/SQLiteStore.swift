@@ -157,8 +157,8 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         try reader.prepare("SELECT * FROM devices").query { row throws(StoreError) in
             each(.device(try Codec.device(row)))
         }
-        // A challenge row is inserted when the challenge is created and replaced only when it ends: among pending
-        // ones, rowid order is creation order.
+        // A challenge row is inserted when the challenge is created and updated in place when it ends: rowid order
+        // is creation order.
         try reader.prepare("SELECT * FROM challenges ORDER BY rowid").query { row throws(StoreError) in
             each(.challenge(try Codec.challenge(row)))
         }
@@ -278,7 +278,16 @@ private struct Statements {
         upsertDevice = try database.prepare("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?)")
         deleteDevice = try database.prepare("DELETE FROM devices WHERE device_id = ?")
         upsertChallenge = try database.prepare(
-            "INSERT OR REPLACE INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+            // Ending a challenge updates its row in place: its index entries stay as they are (a replace would
+            // delete and insert them again) and so does its rowid, which keeps creation order.
+            """
+            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT (challenge_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+                answered_by = excluded.answered_by, decision = excluded.decision,
+                selected_number = excluded.selected_number, deny_reason = excluded.deny_reason,
+                signed_at_unix = excluded.signed_at_unix, signature = excluded.signature,
+                resolved_at = excluded.resolved_at
+            """)
         deleteChallenge = try database.prepare("DELETE FROM challenges WHERE challenge_id = ?")
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
         deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
