@@ -56,13 +56,8 @@ final class StreamRecorder: @unchecked Sendable {
 
 @Suite struct DeliveryOrderTests {
     @Test func aChallengeReachesPhonesOnlyOnceDurableAndOnlyOnce() async throws {
-        var gated: GatedStore!
-        let broker = try await InProcessBroker { loop in
-            gated = GatedStore(loop: loop)
-            return gated
-        }
+        let (broker, store) = try await InProcessBroker.over(GatedStore.init)
         defer { broker.stop() }
-        let store = gated!
         let key = try P256PrivateKey()
         let registered = try await broker.idp(
             "PUT", "/v1/tenants/contoso/devices/phone-1", InProcessBroker.registration("alice", key))

@@ -38,6 +38,20 @@ final class InProcessBroker: @unchecked Sendable {
         }
     }
 
+    /// A broker over the store `make` builds on the broker's loop, and that store.
+    static func over<Store: DurableStore>(
+        _ make: @escaping (EventLoop) -> Store
+    ) async throws -> (InProcessBroker, Store) {
+        var made: Store?
+        let broker = try await InProcessBroker { loop in
+            let store = make(loop)
+            made = store
+            return store
+        }
+        // swift-format-ignore: NeverForceUnwrap
+        return (broker, made!)
+    }
+
     /// Stops the loop; the server and client it runs are released only after that.
     func stop() { withExtendedLifetime(parts) { thread.stop() } }
 

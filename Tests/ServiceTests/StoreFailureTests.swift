@@ -31,13 +31,8 @@ final class FailingStore: DurableStore, @unchecked Sendable {
 
 @Suite struct StoreFailureTests {
     @Test func durableAnswersBecome503AndReadsNeverTouchTheStore() async throws {
-        var failing: FailingStore!
-        let broker = try await InProcessBroker { loop in
-            failing = FailingStore(loop: loop)
-            return failing
-        }
+        let (broker, store) = try await InProcessBroker.over(FailingStore.init)
         defer { broker.stop() }
-        let store = failing!
 
         // A change that cannot be made durable is not acknowledged.
         let policy = try await broker.idp("PUT", "/v1/tenants/contoso/policy", "{\"choices\":4}")
