@@ -35,7 +35,9 @@ struct Bench: ParsableCommand {
     @Option(help: "roundtrips: users (phones with an open event stream) the sign-ins are spread over.")
     var users = 2_000
     @Option(help: "Sign-ins in flight at once.") var concurrency = 64
-    @Option(help: "HTTP/2 connections to spread them over (streams: one per device).") var connections = 4
+    @Option(
+        help: "The IdP's HTTP/2 connections (phones have their own: one each in streams, one per 100 in roundtrips).")
+    var connections = 4
     @Option(help: "streams: how long to hold the streams open, in seconds.") var hold = 60.0
     @Option(
         help: """
