@@ -3,9 +3,10 @@ SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev
-TEST_PACKAGES := curl nghttp2-client openssl
-# What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux).
-BENCH_PACKAGES := nghttp2-client valgrind util-linux python3
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3
+# What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), and what
+# bench/broker/recovery fills a store with (sqlite3, bc).
+BENCH_PACKAGES := nghttp2-client valgrind util-linux python3 sqlite3 bc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)

@@ -122,6 +122,38 @@ enum Codec {
         return Fallback(tenantID: row.text(0), request: request, reason: reason, decidedAt: row.integer(7))
     }
 
+    // MARK: Outbox
+
+    static func values(_ entry: OutboxEntry) -> [Statement.Value] {
+        [
+            .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
+            .integer(Int64(entry.attempts)), .integer(entry.nextAttemptAt),
+        ]
+    }
+
+    static func outboxEntry(_ row: Row) -> OutboxEntry {
+        OutboxEntry(
+            challengeID: row.text(0), tenantID: row.text(1), body: row.text(2), endedAt: row.integer(3),
+            attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5))
+    }
+
+    static func values(_ letter: DeadLetter) -> [Statement.Value] {
+        let entry = letter.entry
+        return [
+            .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
+            .integer(Int64(entry.attempts)), .integer(Int64(letter.status)), .text(letter.detail),
+            .integer(letter.deadAt),
+        ]
+    }
+
+    static func deadLetter(_ row: Row) -> DeadLetter {
+        DeadLetter(
+            entry: OutboxEntry(
+                challengeID: row.text(0), tenantID: row.text(1), body: row.text(2), endedAt: row.integer(3),
+                attempts: Int(row.integer(4))),
+            status: Int(row.integer(5)), detail: row.text(6), deadAt: row.integer(7))
+    }
+
     // MARK: Helpers
 
     private static func json<Value: Encodable>(_ value: Value) -> String {

@@ -16,7 +16,7 @@ extension ApprovalCore {
     /// while the broker was down expires at once.
     public func restore(_ record: StoredRecord) {
         switch record {
-        case .sizes(let devices, let challenges, let fallbacks):
+        case .sizes(let devices, let challenges, let fallbacks, _):
             reserveCapacity(devices: devices, challenges: challenges, fallbacks: fallbacks)
         case .policy(let tenantID, let policy): restore(policy: policy, for: tenantID)
         case .device(let device): restore(device: device)

@@ -8,8 +8,9 @@ import Synchronization
 /// Everything needed to rebuild the domain at start.
 /// One stored record, as `DurableStore.load` hands them over.
 public enum StoredRecord: Sendable {
-    /// How many of each follow, so that the reader can make room at once.
-    case sizes(devices: Int, challenges: Int, fallbacks: Int)
+    /// How many of each follow, so that the reader can make room at once, and how many callbacks wait in the
+    /// outbox (they are read as they fall due, not here).
+    case sizes(devices: Int, challenges: Int, fallbacks: Int, callbacks: Int)
     case policy(tenantID: String, TenantPolicy)
     case device(Device)
     case challenge(Challenge)
@@ -46,9 +47,17 @@ public protocol DurableStore: AnyObject, Sendable {
     /// `sizes`, then policies, devices, challenges in the order they were created, fallbacks and lockouts. Called
     /// once at start, before the first commit.
     func load(_ each: (StoredRecord) -> Void) throws(StoreError)
-    /// Makes the state changes among `events` durable together. `completion` runs through the store's executor
-    /// once they are committed, or with the error that prevented it.
-    func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
+    /// Makes the state changes among `events` and the outbox changes durable together. `completion` runs through
+    /// the store's executor once they are committed, or with the error that prevented it.
+    func commit(
+        _ events: [CoreEvent], outbox: [OutboxChange],
+        completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
+    /// Up to `limit` callbacks due at `now`, earliest first, after everything committed before the call.
+    func dueCallbacks(
+        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void)
+    /// A tenant's dead letters, newest first, at most `limit`.
+    func deadLetters(
+        tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void)
     /// Commits what is queued, then stops the writer.
     func close()
 }
@@ -65,13 +74,21 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Mutex(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
 
+    private struct Batch {
+        let events: [CoreEvent]
+        let outbox: [OutboxChange]
+        let completion: @Sendable (Result<Void, StoreError>) -> Void
+    }
+
     private struct Pending {
-        var batches: [(events: [CoreEvent], completion: @Sendable (Result<Void, StoreError>) -> Void)] = []
+        var batches: [Batch] = []
+        /// Reads to run on the writer's connection after the batches queued before them.
+        var reads: [@Sendable (Statements) -> Void] = []
         var closing = false
     }
 
@@ -108,35 +125,54 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
             throw StoreError("\(database.path) has schema \(version), newer than this approvald's \(schemaVersion)")
         }
         guard version < schemaVersion else { return }
-        try database.execute(
-            """
-            BEGIN;
-            CREATE TABLE policies (
-                tenant_id TEXT PRIMARY KEY, passwordless INTEGER NOT NULL, target TEXT NOT NULL, users TEXT NOT NULL,
-                max_devices_per_user INTEGER NOT NULL, challenge_ttl_seconds INTEGER NOT NULL, choices INTEGER NOT NULL,
-                max_pending_per_user INTEGER NOT NULL, max_challenges_per_window INTEGER NOT NULL,
-                window_seconds INTEGER NOT NULL, lockout_seconds INTEGER NOT NULL);
-            CREATE TABLE devices (
-                device_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, public_key BLOB NOT NULL,
-                push_provider TEXT NOT NULL, push_token TEXT NOT NULL, push_topic TEXT NOT NULL,
-                display_name TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER);
-            CREATE TABLE challenges (
-                challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL,
-                number INTEGER NOT NULL, ttl_seconds INTEGER, context TEXT NOT NULL, choices TEXT NOT NULL,
-                devices TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL,
-                reason TEXT, answered_by TEXT, decision TEXT, selected_number INTEGER, deny_reason TEXT,
-                signed_at_unix INTEGER, signature TEXT, resolved_at INTEGER,
-                UNIQUE (tenant_id, request_id));
-            CREATE TABLE fallbacks (
-                tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL, number INTEGER NOT NULL,
-                ttl_seconds INTEGER, context TEXT NOT NULL, reason TEXT NOT NULL, decided_at INTEGER NOT NULL,
-                PRIMARY KEY (tenant_id, request_id));
-            CREATE TABLE lockouts (
-                tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (tenant_id, user_id));
-            PRAGMA user_version = \(schemaVersion);
-            COMMIT;
-            """)
+        try database.execute("BEGIN")
+        do throws(StoreError) {
+            for (index, step) in migrations.enumerated() where index >= version { try database.execute(step) }
+            try database.execute("PRAGMA user_version = \(schemaVersion)")
+            try database.execute("COMMIT")
+        } catch {
+            try? database.execute("ROLLBACK")
+            throw error
+        }
     }
+
+    /// Step N takes schema N to N + 1.
+    private static let migrations = [
+        """
+        CREATE TABLE policies (
+            tenant_id TEXT PRIMARY KEY, passwordless INTEGER NOT NULL, target TEXT NOT NULL, users TEXT NOT NULL,
+            max_devices_per_user INTEGER NOT NULL, challenge_ttl_seconds INTEGER NOT NULL, choices INTEGER NOT NULL,
+            max_pending_per_user INTEGER NOT NULL, max_challenges_per_window INTEGER NOT NULL,
+            window_seconds INTEGER NOT NULL, lockout_seconds INTEGER NOT NULL);
+        CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, public_key BLOB NOT NULL,
+            push_provider TEXT NOT NULL, push_token TEXT NOT NULL, push_topic TEXT NOT NULL,
+            display_name TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER);
+        CREATE TABLE challenges (
+            challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL,
+            number INTEGER NOT NULL, ttl_seconds INTEGER, context TEXT NOT NULL, choices TEXT NOT NULL,
+            devices TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL,
+            reason TEXT, answered_by TEXT, decision TEXT, selected_number INTEGER, deny_reason TEXT,
+            signed_at_unix INTEGER, signature TEXT, resolved_at INTEGER,
+            UNIQUE (tenant_id, request_id));
+        CREATE TABLE fallbacks (
+            tenant_id TEXT NOT NULL, request_id TEXT NOT NULL, user_id TEXT NOT NULL, number INTEGER NOT NULL,
+            ttl_seconds INTEGER, context TEXT NOT NULL, reason TEXT NOT NULL, decided_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, request_id));
+        CREATE TABLE lockouts (
+            tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (tenant_id, user_id));
+        """,
+        """
+        CREATE TABLE outbox (
+            challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT NOT NULL, ended_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL);
+        CREATE INDEX outbox_due ON outbox (next_attempt_at);
+        CREATE TABLE dead_letters (
+            challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT NOT NULL, ended_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL, dead_at INTEGER NOT NULL);
+        CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant_id, dead_at);
+        """,
+    ]
 
     // MARK: Loading
 
@@ -146,9 +182,15 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         try reader.execute("BEGIN")
         defer { try? reader.execute("COMMIT") }
         try reader.prepare(
-            "SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM challenges), (SELECT count(*) FROM fallbacks)"
+            """
+            SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM challenges), (SELECT count(*) FROM fallbacks),
+                (SELECT count(*) FROM outbox)
+            """
         ).query { row in
-            each(.sizes(devices: Int(row.integer(0)), challenges: Int(row.integer(1)), fallbacks: Int(row.integer(2))))
+            each(
+                .sizes(
+                    devices: Int(row.integer(0)), challenges: Int(row.integer(1)), fallbacks: Int(row.integer(2)),
+                    callbacks: Int(row.integer(3))))
         }
         try reader.prepare("SELECT * FROM policies").query { row throws(StoreError) in
             each(.policy(tenantID: row.text(0), try Codec.policy(row)))
@@ -172,10 +214,61 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
 
     // MARK: Writing
 
-    public func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+    public func commit(
+        _ events: [CoreEvent], outbox: [OutboxChange],
+        completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) {
         let accepted = pending.withLock { pending -> Bool in
             guard !pending.closing else { return false }
-            pending.batches.append((events, completion))
+            pending.batches.append(Batch(events: events, outbox: outbox, completion: completion))
+            return true
+        }
+        guard accepted else {
+            executor { completion(.failure(StoreError("the store is closed"))) }
+            return
+        }
+        startWriterOnce()
+        wake.signal()
+    }
+
+    public func dueCallbacks(
+        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+    ) {
+        read(completion) { statements throws(StoreError) in
+            var due = DueCallbacks(entries: [], nextDueAt: nil)
+            try statements.dueCallbacks.query([.integer(now), .integer(Int64(limit))]) { row in
+                due.entries.append(Codec.outboxEntry(row))
+            }
+            try statements.nextDue.query([.integer(now)]) { row in due.nextDueAt = row.optionalInteger(0) }
+            return due
+        }
+    }
+
+    public func deadLetters(
+        tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void
+    ) {
+        read(completion) { statements throws(StoreError) in
+            var letters: [DeadLetter] = []
+            try statements.deadLetters.query([.text(tenantID), .integer(Int64(limit))]) { row in
+                letters.append(Codec.deadLetter(row))
+            }
+            return letters
+        }
+    }
+
+    /// Runs `work` on the writer's thread and connection, after the commits queued before it.
+    private func read<Value: Sendable>(
+        _ completion: @escaping @Sendable (Result<Value, StoreError>) -> Void,
+        _ work: @escaping @Sendable (Statements) throws(StoreError) -> Value
+    ) {
+        let executor = self.executor
+        let accepted = pending.withLock { pending -> Bool in
+            guard !pending.closing else { return false }
+            pending.reads.append { statements in
+                let result: Result<Value, StoreError>
+                do throws(StoreError) { result = .success(try work(statements)) } catch { result = .failure(error) }
+                executor { completion(result) }
+            }
             return true
         }
         guard accepted else {
@@ -200,12 +293,16 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     private func writerLoop() {
         while true {
             wake.wait()
-            let (batches, closing) = pending.withLock { pending in
-                defer { pending.batches.removeAll() }
-                return (pending.batches, pending.closing)
+            let (batches, reads, closing) = pending.withLock { pending in
+                defer {
+                    pending.batches.removeAll()
+                    pending.reads.removeAll()
+                }
+                return (pending.batches, pending.reads, pending.closing)
             }
             if !batches.isEmpty { write(batches) }
-            if closing && pending.withLock({ $0.batches.isEmpty }) {
+            for read in reads { read(statements) }
+            if closing && pending.withLock({ $0.batches.isEmpty && $0.reads.isEmpty }) {
                 stopped.signal()
                 return
             }
@@ -213,12 +310,15 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     }
 
     /// One transaction for every batch queued since the last: one fsync however many requests it carries.
-    private func write(_ batches: [(events: [CoreEvent], completion: @Sendable (Result<Void, StoreError>) -> Void)]) {
+    private func write(_ batches: [Batch]) {
         var result: Result<Void, StoreError> = .success(())
         do throws(StoreError) {
             try statements.begin.run([])
             do throws(StoreError) {
-                for batch in batches { for event in batch.events { try apply(event) } }
+                for batch in batches {
+                    for event in batch.events { try apply(event) }
+                    for change in batch.outbox { try apply(change) }
+                }
                 try statements.commit.run([])
                 transactions.add(1, ordering: .relaxed)
             } catch {
@@ -252,6 +352,18 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         }
     }
 
+    private func apply(_ change: OutboxChange) throws(StoreError) {
+        switch change {
+        case .enqueue(let entry): try statements.enqueueCallback.run(Codec.values(entry))
+        case .delivered(let challengeID): try statements.deleteCallback.run([.text(challengeID)])
+        case .retry(let challengeID, let attempts, let nextAttemptAt):
+            try statements.retryCallback.run([.integer(Int64(attempts)), .integer(nextAttemptAt), .text(challengeID)])
+        case .deadLetter(let letter):
+            try statements.deleteCallback.run([.text(letter.entry.challengeID)])
+            try statements.insertDeadLetter.run(Codec.values(letter))
+        }
+    }
+
     public func close() {
         let wasRunning = writerStarted.withLock { $0 }
         let first = pending.withLock { pending -> Bool in
@@ -265,10 +377,13 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
 }
 
 /// Every statement, prepared once.
-private struct Statements {
+///
+/// `@unchecked Sendable`: handed to read jobs, which run on the writer's thread only.
+private struct Statements: @unchecked Sendable {
     let begin, commit, rollback: Statement
     let upsertPolicy, upsertDevice, deleteDevice, upsertChallenge, deleteChallenge: Statement
     let upsertFallback, deleteFallback, upsertLockout: Statement
+    let enqueueCallback, deleteCallback, retryCallback, insertDeadLetter, dueCallbacks, nextDue, deadLetters: Statement
 
     init(_ database: SQLiteDatabase) throws(StoreError) {
         begin = try database.prepare("BEGIN IMMEDIATE")
@@ -292,5 +407,22 @@ private struct Statements {
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
         deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
         upsertLockout = try database.prepare("INSERT OR REPLACE INTO lockouts VALUES (?,?,?)")
+        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?)")
+        deleteCallback = try database.prepare("DELETE FROM outbox WHERE challenge_id = ?")
+        retryCallback = try database.prepare(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE challenge_id = ?")
+        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)")
+        dueCallbacks = try database.prepare(
+            "SELECT * FROM outbox WHERE next_attempt_at <= ? ORDER BY next_attempt_at, challenge_id LIMIT ?")
+        nextDue = try database.prepare("SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?")
+        deadLetters = try database.prepare(
+            "SELECT * FROM dead_letters WHERE tenant_id = ? ORDER BY dead_at DESC, challenge_id LIMIT ?")
+    }
+}
+
+extension DurableStore {
+    /// Commits domain events with no outbox change.
+    public func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        commit(events, outbox: [], completion: completion)
     }
 }

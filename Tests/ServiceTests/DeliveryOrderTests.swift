@@ -20,13 +20,24 @@ final class GatedStore: DurableStore, @unchecked Sendable {
 
     func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
-    func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+    func commit(
+        _ events: [CoreEvent], outbox: [OutboxChange],
+        completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) {
         let held = state.withLock { state in
             if state.held { state.waiting.append(completion) }
             return state.held
         }
         if !held { loop.execute { completion(.success(())) } }
     }
+
+    func dueCallbacks(
+        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+    ) { loop.execute { completion(.success(DueCallbacks(entries: [], nextDueAt: nil))) } }
+
+    func deadLetters(
+        tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void
+    ) { loop.execute { completion(.success([])) } }
 
     func hold() { state.withLock { $0.held = true } }
 

@@ -21,10 +21,21 @@ final class FailingStore: DurableStore, @unchecked Sendable {
 
     func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
-    func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+    func commit(
+        _ events: [CoreEvent], outbox: [OutboxChange],
+        completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) {
         commits.withLock { $0 += 1 }
         loop.execute { completion(.failure(StoreError("disk full"))) }
     }
+
+    func dueCallbacks(
+        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+    ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
+
+    func deadLetters(
+        tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void
+    ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
 
     func close() {}
 }

@@ -203,7 +203,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         #expect {
             try openStore(directory)
         } throws: { error in
-            "\(error)".contains("schema 99, newer than this approvald's 1")
+            "\(error)".contains("schema 99, newer than this approvald's \(SQLiteStore.schemaVersion)")
         }
     }
 

@@ -1,0 +1,62 @@
+// The verifier outbox: every ended challenge's callback, stored in the same transaction as the ending, until a
+// verifier acknowledges it or it becomes a dead letter.
+import Core
+
+/// One callback waiting for its verifier.
+public struct OutboxEntry: Equatable, Sendable {
+    public let challengeID: String
+    public let tenantID: String
+    /// The callback's JSON body, as it will be signed and sent.
+    public let body: String
+    public let endedAt: UnixMillis
+    /// Attempts made so far.
+    public let attempts: Int
+    public let nextAttemptAt: UnixMillis
+
+    public init(
+        challengeID: String, tenantID: String, body: String, endedAt: UnixMillis, attempts: Int = 0,
+        nextAttemptAt: UnixMillis? = nil
+    ) {
+        self.challengeID = challengeID
+        self.tenantID = tenantID
+        self.body = body
+        self.endedAt = endedAt
+        self.attempts = attempts
+        self.nextAttemptAt = nextAttemptAt ?? endedAt
+    }
+}
+
+/// A callback the verifier refused for good, or that could not be delivered within the retry period.
+public struct DeadLetter: Equatable, Sendable {
+    public let entry: OutboxEntry
+    /// The verifier's last HTTP status; 0 when there was no response.
+    public let status: Int
+    public let detail: String
+    public let deadAt: UnixMillis
+
+    public init(entry: OutboxEntry, status: Int, detail: String, deadAt: UnixMillis) {
+        self.entry = entry
+        self.status = status
+        self.detail = detail
+        self.deadAt = deadAt
+    }
+}
+
+/// Changes to the outbox, committed together with the domain's events.
+public enum OutboxChange: Sendable {
+    case enqueue(OutboxEntry)
+    case delivered(challengeID: String)
+    case retry(challengeID: String, attempts: Int, nextAttemptAt: UnixMillis)
+    case deadLetter(DeadLetter)
+}
+
+/// Callbacks due now, and when the next of the others falls due.
+public struct DueCallbacks: Sendable {
+    public var entries: [OutboxEntry]
+    public var nextDueAt: UnixMillis?
+
+    public init(entries: [OutboxEntry], nextDueAt: UnixMillis?) {
+        self.entries = entries
+        self.nextDueAt = nextDueAt
+    }
+}
