@@ -85,6 +85,17 @@ public final class Application: @unchecked Sendable {
         writer.sample("approvald_device_streams", service.streams.count)
         writer.family("approvald_auth_failures_total", .counter, help: "Refused authentications, by kind.")
         metrics.authFailures.write("approvald_auth_failures_total", labelName: "kind", to: &writer)
+        let forwarder: Forwarder = service.forwarder
+        writer.family(
+            "approvald_forward_queue_depth", .gauge, help: "Results not yet acknowledged by a verifier nor dead.")
+        writer.sample("approvald_forward_queue_depth", forwarder.queueDepth)
+        writer.family(
+            "approvald_forward_attempts_total", .counter,
+            help: "Callback attempts, by result: delivered, retry, dead_letter.")
+        forwarder.attempts.write("approvald_forward_attempts_total", labelName: "result", to: &writer)
+        writer.family(
+            "approvald_forward_latency_seconds", .histogram, help: "From a challenge's end to its verifier's 2xx.")
+        forwarder.latency.write("approvald_forward_latency_seconds", to: &writer)
     }
 
     /// The `/metrics` document.

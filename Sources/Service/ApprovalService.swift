@@ -18,7 +18,9 @@ final class ApprovalService: @unchecked Sendable {
     let streams: DeviceStreams
     private(set) var metrics = ServiceMetrics()
 
-    private var queuedCommits: [(events: [CoreEvent], then: (Result<Void, StoreError>) -> Void)] = []
+    private var queuedCommits:
+        [(events: [CoreEvent], outbox: [OutboxChange], then: (Result<Void, StoreError>) -> Void)] = []
+    private(set) var forwarder: Forwarder!
     private var commitScheduled = false
     private var waiters: [String: [ObjectIdentifier: Waiter]] = [:]
     /// Challenges whose creation is not durable yet: their `.queued` deliveries are still to come, so a queue read
@@ -34,8 +36,9 @@ final class ApprovalService: @unchecked Sendable {
     init(
         loop: EventLoop, core: ApprovalCore<BufferedSecureRandom>, store: DurableStore,
         clients: [Configuration.IdPClient],
-        keepaliveSeconds: Double, logger: Logger, clock: @escaping () -> UnixMillis
-    ) {
+        keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(), logger: Logger,
+        clock: @escaping () -> UnixMillis
+    ) throws {
         self.loop = loop
         self.core = core
         self.store = store
@@ -44,6 +47,9 @@ final class ApprovalService: @unchecked Sendable {
         self.clock = clock
         streams = DeviceStreams(loop: loop, keepaliveSeconds: keepaliveSeconds)
         tickTimer = loop.makeTimer { [unowned self] in tick() }
+        forwarder = try Forwarder(
+            loop: loop, store: store, clients: clients, settings: forwarding, clock: clock, logger: logger
+        ) { [unowned self] changes, then in persist([], outbox: changes, then: then) }
     }
 
     var queueDepth: Int { core.queueDepth }
@@ -68,10 +74,26 @@ final class ApprovalService: @unchecked Sendable {
     /// Queues `events` for the store; `then` runs once they are durable. Everything queued in one loop turn is one
     /// commit; deliveries (streams, long polls) go out only after it. Nothing to persist: `then` runs at once, and
     /// the store is not woken (most device requests change nothing).
-    private func persist(_ events: [CoreEvent], then: @escaping (Result<Void, StoreError>) -> Void) {
-        guard !events.isEmpty else { return then(.success(())) }
-        for case .queued(let challengeID, _) in events { notYetDurable.insert(challengeID) }
-        queuedCommits.append((events, then))
+    ///
+    /// Every ended challenge's callback joins the outbox in the same commit as the ending.
+    private func persist(
+        _ events: [CoreEvent], outbox: [OutboxChange] = [], then: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        guard !events.isEmpty || !outbox.isEmpty else { return then(.success(())) }
+        var changes = outbox
+        for event in events {
+            switch event {
+            case .queued(let challengeID, _): notYetDurable.insert(challengeID)
+            case .ended(let challenge):
+                changes.append(
+                    .enqueue(
+                        OutboxEntry(
+                            challengeID: challenge.id, tenantID: challenge.tenantID, body: Views.callback(challenge),
+                            endedAt: challenge.resolvedAt ?? clock())))
+            default: break
+            }
+        }
+        queuedCommits.append((events, changes, then))
         if !commitScheduled {
             commitScheduled = true
             loop.execute { [self] in flushCommits() }
@@ -83,10 +105,16 @@ final class ApprovalService: @unchecked Sendable {
         let batch = queuedCommits
         queuedCommits = []
         let batchBox = LoopBound(batch)
-        store.commit(batch.flatMap(\.events)) { [self] result in
+        store.commit(batch.flatMap(\.events), outbox: batch.flatMap(\.outbox)) { [self] result in
             for item in batchBox.value {
                 for case .queued(let challengeID, _) in item.events { notYetDurable.remove(challengeID) }
-                if case .success = result { deliver(item.events) }
+                if case .success = result {
+                    deliver(item.events)
+                    forwarder.enqueued(
+                        item.outbox.compactMap { change in
+                            if case .enqueue(let entry) = change { entry } else { nil }
+                        })
+                }
                 item.then(result)
             }
             if case .failure(let error) = result { logger.error("store commit failed: \(error)") }
@@ -162,7 +190,9 @@ final class ApprovalService: @unchecked Sendable {
             case ("challenges", 3, "POST"): try createChallenge(request, tenantID, responder)
             case ("challenges", 4, "GET"): try getChallenge(request, tenantID, path[3], responder)
             case ("challenges", 4, "DELETE"): try cancelChallenge(request, tenantID, path[3], responder)
-            case ("policy", 3, _), ("devices", 4, _), ("users", 5, _), ("challenges", 3, _), ("challenges", 4, _):
+            case ("dead-letters", 3, "GET"): try deadLetters(request, tenantID, responder)
+            case ("policy", 3, _), ("devices", 4, _), ("users", 5, _), ("challenges", 3, _), ("challenges", 4, _),
+                ("dead-letters", 3, _):
                 throw Problem(405, "method_not_allowed", "\(method) is not allowed here")
             default: throw Problem(404, "not_found", "no such route")
             }
@@ -304,8 +334,8 @@ final class ApprovalService: @unchecked Sendable {
     {
         _ = try idp(request, tenantID)
         var wait = 0.0
-        for pair in request.query.split(separator: "&") where pair.hasPrefix("wait=") {
-            guard let seconds = Double(pair.dropFirst(5)), (0...30).contains(seconds) else {
+        if let text = queryValue(request, "wait") {
+            guard let seconds = Double(text), (0...30).contains(seconds) else {
                 throw Problem(400, "invalid_field", "wait must be a number of seconds within 0...30")
             }
             wait = seconds
@@ -361,6 +391,31 @@ final class ApprovalService: @unchecked Sendable {
                 Array("event: challenge\nid: \(challenge.id)\ndata: \(Views.deviceChallenge(challenge))\n\n".utf8))
         }
         streams.add(responder, for: deviceID)
+    }
+
+    /// The last value of a query parameter.
+    private func queryValue(_ request: HTTPRequest, _ name: String) -> Substring? {
+        request.query.split(separator: "&").last { $0.hasPrefix(name + "=") }?.dropFirst(name.count + 1)
+    }
+
+    /// The tenant's dead letters, newest first: at most `?limit=` (1–1000, default 100).
+    private func deadLetters(_ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder) throws(Problem) {
+        _ = try idp(request, tenantID)
+        var limit = 100
+        if let text = queryValue(request, "limit") {
+            guard let value = Int(text), (1...1000).contains(value) else {
+                throw Problem(400, "invalid_field", "limit must be within 1...1000")
+            }
+            limit = value
+        }
+        store.deadLetters(tenantID: tenantID, limit: limit) { result in
+            switch result {
+            case .success(let letters):
+                let list = letters.map(Views.deadLetter).joined(separator: ",")
+                responder.respond(.json(200, "{\"dead_letters\":[\(list)]}"))
+            case .failure: responder.respond(Problem(503, "unavailable", "the store could not be read").response)
+            }
+        }
     }
 
     private func answerChallenge(

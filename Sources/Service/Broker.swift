@@ -76,20 +76,19 @@ public final class Broker: @unchecked Sendable {
                 // Owned by this thread until handed over.
                 let core = ApprovalCore(random: BufferedSecureRandom(), configuredPolicies: policies)
                 core.reserveCapacity(devices: expected, challenges: expected, fallbacks: 0)
-                var devices = 0
-                var challenges = 0
+                var counts = Recovered()
                 try store.load { record in
                     switch record {
-                    case .device: devices += 1
-                    case .challenge: challenges += 1
+                    case .sizes(_, _, _, let callbacks): counts.callbacks = callbacks
+                    case .device: counts.devices += 1
+                    case .challenge: counts.challenges += 1
                     default: break
                     }
                     core.restore(record)
                 }
                 let handover = LoopBound(core)
-                loop.execute { [self, devices, challenges] in
-                    finishRecovery(
-                        handover.value, store: store, started: started, devices: devices, challenges: challenges)
+                loop.execute { [self, counts] in
+                    finishRecovery(handover.value, store: store, started: started, counts: counts)
                 }
             } catch {
                 logger.critical("cannot recover the store: \(error)")
@@ -103,22 +102,39 @@ public final class Broker: @unchecked Sendable {
         thread.start()
     }
 
+    private struct Recovered {
+        var devices = 0
+        var challenges = 0
+        var callbacks = 0
+    }
+
     private func finishRecovery(
-        _ core: ApprovalCore<BufferedSecureRandom>, store: SQLiteStore, started: Date, devices: Int, challenges: Int
+        _ core: ApprovalCore<BufferedSecureRandom>, store: SQLiteStore, started: Date, counts: Recovered
     ) {
-        let service = ApprovalService(
-            loop: loop, core: core, store: store, clients: configuration.idpClients,
-            keepaliveSeconds: configuration.streamKeepaliveSeconds, logger: logger,
-            clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
+        let forwarding = Forwarder.Settings(
+            timeoutSeconds: configuration.forwardTimeoutSeconds,
+            maxInFlightPerVerifier: configuration.forwardMaxInFlightPerVerifier, caFile: configuration.forwardCAFile)
+        let service: ApprovalService
+        do {
+            service = try ApprovalService(
+                loop: loop, core: core, store: store, clients: configuration.idpClients,
+                keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding, logger: logger,
+                clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
+        } catch {
+            logger.critical("cannot start forwarding results: \(error)")
+            recoveryFailed = true
+            return shutdown()
+        }
         service.tick()
+        service.forwarder.start(queued: counts.callbacks)
         application.service = service
         application.isReady = true
         let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
         logger.info(
             "recovered",
             metadata: [
-                "devices": "\(devices)", "challenges": "\(challenges)",
-                "pending": "\(core.pendingChallenges)", "seconds": "\(seconds)",
+                "devices": "\(counts.devices)", "challenges": "\(counts.challenges)",
+                "pending": "\(core.pendingChallenges)", "callbacks": "\(counts.callbacks)", "seconds": "\(seconds)",
             ])
         onReady?()
     }

@@ -23,6 +23,10 @@ public struct Configuration: Sendable {
     public var tlsCertificatePath: String?
     public var tlsPrivateKeyPath: String?
     public var http2 = H2ServerLimits()
+    /// Callbacks to the verifiers.
+    public var forwardTimeoutSeconds = 10.0
+    public var forwardMaxInFlightPerVerifier = 64
+    public var forwardCAFile: String?
     public var shutdownGraceSeconds = 10.0
     /// How often an open device event stream gets a `: keepalive` comment.
     public var streamKeepaliveSeconds = 25.0
@@ -122,6 +126,13 @@ public struct Configuration: Sendable {
         if listeners.contains(where: \.tls) && (tlsCertificatePath == nil || tlsPrivateKeyPath == nil) {
             throw ConfigError("tls: a TLS listener needs tls.certificate and tls.private_key")
         }
+
+        let forwarding = try root.table("forwarding")
+        forwardTimeoutSeconds = try forwarding.seconds("timeout_seconds", in: 0.1...600) ?? forwardTimeoutSeconds
+        forwardMaxInFlightPerVerifier =
+            try forwarding.int("max_in_flight_per_verifier", in: 1...10_000) ?? forwardMaxInFlightPerVerifier
+        forwardCAFile = try forwarding.string("ca_file")
+        try forwarding.rejectUnknownKeys()
 
         let section = try root.table("http2")
         if let value = try section.int("max_concurrent_streams", in: 1...10_000) {

@@ -86,3 +86,38 @@ public struct StatusCounter {
         }
     }
 }
+
+/// A Prometheus histogram with fixed bucket bounds, touched only on the loop thread.
+public struct Histogram {
+    public let bounds: [Double]
+    private var counts: [UInt64]
+    public private(set) var count: UInt64 = 0
+    public private(set) var sum = 0.0
+
+    public init(bounds: [Double]) {
+        self.bounds = bounds.sorted()
+        counts = [UInt64](repeating: 0, count: bounds.count)
+    }
+
+    public mutating func observe(_ value: Double) {
+        if let index = bounds.firstIndex(where: { value <= $0 }) { counts[index] &+= 1 }
+        count &+= 1
+        sum += value
+    }
+
+    /// Writes the cumulative buckets, `+Inf`, the sum and the count.
+    public func write(_ name: String, to writer: inout MetricsWriter) {
+        var cumulative: UInt64 = 0
+        for (bound, bucket) in zip(bounds, counts) {
+            cumulative &+= bucket
+            writer.sample(name + "_bucket", Double(cumulative), labels: ["le": formatBound(bound)])
+        }
+        writer.sample(name + "_bucket", Double(count), labels: ["le": "+Inf"])
+        writer.sample(name + "_sum", sum)
+        writer.sample(name + "_count", Double(count))
+    }
+
+    private func formatBound(_ bound: Double) -> String {
+        bound == bound.rounded() && abs(bound) < 1e15 ? String(Int64(bound)) + ".0" : String(bound)
+    }
+}

@@ -1,5 +1,6 @@
 // The JSON documents of API.md, written from domain values.
 import Core
+import Store
 
 enum Views {
     /// What the IdP sees of a challenge.
@@ -72,6 +73,51 @@ enum Views {
         var json = JSONWriter()
         json.string("challenge_id", challengeID)
         json.string("outcome", outcome.rawValue)
+        return json.done
+    }
+
+    /// The verifier callback of an ended challenge (API.md, "Callbacks").
+    static func callback(_ challenge: Challenge) -> String {
+        var json = JSONWriter()
+        json.string("type", "challenge.resolved")
+        json.string("tenant_id", challenge.tenantID)
+        json.string("request_id", challenge.request.requestID)
+        json.string("challenge_id", challenge.id)
+        json.string("user_id", challenge.request.userID)
+        json.string("outcome", challenge.status.rawValue)
+        json.string("reason", challenge.reason?.rawValue)
+        json.string("device_id", challenge.answeredBy)
+        json.time("resolved_at", challenge.resolvedAt)
+        if let decision = challenge.decision {
+            var made = JSONWriter()
+            switch decision.kind {
+            case .approve(let number):
+                made.string("decision", "approve")
+                made.integer("selected_number", Int64(number))
+                made.string("reason", nil)
+            case .deny(let reason):
+                made.string("decision", "deny")
+                made.integer("selected_number", nil)
+                made.string("reason", reason.rawValue)
+            }
+            made.integer("signed_at_unix", decision.signedAtUnix)
+            made.string("signature", decision.signature)
+            json.raw("decision", made.done)
+        } else {
+            json.raw("decision", "null")
+        }
+        return json.done
+    }
+
+    static func deadLetter(_ letter: DeadLetter) -> String {
+        var json = JSONWriter()
+        json.string("challenge_id", letter.entry.challengeID)
+        json.integer("status", Int64(letter.status))
+        json.string("detail", letter.detail)
+        json.integer("attempts", Int64(letter.entry.attempts))
+        json.time("ended_at", letter.entry.endedAt)
+        json.time("dead_at", letter.deadAt)
+        json.raw("callback", letter.entry.body)
         return json.done
     }
 

@@ -114,20 +114,25 @@ struct SimulatedDevice {
     }
 }
 
-/// The configuration every broker-flow test uses: two tenants, a client for contoso only, and one for both.
-let brokerConfig = """
+/// The configuration most broker-flow tests use; their results go nowhere (nothing listens on port 9).
+let brokerConfig = brokerConfiguration(verifierURL: "http://127.0.0.1:9/verify")
+
+/// Two tenants, each with its IdP client; both clients' results go to `verifierURL`.
+func brokerConfiguration(verifierURL: String) -> String {
+    """
     [[idp_clients]]
     key_id = "test-idp"
     secret = "a test secret that is at least thirty-two bytes"
     tenants = ["contoso"]
-    verifier_url = "http://127.0.0.1:9/verify"
+    verifier_url = "\(verifierURL)"
 
     [[idp_clients]]
     key_id = "fabrikam-idp"
     secret = "another secret that is at least thirty-two bytes"
     tenants = ["fabrikam"]
-    verifier_url = "http://127.0.0.1:9/verify"
+    verifier_url = "\(verifierURL)"
     """
+}
 
 /// Runs `curl -N` on a device's event stream in the background, into a file the test reads.
 final class StreamReader {

@@ -14,27 +14,36 @@ final class InProcessBroker: @unchecked Sendable {
     static let secret = Array("a secret of at least thirty-two bytes, for tests".utf8)
 
     let thread: LoopThread
-    private let parts: UncheckedBox<(H2Server, H2Client)>
-    var client: H2Client { parts.value.1 }
+    private let parts: UncheckedBox<(server: H2Server, client: H2Client, service: ApprovalService)>
+    var client: H2Client { parts.value.client }
+    /// Loop-confined: touch it on `thread` only.
+    var service: ApprovalService { parts.value.service }
 
-    /// Tenant `contoso`, IdP key id `k`.
-    init(store makeStore: (EventLoop) -> DurableStore) async throws {
+    /// Tenant `contoso`, IdP key id `k`, results to `verifierURL`, time from `clock`.
+    init(
+        verifierURL: String = "http://127.0.0.1:9",
+        clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
+        store makeStore: (EventLoop) -> DurableStore
+    ) async throws {
         thread = try LoopThread()
         let loop = thread.loop
         let store = UncheckedBox(makeStore(loop))
         let logger = Logger(label: "test")
         let clients = [
             Configuration.IdPClient(
-                keyID: "k", secret: Self.secret, tenants: ["contoso"], verifierURL: "http://127.0.0.1:9")
+                keyID: "k", secret: Self.secret, tenants: ["contoso"], verifierURL: verifierURL)
         ]
         parts = try await thread.run {
             let application = Application(logger: logger)
-            application.service = ApprovalService(
+            let service = try ApprovalService(
                 loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
-                keepaliveSeconds: 25, logger: logger, clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
+                keepaliveSeconds: 25, logger: logger, clock: clock)
+            application.service = service
+            service.forwarder.start(queued: 0)
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
             let port = try server.listen(host: "127.0.0.1", port: 0)
-            return UncheckedBox((server, try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)))
+            let client = try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)
+            return UncheckedBox((server, client, service))
         }
     }
 

@@ -1,0 +1,248 @@
+// Results to the IdP's verifier (API.md, "Callbacks"): each ended challenge's callback is stored in the same commit
+// as the ending, then POSTed to its IdP client's verifier_url, signed, until a 2xx, across outages and restarts.
+// 408, 429, 5xx, timeouts and failed connections are retried with backoff for 24 h; any other answer, or 24 h
+// without a 2xx, makes a dead letter. At most `window` callbacks are in memory whatever the backlog: the rest
+// wait in the store and are read as room frees up and as they fall due.
+import Core
+import Crypto
+import DequeModule
+import Foundation
+import H2
+import Logging
+import Store
+
+/// Exponential backoff with jitter: 1 s doubling to 60 s, each delay drawn from the upper half of its step.
+enum RetrySchedule {
+    static let periodMillis: UnixMillis = 24 * 3600 * 1000
+
+    static func delayMillis<Random: RandomNumberGenerator>(
+        afterFailures failures: Int, using random: inout Random
+    ) -> UnixMillis {
+        let ceiling = min(60_000, UnixMillis(1000) << UnixMillis(min(max(failures - 1, 0), 6)))
+        return ceiling / 2 + UnixMillis.random(in: 0...(ceiling / 2), using: &random)
+    }
+
+    /// Answers worth trying again; any other non-2xx status is final.
+    static func isRetryable(status: Int) -> Bool { status == 408 || status == 429 || (500...599).contains(status) }
+}
+
+/// `@unchecked Sendable`: confined to the event loop; store completions come back through it.
+final class Forwarder: @unchecked Sendable {
+    struct Settings {
+        var timeoutSeconds = 10.0
+        var maxInFlightPerVerifier = 64
+        /// Callbacks held in memory at once (being sent, waiting for a verifier slot, or their outcome being stored).
+        var window = 4096
+        var caFile: String?
+    }
+
+    /// One IdP client's verifier: a connection reused by every callback, and a bound on requests in flight.
+    private final class Verifier {
+        let client: H2Client
+        let path: String
+        let keyID: String
+        let key: HMACSHA256.Key
+        var inFlight = 0
+        var waiting = Deque<OutboxEntry>()
+
+        init(client: H2Client, path: String, keyID: String, key: HMACSHA256.Key) {
+            self.client = client
+            self.path = path
+            self.keyID = keyID
+            self.key = key
+        }
+    }
+
+    private let loop: EventLoop
+    private let store: DurableStore
+    private let settings: Settings
+    private let clock: () -> UnixMillis
+    private let logger: Logger
+    /// Stores outcomes (delivered, retry, dead letter), folded into the service's group commit.
+    private let commit: ([OutboxChange], @escaping (Result<Void, StoreError>) -> Void) -> Void
+    private let verifierOfTenant: [String: Verifier]
+    private var taken: Set<String> = []
+    private var reading = false
+    /// More callbacks are due than the window held when last read.
+    private var behind = false
+    private var wakeAt: UnixMillis?
+    private var timer: LoopTimer!
+    private var random = SystemRandomNumberGenerator()
+
+    /// Callbacks in the outbox: not yet acknowledged by a verifier nor dead.
+    private(set) var queueDepth = 0
+    private(set) var attempts = LabelledCounter<String>()
+    private(set) var latency = Histogram(bounds: [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600,
+    ])
+
+    /// - Parameter clients: each tenant's callbacks go to the first client that lists the tenant.
+    init(
+        loop: EventLoop, store: DurableStore, clients: [Configuration.IdPClient], settings: Settings,
+        clock: @escaping () -> UnixMillis, logger: Logger,
+        commit: @escaping ([OutboxChange], @escaping (Result<Void, StoreError>) -> Void) -> Void
+    ) throws {
+        self.loop = loop
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.logger = logger
+        self.commit = commit
+        var options = H2Client.Options()
+        options.requestTimeoutSeconds = settings.timeoutSeconds
+        var tls: TLSClientContext?
+        var byTenant: [String: Verifier] = [:]
+        for client in clients {
+            guard let url = URL(string: client.verifierURL) else {
+                throw ConfigError("idp_clients \(client.keyID): verifier_url is not a URL")
+            }
+            if url.scheme == "https" && tls == nil { tls = try TLSClientContext(caFile: settings.caFile) }
+            let path = (url.path.isEmpty ? "/" : url.path) + (url.query.map { "?\($0)" } ?? "")
+            let verifier = Verifier(
+                client: try H2Client(
+                    loop: loop, origin: client.verifierURL, tls: url.scheme == "https" ? tls : nil, options: options,
+                    logger: logger),
+                path: path, keyID: client.keyID, key: HMACSHA256.Key(client.secret))
+            for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
+        }
+        verifierOfTenant = byTenant
+        timer = loop.makeTimer { [unowned self] in
+            wakeAt = nil
+            pump()
+        }
+    }
+
+    /// After recovery: `queued` callbacks wait in the store.
+    func start(queued: Int) {
+        queueDepth = queued
+        pump()
+    }
+
+    /// Callbacks just made durable together with their challenges' endings: sent at once while the window has room,
+    /// otherwise read back from the store later.
+    func enqueued(_ entries: [OutboxEntry]) {
+        queueDepth += entries.count
+        for entry in entries {
+            guard taken.count < settings.window else {
+                behind = true
+                return
+            }
+            take(entry)
+        }
+    }
+
+    /// Reads what is due and not already taken, up to the window.
+    func pump() {
+        guard !reading, taken.count < settings.window else { return }
+        reading = true
+        behind = false
+        store.dueCallbacks(now: clock(), limit: settings.window) { [self] result in
+            reading = false
+            switch result {
+            case .failure(let error):
+                logger.error("cannot read the outbox: \(error)")
+                wake(at: clock() + 1000)
+            case .success(let due):
+                if due.entries.count == settings.window { behind = true }
+                for entry in due.entries where !taken.contains(entry.challengeID) {
+                    guard taken.count < settings.window else {
+                        behind = true
+                        break
+                    }
+                    take(entry)
+                }
+                if let next = due.nextDueAt { wake(at: next) }
+            }
+            if behind && taken.count < settings.window { pump() }
+        }
+    }
+
+    private func wake(at time: UnixMillis) {
+        if let wakeAt, wakeAt <= time { return }
+        wakeAt = time
+        timer.schedule(after: Double(max(0, time - clock())) / 1000)
+    }
+
+    private func take(_ entry: OutboxEntry) {
+        taken.insert(entry.challengeID)
+        guard let verifier = verifierOfTenant[entry.tenantID] else {
+            return deadLetter(
+                entry, attempted: false, status: 0, detail: "no IdP client acts on tenant \(entry.tenantID)")
+        }
+        if verifier.inFlight < settings.maxInFlightPerVerifier {
+            send(entry, to: verifier)
+        } else {
+            verifier.waiting.append(entry)
+        }
+    }
+
+    private func send(_ entry: OutboxEntry, to verifier: Verifier) {
+        verifier.inFlight += 1
+        let body = Array(entry.body.utf8)
+        let signature = approvaldSignature(
+            keyID: verifier.keyID, key: verifier.key, time: clock() / 1000, method: "POST", path: verifier.path,
+            body: body)
+        verifier.client.send(
+            method: "POST", path: verifier.path,
+            headers: [
+                ("content-type", "application/json"), ("approvald-signature", signature),
+                ("idempotency-key", entry.challengeID),
+            ], body: body
+        ) { [self] result in
+            verifier.inFlight -= 1
+            if let next = verifier.waiting.popFirst() { send(next, to: verifier) }
+            completed(entry, result)
+        }
+    }
+
+    private func completed(_ entry: OutboxEntry, _ result: Result<H2ClientResponse, H2ClientError>) {
+        let now = clock()
+        let problem: String
+        switch result {
+        case .success(let response) where (200...299).contains(response.status):
+            attempts.increment("delivered")
+            latency.observe(Double(max(0, now - entry.endedAt)) / 1000)
+            return finish(entry, .delivered(challengeID: entry.challengeID), leavesOutbox: true)
+        case .success(let response) where !RetrySchedule.isRetryable(status: response.status):
+            return deadLetter(
+                entry, attempted: true, status: response.status, detail: "the verifier answered \(response.status)")
+        case .success(let response): problem = "the verifier answered \(response.status)"
+        case .failure(let error): problem = "\(error)"
+        }
+        let status = (try? result.get())?.status ?? 0
+        guard now - entry.endedAt < RetrySchedule.periodMillis else {
+            return deadLetter(entry, attempted: true, status: status, detail: "no 2xx within 24 h; last: \(problem)")
+        }
+        attempts.increment("retry")
+        let failures = entry.attempts + 1
+        let next = now + RetrySchedule.delayMillis(afterFailures: failures, using: &random)
+        logger.debug(
+            "callback to be retried",
+            metadata: ["challenge_id": "\(entry.challengeID)", "attempts": "\(failures)", "problem": "\(problem)"])
+        finish(
+            entry, .retry(challengeID: entry.challengeID, attempts: failures, nextAttemptAt: next), leavesOutbox: false)
+        wake(at: next)
+    }
+
+    private func deadLetter(_ entry: OutboxEntry, attempted: Bool, status: Int, detail: String) {
+        attempts.increment("dead_letter")
+        logger.warning(
+            "callback dead-lettered",
+            metadata: ["challenge_id": "\(entry.challengeID)", "tenant": "\(entry.tenantID)", "detail": "\(detail)"])
+        let letter = DeadLetter(
+            entry: OutboxEntry(
+                challengeID: entry.challengeID, tenantID: entry.tenantID, body: entry.body, endedAt: entry.endedAt,
+                attempts: entry.attempts + (attempted ? 1 : 0)),
+            status: status, detail: detail, deadAt: clock())
+        finish(entry, .deadLetter(letter), leavesOutbox: true)
+    }
+
+    /// Stores the outcome; the callback stays taken until then, so that a read meanwhile does not send it again.
+    private func finish(_ entry: OutboxEntry, _ change: OutboxChange, leavesOutbox: Bool) {
+        commit([change]) { [self] result in
+            taken.remove(entry.challengeID)
+            if case .success = result, leavesOutbox { queueDepth -= 1 }
+            if behind { pump() }
+        }
+    }
+}

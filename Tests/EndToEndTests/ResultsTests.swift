@@ -1,0 +1,99 @@
+// Results to the verifier on the real binary: a sign-in ends at the verifier with the device's signed decision and
+// the IdP client's signature; results that could not be delivered survive a kill -9 and arrive after the restart.
+import Crypto
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@Suite struct ResultsTests {
+    @Test func aSignInEndsAtTheVerifierWithTheSignedResult() throws {
+        let verifier = try TestVerifier()
+        defer { verifier.stop() }
+        let broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: verifier.url))
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("ada-phone")
+        #expect(try idp.register(phone, user: "ada@contoso.com").status == 201)
+        let created = try idp.challenge("signin-ada", user: "ada@contoso.com")
+        let challengeID = try #require(created.json["challenge_id"] as? String)
+        let queue = try phone.call(broker, "GET", "/v1/devices/ada-phone/challenges")
+        let view = try #require((queue.json["challenges"] as? [[String: Any]])?.first)
+        let signedAt = unixNow()
+        #expect(try phone.answer(broker, view, approve: 42, signedAt: signedAt).status == 200)
+
+        #expect(eventually { verifier.received.count == 1 })
+        let callback = verifier.received[0]
+        #expect(callback.path == "/approvald/results" && callback.headers["idempotency-key"] == challengeID)
+        let signature = callback.headers["approvald-signature"] ?? ""
+        let time = signature.split(separator: ",").first { $0.contains("t=") }?.split(separator: "=").last ?? ""
+        let mac = HMACSHA256.authenticationCode(
+            key: Array("a test secret that is at least thirty-two bytes".utf8),
+            message: Array("\(time)\nPOST\n/approvald/results\n".utf8) + callback.body)
+        #expect(signature == "key=test-idp, t=\(time), v1=\(hex(mac))")
+        let body = callback.json
+        #expect(body["outcome"] as? String == "approved" && body["device_id"] as? String == "ada-phone")
+        #expect(body["request_id"] as? String == "signin-ada" && body["user_id"] as? String == "ada@contoso.com")
+        let decision = try #require(body["decision"] as? [String: Any])
+        #expect(decision["decision"] as? String == "approve" && decision["selected_number"] as? Int == 42)
+        #expect(decision["signed_at_unix"] as? Int64 == signedAt && decision["reason"] is NSNull)
+        // The device's own signature travels to the verifier, which can check it against the decision string.
+        let lines = [
+            "approvald-decision-v1", "contoso", "signin-ada", challengeID, "ada-phone", "approve", "42", "",
+            String(signedAt),
+        ]
+        let deviceSignature = try #require(Base64URL.decode(decision["signature"] as? String ?? ""))
+        #expect(
+            try P256PublicKey(spkiDER: phone.key.spkiDER).isValidSignature(
+                deviceSignature, for: lines.joined(separator: "\n")))
+
+        #expect(
+            eventually {
+                let metrics = (try? broker.curl("/metrics").body) ?? ""
+                return metrics.contains("approvald_forward_attempts_total{result=\"delivered\"} 1")
+                    && metrics.contains("approvald_forward_queue_depth 0")
+                    && metrics.contains("approvald_forward_latency_seconds_count 1")
+            })
+    }
+
+    @Test func resultsQueuedWhileTheVerifierIsDownArriveAfterAKillAndARestart() throws {
+        // A port that is free now: nothing answers there until the verifier comes up on it.
+        let probe = try TestVerifier()
+        let port = probe.port
+        probe.stop()
+        let url = "http://127.0.0.1:\(port)/approvald/results"
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-outbox-\(UUID().uuidString)"
+        ).path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data)
+        var idp = IdP(broker: broker)
+        var ended: [String] = []
+        for index in 0..<3 {
+            let phone = try SimulatedDevice("phone-\(index)")
+            #expect(try idp.register(phone, user: "user-\(index)@contoso.com").status == 201)
+            let created = try idp.challenge("signin-\(index)", user: "user-\(index)@contoso.com")
+            let challengeID = try #require(created.json["challenge_id"] as? String)
+            #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
+            ended.append(challengeID)
+        }
+        #expect(
+            eventually {
+                let metrics = (try? broker.curl("/metrics").body) ?? ""
+                return metrics.contains("approvald_forward_queue_depth 3")
+                    && metrics.contains("approvald_forward_attempts_total{result=\"retry\"}")
+            })
+        #expect(broker.stop(signal: SIGKILL) != nil)
+
+        broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data)
+        idp = IdP(broker: broker)
+        #expect(try broker.curl("/metrics").body.contains("approvald_forward_queue_depth 3"))
+        let verifier = try TestVerifier(port: port)
+        defer { verifier.stop() }
+        #expect(
+            eventually(timeout: 20) {
+                Set(verifier.received.compactMap { $0.headers["idempotency-key"] }) == Set(ended)
+            })
+        #expect(verifier.received.allSatisfy { $0.json["outcome"] as? String == "cancelled" })
+        #expect(eventually { (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 0")) == true })
+    }
+}

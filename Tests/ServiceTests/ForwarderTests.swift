@@ -1,0 +1,167 @@
+// Results to the verifier, in process: the callback's exact headers and body, retries timed by an injected clock
+// (no sleeping through backoffs), dead letters for a refusal and after 24 h, and the outbox in a real store.
+import Core
+import Crypto
+import Foundation
+import H2
+import Store
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import Service
+
+/// Time that moves only when told to.
+final class ManualClock: Sendable {
+    private let now = Mutex(UnixMillis(Date().timeIntervalSince1970 * 1000))
+    var millis: UnixMillis { now.withLock { $0 } }
+    func advance(by millis: UnixMillis) { now.withLock { $0 += millis } }
+}
+
+@Suite struct RetryScheduleTests {
+    @Test func doublesFromOneSecondToSixtyWithJitterInTheUpperHalf() {
+        var random = SeededRandom(seed: 11)
+        let ceilings: [UnixMillis] = [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]
+        for (index, ceiling) in ceilings.enumerated() {
+            let delays = (0..<200).map { _ in RetrySchedule.delayMillis(afterFailures: index + 1, using: &random) }
+            #expect(delays.allSatisfy { (ceiling / 2...ceiling).contains($0) }, "after \(index + 1) failures")
+            // Jitter: the delays spread over the range instead of all being one value.
+            #expect(Set(delays).count > 100)
+        }
+        #expect([408, 429, 500, 502, 503, 599].allSatisfy(RetrySchedule.isRetryable))
+        #expect(![200, 301, 400, 401, 403, 404, 409, 410, 422].contains(where: RetrySchedule.isRetryable))
+    }
+}
+
+@Suite struct ForwarderTests {
+    struct Setup {
+        let broker: InProcessBroker
+        let verifier: TestVerifier
+        let clock: ManualClock
+        let directory: String
+
+        func stop() {
+            broker.stop()
+            verifier.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+
+        /// Registers a device for alice, creates a challenge and cancels it: its result goes to the verifier.
+        func endAChallenge(_ requestID: String) async throws -> String {
+            let key = try P256PrivateKey()
+            _ = try await broker.idp(
+                "PUT", "/v1/tenants/contoso/devices/phone-\(requestID)", InProcessBroker.registration("alice", key))
+            let created = try await broker.idp(
+                "POST", "/v1/tenants/contoso/challenges",
+                "{\"request_id\":\"\(requestID)\",\"user_id\":\"alice\",\"number\":42,\"context\":{\"app\":\"Outlook\"}}"
+            )
+            let id = (try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any])?["challenge_id"]
+            let challengeID = try #require(id as? String)
+            #expect(try await broker.idp("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
+            return challengeID
+        }
+
+        func forwarder<Value: Sendable>(_ read: @escaping @Sendable (Forwarder) -> Value) async throws -> Value {
+            let broker = broker
+            return try await broker.thread.run { read(broker.service.forwarder) }
+        }
+    }
+
+    func setUp(verifierStatus: Int = 200) async throws -> Setup {
+        let verifier = try TestVerifier(status: verifierStatus)
+        let clock = ManualClock()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
+        let broker = try await InProcessBroker(verifierURL: verifier.url, clock: { clock.millis }) { loop in
+            // swift-format-ignore: NeverUseForceTry
+            try! SQLiteStore(directory: directory) { work in loop.execute(work) }
+        }
+        return Setup(broker: broker, verifier: verifier, clock: clock, directory: directory)
+    }
+
+    @Test func aCallbackCarriesTheSignedResultOnce() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        let challengeID = try await setup.endAChallenge("r-1")
+        #expect(try await eventually { setup.verifier.received.count == 1 })
+        let callback = setup.verifier.received[0]
+        #expect(callback.method == "POST" && callback.path == "/approvald/results")
+        #expect(callback.headers["idempotency-key"] == challengeID)
+        #expect(callback.headers["content-type"] == "application/json")
+        // The signature is the IdP client's, over this exact body.
+        let signature = try #require(callback.headers["approvald-signature"])
+        let fields = Dictionary(
+            uniqueKeysWithValues: signature.split(separator: ",").map {
+                let pair = $0.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                return (String(pair[0]), String(pair[1]))
+            })
+        #expect(fields["key"] == "k")
+        let mac = HMACSHA256.authenticationCode(
+            key: InProcessBroker.secret,
+            message: Array("\(fields["t"] ?? "")\nPOST\n/approvald/results\n".utf8) + callback.body)
+        #expect(fields["v1"] == mac.map { String(format: "%02x", $0) }.joined())
+        let body = callback.json
+        #expect(body["type"] as? String == "challenge.resolved" && body["tenant_id"] as? String == "contoso")
+        #expect(body["request_id"] as? String == "r-1" && body["challenge_id"] as? String == challengeID)
+        #expect(body["user_id"] as? String == "alice" && body["outcome"] as? String == "cancelled")
+        #expect(body["reason"] as? String == "cancelled" && body["decision"] is NSNull && body["device_id"] is NSNull)
+        #expect((body["resolved_at"] as? String)?.hasSuffix("Z") == true)
+        // Acknowledged: out of the outbox, counted once, nothing sent again.
+        #expect(try await eventually { try await setup.forwarder { $0.queueDepth } == 0 })
+        #expect(try await setup.forwarder { $0.attempts["delivered"] } == 1)
+        #expect(try await setup.forwarder { $0.latency.count } == 1)
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(setup.verifier.received.count == 1)
+    }
+
+    @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        setup.verifier.answer([503, 429], then: 200)
+        let challengeID = try await setup.endAChallenge("r-2")
+        #expect(try await eventually { setup.verifier.received.count == 1 })
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 1 })
+        // Not due yet: a pump sends nothing.
+        try await setup.forwarder { $0.pump() }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(setup.verifier.received.count == 1)
+        // The first retry falls due within 1 s, the second within 2 s after it.
+        setup.clock.advance(by: 1000)
+        try await setup.forwarder { $0.pump() }
+        #expect(try await eventually { setup.verifier.received.count == 2 })
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 2 })
+        setup.clock.advance(by: 2000)
+        try await setup.forwarder { $0.pump() }
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
+        #expect(
+            setup.verifier.received.map { $0.headers["idempotency-key"] } == Array(repeating: challengeID, count: 3))
+        #expect(try await setup.forwarder { $0.queueDepth } == 0)
+    }
+
+    @Test func aRefusalAndTwentyFourHoursOfFailuresMakeDeadLetters() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        setup.verifier.answer([400], then: 503)
+        let refused = try await setup.endAChallenge("r-3")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["dead_letter"] } == 1 })
+        let letters = try await setup.broker.idp("GET", "/v1/tenants/contoso/dead-letters")
+        #expect(letters.status == 200)
+        let list = try #require(
+            (try JSONSerialization.jsonObject(with: Data(letters.body)) as? [String: Any])?["dead_letters"]
+                as? [[String: Any]])
+        #expect(list.count == 1 && list.first?["challenge_id"] as? String == refused)
+        #expect(list.first?["status"] as? Int == 400 && list.first?["attempts"] as? Int == 1)
+        #expect((list.first?["callback"] as? [String: Any])?["request_id"] as? String == "r-3")
+        #expect(try await setup.broker.idp("GET", "/v1/tenants/contoso/dead-letters?limit=0").status == 400)
+        #expect(try await setup.broker.idp("GET", "/v1/tenants/fabrikam/dead-letters").status == 403)
+
+        // A verifier failing for a day: retried while the day lasts, then given up.
+        let failing = try await setup.endAChallenge("r-4")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 1 })
+        setup.clock.advance(by: RetrySchedule.periodMillis)
+        try await setup.forwarder { $0.pump() }
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["dead_letter"] } == 2 })
+        #expect(try await setup.forwarder { $0.queueDepth } == 0)
+        let last = try #require(setup.verifier.received.last)
+        #expect(last.headers["idempotency-key"] == failing)
+    }
+}

@@ -1,0 +1,94 @@
+// A verifier for the tests: an h2c server on a loop thread of its own that records every callback and answers
+// with the statuses it is given, in order, then with its default. Usable from blocking and async tests alike.
+import Dispatch
+import Foundation
+import H2
+import Logging
+import Synchronization
+
+public final class TestVerifier: @unchecked Sendable {
+    public struct Callback: Sendable {
+        public let method: String
+        public let path: String
+        /// Field names in lowercase.
+        public let headers: [String: String]
+        public let body: [UInt8]
+
+        public var text: String { String(decoding: body, as: UTF8.self) }
+        public var json: [String: Any] {
+            (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
+        }
+    }
+
+    private struct State {
+        var received: [Callback] = []
+        var script: [Int] = []
+        var status = 200
+    }
+
+    private final class Shared: Sendable {
+        let state = Mutex(State())
+    }
+
+    private let thread: LoopThread
+    private let shared = Shared()
+    private let server: UncheckedBox<H2Server>
+    public let port: Int
+    public var url: String { "http://127.0.0.1:\(port)/approvald/results" }
+
+    /// - Parameter port: 0 for a free one; a given port lets a test bring the verifier back where it was.
+    public init(status: Int = 200, port: Int = 0) throws {
+        thread = try LoopThread()
+        let loop = thread.loop
+        let shared = self.shared
+        shared.state.withLock { $0.status = status }
+        let made = Mutex<Result<(UncheckedBox<H2Server>, Int), any Error>?>(nil)
+        let ready = DispatchSemaphore(value: 0)
+        loop.execute {
+            let server = H2Server(loop: loop, logger: Logger(label: "test-verifier")) { request, responder in
+                var headers: [String: String] = [:]
+                for field in request.headers { headers[field.name.lowercased()] = field.value }
+                let callback = Callback(
+                    method: request.method, path: request.path, headers: headers, body: request.body)
+                let status = shared.state.withLock { state in
+                    state.received.append(callback)
+                    return state.script.isEmpty ? state.status : state.script.removeFirst()
+                }
+                responder.respond(HTTPResponse(status: status, headers: [:], body: []))
+            }
+            made.withLock { value in
+                value = Result { (UncheckedBox(server), try server.listen(host: "127.0.0.1", port: port)) }
+            }
+            ready.signal()
+        }
+        guard ready.wait(timeout: .now() + 10) == .success, let result = made.withLock({ $0 }) else {
+            thread.stop()
+            throw TimedOut(seconds: 10)
+        }
+        do {
+            (server, self.port) = try result.get()
+        } catch {
+            thread.stop()
+            throw error
+        }
+    }
+
+    /// The next callbacks get these statuses, in order; later ones get `then`.
+    public func answer(_ statuses: [Int], then status: Int = 200) {
+        shared.state.withLock { state in
+            state.script = statuses
+            state.status = status
+        }
+    }
+
+    public var received: [Callback] { shared.state.withLock { $0.received } }
+
+    /// Closes the listener and every connection, then stops the loop; the server is released only after that.
+    public func stop() {
+        let server = self.server
+        let closed = DispatchSemaphore(value: 0)
+        thread.loop.execute { server.value.shutdown(graceSeconds: 0) { closed.signal() } }
+        _ = closed.wait(timeout: .now() + 10)
+        withExtendedLifetime(server) { thread.stop() }
+    }
+}
