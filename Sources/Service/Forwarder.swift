@@ -65,6 +65,8 @@ final class Forwarder: @unchecked Sendable {
     private var reading = false
     /// More callbacks are due than the window held when last read.
     private var behind = false
+    /// Where the last full page of due callbacks ended; nil once a read reached the end of what is due.
+    private var cursor: OutboxCursor?
     private var wakeAt: UnixMillis?
     private var timer: LoopTimer!
     private var random = SystemRandomNumberGenerator()
@@ -136,20 +138,33 @@ final class Forwarder: @unchecked Sendable {
         guard !reading, taken.count < settings.window else { return }
         reading = true
         behind = false
-        store.dueCallbacks(now: clock(), limit: settings.window) { [self] result in
+        store.dueCallbacks(now: clock(), after: cursor, limit: settings.window) { [self] result in
             reading = false
             switch result {
             case .failure(let error):
                 logger.error("cannot read the outbox: \(error)")
+                cursor = nil
                 wake(at: clock() + 1000)
             case .success(let due):
-                if due.entries.count == settings.window { behind = true }
-                for entry in due.entries where !taken.contains(entry.challengeID) {
-                    guard taken.count < settings.window else {
-                        behind = true
-                        break
+                var considered: OutboxEntry?
+                var windowFull = false
+                for entry in due.entries {
+                    if !taken.contains(entry.challengeID) {
+                        guard taken.count < settings.window else {
+                            windowFull = true
+                            break
+                        }
+                        take(entry)
                     }
-                    take(entry)
+                    considered = entry
+                }
+                // More to read: go on after the last entry considered next time (what is in flight sorts first and
+                // would fill a page from the start again). The end of what is due: the next pass starts over.
+                if windowFull || due.entries.count == settings.window {
+                    behind = true
+                    if let considered { cursor = OutboxCursor(after: considered) }
+                } else {
+                    cursor = nil
                 }
                 if let next = due.nextDueAt { wake(at: next) }
             }
@@ -241,7 +256,13 @@ final class Forwarder: @unchecked Sendable {
     private func finish(_ entry: OutboxEntry, _ change: OutboxChange, leavesOutbox: Bool) {
         commit([change]) { [self] result in
             taken.remove(entry.challengeID)
-            if case .success = result, leavesOutbox { queueDepth -= 1 }
+            switch result {
+            case .success: if leavesOutbox { queueDepth -= 1 }
+            case .failure:
+                // Still in the outbox and due: the next full pass finds it.
+                behind = true
+                cursor = nil
+            }
             if behind { pump() }
         }
     }

@@ -50,6 +50,19 @@ public enum OutboxChange: Sendable {
     case deadLetter(DeadLetter)
 }
 
+/// Where a page of due callbacks ended: the next page starts after it.
+public struct OutboxCursor: Equatable, Sendable {
+    public let dueAt: UnixMillis
+    public let challengeID: String
+
+    public init(dueAt: UnixMillis, challengeID: String) {
+        self.dueAt = dueAt
+        self.challengeID = challengeID
+    }
+
+    public init(after entry: OutboxEntry) { self.init(dueAt: entry.nextAttemptAt, challengeID: entry.challengeID) }
+}
+
 /// Callbacks due now, and when the next of the others falls due.
 public struct DueCallbacks: Sendable {
     public var entries: [OutboxEntry]

@@ -52,9 +52,11 @@ public protocol DurableStore: AnyObject, Sendable {
     func commit(
         _ events: [CoreEvent], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
-    /// Up to `limit` callbacks due at `now`, earliest first, after everything committed before the call.
+    /// Up to `limit` callbacks due at `now`, in (due time, challenge id) order, after `cursor` if given (where the
+    /// previous page ended), reflecting everything committed before the call.
     func dueCallbacks(
-        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void)
+        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void)
     /// A tenant's dead letters, newest first, at most `limit`.
     func deadLetters(
         tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void)
@@ -166,7 +168,7 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         CREATE TABLE outbox (
             challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT NOT NULL, ended_at INTEGER NOT NULL,
             attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL);
-        CREATE INDEX outbox_due ON outbox (next_attempt_at);
+        CREATE INDEX outbox_due ON outbox (next_attempt_at, challenge_id);
         CREATE TABLE dead_letters (
             challenge_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT NOT NULL, ended_at INTEGER NOT NULL,
             attempts INTEGER NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL, dead_at INTEGER NOT NULL);
@@ -232,13 +234,15 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     }
 
     public func dueCallbacks(
-        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) {
         read(completion) { statements throws(StoreError) in
             var due = DueCallbacks(entries: [], nextDueAt: nil)
-            try statements.dueCallbacks.query([.integer(now), .integer(Int64(limit))]) { row in
-                due.entries.append(Codec.outboxEntry(row))
-            }
+            let from = cursor ?? OutboxCursor(dueAt: .min, challengeID: "")
+            try statements.dueCallbacks.query([
+                .integer(from.dueAt), .text(from.challengeID), .integer(now), .integer(Int64(limit)),
+            ]) { row in due.entries.append(Codec.outboxEntry(row)) }
             try statements.nextDue.query([.integer(now)]) { row in due.nextDueAt = row.optionalInteger(0) }
             return due
         }
@@ -413,7 +417,10 @@ private struct Statements: @unchecked Sendable {
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE challenge_id = ?")
         insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)")
         dueCallbacks = try database.prepare(
-            "SELECT * FROM outbox WHERE next_attempt_at <= ? ORDER BY next_attempt_at, challenge_id LIMIT ?")
+            """
+            SELECT * FROM outbox WHERE (next_attempt_at, challenge_id) > (?, ?) AND next_attempt_at <= ?
+            ORDER BY next_attempt_at, challenge_id LIMIT ?
+            """)
         nextDue = try database.prepare("SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?")
         deadLetters = try database.prepare(
             "SELECT * FROM dead_letters WHERE tenant_id = ? ORDER BY dead_at DESC, challenge_id LIMIT ?")

@@ -32,7 +32,8 @@ final class GatedStore: DurableStore, @unchecked Sendable {
     }
 
     func dueCallbacks(
-        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) { loop.execute { completion(.success(DueCallbacks(entries: [], nextDueAt: nil))) } }
 
     func deadLetters(

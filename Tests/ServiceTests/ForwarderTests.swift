@@ -2,6 +2,7 @@
 // (no sleeping through backoffs), dead letters for a refusal and after 24 h, and the outbox in a real store.
 import Core
 import Crypto
+import Dispatch
 import Foundation
 import H2
 import Store
@@ -46,14 +47,14 @@ final class ManualClock: Sendable {
             try? FileManager.default.removeItem(atPath: directory)
         }
 
-        /// Registers a device for alice, creates a challenge and cancels it: its result goes to the verifier.
-        func endAChallenge(_ requestID: String) async throws -> String {
+        /// Registers a device for `user`, creates a challenge and cancels it: its result goes to the verifier.
+        func endAChallenge(_ requestID: String, user: String = "alice") async throws -> String {
             let key = try P256PrivateKey()
             _ = try await broker.idp(
-                "PUT", "/v1/tenants/contoso/devices/phone-\(requestID)", InProcessBroker.registration("alice", key))
+                "PUT", "/v1/tenants/contoso/devices/phone-\(requestID)", InProcessBroker.registration(user, key))
             let created = try await broker.idp(
                 "POST", "/v1/tenants/contoso/challenges",
-                "{\"request_id\":\"\(requestID)\",\"user_id\":\"alice\",\"number\":42,\"context\":{\"app\":\"Outlook\"}}"
+                "{\"request_id\":\"\(requestID)\",\"user_id\":\"\(user)\",\"number\":42,\"context\":{\"app\":\"Outlook\"}}"
             )
             let id = (try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any])?["challenge_id"]
             let challengeID = try #require(id as? String)
@@ -67,11 +68,15 @@ final class ManualClock: Sendable {
         }
     }
 
-    func setUp(verifierStatus: Int = 200) async throws -> Setup {
+    func setUp(
+        verifierStatus: Int = 200, forwarding: Forwarder.Settings = Forwarder.Settings()
+    ) async throws -> Setup {
         let verifier = try TestVerifier(status: verifierStatus)
         let clock = ManualClock()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
-        let broker = try await InProcessBroker(verifierURL: verifier.url, clock: { clock.millis }) { loop in
+        let broker = try await InProcessBroker(
+            verifierURL: verifier.url, clock: { clock.millis }, forwarding: forwarding
+        ) { loop in
             // swift-format-ignore: NeverUseForceTry
             try! SQLiteStore(directory: directory) { work in loop.execute(work) }
         }
@@ -111,6 +116,42 @@ final class ManualClock: Sendable {
         #expect(try await setup.forwarder { $0.latency.count } == 1)
         try await Task.sleep(nanoseconds: 200_000_000)
         #expect(setup.verifier.received.count == 1)
+    }
+
+    @Test func aBacklogLargerThanTheWindowIsReadPageByPageUntilEmpty() async throws {
+        // 30 results already in the outbox when the broker starts, as after an outage; 3 in memory at a time.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
+        let backlog = (0..<30).map { index in
+            OutboxEntry(
+                challengeID: "ch_backlog_\(index)", tenantID: "contoso", body: "{\"n\":\(index)}",
+                endedAt: ManualClock().millis)
+        }
+        do {
+            let store = try SQLiteStore(directory: directory) { $0() }
+            let done = DispatchSemaphore(value: 0)
+            store.commit([], outbox: backlog.map(OutboxChange.enqueue)) { _ in done.signal() }
+            #expect(done.wait(timeout: .now() + 10) == .success)
+            store.close()
+        }
+        var small = Forwarder.Settings()
+        small.window = 3
+        small.maxInFlightPerVerifier = 1
+        // A slow verifier: pages are read while callbacks are still in flight, so the window fills mid-page.
+        let verifier = try TestVerifier()
+        verifier.delay(0.005)
+        defer { verifier.stop() }
+        let broker = try await InProcessBroker(verifierURL: verifier.url, forwarding: small) { loop in
+            // swift-format-ignore: NeverUseForceTry
+            try! SQLiteStore(directory: directory) { work in loop.execute(work) }
+        }
+        defer {
+            broker.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+        #expect(eventually { verifier.received.count == 30 })
+        #expect(Set(verifier.received.compactMap { $0.headers["idempotency-key"] }) == Set(backlog.map(\.challengeID)))
+        let service = broker.service
+        #expect(try await eventually { try await broker.thread.run { service.forwarder.attempts["delivered"] } == 30 })
     }
 
     @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {

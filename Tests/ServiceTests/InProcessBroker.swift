@@ -23,6 +23,7 @@ final class InProcessBroker: @unchecked Sendable {
     init(
         verifierURL: String = "http://127.0.0.1:9",
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
+        forwarding: Forwarder.Settings = Forwarder.Settings(),
         store makeStore: (EventLoop) -> DurableStore
     ) async throws {
         thread = try LoopThread()
@@ -37,7 +38,7 @@ final class InProcessBroker: @unchecked Sendable {
             let application = Application(logger: logger)
             let service = try ApprovalService(
                 loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
-                keepaliveSeconds: 25, logger: logger, clock: clock)
+                keepaliveSeconds: 25, forwarding: forwarding, logger: logger, clock: clock)
             application.service = service
             service.forwarder.start(queued: 0)
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }

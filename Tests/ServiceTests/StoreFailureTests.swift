@@ -30,7 +30,8 @@ final class FailingStore: DurableStore, @unchecked Sendable {
     }
 
     func dueCallbacks(
-        now: UnixMillis, limit: Int, completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
+        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
 
     func deadLetters(

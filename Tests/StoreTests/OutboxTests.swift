@@ -39,15 +39,23 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
             store, outbox: [.enqueue(entry("ch_b", endedAt: start + 2)), .enqueue(entry("ch_a", endedAt: start + 1))])
         // Enqueueing again (a replayed commit) changes nothing.
         try commitAndWait(store, outbox: [.enqueue(entry("ch_a", endedAt: start + 99))])
-        var due = try waitFor { store.dueCallbacks(now: start + 10, limit: 10, completion: $0) }
+        var due = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 10, completion: $0) }
         #expect(due.entries.map(\.challengeID) == ["ch_a", "ch_b"])
         #expect(due.entries[0] == entry("ch_a", endedAt: start + 1) && due.nextDueAt == nil)
-        #expect(try waitFor { store.dueCallbacks(now: start + 1, limit: 10, completion: $0) }.entries.count == 1)
-        #expect(try waitFor { store.dueCallbacks(now: start + 10, limit: 1, completion: $0) }.entries.count == 1)
+        #expect(
+            try waitFor { store.dueCallbacks(now: start + 1, after: nil, limit: 10, completion: $0) }.entries.count == 1
+        )
+        let first = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 1, completion: $0) }
+        #expect(first.entries.map(\.challengeID) == ["ch_a"])
+        // The next page starts after where the last one ended.
+        let second = try waitFor {
+            store.dueCallbacks(now: start + 10, after: OutboxCursor(after: first.entries[0]), limit: 1, completion: $0)
+        }
+        #expect(second.entries.map(\.challengeID) == ["ch_b"])
 
         // A retry moves the entry out of the due set until its time; the store says when that is.
         try commitAndWait(store, outbox: [.retry(challengeID: "ch_a", attempts: 1, nextAttemptAt: start + 1_000)])
-        due = try waitFor { store.dueCallbacks(now: start + 10, limit: 10, completion: $0) }
+        due = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 10, completion: $0) }
         #expect(due.entries.map(\.challengeID) == ["ch_b"] && due.nextDueAt == start + 1_000)
 
         // Reopened, everything is where it was.
@@ -56,7 +64,7 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
         var sizes: Int?
         try store.load { record in if case .sizes(_, _, _, let callbacks) = record { sizes = callbacks } }
         #expect(sizes == 2)
-        due = try waitFor { store.dueCallbacks(now: start + 1_000, limit: 10, completion: $0) }
+        due = try waitFor { store.dueCallbacks(now: start + 1_000, after: nil, limit: 10, completion: $0) }
         #expect(due.entries.map(\.challengeID) == ["ch_b", "ch_a"] && due.entries[1].attempts == 1)
 
         // Delivered: gone. Dead: gone from the outbox, listed for its tenant only, newest first.
@@ -71,7 +79,7 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
                         entry: entry("ch_c", endedAt: start + 3), status: 0, detail: "gave up", deadAt: start + 3_000)),
                 .enqueue(entry("ch_d", endedAt: start + 4, tenant: "fabrikam")),
             ])
-        due = try waitFor { store.dueCallbacks(now: start + 10_000, limit: 10, completion: $0) }
+        due = try waitFor { store.dueCallbacks(now: start + 10_000, after: nil, limit: 10, completion: $0) }
         #expect(due.entries.map(\.challengeID) == ["ch_d"])
         let letters = try waitFor { store.deadLetters(tenantID: "contoso", limit: 10, completion: $0) }
         #expect(letters.map(\.entry.challengeID) == ["ch_c", "ch_b"])
@@ -119,6 +127,7 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
         defer { store.close() }
         #expect(try store.load().devices.map(\.id) == ["phone-1"])
         try commitAndWait(store, outbox: [.enqueue(entry("ch_a", endedAt: start))])
-        #expect(try waitFor { store.dueCallbacks(now: start, limit: 10, completion: $0) }.entries.count == 1)
+        #expect(
+            try waitFor { store.dueCallbacks(now: start, after: nil, limit: 10, completion: $0) }.entries.count == 1)
     }
 }

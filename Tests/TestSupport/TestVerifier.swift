@@ -24,10 +24,13 @@ public final class TestVerifier: @unchecked Sendable {
         var received: [Callback] = []
         var script: [Int] = []
         var status = 200
+        var delaySeconds = 0.0
     }
 
-    private final class Shared: Sendable {
+    private final class Shared: @unchecked Sendable {
         let state = Mutex(State())
+        /// Answers waiting for their delay; touched on the loop only.
+        var timers: [LoopTimer] = []
     }
 
     private let thread: LoopThread
@@ -50,11 +53,13 @@ public final class TestVerifier: @unchecked Sendable {
                 for field in request.headers { headers[field.name.lowercased()] = field.value }
                 let callback = Callback(
                     method: request.method, path: request.path, headers: headers, body: request.body)
-                let status = shared.state.withLock { state in
+                let (status, delay) = shared.state.withLock { state in
                     state.received.append(callback)
-                    return state.script.isEmpty ? state.status : state.script.removeFirst()
+                    return (state.script.isEmpty ? state.status : state.script.removeFirst(), state.delaySeconds)
                 }
-                responder.respond(HTTPResponse(status: status, headers: [:], body: []))
+                let answer = { _ = responder.respond(HTTPResponse(status: status, headers: [:], body: [])) }
+                guard delay > 0 else { return answer() }
+                shared.timers.append(loop.schedule(after: delay, answer))
             }
             made.withLock { value in
                 value = Result { (UncheckedBox(server), try server.listen(host: "127.0.0.1", port: port)) }
@@ -80,6 +85,9 @@ public final class TestVerifier: @unchecked Sendable {
             state.status = status
         }
     }
+
+    /// Each later answer comes this long after its request.
+    public func delay(_ seconds: Double) { shared.state.withLock { $0.delaySeconds = seconds } }
 
     public var received: [Callback] { shared.state.withLock { $0.received } }
 
