@@ -178,6 +178,22 @@ final class ManualClock: Sendable {
         #expect(try await setup.forwarder { $0.queueDepth } == 0)
     }
 
+    @Test func aVerifierTooSlowToAnswerIsTimedOutAndTriedAgain() async throws {
+        var quick = Forwarder.Settings()
+        quick.timeoutSeconds = 0.2
+        let setup = try await setUp(forwarding: quick)
+        defer { setup.stop() }
+        setup.verifier.delay(1)
+        _ = try await setup.endAChallenge("r-slow")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 1 })
+        #expect(try await setup.forwarder { $0.attempts["delivered"] } == 0)
+        setup.verifier.delay(0)
+        setup.clock.advance(by: 1000)
+        try await setup.forwarder { $0.pump() }
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
+        #expect(try await setup.forwarder { $0.queueDepth } == 0)
+    }
+
     @Test func aRefusalAndTwentyFourHoursOfFailuresMakeDeadLetters() async throws {
         let setup = try await setUp()
         defer { setup.stop() }
