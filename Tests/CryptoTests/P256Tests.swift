@@ -1,7 +1,8 @@
 // ECDSA P-256: signatures from an independent implementation (fixtures), round trips, and malformed input.
-import Crypto
 import Foundation
 import Testing
+
+@testable import Crypto
 
 struct SignatureFixture: Decodable {
     struct Case: Decodable {
@@ -164,5 +165,49 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         #expect(pair.certificatePEM.hasPrefix("-----BEGIN CERTIFICATE-----"))
         #expect(pair.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----"))
         _ = try P256PrivateKey(pem: pair.privateKeyPEM)
+    }
+}
+
+@Suite struct JWTTests {
+    /// r‖s back to DER, as a verifier holding only a DER API would do it.
+    func der(fromRaw raw: [UInt8]) -> [UInt8] {
+        func integer(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+            var value = Array(bytes.drop { $0 == 0 })
+            if value.isEmpty { value = [0] }
+            if value[0] & 0x80 != 0 { value.insert(0, at: 0) }
+            return [0x02, UInt8(value.count)] + value
+        }
+        let body = integer(raw[0..<32]) + integer(raw[32..<64])
+        return [0x30, UInt8(body.count)] + body
+    }
+
+    @Test func anES256TokenVerifiesWithTheKeyAndCarriesItsParts() throws {
+        let key = try P256PrivateKey()
+        for _ in 0..<20 {
+            let token = try JWT.signES256(
+                headerJSON: #"{"alg":"ES256","kid":"ABC123DEFG"}"#, claimsJSON: #"{"iss":"TEAM","iat":1795600000}"#,
+                key: key)
+            let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+            #expect(parts.count == 3)
+            #expect(
+                Base64URL.decode(parts[0]).map { String(decoding: $0, as: UTF8.self) }
+                    == #"{"alg":"ES256","kid":"ABC123DEFG"}"#)
+            #expect(
+                Base64URL.decode(parts[1]).map { String(decoding: $0, as: UTF8.self) }
+                    == #"{"iss":"TEAM","iat":1795600000}"#)
+            let raw = try #require(Base64URL.decode(parts[2]))
+            #expect(raw.count == 64)
+            #expect(key.publicKey.isValidSignature(der(fromRaw: raw), for: "\(parts[0]).\(parts[1])"))
+        }
+    }
+
+    @Test func malformedDERIsRefused() {
+        #expect(rawECDSASignature(fromDER: [], size: 32) == nil)
+        #expect(rawECDSASignature(fromDER: [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02], size: 32)?.count == 64)
+        #expect(rawECDSASignature(fromDER: [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02, 0x00], size: 32) == nil)
+        #expect(rawECDSASignature(fromDER: [0x30, 0x05, 0x02, 0x01, 0x01, 0x02, 0x01], size: 32) == nil)
+        #expect(rawECDSASignature(fromDER: [0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02], size: 32) == nil)
+        let tooLong = [0x30, 0x25, 0x02, 0x21, 0x01] + [UInt8](repeating: 1, count: 32) + [0x02, 0x01, 0x02]
+        #expect(rawECDSASignature(fromDER: tooLong, size: 32) == nil)
     }
 }
