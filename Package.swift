@@ -52,6 +52,8 @@ let package = Package(
             dependencies: [
                 "H2", "Crypto", "Core", "Store", "JSONText",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
         .executableTarget(

@@ -96,6 +96,13 @@ public final class Application: @unchecked Sendable {
         writer.family(
             "approvald_forward_latency_seconds", .histogram, help: "From a challenge's end to its verifier's 2xx.")
         forwarder.latency.write("approvald_forward_latency_seconds", to: &writer)
+        writer.family(
+            "approvald_push_notifications_total", .counter, help: "Wake-up pushes, by provider and result.")
+        for (outcome, value) in service.pushRelay.results.sorted(by: { $0.key < $1.key }) {
+            writer.sample(
+                "approvald_push_notifications_total", Double(value),
+                labels: ["provider": outcome.provider, "result": outcome.result])
+        }
     }
 
     /// The `/metrics` document.

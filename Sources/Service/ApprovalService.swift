@@ -21,6 +21,7 @@ final class ApprovalService: @unchecked Sendable {
     private var queuedCommits:
         [(events: [CoreEvent], outbox: [OutboxChange], then: (Result<Void, StoreError>) -> Void)] = []
     private(set) var forwarder: Forwarder!
+    private(set) var pushRelay: PushRelay!
     private var commitScheduled = false
     private var waiters: [String: [ObjectIdentifier: Waiter]] = [:]
     /// Challenges whose creation is not durable yet: their `.queued` deliveries are still to come, so a queue read
@@ -36,8 +37,8 @@ final class ApprovalService: @unchecked Sendable {
     init(
         loop: EventLoop, core: ApprovalCore<BufferedSecureRandom>, store: DurableStore,
         clients: [Configuration.IdPClient],
-        keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(), logger: Logger,
-        clock: @escaping () -> UnixMillis
+        keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
+        apns: Configuration.APNs? = nil, logger: Logger, clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
         self.core = core
@@ -50,6 +51,19 @@ final class ApprovalService: @unchecked Sendable {
         forwarder = try Forwarder(
             loop: loop, store: store, clients: clients, settings: forwarding, clock: clock, logger: logger
         ) { [unowned self] changes, then in persist([], outbox: changes, then: then) }
+        pushRelay = try PushRelay(
+            loop: loop, apns: apns, clock: clock, logger: logger,
+            stillWanted: { [unowned self] challengeID, deviceID in
+                guard !streams.isStreaming(deviceID), let challenge = core.challenge(challengeID, queuedTo: deviceID),
+                    challenge.isPending, challenge.expiresAt > clock(), let device = core.device(deviceID)
+                else { return nil }
+                return (device, challenge)
+            },
+            clearToken: { [unowned self] deviceID, token in
+                guard let push = core.device(deviceID)?.push, push.token == token else { return }
+                let cleared = PushTarget(provider: push.provider, token: "", topic: push.topic)
+                persist((try? core.updatePush(cleared, for: deviceID)) ?? []) { _ in }
+            })
     }
 
     var queueDepth: Int { core.queueDepth }
@@ -126,8 +140,13 @@ final class ApprovalService: @unchecked Sendable {
         for event in events {
             switch event {
             case .queued(let challengeID, let deviceID):
-                if streams.isStreaming(deviceID), let challenge = core.challenge(challengeID, queuedTo: deviceID) {
+                guard let challenge = core.challenge(challengeID, queuedTo: deviceID), challenge.isPending else {
+                    break
+                }
+                if streams.isStreaming(deviceID) {
                     streams.send("challenge", id: challengeID, data: Views.deviceChallenge(challenge), to: deviceID)
+                } else if let device = core.device(deviceID) {
+                    pushRelay.wake(device, for: challenge)
                 }
             case .unqueued(let challengeID, let deviceID, let outcome):
                 streams.send("resolved", id: challengeID, data: Views.resolved(challengeID, outcome), to: deviceID)

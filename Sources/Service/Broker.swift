@@ -118,10 +118,11 @@ public final class Broker: @unchecked Sendable {
         do {
             service = try ApprovalService(
                 loop: loop, core: core, store: store, clients: configuration.idpClients,
-                keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding, logger: logger,
+                keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
+                apns: configuration.apns, logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
-            logger.critical("cannot start forwarding results: \(error)")
+            logger.critical("cannot start the service: \(error)")
             recoveryFailed = true
             return shutdown()
         }

@@ -1,5 +1,6 @@
 // approvald's configuration: the TOML file, then APPROVALD_… environment variables over it.
 import Core
+import Crypto
 import Foundation
 import H2
 import Logging
@@ -23,6 +24,21 @@ public struct Configuration: Sendable {
     public var tlsCertificatePath: String?
     public var tlsPrivateKeyPath: String?
     public var http2 = H2ServerLimits()
+    /// APNs provider credentials (token-based): wake-ups to iOS devices. Nil: not configured.
+    public struct APNs: Sendable {
+        public var privateKeyPEM: String
+        public var keyID: String
+        public var teamID: String
+        public var endpoint = "https://api.push.apple.com"
+        public var caFile: String?
+
+        public init(privateKeyPEM: String, keyID: String, teamID: String) {
+            self.privateKeyPEM = privateKeyPEM
+            self.keyID = keyID
+            self.teamID = teamID
+        }
+    }
+    public var apns: APNs?
     /// Callbacks to the verifiers.
     public var forwardTimeoutSeconds = 10.0
     public var forwardMaxInFlightPerVerifier = 64
@@ -133,6 +149,26 @@ public struct Configuration: Sendable {
             try forwarding.int("max_in_flight_per_verifier", in: 1...10_000) ?? forwardMaxInFlightPerVerifier
         forwardCAFile = try forwarding.string("ca_file")
         try forwarding.rejectUnknownKeys()
+
+        let push = try root.table("push")
+        let apnsSection = try push.table("apns")
+        if let keyFile = try apnsSection.string("key_file") {
+            guard let pem = try? String(contentsOfFile: keyFile, encoding: .utf8),
+                (try? P256PrivateKey(pem: pem)) != nil
+            else { throw ConfigError("\(apnsSection.keyPath("key_file")): \(keyFile) is not a readable P-256 .p8 key") }
+            guard let keyID = try apnsSection.string("key_id"), let teamID = try apnsSection.string("team_id") else {
+                throw ConfigError("push.apns: key_id and team_id are required with key_file")
+            }
+            var settings = APNs(privateKeyPEM: pem, keyID: keyID, teamID: teamID)
+            settings.endpoint = try apnsSection.string("endpoint") ?? settings.endpoint
+            guard settings.endpoint.hasPrefix("https://") || settings.endpoint.hasPrefix("http://") else {
+                throw ConfigError("\(apnsSection.keyPath("endpoint")): an http:// or https:// origin is required")
+            }
+            settings.caFile = try apnsSection.string("ca_file")
+            apns = settings
+        }
+        try apnsSection.rejectUnknownKeys()
+        try push.rejectUnknownKeys()
 
         let section = try root.table("http2")
         if let value = try section.int("max_concurrent_streams", in: 1...10_000) {

@@ -8,7 +8,7 @@ import Testing
 
 @Suite struct ResultsTests {
     @Test func aSignInEndsAtTheVerifierWithTheSignedResult() throws {
-        let verifier = try TestVerifier()
+        let verifier = try RecordingServer()
         defer { verifier.stop() }
         let broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: verifier.url))
         let idp = IdP(broker: broker)
@@ -57,7 +57,7 @@ import Testing
 
     @Test func resultsQueuedWhileTheVerifierIsDownArriveAfterAKillAndARestart() throws {
         // A port that is free now: nothing answers there until the verifier comes up on it.
-        let probe = try TestVerifier()
+        let probe = try RecordingServer()
         let port = probe.port
         probe.stop()
         let url = "http://127.0.0.1:\(port)/approvald/results"
@@ -87,7 +87,7 @@ import Testing
         broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data)
         idp = IdP(broker: broker)
         #expect(try broker.curl("/metrics").body.contains("approvald_forward_queue_depth 3"))
-        let verifier = try TestVerifier(port: port)
+        let verifier = try RecordingServer(port: port)
         defer { verifier.stop() }
         #expect(
             eventually(timeout: 20) {

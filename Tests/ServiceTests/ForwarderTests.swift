@@ -37,7 +37,7 @@ final class ManualClock: Sendable {
 @Suite struct ForwarderTests {
     struct Setup {
         let broker: InProcessBroker
-        let verifier: TestVerifier
+        let verifier: RecordingServer
         let clock: ManualClock
         let directory: String
 
@@ -71,7 +71,7 @@ final class ManualClock: Sendable {
     func setUp(
         verifierStatus: Int = 200, forwarding: Forwarder.Settings = Forwarder.Settings()
     ) async throws -> Setup {
-        let verifier = try TestVerifier(status: verifierStatus)
+        let verifier = try RecordingServer(status: verifierStatus)
         let clock = ManualClock()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
         let broker = try await InProcessBroker(
@@ -137,7 +137,7 @@ final class ManualClock: Sendable {
         small.window = 3
         small.maxInFlightPerVerifier = 1
         // A slow verifier: pages are read while callbacks are still in flight, so the window fills mid-page.
-        let verifier = try TestVerifier()
+        let verifier = try RecordingServer()
         verifier.delay(0.005)
         defer { verifier.stop() }
         let broker = try await InProcessBroker(verifierURL: verifier.url, forwarding: small) { loop in

@@ -23,7 +23,7 @@ final class InProcessBroker: @unchecked Sendable {
     init(
         verifierURL: String = "http://127.0.0.1:9",
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
-        forwarding: Forwarder.Settings = Forwarder.Settings(),
+        forwarding: Forwarder.Settings = Forwarder.Settings(), apns: Configuration.APNs? = nil,
         store makeStore: (EventLoop) -> DurableStore
     ) async throws {
         thread = try LoopThread()
@@ -38,7 +38,7 @@ final class InProcessBroker: @unchecked Sendable {
             let application = Application(logger: logger)
             let service = try ApprovalService(
                 loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
-                keepaliveSeconds: 25, forwarding: forwarding, logger: logger, clock: clock)
+                keepaliveSeconds: 25, forwarding: forwarding, apns: apns, logger: logger, clock: clock)
             application.service = service
             service.forwarder.start(queued: 0)
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
@@ -76,12 +76,18 @@ final class InProcessBroker: @unchecked Sendable {
         return try result.get()
     }
 
-    func idp(_ method: String, _ path: String, _ body: String = "") async throws -> H2ClientResponse {
-        try await send(method, path, body, headers: ["approvald-signature": Self.signature(method, path, body)])
+    /// An IdP request signed at `time` (Unix seconds; now by default: a broker on a moved clock needs its time).
+    func idp(
+        _ method: String, _ path: String, _ body: String = "", at time: Int64? = nil
+    ) async throws
+        -> H2ClientResponse
+    {
+        try await send(
+            method, path, body, headers: ["approvald-signature": Self.signature(method, path, body, at: time)])
     }
 
-    static func signature(_ method: String, _ path: String, _ body: String) -> String {
-        let time = String(Int64(Date().timeIntervalSince1970))
+    static func signature(_ method: String, _ path: String, _ body: String, at time: Int64? = nil) -> String {
+        let time = String(time ?? Int64(Date().timeIntervalSince1970))
         let mac = HMACSHA256.authenticationCode(key: secret, message: "\(time)\n\(method)\n\(path)\n\(body)")
         return "key=k, t=\(time), v1=\(mac.map { String(format: "%02x", $0) }.joined())"
     }
@@ -97,7 +103,8 @@ final class InProcessBroker: @unchecked Sendable {
         return "Approvald-Device device=\(deviceID), t=\(time), sig=\(signature)"
     }
 
-    static func registration(_ userID: String, _ key: P256PrivateKey) -> String {
-        "{\"user_id\":\"\(userID)\",\"public_key\":\"\(Data(key.spkiDER).base64EncodedString())\"}"
+    static func registration(_ userID: String, _ key: P256PrivateKey, push: String? = nil) -> String {
+        "{\"user_id\":\"\(userID)\",\"public_key\":\"\(Data(key.spkiDER).base64EncodedString())\""
+            + (push.map { ",\"push\":\($0)" } ?? "") + "}"
     }
 }

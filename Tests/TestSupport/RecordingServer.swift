@@ -1,12 +1,13 @@
-// A verifier for the tests: an h2c server on a loop thread of its own that records every callback and answers
-// with the statuses it is given, in order, then with its default. Usable from blocking and async tests alike.
+// A peer for the tests (a verifier, APNs, FCM): an h2c server on a loop thread of its own that records every
+// request and answers with the statuses it is given, in order, then with its default, optionally after a delay.
+// Usable from blocking and async tests alike.
 import Dispatch
 import Foundation
 import H2
 import Logging
 import Synchronization
 
-public final class TestVerifier: @unchecked Sendable {
+public final class RecordingServer: @unchecked Sendable {
     public struct Callback: Sendable {
         public let method: String
         public let path: String
@@ -37,7 +38,9 @@ public final class TestVerifier: @unchecked Sendable {
     private let shared = Shared()
     private let server: UncheckedBox<H2Server>
     public let port: Int
-    public var url: String { "http://127.0.0.1:\(port)/approvald/results" }
+    public var origin: String { "http://127.0.0.1:\(port)" }
+    /// Where the tests' verifiers receive results.
+    public var url: String { origin + "/approvald/results" }
 
     /// - Parameter port: 0 for a free one; a given port lets a test bring the verifier back where it was.
     public init(status: Int = 200, port: Int = 0) throws {
