@@ -1,4 +1,6 @@
 // Configuration parsing: defaults, every section, environment overrides, and errors that name the key.
+import Crypto
+import Foundation
 import H2
 import Service
 import Testing
@@ -111,6 +113,40 @@ import Testing
         tenants = ["contoso", "fabrikam"]
         verifier_url = "https://idp.example/results"
         """
+
+    @Test func readsForwardingAndAPNsSettings() throws {
+        let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("AuthKey-\(UUID()).p8").path
+        defer { try? FileManager.default.removeItem(atPath: keyFile) }
+        try P256PrivateKey().pem.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let config = try Configuration.parse(
+            """
+            [forwarding]
+            timeout_seconds = 2.5
+            max_in_flight_per_verifier = 16
+            [push.apns]
+            key_file = "\(keyFile)"
+            key_id = "ABC123DEFG"
+            team_id = "TEAM123456"
+            endpoint = "https://api.sandbox.push.apple.com"
+            """)
+        #expect(config.forwardTimeoutSeconds == 2.5 && config.forwardMaxInFlightPerVerifier == 16)
+        let apns = try #require(config.apns)
+        #expect(apns.keyID == "ABC123DEFG" && apns.teamID == "TEAM123456")
+        #expect(apns.endpoint == "https://api.sandbox.push.apple.com" && apns.privateKeyPEM.contains("PRIVATE KEY"))
+        #expect(try Configuration.parse("").apns == nil)
+        for (text, message) in [
+            ("[push.apns]\nkey_file = \"/nonexistent.p8\"", "push.apns.key_file: /nonexistent.p8 is not a readable"),
+            ("[push.apns]\nkey_file = \"\(keyFile)\"", "push.apns: key_id and team_id are required"),
+            ("[push.fcm]\nx = 1", "push.fcm: unknown key"),
+            ("[forwarding]\nmax_in_flight_per_verifier = 0", "forwarding.max_in_flight_per_verifier"),
+        ] {
+            #expect {
+                try Configuration.parse(text, source: "test.toml")
+            } throws: { error in
+                "\(error)".contains(message)
+            }
+        }
+    }
 
     @Test func readsClientsAndTenantPolicies() throws {
         let config = try Configuration.parse(
