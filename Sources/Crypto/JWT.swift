@@ -1,4 +1,5 @@
-// JSON Web Tokens (RFC 7519) signed with ES256 (RFC 7518 §3.4), such as APNs provider tokens.
+// JSON Web Tokens (RFC 7519) signed with ES256 or RS256 (RFC 7518 §3): APNs provider tokens, service-account
+// assertions.
 
 public enum JWT {
     /// `header.claims.signature`, each part base64url without padding; `headerJSON` and `claimsJSON` are the JSON
@@ -9,6 +10,12 @@ public enum JWT {
             throw CryptoError.library("OpenSSL returned a malformed ECDSA signature")
         }
         return input + "." + Base64URL.encode(raw)
+    }
+
+    /// The same with RS256.
+    public static func signRS256(headerJSON: String, claimsJSON: String, key: RSAPrivateKey) throws -> String {
+        let input = Base64URL.encode(Array(headerJSON.utf8)) + "." + Base64URL.encode(Array(claimsJSON.utf8))
+        return input + "." + Base64URL.encode(try key.signatureRS256(for: input))
     }
 }
 

@@ -38,7 +38,8 @@ final class ApprovalService: @unchecked Sendable {
         loop: EventLoop, core: ApprovalCore<BufferedSecureRandom>, store: DurableStore,
         clients: [Configuration.IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
-        apns: Configuration.APNs? = nil, logger: Logger, clock: @escaping () -> UnixMillis
+        apns: Configuration.APNs? = nil, fcm: Configuration.FCM? = nil, logger: Logger,
+        clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
         self.core = core
@@ -52,7 +53,7 @@ final class ApprovalService: @unchecked Sendable {
             loop: loop, store: store, clients: clients, settings: forwarding, clock: clock, logger: logger
         ) { [unowned self] changes, then in persist([], outbox: changes, then: then) }
         pushRelay = try PushRelay(
-            loop: loop, apns: apns, clock: clock, logger: logger,
+            loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger,
             stillWanted: { [unowned self] challengeID, deviceID in
                 guard !streams.isStreaming(deviceID), let challenge = core.challenge(challengeID, queuedTo: deviceID),
                     challenge.isPending, challenge.expiresAt > clock(), let device = core.device(deviceID)

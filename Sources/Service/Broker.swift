@@ -119,7 +119,7 @@ public final class Broker: @unchecked Sendable {
             service = try ApprovalService(
                 loop: loop, core: core, store: store, clients: configuration.idpClients,
                 keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
-                apns: configuration.apns, logger: logger,
+                apns: configuration.apns, fcm: configuration.fcm, logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
             logger.critical("cannot start the service: \(error)")

@@ -39,6 +39,29 @@ public struct Configuration: Sendable {
         }
     }
     public var apns: APNs?
+
+    /// FCM HTTP v1 credentials: a Google service account of the Firebase project. Nil: not configured.
+    public struct FCM: Sendable {
+        public var projectID: String
+        public var clientEmail: String
+        public var privateKeyID: String
+        public var privateKeyPEM: String
+        /// Where the service-account assertion is exchanged for an access token.
+        public var tokenURL: String
+        public var endpoint = "https://fcm.googleapis.com"
+        public var caFile: String?
+
+        public init(
+            projectID: String, clientEmail: String, privateKeyID: String, privateKeyPEM: String, tokenURL: String
+        ) {
+            self.projectID = projectID
+            self.clientEmail = clientEmail
+            self.privateKeyID = privateKeyID
+            self.privateKeyPEM = privateKeyPEM
+            self.tokenURL = tokenURL
+        }
+    }
+    public var fcm: FCM?
     /// Callbacks to the verifiers.
     public var forwardTimeoutSeconds = 10.0
     public var forwardMaxInFlightPerVerifier = 64
@@ -109,6 +132,21 @@ public struct Configuration: Sendable {
         return config
     }
 
+    /// A Google service-account key file (JSON): the project, the account, its RSA key and token endpoint.
+    private static func serviceAccount(_ path: String, at keyPath: String) throws -> FCM {
+        guard let data = FileManager.default.contents(atPath: path),
+            let account = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { throw ConfigError("\(keyPath): \(path) is not a readable JSON service-account file") }
+        guard let project = account["project_id"] as? String, let email = account["client_email"] as? String,
+            let key = account["private_key"] as? String, (try? RSAPrivateKey(pem: key)) != nil
+        else {
+            throw ConfigError("\(keyPath): \(path) needs project_id, client_email and an RSA private_key")
+        }
+        return FCM(
+            projectID: project, clientEmail: email, privateKeyID: account["private_key_id"] as? String ?? "",
+            privateKeyPEM: key, tokenURL: account["token_uri"] as? String ?? "https://oauth2.googleapis.com/token")
+    }
+
     private mutating func read(_ root: ConfigReader) throws {
         dataDirectory = try root.string("data_directory") ?? dataDirectory
         expectedDevices = try root.int("expected_devices", in: 0...100_000_000) ?? expectedDevices
@@ -168,6 +206,18 @@ public struct Configuration: Sendable {
             apns = settings
         }
         try apnsSection.rejectUnknownKeys()
+        let fcmSection = try push.table("fcm")
+        if let accountFile = try fcmSection.string("service_account_file") {
+            fcm = try Self.serviceAccount(accountFile, at: fcmSection.keyPath("service_account_file"))
+            fcm?.endpoint = try fcmSection.string("endpoint") ?? "https://fcm.googleapis.com"
+            if let tokenURL = try fcmSection.string("token_endpoint") { fcm?.tokenURL = tokenURL }
+            fcm?.caFile = try fcmSection.string("ca_file")
+            for url in [fcm?.endpoint, fcm?.tokenURL].compactMap({ $0 })
+            where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+                throw ConfigError("push.fcm: \(url) is not an http:// or https:// URL")
+            }
+        }
+        try fcmSection.rejectUnknownKeys()
         try push.rejectUnknownKeys()
 
         let section = try root.table("http2")

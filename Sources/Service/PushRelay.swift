@@ -1,8 +1,9 @@
 // Wake-up pushes (API.md, "Wake-up pushes"): when a challenge is queued for a device with no open stream, the
 // device's provider wakes the app. The payload says only that a request waits, and its challenge id: no user, no
 // number, no context leaves through a third party. APNs over HTTP/2 with a token-based (ES256 JWT) provider
-// credential; 429 and 5xx are retried with backoff while the challenge waits for that device; 410 clears the
-// device's token. FCM devices are counted as unconfigured until the FCM relay exists.
+// credential; FCM HTTP v1 with an OAuth2 access token obtained for a service-account assertion (RS256 JWT) and
+// cached until it expires. Throttling and provider errors are retried with backoff while the challenge waits for
+// that device; a token the provider no longer knows (APNs 410, FCM UNREGISTERED) is cleared from the device.
 import Core
 import Crypto
 import Foundation
@@ -18,6 +19,25 @@ final class PushRelay: @unchecked Sendable {
         let teamID: String
         let key: P256PrivateKey
         let client: H2Client
+    }
+
+    struct FCM {
+        let projectID: String
+        let clientEmail: String
+        let keyID: String
+        let key: RSAPrivateKey
+        let tokenURL: String
+        let tokenPath: String
+        let tokenClient: H2Client
+        let client: H2Client
+    }
+
+    /// What a provider's answer means for the wake-up.
+    private enum Outcome {
+        case sent
+        case unregistered
+        case retry
+        case rejected(String)
     }
 
     /// A provider token is used for this long, then signed anew (Apple: not more often than every 20 minutes,
@@ -36,6 +56,10 @@ final class PushRelay: @unchecked Sendable {
     }
 
     private let apns: APNs?
+    private let fcm: FCM?
+    private var accessToken: (token: String, expiresAt: UnixMillis)?
+    private var fetchingAccessToken = false
+    private var waitingForAccessToken: [(String?) -> Void] = []
     private let clock: () -> UnixMillis
     private let logger: Logger
     /// The device and challenge if a wake-up is still wanted: the challenge pending and queued to the device, and
@@ -50,7 +74,8 @@ final class PushRelay: @unchecked Sendable {
     private(set) var results: [PushOutcome: UInt64] = [:]
 
     init(
-        loop: EventLoop, apns: Configuration.APNs?, clock: @escaping () -> UnixMillis, logger: Logger,
+        loop: EventLoop, apns: Configuration.APNs?, fcm: Configuration.FCM?, clock: @escaping () -> UnixMillis,
+        logger: Logger,
         stillWanted: @escaping (String, String) -> (Device, Challenge)?,
         clearToken: @escaping (String, String) -> Void
     ) throws {
@@ -62,6 +87,22 @@ final class PushRelay: @unchecked Sendable {
         } else {
             self.apns = nil
         }
+        if let fcm {
+            func client(_ origin: String) throws -> H2Client {
+                let tls = origin.hasPrefix("https://") ? try TLSClientContext(caFile: fcm.caFile) : nil
+                return try H2Client(loop: loop, origin: origin, tls: tls, logger: logger)
+            }
+            guard let tokenURL = URL(string: fcm.tokenURL) else {
+                throw ConfigError("push.fcm: the token endpoint \(fcm.tokenURL) is not a URL")
+            }
+            self.fcm = FCM(
+                projectID: fcm.projectID, clientEmail: fcm.clientEmail, keyID: fcm.privateKeyID,
+                key: try RSAPrivateKey(pem: fcm.privateKeyPEM), tokenURL: fcm.tokenURL,
+                tokenPath: tokenURL.path.isEmpty ? "/" : tokenURL.path, tokenClient: try client(fcm.tokenURL),
+                client: try client(fcm.endpoint))
+        } else {
+            self.fcm = nil
+        }
         self.clock = clock
         self.logger = logger
         self.stillWanted = stillWanted
@@ -72,53 +113,144 @@ final class PushRelay: @unchecked Sendable {
     /// A challenge was queued for `device`, which has no stream open.
     func wake(_ device: Device, for challenge: Challenge, failures: Int = 0) {
         let token = device.push.token
-        guard device.push.provider != .none, !token.isEmpty else { return }
-        guard device.push.provider == .apns, let apns else {
-            return count(device.push.provider.rawValue, "unconfigured")
+        guard !token.isEmpty else { return }
+        switch device.push.provider {
+        case .none: return
+        case .apns:
+            guard let apns else { return count("apns", "unconfigured") }
+            // Hex, as APNs issues them; anything else would not be a path segment of its own.
+            guard token.utf8.allSatisfy({ isHexDigit($0) }), token.utf8.count <= 200 else {
+                return count("apns", "invalid_token")
+            }
+            wakeThroughAPNs(apns, device, challenge, failures)
+        case .fcm:
+            guard let fcm else { return count("fcm", "unconfigured") }
+            withAccessToken(fcm) { [self] accessToken in
+                guard let accessToken else { return handle(.retry, "fcm", device, challenge, failures) }
+                wakeThroughFCM(fcm, accessToken, device, challenge, failures)
+            }
         }
-        // Hex, as APNs issues them; anything else would not be a path segment of its own.
-        guard token.utf8.allSatisfy({ isHexDigit($0) }), token.utf8.count <= 200 else {
-            return count("apns", "invalid_token")
-        }
+    }
+
+    private func wakeThroughAPNs(_ apns: APNs, _ device: Device, _ challenge: Challenge, _ failures: Int) {
         let body =
             "{\"aps\":{\"alert\":{\"title\":\"Sign-in request\",\"body\":\"Open the app to review it.\"},"
             + "\"sound\":\"default\"},\"challenge_id\":\(jsonString(challenge.id))}"
         apns.client.send(
-            method: "POST", path: "/3/device/\(token)",
+            method: "POST", path: "/3/device/\(device.push.token)",
             headers: [
                 ("authorization", "bearer \(apnsToken(apns))"), ("apns-topic", device.push.topic),
                 ("apns-push-type", "alert"), ("apns-priority", "10"),
                 ("apns-expiration", String(challenge.expiresAt / 1000)), ("apns-collapse-id", challenge.id),
             ], body: Array(body.utf8)
         ) { [self] result in
-            answered(result, device: device, challenge: challenge, failures: failures)
+            let response = try? result.get()
+            let outcome: Outcome
+            switch response?.status ?? 0 {
+            case 200: outcome = .sent
+            case 410: outcome = .unregistered
+            case 429, 500...599, 0: outcome = .retry
+            case let status:
+                // A refused provider token is signed anew for the next push.
+                if status == 403 { providerToken = nil }
+                outcome = .rejected("\(status) \(String(decoding: response?.body.prefix(200) ?? [], as: UTF8.self))")
+            }
+            handle(outcome, "apns", device, challenge, failures)
         }
     }
 
-    private func answered(
-        _ result: Result<H2ClientResponse, H2ClientError>, device: Device, challenge: Challenge, failures: Int
+    private func wakeThroughFCM(
+        _ fcm: FCM, _ accessToken: String, _ device: Device, _ challenge: Challenge, _ failures: Int
     ) {
-        let status = (try? result.get())?.status ?? 0
-        switch status {
-        case 200: return count("apns", "sent")
-        case 410:
-            count("apns", "unregistered")
-            return clearToken(device.id, device.push.token)
-        case 400..<500 where status != 429:
-            // A refused provider token is signed anew for the next push.
-            if status == 403 { providerToken = nil }
-            let reason = (try? result.get()).map { String(decoding: $0.body.prefix(200), as: UTF8.self) } ?? ""
+        let ttl = max(0, (challenge.expiresAt - clock()) / 1000)
+        let body =
+            "{\"message\":{\"token\":\(jsonString(device.push.token)),\"data\":{\"challenge_id\":\(jsonString(challenge.id))},"
+            + "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"\(ttl)s\",\"collapse_key\":\(jsonString(challenge.id))}}}"
+        fcm.client.send(
+            method: "POST", path: "/v1/projects/\(fcm.projectID)/messages:send",
+            headers: [("authorization", "Bearer \(accessToken)"), ("content-type", "application/json")],
+            body: Array(body.utf8)
+        ) { [self] result in
+            let response = try? result.get()
+            let status = response?.status ?? 0
+            let error =
+                (response.flatMap { try? JSONSerialization.jsonObject(with: Data($0.body)) } as? [String: Any])?[
+                    "error"] as? [String: Any]
+            let details = error?["details"] as? [[String: Any]] ?? []
+            let code = details.compactMap { $0["errorCode"] as? String }.first ?? error?["status"] as? String ?? ""
+            let outcome: Outcome
+            switch (status, code) {
+            case (200, _): outcome = .sent
+            case (_, "UNREGISTERED"): outcome = .unregistered
+            case (_, "QUOTA_EXCEEDED"), (_, "UNAVAILABLE"), (_, "INTERNAL"), (429, _), (500...599, _), (0, _):
+                outcome = .retry
+            case (401, _):
+                // The access token is no longer accepted: fetch another for the next attempt.
+                self.accessToken = nil
+                outcome = .retry
+            default: outcome = .rejected("\(status) \(code)")
+            }
+            handle(outcome, "fcm", device, challenge, failures)
+        }
+    }
+
+    private func handle(
+        _ outcome: Outcome, _ provider: String, _ device: Device, _ challenge: Challenge, _ failures: Int
+    ) {
+        switch outcome {
+        case .sent: count(provider, "sent")
+        case .unregistered:
+            count(provider, "unregistered")
+            clearToken(device.id, device.push.token)
+        case .rejected(let detail):
             logger.warning(
-                "APNs refused a wake-up",
-                metadata: ["status": "\(status)", "reason": "\(reason)", "device_id": "\(device.id)"])
-            return count("apns", "rejected")
-        default:
-            // 429, 5xx, no answer: again later, while the challenge still waits for this device.
+                "a push provider refused a wake-up",
+                metadata: ["provider": "\(provider)", "detail": "\(detail)", "device_id": "\(device.id)"])
+            count(provider, "rejected")
+        case .retry:
+            // Again later, while the challenge still waits for this device.
             let at = clock() + RetrySchedule.delayMillis(afterFailures: failures + 1, using: &random)
-            guard at < challenge.expiresAt else { return count("apns", "expired") }
-            count("apns", "retry")
+            guard at < challenge.expiresAt else { return count(provider, "expired") }
+            count(provider, "retry")
             retries.insert(Retry(at: at, challengeID: challenge.id, deviceID: device.id, failures: failures + 1))
             armTimer()
+        }
+    }
+
+    /// A valid FCM access token, fetched (once for every wake-up waiting) when there is none or it is about to
+    /// expire; nil if the token endpoint does not give one.
+    private func withAccessToken(_ fcm: FCM, _ body: @escaping (String?) -> Void) {
+        if let accessToken, accessToken.expiresAt - 60_000 > clock() { return body(accessToken.token) }
+        waitingForAccessToken.append(body)
+        guard !fetchingAccessToken else { return }
+        fetchingAccessToken = true
+        let now = clock() / 1000
+        let header = "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\(jsonString(fcm.keyID))}"
+        let claims =
+            "{\"iss\":\(jsonString(fcm.clientEmail)),\"scope\":\"https://www.googleapis.com/auth/firebase.messaging\","
+            + "\"aud\":\(jsonString(fcm.tokenURL)),\"iat\":\(now),\"exp\":\(now + 3600)}"
+        let assertion = (try? JWT.signRS256(headerJSON: header, claimsJSON: claims, key: fcm.key)) ?? ""
+        let form = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(assertion)"
+        fcm.tokenClient.send(
+            method: "POST", path: fcm.tokenPath, headers: [("content-type", "application/x-www-form-urlencoded")],
+            body: Array(form.utf8)
+        ) { [self] result in
+            fetchingAccessToken = false
+            let granted = (try? result.get()).flatMap { response -> (String, Int)? in
+                guard response.status == 200,
+                    let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
+                    let token = object["access_token"] as? String, !token.isEmpty
+                else { return nil }
+                return (token, object["expires_in"] as? Int ?? 3600)
+            }
+            if let (token, seconds) = granted {
+                accessToken = (token, clock() + UnixMillis(seconds) * 1000)
+            } else {
+                logger.error("the FCM token endpoint gave no access token", metadata: ["result": "\(result)"])
+            }
+            let waiting = waitingForAccessToken
+            waitingForAccessToken = []
+            for body in waiting { body(granted?.0) }
         }
     }
 

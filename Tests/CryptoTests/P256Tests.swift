@@ -211,3 +211,44 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         #expect(rawECDSASignature(fromDER: tooLong, size: 32) == nil)
     }
 }
+
+@Suite struct RS256Tests {
+    func openssl(_ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["openssl"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    @Test func aTokenSignedWithRS256VerifiesWithOpenSSL() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-rsa-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let keyPath = directory + "/key.pem"
+        #expect(
+            try openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", keyPath]) == 0)
+        #expect(try openssl(["pkey", "-in", keyPath, "-pubout", "-out", directory + "/public.pem"]) == 0)
+        let key = try RSAPrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))
+        let token = try JWT.signRS256(
+            headerJSON: #"{"alg":"RS256","typ":"JWT"}"#, claimsJSON: #"{"iss":"svc@example.iam"}"#, key: key)
+        let parts = token.split(separator: ".").map(String.init)
+        #expect(parts.count == 3)
+        try Data((parts[0] + "." + parts[1]).utf8).write(to: URL(fileURLWithPath: directory + "/input"))
+        try Data(try #require(Base64URL.decode(parts[2]))).write(to: URL(fileURLWithPath: directory + "/signature"))
+        let verify = [
+            "dgst", "-sha256", "-verify", directory + "/public.pem", "-signature", directory + "/signature",
+            directory + "/input",
+        ]
+        #expect(try openssl(verify) == 0)
+        // A changed input does not verify: the check above can fail.
+        try Data((parts[0] + ".x").utf8).write(to: URL(fileURLWithPath: directory + "/input"))
+        #expect(try openssl(verify) != 0)
+        // Not RSA, or not a key at all: refused.
+        #expect(throws: CryptoError.self) { try RSAPrivateKey(pem: try P256PrivateKey().pem) }
+        #expect(throws: CryptoError.self) { try RSAPrivateKey(pem: "nothing") }
+    }
+}

@@ -137,7 +137,8 @@ import Testing
         for (text, message) in [
             ("[push.apns]\nkey_file = \"/nonexistent.p8\"", "push.apns.key_file: /nonexistent.p8 is not a readable"),
             ("[push.apns]\nkey_file = \"\(keyFile)\"", "push.apns: key_id and team_id are required"),
-            ("[push.fcm]\nx = 1", "push.fcm: unknown key"),
+            ("[push.fcm]\nx = 1", "push.fcm.x: unknown key"),
+            ("[push.fcm]\nservice_account_file = \"/nonexistent.json\"", "is not a readable JSON service-account"),
             ("[forwarding]\nmax_in_flight_per_verifier = 0", "forwarding.max_in_flight_per_verifier"),
         ] {
             #expect {

@@ -24,6 +24,7 @@ final class InProcessBroker: @unchecked Sendable {
         verifierURL: String = "http://127.0.0.1:9",
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
         forwarding: Forwarder.Settings = Forwarder.Settings(), apns: Configuration.APNs? = nil,
+        fcm: Configuration.FCM? = nil,
         store makeStore: (EventLoop) -> DurableStore
     ) async throws {
         thread = try LoopThread()
@@ -38,7 +39,8 @@ final class InProcessBroker: @unchecked Sendable {
             let application = Application(logger: logger)
             let service = try ApprovalService(
                 loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
-                keepaliveSeconds: 25, forwarding: forwarding, apns: apns, logger: logger, clock: clock)
+                keepaliveSeconds: 25, forwarding: forwarding, apns: apns, fcm: fcm, logger: logger,
+                clock: clock)
             application.service = service
             service.forwarder.start(queued: 0)
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }

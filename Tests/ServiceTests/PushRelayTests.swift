@@ -195,3 +195,149 @@ import Testing
         #expect(setup.apns.received.isEmpty)
     }
 }
+
+@Suite struct FCMRelayTests {
+    static let token = "fcm-registration-token:APA91bH-example_token"
+
+    struct Setup {
+        let broker: InProcessBroker
+        let fcm: RecordingServer
+        let tokens: RecordingServer
+        let clock: ManualClock
+        let directory: String
+
+        func stop() {
+            broker.stop()
+            fcm.stop()
+            tokens.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+
+        func register(_ deviceID: String, user: String) async throws {
+            let push = "{\"provider\":\"fcm\",\"token\":\"\(FCMRelayTests.token)\"}"
+            let reply = try await broker.idp(
+                "PUT", "/v1/tenants/contoso/devices/\(deviceID)",
+                InProcessBroker.registration(user, try P256PrivateKey(), push: push), at: clock.millis / 1000)
+            #expect(reply.status == 201)
+        }
+
+        func create(_ requestID: String, user: String) async throws -> String {
+            let reply = try await broker.idp(
+                "POST", "/v1/tenants/contoso/challenges",
+                "{\"request_id\":\"\(requestID)\",\"user_id\":\"\(user)\",\"number\":42,\"context\":{\"app\":\"Outlook\"}}",
+                at: clock.millis / 1000)
+            let object = try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] ?? [:]
+            return try #require(object["challenge_id"] as? String)
+        }
+
+        func results(_ result: String) async throws -> UInt64? {
+            let broker = broker
+            return try await broker.thread.run {
+                broker.service.pushRelay.results[PushOutcome(provider: "fcm", result: result)]
+            }
+        }
+    }
+
+    func setUp() async throws -> Setup {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fcm-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let keyPath = directory + "/service-account-key.pem"
+        let made = try runCommand(
+            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", keyPath])
+        try #require(made.status == 0)
+        let fcm = try RecordingServer()
+        fcm.body("{\"name\":\"projects/approvald-test/messages/1\"}", for: 200)
+        fcm.body(
+            #"{"error":{"code":404,"status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#,
+            for: 404)
+        fcm.body(
+            #"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"QUOTA_EXCEEDED"}]}}"#,
+            for: 429)
+        let tokens = try RecordingServer()
+        tokens.body(
+            "{\"access_token\":\"ya29.test-access-token\",\"expires_in\":3599,\"token_type\":\"Bearer\"}", for: 200)
+        var settings = Configuration.FCM(
+            projectID: "approvald-test", clientEmail: "push@approvald-test.iam.gserviceaccount.com",
+            privateKeyID: "key-1", privateKeyPEM: try String(contentsOfFile: keyPath, encoding: .utf8),
+            tokenURL: tokens.origin + "/token")
+        settings.endpoint = fcm.origin
+        let clock = ManualClock()
+        let broker = try await InProcessBroker(clock: { clock.millis }, fcm: settings) { loop in
+            // swift-format-ignore: NeverUseForceTry
+            try! SQLiteStore(directory: directory + "/data") { work in loop.execute(work) }
+        }
+        return Setup(broker: broker, fcm: fcm, tokens: tokens, clock: clock, directory: directory)
+    }
+
+    @Test func aWakeUpCarriesOnlyTheChallengeIDWithACachedAccessToken() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        try await setup.register("android-1", user: "ana")
+        let challengeID = try await setup.create("r-1", user: "ana")
+        #expect(try await eventually { setup.fcm.received.count == 1 })
+
+        // The assertion exchanged for the access token: RS256, the service account, the messaging scope.
+        #expect(setup.tokens.received.count == 1)
+        let grant = setup.tokens.received[0]
+        #expect(grant.method == "POST" && grant.path == "/token")
+        #expect(grant.headers["content-type"] == "application/x-www-form-urlencoded")
+        #expect(grant.text.hasPrefix("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="))
+        let assertion = String(grant.text.split(separator: "=").last ?? "")
+        let parts = assertion.split(separator: ".").map(String.init)
+        try #require(parts.count == 3)
+        let header =
+            try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[0])))) as? [String: Any]
+        let claims =
+            try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[1])))) as? [String: Any]
+        #expect(header?["alg"] as? String == "RS256" && header?["kid"] as? String == "key-1")
+        #expect(claims?["iss"] as? String == "push@approvald-test.iam.gserviceaccount.com")
+        #expect(claims?["scope"] as? String == "https://www.googleapis.com/auth/firebase.messaging")
+        #expect(claims?["aud"] as? String == setup.tokens.origin + "/token")
+
+        let push = setup.fcm.received[0]
+        #expect(push.path == "/v1/projects/approvald-test/messages:send")
+        #expect(push.headers["authorization"] == "Bearer ya29.test-access-token")
+        let message = try #require(push.json["message"] as? [String: Any])
+        #expect(message["token"] as? String == Self.token)
+        #expect(message["data"] as? [String: String] == ["challenge_id": challengeID])
+        #expect(Set(message.keys) == ["token", "data", "android"])
+        for secret in ["ana", "Outlook", "42", "r-1", "contoso"] { #expect(!push.text.contains(secret)) }
+
+        // The access token is reused until it is about to expire, then fetched again.
+        try await setup.register("android-2", user: "ben")
+        _ = try await setup.create("r-2", user: "ben")
+        #expect(try await eventually { setup.fcm.received.count == 2 })
+        #expect(setup.tokens.received.count == 1)
+        setup.clock.advance(by: 3600 * 1000)
+        try await setup.register("android-3", user: "cai")
+        _ = try await setup.create("r-3", user: "cai")
+        #expect(try await eventually { setup.fcm.received.count == 3 })
+        #expect(setup.tokens.received.count == 2)
+        #expect(try await setup.results("sent") == 3)
+    }
+
+    @Test func unregisteredClearsTheTokenAndQuotaIsRetriedWhenDue() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        setup.fcm.answer([404, 429], then: 200)
+        try await setup.register("android-gone", user: "gone")
+        let first = try await setup.create("r-gone", user: "gone")
+        #expect(try await eventually { try await setup.results("unregistered") == 1 })
+        #expect(
+            try await setup.broker.idp(
+                "DELETE", "/v1/tenants/contoso/challenges/\(first)", at: setup.clock.millis / 1000
+            ).status == 200)
+        _ = try await setup.create("r-gone-2", user: "gone")
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(setup.fcm.received.count == 1)
+
+        try await setup.register("android-busy", user: "busy")
+        _ = try await setup.create("r-busy", user: "busy")
+        #expect(try await eventually { try await setup.results("retry") == 1 })
+        setup.clock.advance(by: 1000)
+        let broker = setup.broker
+        try await broker.thread.run { broker.service.pushRelay.runDueRetries() }
+        #expect(try await eventually { try await setup.results("sent") == 1 })
+        #expect(setup.fcm.received.count == 3)
+    }
+}

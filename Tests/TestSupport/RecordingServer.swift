@@ -26,6 +26,7 @@ public final class RecordingServer: @unchecked Sendable {
         var script: [Int] = []
         var status = 200
         var delaySeconds = 0.0
+        var bodies: [Int: String] = [:]
     }
 
     private final class Shared: @unchecked Sendable {
@@ -56,11 +57,16 @@ public final class RecordingServer: @unchecked Sendable {
                 for field in request.headers { headers[field.name.lowercased()] = field.value }
                 let callback = Callback(
                     method: request.method, path: request.path, headers: headers, body: request.body)
-                let (status, delay) = shared.state.withLock { state in
+                let (status, delay, body) = shared.state.withLock { state in
                     state.received.append(callback)
-                    return (state.script.isEmpty ? state.status : state.script.removeFirst(), state.delaySeconds)
+                    let status = state.script.isEmpty ? state.status : state.script.removeFirst()
+                    return (status, state.delaySeconds, state.bodies[status] ?? "")
                 }
-                let answer = { _ = responder.respond(HTTPResponse(status: status, headers: [:], body: [])) }
+                let answer = {
+                    _ = responder.respond(
+                        HTTPResponse(
+                            status: status, headers: ["content-type": "application/json"], body: Array(body.utf8)))
+                }
                 guard delay > 0 else { return answer() }
                 shared.timers.append(loop.schedule(after: delay, answer))
             }
@@ -88,6 +94,9 @@ public final class RecordingServer: @unchecked Sendable {
             state.status = status
         }
     }
+
+    /// The body of every later answer with that status.
+    public func body(_ text: String, for status: Int) { shared.state.withLock { $0.bodies[status] = text } }
 
     /// Each later answer comes this long after its request.
     public func delay(_ seconds: Double) { shared.state.withLock { $0.delaySeconds = seconds } }
