@@ -36,21 +36,12 @@ final class Forwarder: @unchecked Sendable {
         var caFile: String?
     }
 
-    /// One IdP client's verifier: a connection reused by every callback, and a bound on requests in flight.
-    private final class Verifier {
-        let client: H2Client
+    /// One IdP client's verifier: a connection reused by every callback, with a bound on requests in flight.
+    private struct Verifier {
+        let client: BoundedClient
         let path: String
         let keyID: String
         let key: HMACSHA256.Key
-        var inFlight = 0
-        var waiting = Deque<OutboxEntry>()
-
-        init(client: H2Client, path: String, keyID: String, key: HMACSHA256.Key) {
-            self.client = client
-            self.path = path
-            self.keyID = keyID
-            self.key = key
-        }
     }
 
     private let loop: EventLoop
@@ -101,9 +92,11 @@ final class Forwarder: @unchecked Sendable {
             if url.scheme == "https" && tls == nil { tls = try TLSClientContext(caFile: settings.caFile) }
             let path = (url.path.isEmpty ? "/" : url.path) + (url.query.map { "?\($0)" } ?? "")
             let verifier = Verifier(
-                client: try H2Client(
-                    loop: loop, origin: client.verifierURL, tls: url.scheme == "https" ? tls : nil, options: options,
-                    logger: logger),
+                client: BoundedClient(
+                    try H2Client(
+                        loop: loop, origin: client.verifierURL, tls: url.scheme == "https" ? tls : nil,
+                        options: options, logger: logger),
+                    limit: settings.maxInFlightPerVerifier),
                 path: path, keyID: client.keyID, key: HMACSHA256.Key(client.secret))
             for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
         }
@@ -184,15 +177,10 @@ final class Forwarder: @unchecked Sendable {
             return deadLetter(
                 entry, attempted: false, status: 0, detail: "no IdP client acts on tenant \(entry.tenantID)")
         }
-        if verifier.inFlight < settings.maxInFlightPerVerifier {
-            send(entry, to: verifier)
-        } else {
-            verifier.waiting.append(entry)
-        }
+        send(entry, to: verifier)
     }
 
     private func send(_ entry: OutboxEntry, to verifier: Verifier) {
-        verifier.inFlight += 1
         let body = Array(entry.body.utf8)
         let signature = approvaldSignature(
             keyID: verifier.keyID, key: verifier.key, time: clock() / 1000, method: "POST", path: verifier.path,
@@ -203,11 +191,7 @@ final class Forwarder: @unchecked Sendable {
                 ("content-type", "application/json"), ("approvald-signature", signature),
                 ("idempotency-key", entry.challengeID),
             ], body: body
-        ) { [self] result in
-            verifier.inFlight -= 1
-            if let next = verifier.waiting.popFirst() { send(next, to: verifier) }
-            completed(entry, result)
-        }
+        ) { [self] result in completed(entry, result) }
     }
 
     private func completed(_ entry: OutboxEntry, _ result: Result<H2ClientResponse, H2ClientError>) {

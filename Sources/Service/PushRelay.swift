@@ -18,7 +18,7 @@ final class PushRelay: @unchecked Sendable {
         let keyID: String
         let teamID: String
         let key: P256PrivateKey
-        let client: H2Client
+        let client: BoundedClient
     }
 
     struct FCM {
@@ -29,8 +29,11 @@ final class PushRelay: @unchecked Sendable {
         let tokenURL: String
         let tokenPath: String
         let tokenClient: H2Client
-        let client: H2Client
+        let client: BoundedClient
     }
+
+    /// Wake-ups in flight on one provider connection; the rest wait in order.
+    static let maxInFlightPerProvider = 256
 
     /// What a provider's answer means for the wake-up.
     private enum Outcome {
@@ -83,7 +86,9 @@ final class PushRelay: @unchecked Sendable {
             let tls = apns.endpoint.hasPrefix("https://") ? try TLSClientContext(caFile: apns.caFile) : nil
             self.apns = APNs(
                 keyID: apns.keyID, teamID: apns.teamID, key: try P256PrivateKey(pem: apns.privateKeyPEM),
-                client: try H2Client(loop: loop, origin: apns.endpoint, tls: tls, logger: logger))
+                client: BoundedClient(
+                    try H2Client(loop: loop, origin: apns.endpoint, tls: tls, logger: logger),
+                    limit: Self.maxInFlightPerProvider))
         } else {
             self.apns = nil
         }
@@ -99,7 +104,7 @@ final class PushRelay: @unchecked Sendable {
                 projectID: fcm.projectID, clientEmail: fcm.clientEmail, keyID: fcm.privateKeyID,
                 key: try RSAPrivateKey(pem: fcm.privateKeyPEM), tokenURL: fcm.tokenURL,
                 tokenPath: tokenURL.path.isEmpty ? "/" : tokenURL.path, tokenClient: try client(fcm.tokenURL),
-                client: try client(fcm.endpoint))
+                client: BoundedClient(try client(fcm.endpoint), limit: Self.maxInFlightPerProvider))
         } else {
             self.fcm = nil
         }

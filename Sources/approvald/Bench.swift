@@ -35,6 +35,8 @@ struct Bench: ParsableCommand {
     @Option(help: "roundtrips: users (phones with an open event stream) the sign-ins are spread over.")
     var users = 2_000
     @Option(help: "Sign-ins in flight at once.") var concurrency = 64
+    @Flag(help: "Register the devices for APNs wake-ups (a hex token each), so that creates make pushes.")
+    var apns = false
     @Option(
         help: "The IdP's HTTP/2 connections (phones have their own: one each in streams, one per 100 in roundtrips).")
     var connections = 4
@@ -254,9 +256,13 @@ final class BenchRunner: @unchecked Sendable {
     private func device(_ index: Int) -> String { "bench-\(run)-device-\(index)" }
 
     private func register(_ index: Int, _ done: @escaping (String?) -> Void) {
+        let push =
+            bench.apns
+            ? "{\"provider\":\"apns\",\"token\":\"\(String(format: "%064x", index))\",\"topic\":\"com.example.bench\"}"
+            : "{\"provider\":\"none\"}"
         let body =
             "{\"user_id\":\"\(user(index))\",\"public_key\":\"\(Data(keys[index].spkiDER).base64EncodedString())\","
-            + "\"push\":{\"provider\":\"none\"}}"
+            + "\"push\":\(push)}"
         idp(index, "PUT", "/v1/tenants/\(bench.tenant)/devices/\(device(index))", body) { status, text in
             done(status == 201 ? nil : "register: \(status) \(text.prefix(200))")
         }

@@ -1,0 +1,43 @@
+// An HTTP/2 client with a bound on requests in flight: the rest wait here, in order, instead of piling up in the
+// connection (where they would all run their timeouts while queued, and every send would walk a long queue).
+import DequeModule
+import H2
+
+/// `@unchecked Sendable`: confined to the event loop.
+final class BoundedClient: @unchecked Sendable {
+    private struct Request {
+        let method: String
+        let path: String
+        let headers: HTTPHeaders
+        let body: [UInt8]
+        let completion: (Result<H2ClientResponse, H2ClientError>) -> Void
+    }
+
+    let client: H2Client
+    let limit: Int
+    private(set) var inFlight = 0
+    private var waiting = Deque<Request>()
+
+    init(_ client: H2Client, limit: Int) {
+        self.client = client
+        self.limit = limit
+    }
+
+    func send(
+        method: String, path: String, headers: HTTPHeaders, body: [UInt8],
+        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+    ) {
+        let request = Request(method: method, path: path, headers: headers, body: body, completion: completion)
+        if inFlight < limit { start(request) } else { waiting.append(request) }
+    }
+
+    private func start(_ request: Request) {
+        inFlight += 1
+        client.send(method: request.method, path: request.path, headers: request.headers, body: request.body) {
+            [self] result in
+            inFlight -= 1
+            if let next = waiting.popFirst() { start(next) }
+            request.completion(result)
+        }
+    }
+}
