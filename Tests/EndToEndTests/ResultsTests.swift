@@ -97,3 +97,58 @@ import Testing
         #expect(eventually { (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 0")) == true })
     }
 }
+
+@Suite struct WakeUpTests {
+    @Test func aPhoneWithoutAStreamIsWokenThroughAPNsAndATokenAPNsForgotIsCleared() throws {
+        let apns = try RecordingServer()
+        defer { apns.stop() }
+        apns.answer([410], then: 200)
+        let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("AuthKey-\(UUID()).p8").path
+        defer { try? FileManager.default.removeItem(atPath: keyFile) }
+        try P256PrivateKey().pem.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let broker = try ApprovaldProcess(
+            extraConfig: brokerConfig + """
+
+                [push.apns]
+                key_file = "\(keyFile)"
+                key_id = "ABC123DEFG"
+                team_id = "TEAM123456"
+                endpoint = "\(apns.origin)"
+                """)
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("ios-phone")
+        let token = String(repeating: "ab", count: 32)
+        let registration =
+            "{\"user_id\":\"ios@contoso.com\",\"public_key\":\"\(Data(phone.key.spkiDER).base64EncodedString())\","
+            + "\"push\":{\"provider\":\"apns\",\"token\":\"\(token)\",\"topic\":\"com.example.authenticator\"}}"
+        #expect(try idp.call("PUT", "/v1/tenants/contoso/devices/ios-phone", registration).status == 201)
+        // The first push finds the token unregistered: it is cleared, and the next challenge pushes nothing.
+        let first = try idp.challenge("wake-1", user: "ios@contoso.com")
+        #expect(eventually { apns.received.count == 1 })
+        #expect(apns.received[0].path == "/3/device/\(token)")
+        #expect(apns.received[0].headers["apns-collapse-id"] == first.json["challenge_id"] as? String)
+        #expect(
+            eventually {
+                (try? broker.curl("/metrics").body)?.contains(
+                    "approvald_push_notifications_total{provider=\"apns\",result=\"unregistered\"} 1") == true
+            })
+        let id = first.json["challenge_id"] as? String ?? ""
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
+        #expect(try idp.challenge("wake-2", user: "ios@contoso.com").status == 201)
+        usleep(300_000)
+        #expect(apns.received.count == 1)
+        // A new token from the app: pushes resume.
+        let rotated = String(repeating: "cd", count: 32)
+        let rotation = "{\"provider\":\"apns\",\"token\":\"\(rotated)\",\"topic\":\"com.example.authenticator\"}"
+        #expect(try phone.call(broker, "PUT", "/v1/devices/ios-phone/push-token", rotation).status == 204)
+        let pending = try #require(
+            (try phone.call(broker, "GET", "/v1/devices/ios-phone/challenges").json["challenges"] as? [[String: Any]])?
+                .first)
+        #expect(
+            try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(pending["challenge_id"] as? String ?? "")").status
+                == 200)
+        #expect(try idp.challenge("wake-3", user: "ios@contoso.com").status == 201)
+        #expect(eventually { apns.received.count == 2 })
+        #expect(apns.received.last?.path == "/3/device/\(rotated)")
+    }
+}
