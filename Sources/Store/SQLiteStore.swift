@@ -220,17 +220,9 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         _ events: [CoreEvent], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
     ) {
-        let accepted = pending.withLock { pending -> Bool in
-            guard !pending.closing else { return false }
-            pending.batches.append(Batch(events: events, outbox: outbox, completion: completion))
-            return true
+        submit({ $0.batches.append(Batch(events: events, outbox: outbox, completion: completion)) }) {
+            completion(.failure(StoreError("the store is closed")))
         }
-        guard accepted else {
-            executor { completion(.failure(StoreError("the store is closed"))) }
-            return
-        }
-        startWriterOnce()
-        wake.signal()
     }
 
     public func dueCallbacks(
@@ -266,19 +258,22 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         _ work: @escaping @Sendable (Statements) throws(StoreError) -> Value
     ) {
         let executor = self.executor
+        let job: @Sendable (Statements) -> Void = { statements in
+            let result: Result<Value, StoreError>
+            do throws(StoreError) { result = .success(try work(statements)) } catch { result = .failure(error) }
+            executor { completion(result) }
+        }
+        submit({ $0.reads.append(job) }) { completion(.failure(StoreError("the store is closed"))) }
+    }
+
+    /// Hands work to the writer thread; once the store is closing, `refused` runs through the executor instead.
+    private func submit(_ add: (inout Pending) -> Void, refused: @escaping @Sendable () -> Void) {
         let accepted = pending.withLock { pending -> Bool in
             guard !pending.closing else { return false }
-            pending.reads.append { statements in
-                let result: Result<Value, StoreError>
-                do throws(StoreError) { result = .success(try work(statements)) } catch { result = .failure(error) }
-                executor { completion(result) }
-            }
+            add(&pending)
             return true
         }
-        guard accepted else {
-            executor { completion(.failure(StoreError("the store is closed"))) }
-            return
-        }
+        guard accepted else { return executor(refused) }
         startWriterOnce()
         wake.signal()
     }
