@@ -158,6 +158,16 @@ extension EventLoop {
     public func watchSignal(_ signal: Int32, _ handler: @escaping () -> Void) -> SignalWatcher {
         SignalWatcher(loop: self, signal: signal, handler: handler)
     }
+
+    /// Calls `handler` with the signal at each SIGTERM or SIGINT. A parent may hand down a mask that blocks them
+    /// (some supervisors, Foundation's Process): they are unblocked first.
+    public func watchTermination(_ handler: @escaping (Int32) -> Void) -> [SignalWatcher] {
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for signal in [SIGTERM, SIGINT] { sigaddset(&handled, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &handled, nil)
+        return [SIGTERM, SIGINT].map { signal in watchSignal(signal) { handler(signal) } }
+    }
 }
 
 /// A signal delivered as a loop event (libevent's self-pipe), so handlers may touch loop state.

@@ -143,17 +143,9 @@ public final class Broker: @unchecked Sendable {
     /// SIGTERM and SIGINT start a graceful shutdown; when it ends, the loop stops and `run()` returns.
     public func stopOnSignals() {
         signal(SIGPIPE, SIG_IGN)
-        // A parent may hand down a mask that blocks them (some supervisors, Foundation's Process): unblock.
-        var handled = sigset_t()
-        sigemptyset(&handled)
-        for signal in [SIGTERM, SIGINT] { sigaddset(&handled, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &handled, nil)
-        for signal in [SIGTERM, SIGINT] {
-            signalWatchers.append(
-                loop.watchSignal(signal) { [unowned self] in
-                    logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
-                    shutdown()
-                })
+        signalWatchers = loop.watchTermination { [unowned self] signal in
+            logger.info("signal received: draining", metadata: ["signal": "\(signal)"])
+            shutdown()
         }
     }
 

@@ -402,7 +402,7 @@ private final class SignIn {
 }
 
 /// Prints and flushes: progress lines show as they happen, also into a file or a pipe.
-private func say(_ text: String) {
+func say(_ text: String) {
     print(text)
     fflush(nil)
 }

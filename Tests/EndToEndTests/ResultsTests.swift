@@ -152,3 +152,79 @@ import Testing
         #expect(apns.received.last?.path == "/3/device/\(rotated)")
     }
 }
+
+@Suite struct VerifierCommandTests {
+    /// Stops the verifier, by force if SIGTERM does not do it within 10 s.
+    func stop(_ process: Process) {
+        process.terminate()
+        if !eventually(timeout: 10, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// `approvald verifier` on a free port, its output in a file.
+    func startVerifier(secret: String) throws -> (Process, String, Int) {
+        let probe = try RecordingServer()
+        let port = probe.port
+        probe.stop()
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("verifier-\(UUID()).log").path
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: approvaldBinary)
+        process.arguments = ["verifier", "--port", String(port), "--key-id", "test-idp", "--secret", secret]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        try process.run()
+        #expect(eventually { (try? String(contentsOfFile: output, encoding: .utf8))?.contains("listening") == true })
+        return (process, output, port)
+    }
+
+    @Test func theVerifierCommandChecksAndPrintsResults() throws {
+        let secret = "a test secret that is at least thirty-two bytes"
+        let (verifier, output, port) = try startVerifier(secret: secret)
+        defer {
+            stop(verifier)
+            try? FileManager.default.removeItem(atPath: output)
+        }
+        let broker = try ApprovaldProcess(
+            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
+        let idp = IdP(broker: broker)
+        #expect(try idp.register(try SimulatedDevice("v-phone"), user: "v@contoso.com").status == 201)
+        let created = try idp.challenge("v-1", user: "v@contoso.com")
+        let id = try #require(created.json["challenge_id"] as? String)
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
+        #expect(
+            eventually {
+                (try? String(contentsOfFile: output, encoding: .utf8))?.contains(
+                    "result \(id) tenant=contoso request=v-1 outcome=cancelled device=- selected=- signature=valid")
+                    == true
+            })
+        #expect(
+            eventually {
+                (try? broker.curl("/metrics").body)?.contains(
+                    "approvald_forward_attempts_total{result=\"delivered\"} 1") == true
+            })
+    }
+
+    @Test func aResultSignedWithAnotherKeyIsRefusedAndDeadLettered() throws {
+        let (verifier, output, port) = try startVerifier(secret: "not the IdP's secret, though just as long as it")
+        defer {
+            stop(verifier)
+            try? FileManager.default.removeItem(atPath: output)
+        }
+        let broker = try ApprovaldProcess(
+            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
+        let idp = IdP(broker: broker)
+        #expect(try idp.register(try SimulatedDevice("w-phone"), user: "w@contoso.com").status == 201)
+        let id = try #require(try idp.challenge("w-1", user: "w@contoso.com").json["challenge_id"] as? String)
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
+        #expect(
+            eventually {
+                (try? String(contentsOfFile: output, encoding: .utf8))?.contains("signature=INVALID") == true
+            })
+        #expect(
+            eventually {
+                let letters =
+                    (try? idp.call("GET", "/v1/tenants/contoso/dead-letters").json["dead_letters"])
+                    as? [[String: Any]]
+                return letters?.first?["challenge_id"] as? String == id && letters?.first?["status"] as? Int == 401
+            })
+    }
+}
