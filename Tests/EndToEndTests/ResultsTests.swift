@@ -153,78 +153,72 @@ import Testing
     }
 }
 
-@Suite struct VerifierCommandTests {
-    /// Stops the verifier, by force if SIGTERM does not do it within 10 s.
-    func stop(_ process: Process) {
-        process.terminate()
-        if !eventually(timeout: 10, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
-    }
+/// `approvald verifier` on a free port, its output in a file; a broker sending it results, and a challenge it
+/// cancelled, so that one result is on its way.
+final class VerifierRun {
+    let process = Process()
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("verifier-\(UUID()).log").path
+    let broker: ApprovaldProcess
+    let challengeID: String
 
-    /// `approvald verifier` on a free port, its output in a file.
-    func startVerifier(secret: String) throws -> (Process, String, Int) {
+    init(secret: String, user: String) throws {
         let probe = try RecordingServer()
         let port = probe.port
         probe.stop()
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("verifier-\(UUID()).log").path
         FileManager.default.createFile(atPath: output, contents: nil)
-        let process = Process()
         process.executableURL = URL(fileURLWithPath: approvaldBinary)
         process.arguments = ["verifier", "--port", String(port), "--key-id", "test-idp", "--secret", secret]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         try process.run()
+        let output = self.output
         #expect(eventually { (try? String(contentsOfFile: output, encoding: .utf8))?.contains("listening") == true })
-        return (process, output, port)
+        broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
+        let idp = IdP(broker: broker)
+        #expect(try idp.register(try SimulatedDevice("\(user)-phone"), user: "\(user)@contoso.com").status == 201)
+        challengeID = try #require(
+            try idp.challenge("\(user)-1", user: "\(user)@contoso.com").json["challenge_id"] as? String)
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
     }
 
+    var text: String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+
+    /// Stops the verifier, by force if SIGTERM does not do it within 10 s.
+    func stop() {
+        process.terminate()
+        if !eventually(timeout: 10, { !self.process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: output)
+    }
+}
+
+@Suite struct VerifierCommandTests {
     @Test func theVerifierCommandChecksAndPrintsResults() throws {
-        let secret = "a test secret that is at least thirty-two bytes"
-        let (verifier, output, port) = try startVerifier(secret: secret)
-        defer {
-            stop(verifier)
-            try? FileManager.default.removeItem(atPath: output)
-        }
-        let broker = try ApprovaldProcess(
-            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
-        let idp = IdP(broker: broker)
-        #expect(try idp.register(try SimulatedDevice("v-phone"), user: "v@contoso.com").status == 201)
-        let created = try idp.challenge("v-1", user: "v@contoso.com")
-        let id = try #require(created.json["challenge_id"] as? String)
-        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
+        let run = try VerifierRun(secret: "a test secret that is at least thirty-two bytes", user: "v")
+        defer { run.stop() }
         #expect(
             eventually {
-                (try? String(contentsOfFile: output, encoding: .utf8))?.contains(
-                    "result \(id) tenant=contoso request=v-1 outcome=cancelled device=- selected=- signature=valid")
-                    == true
+                run.text.contains(
+                    "result \(run.challengeID) tenant=contoso request=v-1 outcome=cancelled device=- selected=- "
+                        + "signature=valid")
             })
         #expect(
             eventually {
-                (try? broker.curl("/metrics").body)?.contains(
+                (try? run.broker.curl("/metrics").body)?.contains(
                     "approvald_forward_attempts_total{result=\"delivered\"} 1") == true
             })
     }
 
     @Test func aResultSignedWithAnotherKeyIsRefusedAndDeadLettered() throws {
-        let (verifier, output, port) = try startVerifier(secret: "not the IdP's secret, though just as long as it")
-        defer {
-            stop(verifier)
-            try? FileManager.default.removeItem(atPath: output)
-        }
-        let broker = try ApprovaldProcess(
-            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
-        let idp = IdP(broker: broker)
-        #expect(try idp.register(try SimulatedDevice("w-phone"), user: "w@contoso.com").status == 201)
-        let id = try #require(try idp.challenge("w-1", user: "w@contoso.com").json["challenge_id"] as? String)
-        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
-        #expect(
-            eventually {
-                (try? String(contentsOfFile: output, encoding: .utf8))?.contains("signature=INVALID") == true
-            })
+        let run = try VerifierRun(secret: "not the IdP's secret, though just as long as it", user: "w")
+        defer { run.stop() }
+        #expect(eventually { run.text.contains("signature=INVALID") })
+        let idp = IdP(broker: run.broker)
         #expect(
             eventually {
                 let letters =
                     (try? idp.call("GET", "/v1/tenants/contoso/dead-letters").json["dead_letters"])
                     as? [[String: Any]]
-                return letters?.first?["challenge_id"] as? String == id && letters?.first?["status"] as? Int == 401
+                return letters?.first?["challenge_id"] as? String == run.challengeID
+                    && letters?.first?["status"] as? Int == 401
             })
     }
 }
