@@ -1,7 +1,22 @@
 // An HTTP/2 client with a bound on requests in flight: the rest wait here, in order, instead of piling up in the
 // connection (where they would all run their timeouts while queued, and every send would walk a long queue).
 import DequeModule
+import Foundation
 import H2
+import Logging
+
+/// A client for `url`'s origin (TLS for https, trusting `caFile` or else the system's CAs), and the path with query
+/// to request there.
+func connect(
+    to url: String, caFile: String?, options: H2Client.Options = H2Client.Options(), loop: EventLoop, logger: Logger
+) throws -> (client: H2Client, path: String) {
+    guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme) else {
+        throw ConfigError("\(url) is not an http:// or https:// URL")
+    }
+    let tls = scheme == "https" ? try TLSClientContext(caFile: caFile) : nil
+    let client = try H2Client(loop: loop, origin: url, tls: tls, options: options, logger: logger)
+    return (client, (parsed.path.isEmpty ? "/" : parsed.path) + (parsed.query.map { "?\($0)" } ?? ""))
+}
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class BoundedClient: @unchecked Sendable {

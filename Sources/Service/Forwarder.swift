@@ -83,21 +83,13 @@ final class Forwarder: @unchecked Sendable {
         self.commit = commit
         var options = H2Client.Options()
         options.requestTimeoutSeconds = settings.timeoutSeconds
-        var tls: TLSClientContext?
         var byTenant: [String: Verifier] = [:]
         for client in clients {
-            guard let url = URL(string: client.verifierURL) else {
-                throw ConfigError("idp_clients \(client.keyID): verifier_url is not a URL")
-            }
-            if url.scheme == "https" && tls == nil { tls = try TLSClientContext(caFile: settings.caFile) }
-            let path = (url.path.isEmpty ? "/" : url.path) + (url.query.map { "?\($0)" } ?? "")
+            let (h2, path) = try connect(
+                to: client.verifierURL, caFile: settings.caFile, options: options, loop: loop, logger: logger)
             let verifier = Verifier(
-                client: BoundedClient(
-                    try H2Client(
-                        loop: loop, origin: client.verifierURL, tls: url.scheme == "https" ? tls : nil,
-                        options: options, logger: logger),
-                    limit: settings.maxInFlightPerVerifier),
-                path: path, keyID: client.keyID, key: HMACSHA256.Key(client.secret))
+                client: BoundedClient(h2, limit: settings.maxInFlightPerVerifier), path: path, keyID: client.keyID,
+                key: HMACSHA256.Key(client.secret))
             for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
         }
         verifierOfTenant = byTenant

@@ -83,28 +83,20 @@ final class PushRelay: @unchecked Sendable {
         clearToken: @escaping (String, String) -> Void
     ) throws {
         if let apns {
-            let tls = apns.endpoint.hasPrefix("https://") ? try TLSClientContext(caFile: apns.caFile) : nil
+            let client = try connect(to: apns.endpoint, caFile: apns.caFile, loop: loop, logger: logger).client
             self.apns = APNs(
                 keyID: apns.keyID, teamID: apns.teamID, key: try P256PrivateKey(pem: apns.privateKeyPEM),
-                client: BoundedClient(
-                    try H2Client(loop: loop, origin: apns.endpoint, tls: tls, logger: logger),
-                    limit: Self.maxInFlightPerProvider))
+                client: BoundedClient(client, limit: Self.maxInFlightPerProvider))
         } else {
             self.apns = nil
         }
         if let fcm {
-            func client(_ origin: String) throws -> H2Client {
-                let tls = origin.hasPrefix("https://") ? try TLSClientContext(caFile: fcm.caFile) : nil
-                return try H2Client(loop: loop, origin: origin, tls: tls, logger: logger)
-            }
-            guard let tokenURL = URL(string: fcm.tokenURL) else {
-                throw ConfigError("push.fcm: the token endpoint \(fcm.tokenURL) is not a URL")
-            }
+            let token = try connect(to: fcm.tokenURL, caFile: fcm.caFile, loop: loop, logger: logger)
+            let messages = try connect(to: fcm.endpoint, caFile: fcm.caFile, loop: loop, logger: logger).client
             self.fcm = FCM(
                 projectID: fcm.projectID, clientEmail: fcm.clientEmail, keyID: fcm.privateKeyID,
-                key: try RSAPrivateKey(pem: fcm.privateKeyPEM), tokenURL: fcm.tokenURL,
-                tokenPath: tokenURL.path.isEmpty ? "/" : tokenURL.path, tokenClient: try client(fcm.tokenURL),
-                client: BoundedClient(try client(fcm.endpoint), limit: Self.maxInFlightPerProvider))
+                key: try RSAPrivateKey(pem: fcm.privateKeyPEM), tokenURL: fcm.tokenURL, tokenPath: token.path,
+                tokenClient: token.client, client: BoundedClient(messages, limit: Self.maxInFlightPerProvider))
         } else {
             self.fcm = nil
         }

@@ -63,8 +63,7 @@ final class ManualClock: Sendable {
         }
 
         func forwarder<Value: Sendable>(_ read: @escaping @Sendable (Forwarder) -> Value) async throws -> Value {
-            let broker = broker
-            return try await broker.thread.run { read(broker.service.forwarder) }
+            try await broker.onLoop { read($0.forwarder) }
         }
     }
 
@@ -150,8 +149,7 @@ final class ManualClock: Sendable {
         }
         #expect(eventually { verifier.received.count == 30 })
         #expect(Set(verifier.received.compactMap { $0.headers["idempotency-key"] }) == Set(backlog.map(\.challengeID)))
-        let service = broker.service
-        #expect(try await eventually { try await broker.thread.run { service.forwarder.attempts["delivered"] } == 30 })
+        #expect(try await eventually { try await broker.onLoop { $0.forwarder.attempts["delivered"] } == 30 })
     }
 
     @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {

@@ -64,6 +64,12 @@ final class InProcessBroker: @unchecked Sendable {
         return (broker, made!)
     }
 
+    /// Reads or drives the service on its loop.
+    func onLoop<Value: Sendable>(_ body: @escaping @Sendable (ApprovalService) -> Value) async throws -> Value {
+        let parts = parts
+        return try await thread.run { body(parts.value.service) }
+    }
+
     /// Stops the loop; the server and client it runs are released only after that.
     func stop() { withExtendedLifetime(parts) { thread.stop() } }
 

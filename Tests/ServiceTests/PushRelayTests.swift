@@ -42,8 +42,7 @@ import Testing
         }
 
         func relay<Value: Sendable>(_ read: @escaping @Sendable (PushRelay) -> Value) async throws -> Value {
-            let broker = broker
-            return try await broker.thread.run { read(broker.service.pushRelay) }
+            try await broker.onLoop { read($0.pushRelay) }
         }
     }
 
@@ -169,6 +168,18 @@ import Testing
         #expect(setup.apns.received.count == 3)
     }
 
+    @Test func aTokenThatIsNotHexIsNeverPutInAPath() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        try await setup.register("phone-odd", user: "odd", token: "..%2F3%2Fdevice%2Fother")
+        _ = try await setup.create("r-odd", user: "odd")
+        #expect(
+            try await eventually {
+                try await setup.relay { $0.results[PushOutcome(provider: "apns", result: "invalid_token")] } == 1
+            })
+        #expect(setup.apns.received.isEmpty)
+    }
+
     @Test func aDeviceWithItsStreamOpenGetsNoWakeUp() async throws {
         let setup = try await setUp()
         defer { setup.stop() }
@@ -188,7 +199,7 @@ import Testing
                 onData: recorder.append
             ) { _ in }
         }
-        #expect(try await eventually { try await setup.broker.thread.run { setup.broker.service.streams.count } == 1 })
+        #expect(try await eventually { try await setup.broker.onLoop { $0.streams.count } == 1 })
         _ = try await setup.create("r-s", user: "streamer")
         #expect(try await eventually { recorder.received.contains("event: challenge") })
         try await Task.sleep(nanoseconds: 200_000_000)
@@ -231,10 +242,7 @@ import Testing
         }
 
         func results(_ result: String) async throws -> UInt64? {
-            let broker = broker
-            return try await broker.thread.run {
-                broker.service.pushRelay.results[PushOutcome(provider: "fcm", result: result)]
-            }
+            try await broker.onLoop { $0.pushRelay.results[PushOutcome(provider: "fcm", result: result)] }
         }
     }
 
@@ -316,6 +324,20 @@ import Testing
         #expect(try await setup.results("sent") == 3)
     }
 
+    @Test func aTokenEndpointThatFailsIsTriedAgainWhenTheWakeUpIsDue() async throws {
+        let setup = try await setUp()
+        defer { setup.stop() }
+        setup.tokens.answer([503], then: 200)
+        try await setup.register("android-wait", user: "wait")
+        _ = try await setup.create("r-wait", user: "wait")
+        #expect(try await eventually { try await setup.results("retry") == 1 })
+        #expect(setup.fcm.received.isEmpty && setup.tokens.received.count == 1)
+        setup.clock.advance(by: 1000)
+        try await setup.broker.onLoop { $0.pushRelay.runDueRetries() }
+        #expect(try await eventually { try await setup.results("sent") == 1 })
+        #expect(setup.tokens.received.count == 2 && setup.fcm.received.count == 1)
+    }
+
     @Test func unregisteredClearsTheTokenAndQuotaIsRetriedWhenDue() async throws {
         let setup = try await setUp()
         defer { setup.stop() }
@@ -335,8 +357,7 @@ import Testing
         _ = try await setup.create("r-busy", user: "busy")
         #expect(try await eventually { try await setup.results("retry") == 1 })
         setup.clock.advance(by: 1000)
-        let broker = setup.broker
-        try await broker.thread.run { broker.service.pushRelay.runDueRetries() }
+        try await setup.broker.onLoop { $0.pushRelay.runDueRetries() }
         #expect(try await eventually { try await setup.results("sent") == 1 })
         #expect(setup.fcm.received.count == 3)
     }

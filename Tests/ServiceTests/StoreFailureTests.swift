@@ -59,6 +59,10 @@ final class FailingStore: DurableStore, @unchecked Sendable {
         // Reads need no commit and never reach the store.
         #expect(try await broker.idp("GET", "/v1/tenants/contoso/policy").status == 200)
         #expect(try await broker.idp("GET", "/v1/tenants/contoso/challenges/ch_nope").status == 404)
+        // A read the store cannot serve is 503, not an empty list.
+        let letters = try await broker.idp("GET", "/v1/tenants/contoso/dead-letters")
+        #expect(letters.status == 503)
+        #expect(String(decoding: letters.body, as: UTF8.self).contains("\"code\":\"unavailable\""))
         #expect(store.commits.withLock { $0 } == afterWrites)
 
         // A device's first request stores when it was seen; the next, a moment later, changes nothing.
