@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "H2", "Crypto",
+                "Service", "H2", "Crypto", "JSONText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

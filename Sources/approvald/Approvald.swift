@@ -1,11 +1,11 @@
-// The approvald command line: serve, dev-cert.
+// The approvald command line: serve, simulate, verifier, dev-cert, bench.
 import ArgumentParser
 
 @main
-struct Approvald: ParsableCommand {
+struct Approvald: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approvald",
         abstract: "A push-approval broker for passwordless sign-in, over HTTP/2.",
-        subcommands: [Serve.self, DevCert.self, Bench.self, Verifier.self],
+        subcommands: [Serve.self, Simulate.self, Verifier.self, DevCert.self, Bench.self],
         defaultSubcommand: Serve.self)
 }

@@ -68,7 +68,6 @@ struct Bench: ParsableCommand {
 }
 
 /// The load generator's state, on its own event loop.
-/// The load generator's state, on its own event loop.
 ///
 /// `@unchecked Sendable`: confined to the loop.
 final class BenchRunner: @unchecked Sendable {

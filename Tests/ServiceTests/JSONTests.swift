@@ -1,4 +1,5 @@
 // Times as API.md writes them: RFC 3339, UTC, milliseconds.
+import JSONText
 import Testing
 
 @testable import Service

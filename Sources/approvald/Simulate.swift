@@ -1,0 +1,764 @@
+// `approvald simulate`: a watched tour of a running broker. It plays the IdP, the users' phones and (unless another
+// one listens there) the IdP's verifier, runs sign-ins that end in each way the product knows, prints every step as
+// it happens, and checks each outcome against the one the contract promises.
+import ArgumentParser
+import Crypto
+import Dispatch
+import Foundation
+import H2
+import JSONText
+import Logging
+import Service
+import Synchronization
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run simulated sign-ins against a running broker and show each one as it happens.",
+        discussion: """
+            Reads the broker's URL, an IdP client's key and its verifier URL from --config (the file the broker \
+            runs with), registers --devices phones with fresh P-256 keys, and runs --flows sign-ins spread over \
+            them, each phone's one after another and the phones at once. Each sign-in follows one scenario of \
+            --mix:
+
+              approve         the phone taps the number the browser shows and approves: approved
+              wrong_number    the phone taps another number: denied, wrong_number
+              not_me          the user denies ("it wasn't me"): denied, not_me; the user's next sign-in is sent \
+            to the password path (locked_out)
+              silence         the phone never answers: expired after --silence-ttl seconds
+              second_sign_in  a second sign-in while the first is pending goes to the password path \
+            (pending_challenge); the first is then approved
+
+            Unless --no-verifier is given, a verifier listens where the IdP client's verifier_url points (an \
+            http:// URL on this machine) and checks that every ended sign-in's signed result arrives; if something \
+            else already listens there, results go to it instead. Prints each step with its time since the \
+            sign-in began, then a summary, and exits non-zero if any sign-in ended otherwise than its scenario \
+            promises or a result did not reach the verifier.
+            """)
+
+    @Option(help: "The broker's configuration file: where to reach it, the IdP client's key, its verifier URL.")
+    var config = "Config/approvald.toml"
+    @Option(help: "The broker (http:// for h2c, https:// for TLS); default: the configuration's first listener.")
+    var url: String?
+    @Option(help: "CA file for https (default: the configuration's TLS certificate, as make run's is self-signed).")
+    var caFile: String?
+    @Option(help: "The IdP client's key id (default: the configuration's first IdP client).") var keyID: String?
+    @Option(help: "The tenant (default: the IdP client's first).") var tenant: String?
+    @Option(help: "Simulated phones, one user each.") var devices = 4
+    @Option(help: "Sign-ins to run.") var flows = 8
+    @Option(
+        help: """
+            Scenarios and their weights, comma-separated: \(Scenario.allCases.map(\.rawValue).joined(separator: ", ")) \
+            (a name alone weighs 1).
+            """)
+    var mix = "approve=3,wrong_number=1,not_me=1,silence=1,second_sign_in=2"
+    @Option(help: "How phones receive challenges: stream (the event stream) or poll (the queue, every 250 ms).")
+    var delivery = Delivery.stream
+    @Option(help: "The lifetime of a challenge in the silence scenario, in seconds (10–600).")
+    var silenceTTL = 10
+    @Flag(help: "Do not listen for results: they go to whatever verifier the configuration names.")
+    var noVerifier = false
+
+    enum Delivery: String, ExpressibleByArgument, CaseIterable { case stream, poll }
+
+    func validate() throws {
+        guard devices > 0, flows > 0 else { throw ValidationError("--devices and --flows must be positive") }
+        guard (10...600).contains(silenceTTL) else { throw ValidationError("--silence-ttl must be 10–600") }
+        _ = try Scenario.parseMix(mix)
+    }
+
+    func run() async throws {
+        let setup = try SimulationSetup(self)
+        let simulation = try Simulation(setup)
+        let passed = await simulation.run()
+        simulation.stop()
+        if !passed { throw ExitCode.failure }
+    }
+}
+
+/// How one sign-in is played, and how it must end.
+enum Scenario: String, CaseIterable, Sendable {
+    case approve
+    case wrongNumber = "wrong_number"
+    case notMe = "not_me"
+    case silence
+    case secondSignIn = "second_sign_in"
+
+    /// What the IdP must see in the end, as the summary counts it.
+    var expected: String {
+        switch self {
+        case .approve: "approved"
+        case .wrongNumber: "denied (wrong_number)"
+        case .notMe: "denied (not_me), then locked_out"
+        case .silence: "expired"
+        case .secondSignIn: "pending_challenge, then approved"
+        }
+    }
+
+    /// `--mix` as scenarios, each as often as its weight.
+    static func parseMix(_ text: String) throws -> [Scenario] {
+        var scenarios: [Scenario] = []
+        for part in text.split(separator: ",") {
+            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let scenario = Scenario(rawValue: pieces[0]) else {
+                throw ValidationError(
+                    "--mix: unknown scenario '\(pieces[0])' (known: \(allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
+            }
+            let weight = pieces.count == 2 ? Int(pieces[1]) : 1
+            guard let weight, (0...1000).contains(weight) else {
+                throw ValidationError("--mix: the weight of \(pieces[0]) must be a whole number 0–1000")
+            }
+            scenarios += Array(repeating: scenario, count: weight)
+        }
+        guard !scenarios.isEmpty else { throw ValidationError("--mix names no scenario with a weight above 0") }
+        return scenarios
+    }
+}
+
+/// What the simulation needs from the command line and the broker's configuration.
+struct SimulationSetup: Sendable {
+    let url: String
+    let caFile: String?
+    let keyID: String
+    let secret: [UInt8]
+    let tenant: String
+    /// Where the simulation's verifier listens; nil: results go to the configured verifier, unchecked.
+    let verifierAddress: (host: String, port: Int)?
+    let verifierURL: String
+    let devices: Int
+    /// The scenario of each sign-in, in the order they are handed to the phones.
+    let plan: [Scenario]
+    let delivery: Simulate.Delivery
+    let silenceTTL: Int
+
+    init(_ command: Simulate) throws {
+        let configuration: Configuration
+        do {
+            configuration = try Configuration.load(path: command.config)
+        } catch let error as ConfigError {
+            throw ValidationError("cannot use the configuration: \(error.description)")
+        }
+        let clients = configuration.idpClients.filter { !$0.tenants.isEmpty }
+        guard let client = command.keyID.map({ key in clients.first { $0.keyID == key } }) ?? clients.first else {
+            throw ValidationError(
+                command.keyID.map { "\(command.config) has no IdP client with key id \($0)" }
+                    ?? "\(command.config) has no IdP client with a tenant")
+        }
+        keyID = client.keyID
+        secret = client.secret
+        guard let tenant = command.tenant ?? client.tenants.sorted().first, client.tenants.contains(tenant) else {
+            throw ValidationError("IdP client \(client.keyID) does not act on tenant \(command.tenant ?? "")")
+        }
+        self.tenant = tenant
+        let listener = configuration.listeners.first { !$0.tls } ?? configuration.listeners.first
+        guard let url = command.url ?? listener.map({ Self.url(of: $0) }) else {
+            throw ValidationError("\(command.config) has no listener: give --url")
+        }
+        self.url = url
+        caFile = command.caFile ?? configuration.tlsCertificatePath
+        verifierURL = client.verifierURL
+        verifierAddress = command.noVerifier ? nil : Self.localAddress(of: client.verifierURL)
+        devices = command.devices
+        delivery = command.delivery
+        silenceTTL = command.silenceTTL
+        // The mix repeated to --flows sign-ins; a not_me locks its user out, so each phone runs those last.
+        let mix = try Scenario.parseMix(command.mix)
+        let flows = (0..<command.flows).map { mix[$0 % mix.count] }
+        plan = flows.filter { $0 != .notMe } + flows.filter { $0 == .notMe }
+    }
+
+    private static func url(of listener: Configuration.Listener) -> String {
+        let host = ["0.0.0.0", "::", ""].contains(listener.host) ? "127.0.0.1" : listener.host
+        return "\(listener.tls ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(listener.port)"
+    }
+
+    /// The host and port of an `http://` URL on this machine: the only kind of verifier URL the simulation can
+    /// stand in for.
+    private static func localAddress(of url: String) -> (host: String, port: Int)? {
+        guard let components = URLComponents(string: url), components.scheme == "http",
+            let host = components.host, ["127.0.0.1", "localhost", "::1"].contains(host)
+        else { return nil }
+        return (host == "localhost" ? "127.0.0.1" : host, components.port ?? 80)
+    }
+}
+
+/// A simulated phone: a user, a device id and its private key.
+struct SimulatedPhone: Sendable {
+    let user: String
+    let device: String
+    let key: P256PrivateKey
+}
+
+/// How one sign-in ended, for the summary.
+struct FlowReport: Sendable {
+    let index: Int
+    let scenario: Scenario
+    let outcome: String
+    let asExpected: Bool
+    /// Challenges that ended and so owe a result to the verifier.
+    let ended: [String]
+    /// Milliseconds from the create to the phone's copy, and from the phone's answer to the IdP's view of it.
+    let toPhone: Double?
+    let answerToOutcome: Double?
+}
+
+/// The simulation: an event loop on a thread of its own carries every connection; each phone's sign-ins run as a
+/// task of their own, one after another.
+final class Simulation: Sendable {
+    private let setup: SimulationSetup
+    private let loop: EventLoop
+    private let idp: H2Client
+    private let phoneClients: [H2Client]
+    private let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    private let events = Mailbox<String, DeviceEvent>()
+    private let results = Mailbox<String, ReceivedResult>()
+    private let verifier: UncheckedBox<H2Server?>
+    private let started = ContinuousClock.now
+
+    init(_ setup: SimulationSetup) throws {
+        self.setup = setup
+        loop = try EventLoop()
+        let tls = setup.url.hasPrefix("https://") ? try TLSClientContext(caFile: setup.caFile) : nil
+        var options = H2Client.Options()
+        options.requestTimeoutSeconds = 40
+        let loop = self.loop
+        var logger = Logger(label: "approvald-simulate")
+        logger.logLevel = .error
+        func client() throws -> H2Client {
+            try H2Client(loop: loop, origin: setup.url, tls: tls, options: options, logger: logger)
+        }
+        idp = try client()
+        phoneClients = try (0..<setup.devices).map { _ in try client() }
+        verifier = UncheckedBox(nil)
+        let thread = Thread { loop.run() }
+        thread.start()
+        if let address = setup.verifierAddress { startVerifier(at: address) }
+    }
+
+    func stop() {
+        let clients = [idp] + phoneClients
+        let verifier = self.verifier
+        let loop = self.loop
+        loop.execute {
+            for client in clients { client.close() }
+            verifier.value?.shutdown(graceSeconds: 0) {}
+            loop.stop()
+        }
+    }
+
+    // MARK: The run
+
+    /// Runs every sign-in and prints the summary; true if each ended as its scenario promises.
+    func run() async -> Bool {
+        say(
+            "approvald simulate: \(setup.plan.count) sign-ins on \(setup.devices) phones against \(setup.url), "
+                + "tenant \(setup.tenant), key \(setup.keyID), delivery by \(setup.delivery.rawValue)")
+        guard await reachable() else { return false }
+        let phones: [SimulatedPhone]
+        do {
+            phones = try await register()
+        } catch {
+            say("cannot register the phones: \(error)")
+            return false
+        }
+        let reports = await withTaskGroup(of: [FlowReport].self) { group in
+            for (index, phone) in phones.enumerated() {
+                let flows = stride(from: index, to: setup.plan.count, by: phones.count).map { ($0, setup.plan[$0]) }
+                group.addTask {
+                    var reports: [FlowReport] = []
+                    for (number, scenario) in flows {
+                        reports.append(await self.signIn(number + 1, scenario, phone, self.phoneClients[index]))
+                    }
+                    return reports
+                }
+            }
+            return await group.reduce(into: []) { $0 += $1 }.sorted { $0.index < $1.index }
+        }
+        let delivered = await awaitResults(for: reports.flatMap(\.ended))
+        return summarize(reports, delivered: delivered)
+    }
+
+    private func reachable() async -> Bool {
+        let (status, body) = await send(idp, "GET", "/readyz")
+        switch status {
+        case 200: return true
+        case 0: say("cannot reach the broker at \(setup.url): \(body); is it running (make run)?")
+        default: say("the broker at \(setup.url) is not ready: \(status) \(body)")
+        }
+        return false
+    }
+
+    private func register() async throws -> [SimulatedPhone] {
+        var phones: [SimulatedPhone] = []
+        for index in 0..<setup.devices {
+            let phone = SimulatedPhone(
+                user: "sim-\(run)-user\(index + 1)@example.com", device: "sim-\(run)-phone\(index + 1)",
+                key: try P256PrivateKey())
+            let body = jsonObject([
+                "user_id": .string(phone.user), "public_key": .string(Data(phone.key.spkiDER).base64EncodedString()),
+                "push": .raw("{\"provider\":\"none\"}"), "display_name": .string("Simulated phone \(index + 1)"),
+            ])
+            let (status, text) = await idpRequest("PUT", "/v1/tenants/\(setup.tenant)/devices/\(phone.device)", body)
+            guard status == 201 else { throw SimulationError("\(phone.device): \(status) \(text)") }
+            if setup.delivery == .stream { openStream(phone, on: phoneClients[index]) }
+            phones.append(phone)
+        }
+        say("registered \(phones.count) phones (\(phones.map(\.device).joined(separator: ", ")))")
+        return phones
+    }
+
+    // MARK: One sign-in
+
+    private func signIn(
+        _ index: Int, _ scenario: Scenario, _ phone: SimulatedPhone, _ client: H2Client
+    ) async
+        -> FlowReport
+    {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let label = "[\(index) \(scenario.rawValue)]"
+        func log(_ text: String) {
+            let elapsed = start.duration(to: clock.now)
+            say("\(label) \(text) (+\(milliseconds(elapsed)) ms)")
+        }
+        func report(
+            _ outcome: String, ok: Bool, ended: [String] = [], toPhone: Double? = nil, toIdP: Double? = nil
+        )
+            -> FlowReport
+        {
+            log(ok ? "as expected: \(outcome)" : "UNEXPECTED: \(outcome), expected \(scenario.expected)")
+            return FlowReport(
+                index: index, scenario: scenario, outcome: outcome, asExpected: ok, ended: ended, toPhone: toPhone,
+                answerToOutcome: toIdP)
+        }
+
+        let number = Int.random(in: 0...99)
+        let requestID = "sim-\(run)-\(index)"
+        let created = await create(requestID, phone, number, ttl: scenario == .silence ? setup.silenceTTL : nil)
+        guard created.status == 201, let challengeID = created.json["challenge_id"]?.string else {
+            return report(describe(created), ok: false)
+        }
+        log("\(phone.user) signs in; the browser shows \(number); challenge \(challengeID)")
+        if scenario == .secondSignIn {
+            let second = await create(requestID + "-again", phone, Int.random(in: 0...99), ttl: nil)
+            log("a second sign-in while the first is pending: \(describe(second))")
+            guard second.json["reason"]?.string == "pending_challenge" else {
+                return report("second sign-in: \(describe(second))", ok: false, ended: [challengeID])
+            }
+        }
+
+        // The IdP holds a long poll on the challenge while the phone gets and answers it.
+        async let outcome = idpOutcome(of: challengeID)
+        guard let view = await nextChallenge(challengeID, phone, client) else {
+            _ = await outcome
+            return report("the challenge never reached the phone", ok: false, ended: [challengeID])
+        }
+        let toPhone = milliseconds(start.duration(to: clock.now))
+        let choices = view["choices"]?.array?.compactMap(\.int) ?? []
+        log("the phone shows \(choices.map(String.init).joined(separator: " ")) for \(describeContext(view))")
+
+        var answeredAt = clock.now
+        switch scenario {
+        case .approve, .secondSignIn, .wrongNumber:
+            let tapped =
+                scenario == .wrongNumber ? choices.first { $0 != number } ?? (number + 1) % 100 : number
+            answeredAt = clock.now
+            let answer = await respond(phone, client, view, decision: "approve", selected: tapped, reason: nil)
+            log("the user taps \(tapped) and approves with the device key: \(describe(answer))")
+        case .notMe:
+            answeredAt = clock.now
+            let answer = await respond(phone, client, view, decision: "deny", selected: nil, reason: "not_me")
+            log("the user taps \"it wasn't me\": \(describe(answer))")
+        case .silence:
+            log("the phone stays silent")
+            if setup.delivery == .stream,
+                case .resolved(_, let ending)? = await events.next(
+                    for: phone.device, within: Double(setup.silenceTTL) + 10)
+            {
+                log("the phone is told: \(ending)")
+            }
+        }
+        let final = await outcome
+        let toIdP = milliseconds(answeredAt.duration(to: clock.now))
+        let status = final.json["status"]?.string ?? "?"
+        let reason = final.json["reason"]?.string
+        let seen = reason.map { "\(status) (\($0))" } ?? status
+        log("the IdP sees \(seen)")
+
+        let ok: Bool
+        var outcomeText = seen
+        switch scenario {
+        case .approve, .secondSignIn: ok = seen == "approved"
+        case .wrongNumber: ok = seen == "denied (wrong_number)"
+        case .silence: ok = seen == "expired"
+        case .notMe:
+            let next = await create(requestID + "-next", phone, Int.random(in: 0...99), ttl: nil)
+            log("the user's next sign-in: \(describe(next))")
+            let lockedOut = next.json["reason"]?.string == "locked_out"
+            outcomeText += lockedOut ? ", then locked_out" : ", then \(describe(next))"
+            ok = seen == "denied (not_me)" && lockedOut
+        }
+        return report(
+            outcomeText, ok: ok, ended: [challengeID], toPhone: toPhone,
+            toIdP: scenario == .silence ? nil : toIdP)
+    }
+
+    /// The phone's copy of the challenge: from its event stream, or by polling its queue.
+    private func nextChallenge(_ challengeID: String, _ phone: SimulatedPhone, _ client: H2Client) async -> JSONValue? {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            switch setup.delivery {
+            case .stream:
+                guard let event = await events.next(for: phone.device, within: 15) else { return nil }
+                if case .challenge(let view) = event, view["challenge_id"]?.string == challengeID { return view }
+            case .poll:
+                let (status, text) = await deviceRequest(phone, client, "GET", "/v1/devices/\(phone.device)/challenges")
+                if status == 200, let queue = JSONValue.parse(Array(text.utf8))?["challenges"]?.array,
+                    let view = queue.first(where: { $0["challenge_id"]?.string == challengeID })
+                {
+                    return view
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        return nil
+    }
+
+    private func respond(
+        _ phone: SimulatedPhone, _ client: H2Client, _ view: JSONValue, decision: String, selected: Int?,
+        reason: String?
+    ) async -> Answer {
+        let challengeID = view["challenge_id"]?.string ?? ""
+        let signedAt = Int64(Date().timeIntervalSince1970)
+        let decisionString = [
+            "approvald-decision-v1", setup.tenant, view["request_id"]?.string ?? "", challengeID, phone.device,
+            decision, selected.map(String.init) ?? "", reason ?? "", String(signedAt),
+        ].joined(separator: "\n")
+        let signature = Base64URL.encode((try? phone.key.signature(for: decisionString)) ?? [])
+        let body = jsonObject([
+            "decision": .string(decision), "selected_number": selected.map { .raw(String($0)) } ?? .raw("null"),
+            "reason": reason.map { .string($0) } ?? .raw("null"), "signed_at_unix": .raw(String(signedAt)),
+            "signature": .string(signature),
+        ])
+        let (status, text) = await send(
+            client, "POST", "/v1/devices/\(phone.device)/challenges/\(challengeID)/response", body: body)
+        return Answer(status: status, text: text)
+    }
+
+    // MARK: The IdP
+
+    private func create(_ requestID: String, _ phone: SimulatedPhone, _ number: Int, ttl: Int?) async -> Answer {
+        var fields: [(String, JSONField)] = [
+            ("request_id", .string(requestID)), ("user_id", .string(phone.user)), ("number", .raw(String(number))),
+            ("context", .raw(Self.contexts.randomElement()!)),
+        ]
+        if let ttl { fields.append(("ttl_seconds", .raw(String(ttl)))) }
+        let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/challenges", jsonObject(fields))
+        return Answer(status: status, text: text)
+    }
+
+    /// The challenge once it has left `pending`, by long polls.
+    private func idpOutcome(of challengeID: String) async -> Answer {
+        while true {
+            let (status, text) = await idpRequest(
+                "GET", "/v1/tenants/\(setup.tenant)/challenges/\(challengeID)?wait=30", "")
+            let answer = Answer(status: status, text: text)
+            if status != 200 || answer.json["status"]?.string != "pending" { return answer }
+        }
+    }
+
+    private static let contexts = [
+        #"{"app":"Outlook","ip":"203.0.113.7","location":"Stockholm, SE","browser":"Edge"}"#,
+        #"{"app":"Teams","ip":"198.51.100.23","location":"Lisbon, PT","browser":"Firefox"}"#,
+        #"{"app":"Payroll","ip":"192.0.2.44","location":"Osaka, JP","browser":"Safari"}"#,
+    ]
+
+    // MARK: The verifier
+
+    private func startVerifier(at address: (host: String, port: Int)) {
+        let results = self.results
+        let verifier = self.verifier
+        let loop = self.loop
+        let keyID = setup.keyID
+        let secret = String(decoding: setup.secret, as: UTF8.self)
+        let bound = DispatchSemaphore(value: 0)
+        let outcome = UncheckedBox<String?>(nil)
+        loop.execute {
+            let server = makeVerifierServer(loop: loop, keyID: keyID, secret: secret) { result in
+                results.deliver(result, for: result.challengeID)
+            }
+            do {
+                _ = try server.listen(host: address.host, port: address.port)
+                verifier.value = server
+            } catch {
+                outcome.value = "\(error)"
+            }
+            bound.signal()
+        }
+        bound.wait()
+        if let failure = outcome.value {
+            say(
+                "verifier: cannot listen on \(address.host):\(address.port) (\(failure)); results go to whatever "
+                    + "listens there, unchecked")
+        } else {
+            say("verifier: listening on \(address.host):\(address.port) for results signed with \(keyID)")
+        }
+    }
+
+    /// The results of `challenges` the verifier received within 10 s of the last sign-in (all of them when none
+    /// listens here: nothing to check).
+    private func awaitResults(for challenges: [String]) async -> [ReceivedResult]? {
+        guard verifier.value != nil else { return nil }
+        var received: [ReceivedResult] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        for challenge in challenges {
+            let left = max(0, Double(ContinuousClock.now.duration(to: deadline).components.seconds))
+            guard let result = await results.next(for: challenge, within: left + 0.5) else { continue }
+            say(
+                "verifier: \(result.challengeID) \(result.outcome)\(result.reason.map { " (\($0))" } ?? ""), "
+                    + "signature \(result.signatureValid ? "valid" : "INVALID")")
+            received.append(result)
+        }
+        return received
+    }
+
+    // MARK: The summary
+
+    private func summarize(_ reports: [FlowReport], delivered: [ReceivedResult]?) -> Bool {
+        let seconds = Double(milliseconds(started.duration(to: .now))) / 1000
+        let good = reports.filter(\.asExpected).count
+        say(
+            "summary: \(reports.count) sign-ins in \(String(format: "%.1f", seconds)) s, \(good) as expected, "
+                + "\(reports.count - good) not")
+        for scenario in Scenario.allCases {
+            let ofScenario = reports.filter { $0.scenario == scenario }
+            guard !ofScenario.isEmpty else { continue }
+            let outcomes = Dictionary(grouping: ofScenario, by: \.outcome).sorted { $0.key < $1.key }
+                .map { "\($0.value.count) \($0.key)" }.joined(separator: ", ")
+            say("  \(scenario.rawValue): \(outcomes)")
+        }
+        let toPhone = reports.compactMap(\.toPhone)
+        let toIdP = reports.compactMap(\.answerToOutcome)
+        if !toPhone.isEmpty {
+            say(
+                "  create to phone: median \(median(toPhone)) ms; phone's answer to the IdP's view: median \(median(toIdP)) ms"
+            )
+        }
+        let ended = reports.flatMap(\.ended).count
+        guard let delivered else {
+            say("  results: \(ended) sent to \(setup.verifierURL), not checked here")
+            return good == reports.count
+        }
+        let valid = delivered.filter(\.signatureValid).count
+        say("  results at the verifier: \(delivered.count) of \(ended), \(valid) with a valid signature")
+        return good == reports.count && delivered.count == ended && valid == ended
+    }
+
+    // MARK: Requests
+
+    private func idpRequest(_ method: String, _ path: String, _ body: String) async -> (Int, String) {
+        let header = approvaldSignature(
+            keyID: setup.keyID, key: HMACSHA256.Key(setup.secret), time: Int64(Date().timeIntervalSince1970),
+            method: method, path: path, body: Array(body.utf8))
+        return await send(idp, method, path, body: body, headers: [("approvald-signature", header)])
+    }
+
+    private func deviceRequest(
+        _ phone: SimulatedPhone, _ client: H2Client, _ method: String, _ path: String
+    ) async
+        -> (Int, String)
+    {
+        await send(client, method, path, headers: [("authorization", deviceAuthorization(phone, method, path))])
+    }
+
+    private func deviceAuthorization(_ phone: SimulatedPhone, _ method: String, _ path: String) -> String {
+        let time = String(Int64(Date().timeIntervalSince1970))
+        let signature = (try? phone.key.signature(for: "\(time)\n\(method)\n\(path)\n")) ?? []
+        return "Approvald-Device device=\(phone.device), t=\(time), sig=\(Base64URL.encode(signature))"
+    }
+
+    /// A request on the loop; status 0 and the error's text when no response came.
+    private func send(
+        _ client: H2Client, _ method: String, _ path: String, body: String = "", headers: HTTPHeaders = []
+    ) async -> (Int, String) {
+        var fields = headers
+        if !body.isEmpty { fields.append("content-type", "application/json") }
+        let request = fields
+        return await withCheckedContinuation { continuation in
+            loop.execute {
+                client.send(method: method, path: path, headers: request, body: Array(body.utf8)) { result in
+                    switch result {
+                    case .success(let response):
+                        continuation.resume(
+                            returning: (response.status, String(decoding: response.body, as: UTF8.self)))
+                    case .failure(let error): continuation.resume(returning: (0, "\(error)"))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the phone's event stream for the whole run; its events go to the phone's mailbox.
+    private func openStream(_ phone: SimulatedPhone, on client: H2Client) {
+        let path = "/v1/devices/\(phone.device)/stream"
+        let header = deviceAuthorization(phone, "GET", path)
+        let events = self.events
+        loop.execute {
+            let parser = EventStreamParser { events.deliver($0, for: phone.device) }
+            client.send(
+                method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400,
+                onData: { parser.feed($0) }
+            ) { result in
+                if case .success(let response) = result, response.status != 200 {
+                    say("\(phone.device): the event stream was refused: \(response.status)")
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Helpers
+
+/// A response's status and body, with the body parsed on demand.
+struct Answer: Sendable {
+    let status: Int
+    let text: String
+    var json: JSONValue { JSONValue.parse(Array(text.utf8)) ?? .null }
+}
+
+/// `201 pending`, `200 password_fallback (pending_challenge)`, `409 already_resolved: …`.
+private func describe(_ answer: Answer) -> String {
+    let json = answer.json
+    if let status = json["status"]?.string, let code = Optional(answer.status), code < 300 {
+        return "\(code) \(status)\(json["reason"]?.string.map { " (\($0))" } ?? "")"
+    }
+    if let code = json["code"]?.string { return "\(answer.status) \(code): \(json["detail"]?.string ?? "")" }
+    return "\(answer.status) \(answer.text.prefix(200))"
+}
+
+private func describeContext(_ view: JSONValue) -> String {
+    let context = view["context"]
+    let app = context?["app"]?.string ?? "a sign-in"
+    let place = context?["location"]?.string.map { " from \($0)" } ?? ""
+    return "\"\(app)\(place)\""
+}
+
+private func milliseconds(_ duration: Duration) -> Double {
+    let (seconds, attoseconds) = duration.components
+    return ((Double(seconds) * 1000 + Double(attoseconds) / 1e15) * 10).rounded() / 10
+}
+
+private func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+struct SimulationError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A field of a JSON object the simulation writes: a string to quote, or JSON text as it is.
+enum JSONField {
+    case string(String)
+    case raw(String)
+}
+
+private func jsonObject(_ fields: KeyValuePairs<String, JSONField>) -> String {
+    jsonObject(fields.map { ($0.key, $0.value) })
+}
+
+private func jsonObject(_ fields: [(String, JSONField)]) -> String {
+    let members = fields.map { name, value in
+        switch value {
+        case .string(let text): "\(jsonString(name)):\(jsonString(text))"
+        case .raw(let text): "\(jsonString(name)):\(text)"
+        }
+    }
+    return "{" + members.joined(separator: ",") + "}"
+}
+
+/// An event of a device's stream.
+enum DeviceEvent: Sendable {
+    case challenge(JSONValue)
+    case resolved(challengeID: String, outcome: String)
+}
+
+/// Splits `text/event-stream` bytes into events. Loop-confined.
+final class EventStreamParser {
+    private var buffer: [UInt8] = []
+    private let onEvent: (DeviceEvent) -> Void
+
+    init(onEvent: @escaping (DeviceEvent) -> Void) { self.onEvent = onEvent }
+
+    func feed(_ chunk: UnsafeBufferPointer<UInt8>) {
+        buffer.append(contentsOf: chunk)
+        while let end = buffer.firstRange(of: [0x0a, 0x0a]) {
+            let lines = String(decoding: buffer[..<end.lowerBound], as: UTF8.self).split(separator: "\n")
+            buffer.removeSubrange(..<end.upperBound)
+            let event = lines.first { $0.hasPrefix("event: ") }?.dropFirst(7)
+            guard let data = lines.first(where: { $0.hasPrefix("data: ") })?.dropFirst(6),
+                let json = JSONValue.parse(Array(data.utf8))
+            else { continue }
+            switch event {
+            case "challenge": onEvent(.challenge(json))
+            case "resolved":
+                onEvent(
+                    .resolved(
+                        challengeID: json["challenge_id"]?.string ?? "", outcome: json["outcome"]?.string ?? ""))
+            default: break
+            }
+        }
+    }
+}
+
+/// Values handed from the loop to waiting tasks, first in first out per key; a wait ends with nil after its time.
+final class Mailbox<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Value?, Never>
+    }
+    private struct State {
+        var values: [Key: [Value]] = [:]
+        var waiters: [Key: Waiter] = [:]
+        var nextWaiter: UInt64 = 0
+    }
+    private let state = Mutex(State())
+
+    func deliver(_ value: Value, for key: Key) {
+        let waiter = state.withLock { state -> Waiter? in
+            if let waiter = state.waiters.removeValue(forKey: key) { return waiter }
+            state.values[key, default: []].append(value)
+            return nil
+        }
+        waiter?.continuation.resume(returning: value)
+    }
+
+    /// The next value for `key`, or nil if none comes within `seconds`. One waiter per key at a time.
+    func next(for key: Key, within seconds: Double) async -> Value? {
+        await withCheckedContinuation { continuation in
+            let id = state.withLock { state -> UInt64? in
+                if var queued = state.values[key], !queued.isEmpty {
+                    let value = queued.removeFirst()
+                    state.values[key] = queued
+                    continuation.resume(returning: value)
+                    return nil
+                }
+                state.nextWaiter += 1
+                state.waiters[key] = Waiter(id: state.nextWaiter, continuation: continuation)
+                return state.nextWaiter
+            }
+            guard let id else { return }
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+                let waiter = state.withLock { state -> Waiter? in
+                    guard state.waiters[key]?.id == id else { return nil }
+                    return state.waiters.removeValue(forKey: key)
+                }
+                waiter?.continuation.resume(returning: nil)
+            }
+        }
+    }
+}
+
+/// A value handed between the loop and the caller under their own ordering (a semaphore, the loop's queue).
+final class UncheckedBox<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,88 @@
+// `approvald simulate` against the real broker: every scenario ends as the contract promises and its signed result
+// reaches the simulation's own verifier; a broker it cannot use makes it fail with a clear message.
+import Foundation
+import TestSupport
+import Testing
+
+@Suite struct SimulateTests {
+    /// A broker whose IdP client sends results to a free local port, where the simulation's verifier listens.
+    private func broker(policy: String = "") throws -> ApprovaldProcess {
+        let probe = try RecordingServer()
+        let port = probe.port
+        probe.stop()
+        return try ApprovaldProcess(
+            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify") + "\n" + policy)
+    }
+
+    private func simulate(_ broker: ApprovaldProcess, _ arguments: [String]) throws -> CommandResult {
+        try runCommand(
+            [
+                approvaldBinary, "simulate", "--config", broker.directory.appendingPathComponent("approvald.toml").path,
+                "--url", broker.h2cURL,
+            ] + arguments, timeout: 60)
+    }
+
+    @Test func everyScenarioEndsAsPromisedAndItsResultReachesTheVerifier() throws {
+        let broker = try broker()
+        let run = try simulate(
+            broker, ["--devices", "5", "--flows", "5", "--mix", "approve,wrong_number,not_me,silence,second_sign_in"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let output = run.stdout
+        #expect(output.contains("summary: 5 sign-ins in"))
+        #expect(output.contains("5 as expected, 0 not"))
+        #expect(output.contains("approve: 1 approved"))
+        #expect(output.contains("wrong_number: 1 denied (wrong_number)"))
+        #expect(output.contains("not_me: 1 denied (not_me), then locked_out"))
+        #expect(output.contains("silence: 1 expired"))
+        #expect(output.contains("second_sign_in: 1 approved"))
+        #expect(
+            output.contains("a second sign-in while the first is pending: 200 password_fallback (pending_challenge)"))
+        #expect(output.contains("results at the verifier: 5 of 5, 5 with a valid signature"))
+        // The number the browser shows is among the phone's choices, and the phone taps it.
+        let shown = try #require(output.firstMatch(of: /\[1 approve\] .* the browser shows (\d+);/)?.1)
+        #expect(output.contains(try Regex("\\[1 approve\\] the phone shows [0-9 ]*\\b\(shown)\\b")))
+        #expect(output.contains("[1 approve] the user taps \(shown) and approves with the device key: 200 approved"))
+        // The silent phone's challenge lived its full ten seconds.
+        let expiry = try #require(output.firstMatch(of: /\[\d+ silence\] the IdP sees expired \(\+([0-9.]+) ms\)/)?.1)
+        #expect((Double(expiry) ?? 0) >= 9_900)
+        // The broker counted what the simulation did.
+        let metrics = try broker.curl("/metrics").body
+        #expect(metrics.contains("approvald_password_fallback_total{reason=\"pending_challenge\"} 1"))
+        #expect(metrics.contains("approvald_password_fallback_total{reason=\"locked_out\"} 1"))
+        #expect(metrics.contains("approvald_forward_attempts_total{result=\"delivered\"} 5"))
+    }
+
+    @Test func phonesThatPollGetTheirChallengesToo() throws {
+        let broker = try broker()
+        let run = try simulate(
+            broker, ["--devices", "2", "--flows", "4", "--mix", "approve,wrong_number", "--delivery", "poll"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("4 as expected, 0 not"))
+        #expect(run.stdout.contains("results at the verifier: 4 of 4, 4 with a valid signature"))
+        #expect(try broker.curl("/metrics").body.contains("approvald_device_streams 0"))
+    }
+
+    @Test func aSignInThatEndsOtherwiseFailsTheRun() throws {
+        // The tenant's policy targets no one: the phones cannot even be registered.
+        let broker = try broker(policy: "[tenants.contoso]\ntarget = \"selected\"")
+        let run = try simulate(broker, ["--flows", "2"])
+        #expect(run.status != 0)
+        #expect(run.stdout.contains("cannot register the phones"), "\(run.stdout)")
+    }
+
+    @Test func aBrokerThatIsNotThereIsNamed() throws {
+        let broker = try broker()
+        let url = broker.h2cURL
+        _ = broker.stop()
+        let run = try simulate(broker, [])
+        #expect(run.status != 0)
+        #expect(run.stdout.contains("cannot reach the broker at \(url)"), "\(run.stdout)")
+    }
+
+    @Test func aWrongKeyIsReportedNotRetried() throws {
+        let broker = try broker()
+        let run = try simulate(broker, ["--key-id", "no-such-key"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("has no IdP client with key id no-such-key"), "\(run.stderr)")
+    }
+}
