@@ -205,6 +205,7 @@ final class ApprovalService: @unchecked Sendable {
             case ("devices", 4, "DELETE"): try deleteDevice(request, tenantID, path[3], responder)
             case ("users", 5, "GET") where path[4] == "devices":
                 _ = try idp(request, tenantID)
+                try core(Validate.userID(path[3]))
                 let list = core.devices(of: path[3], in: tenantID).map(Views.device).joined(separator: ",")
                 responder.respond(.json(200, "{\"devices\":[\(list)]}"))
             case ("challenges", 3, "POST"): try createChallenge(request, tenantID, responder)
@@ -506,9 +507,9 @@ final class ApprovalService: @unchecked Sendable {
 struct ServiceMetrics {
     var created: UInt64 = 0
     var duplicates: UInt64 = 0
-    var resolved = LabelledCounter<String>()
-    var fallbacks = LabelledCounter<String>()
-    var authFailures = LabelledCounter<String>()
+    var resolved = LabelledCounter(known: ChallengeStatus.allCases.filter { $0 != .pending }.map(\.rawValue))
+    var fallbacks = LabelledCounter(known: FallbackReason.allCases.map(\.rawValue))
+    var authFailures = LabelledCounter(known: ["idp", "device"])
 }
 
 /// Carries loop-confined values through the store's `@Sendable` completion, which runs on the loop.

@@ -64,7 +64,7 @@ final class Forwarder: @unchecked Sendable {
 
     /// Callbacks in the outbox: not yet acknowledged by a verifier nor dead.
     private(set) var queueDepth = 0
-    private(set) var attempts = LabelledCounter<String>()
+    private(set) var attempts = LabelledCounter(known: ["delivered", "retry", "dead_letter"])
     private(set) var latency = Histogram(bounds: [
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600,
     ])

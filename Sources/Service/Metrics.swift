@@ -53,6 +53,12 @@ public struct LabelledCounter<Label: Hashable & Comparable & CustomStringConvert
 
     public init() {}
 
+    /// A counter whose `known` labels are written from the start, at 0: a rate over a series that appears only at
+    /// its first event misses that event, and dashboards and alerts would see no data instead of none happening.
+    public init(known: some Sequence<Label>) {
+        for label in known { values[label] = 0 }
+    }
+
     public mutating func increment(_ label: Label, by amount: UInt64 = 1) {
         values[label, default: 0] &+= amount
     }

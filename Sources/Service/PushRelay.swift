@@ -74,7 +74,13 @@ final class PushRelay: @unchecked Sendable {
     private var retries = Heap<Retry>()
     private var timer: LoopTimer!
     private var random = SystemRandomNumberGenerator()
-    private(set) var results: [PushOutcome: UInt64] = [:]
+    /// Pushes by provider and result; the usual results start at 0 (see `LabelledCounter.init(known:)`).
+    private(set) var results: [PushOutcome: UInt64] = Dictionary(
+        uniqueKeysWithValues: ["apns", "fcm"].flatMap { provider in
+            ["sent", "retry", "unregistered", "rejected", "expired"].map {
+                (PushOutcome(provider: provider, result: $0), 0)
+            }
+        })
 
     init(
         loop: EventLoop, apns: Configuration.APNs?, fcm: Configuration.FCM?, clock: @escaping () -> UnixMillis,

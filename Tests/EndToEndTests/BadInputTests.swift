@@ -29,6 +29,9 @@ let p384Key =
             code: "invalid_field"),
         Case(method: "PUT", path: "\(base)/policy", body: "[1,2]", status: 400, code: "invalid_json"),
         Case(
+            method: "GET", path: "\(base)/users/\(String(repeating: "u", count: 257))/devices", body: nil, status: 400,
+            code: "invalid_field"),
+        Case(
             method: "PUT", path: "\(base)/devices/d1", body: "{\"user_id\":\"u\",\"public_key\":\"%%%\"}", status: 400,
             code: "invalid_field"),
         Case(

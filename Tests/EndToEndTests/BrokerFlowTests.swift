@@ -6,6 +6,23 @@ import TestSupport
 import Testing
 
 @Suite struct BrokerFlowTests {
+    /// Every labelled series a dashboard or alert reads exists from the start, at 0, not only after its first event.
+    @Test func aFreshBrokerExportsItsLabelledSeriesAtZero() throws {
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig)
+        let metrics = Set(try broker.curl("/metrics").body.split(separator: "\n").map(String.init))
+        let expected =
+            ["approved", "denied", "expired", "cancelled"].map {
+                "approvald_challenges_resolved_total{outcome=\"\($0)\"} 0"
+            }
+            + ["pending_challenge", "no_device", "policy", "rate_limited", "locked_out"].map {
+                "approvald_password_fallback_total{reason=\"\($0)\"} 0"
+            }
+            + ["delivered", "retry", "dead_letter"].map { "approvald_forward_attempts_total{result=\"\($0)\"} 0" }
+            + ["idp", "device"].map { "approvald_auth_failures_total{kind=\"\($0)\"} 0" }
+            + ["apns", "fcm"].map { "approvald_push_notifications_total{provider=\"\($0)\",result=\"sent\"} 0" }
+        #expect(Set(expected).subtracting(metrics).isEmpty, "\(Set(expected).subtracting(metrics))")
+    }
+
     @Test func aSignInFromCreationToApproval() throws {
         let broker = try ApprovaldProcess(extraConfig: brokerConfig)
         let idp = IdP(broker: broker)

@@ -1,0 +1,188 @@
+"""The broker against its OpenAPI description (docs/openapi.yaml), with schemathesis.
+
+Every operation is called with generated inputs, valid and invalid, over HTTP/2 with prior knowledge (the broker
+speaks nothing else), signed as the contract asks: IdP requests with a real HMAC over the exact bytes sent, device
+requests with a real P-256 device key. Each response must match the description (status, content type, headers,
+body schema), invalid input must be refused with a 4xx, and nothing may yield a 5xx.
+
+The broker's URL, IdP key and tenant come from the environment (Tests/Contract/run sets them).
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+BASE_URL = os.environ.get("APPROVALD_URL", "http://127.0.0.1:8080")
+KEY_ID = os.environ.get("APPROVALD_KEY_ID", "demo-dev")
+SECRET = os.environ.get("APPROVALD_SECRET", "development-only-secret-do-not-use-0123456789").encode()
+TENANT = os.environ.get("APPROVALD_TENANT", "demo")
+EXAMPLES = int(os.environ.get("APPROVALD_CONTRACT_EXAMPLES", "60"))
+
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+schema = schemathesis.openapi.from_path(str(SPEC))
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+# Hypothesis reseeds the global `random` for every example; aiming needs draws of its own.
+AIM = random.SystemRandom()
+TENANT_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
+IDENTIFIER_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class Phone:
+    """A registered device with its private key."""
+
+    def __init__(self, client: httpx.Client, name: str):
+        self.device_id = f"contract-{name}-{random.getrandbits(32):x}"
+        self.user_id = f"{self.device_id}@example.com"
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        spki = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        body = (
+            f'{{"user_id":"{self.user_id}","public_key":"{base64.b64encode(spki).decode()}",'
+            '"push":{"provider":"none"}}'
+        ).encode()
+        path = f"/v1/tenants/{TENANT}/devices/{self.device_id}"
+        response = client.put(path, content=body, headers=idp_headers("PUT", path, body))
+        assert response.status_code == 201, response.text
+
+    def sign(self, message: bytes) -> str:
+        der = self.key.sign(message, ec.ECDSA(hashes.SHA256()))
+        return base64.urlsafe_b64encode(der).rstrip(b"=").decode()
+
+
+def idp_headers(method: str, path: str, body: bytes) -> dict[str, str]:
+    t = str(int(time.time()))
+    message = f"{t}\n{method}\n{path}\n".encode() + body
+    mac = hmac.new(SECRET, message, hashlib.sha256).hexdigest()
+    return {"Approvald-Signature": f"key={KEY_ID}, t={t}, v1={mac}", "Content-Type": "application/json"}
+
+
+def device_authorization(phone: Phone, method: str, path: str, body: bytes) -> str:
+    t = str(int(time.time()))
+    signature = phone.sign(f"{t}\n{method}\n{path}\n".encode() + body)
+    return f"Approvald-Device device={phone.device_id}, t={t}, sig={signature}"
+
+
+@pytest.fixture(scope="session")
+def client():
+    # http1=False: HTTP/2 with prior knowledge on http:// URLs.
+    with httpx.Client(base_url=BASE_URL, http1=False, http2=True, timeout=40) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def phones(client):
+    # A policy that lets the phones register and a challenge be created, whatever an earlier run stored.
+    body = b'{"passwordless":true,"target":"all","max_pending_per_user":100,"max_challenges_per_window":100000}'
+    path = f"/v1/tenants/{TENANT}/policy"
+    response = client.put(path, content=body, headers=idp_headers("PUT", path, body))
+    assert response.status_code == 200, response.text
+    return [Phone(client, "a"), Phone(client, "b")]
+
+
+@pytest.fixture(scope="session")
+def pending(client, phones):
+    """A challenge pending on phone a, so that answers reach the decision check."""
+    body = f'{{"request_id":"contract-{random.getrandbits(32):x}","user_id":"{phones[0].user_id}","number":42}}'
+    path = f"/v1/tenants/{TENANT}/challenges"
+    response = client.post(path, content=body.encode(), headers=idp_headers("POST", path, body.encode()))
+    assert response.status_code == 201, response.text
+    return response.json()["challenge_id"]
+
+
+def aim(case, phones, pending) -> Phone | None:
+    """Points a share of the cases at real resources (the IdP's tenant, a registered phone, a pending challenge),
+    so that they get past authentication to the handlers; an id that is itself the invalid part of a negative case
+    stays as generated. Returns the phone whose key signs the request, if any."""
+    parameters = case.path_parameters or {}
+    if "tenant" in parameters and TENANT_PATTERN.fullmatch(str(parameters["tenant"])) and AIM.random() < 0.8:
+        parameters["tenant"] = TENANT
+    phone = None
+    device_id = str(parameters.get("device_id", ""))
+    if "device_id" in parameters and IDENTIFIER_PATTERN.fullmatch(device_id) and AIM.random() < 0.8:
+        phone = AIM.choice(phones)
+        parameters["device_id"] = phone.device_id
+    if case.operation.path.endswith("/response") and phone is phones[0] and AIM.random() < 0.5:
+        parameters["challenge_id"] = pending
+    return phone
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_api_matches_its_description(case, client, phones, pending):
+    phone = aim(case, phones, pending)
+    kwargs = case.as_transport_kwargs(base_url=BASE_URL)
+    request = client.build_request(
+        kwargs["method"],
+        kwargs["url"],
+        params=kwargs.get("params"),
+        headers={k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "user-agent"},
+        content=kwargs.get("data") if kwargs.get("json") is None else httpx_json(kwargs["json"]),
+    )
+    body = request.content
+    # What the signature covers: the path with its query, exactly as sent.
+    target = request.url.raw_path.decode()
+    # A negative case whose invalid part is its headers tests authentication: it goes out as generated, unsigned.
+    unsigned = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
+    if unsigned:
+        pass
+    elif "/v1/tenants/" in target:
+        request.headers.update(idp_headers(request.method, target, body))
+    elif "/v1/devices/" in target and not target.endswith("/response"):
+        signer = phone or Phone.__new__(Phone)
+        if phone is None:
+            signer.device_id = str((case.path_parameters or {}).get("device_id", "unknown"))
+            signer.key = ec.generate_private_key(ec.SECP256R1())
+        request.headers["Authorization"] = device_authorization(signer, request.method, target, body)
+    if target.endswith("/stream"):
+        # The event stream stays open: its status and headers are what there is to check.
+        streamed = client.send(request, stream=True)
+        if streamed.status_code == 200:
+            streamed.close()
+            response = httpx.Response(200, headers=streamed.headers, content=b"", request=request)
+            response.elapsed = streamed.elapsed
+        else:
+            streamed.read()
+            response = streamed
+    else:
+        response = client.send(request)
+    case.validate_response(response, checks=CHECKS)
+
+
+def httpx_json(value) -> bytes:
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
