@@ -3,15 +3,17 @@ SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev
-TEST_PACKAGES := curl nghttp2-client openssl sqlite3
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), and what
 # bench/broker/recovery fills a store with (sqlite3, bc).
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3 sqlite3 bc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The contract check's Python packages (schemathesis and the rest, pinned), in a virtual environment of its own.
+CONTRACT_VENV := .build/contract-venv
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps test-deps bench-deps build build-release run test lint format bench clean
+.PHONY: all deps test-deps bench-deps build build-release run test contract lint format bench clean
 
 all: build
 
@@ -36,8 +38,9 @@ bench-deps: deps
 build: deps
 	$(SWIFT) build
 
+# SWIFT_BUILD_FLAGS: more flags for the release build (docker/Dockerfile links the Swift runtime in with it).
 build-release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
 
 # Serves h2c on 127.0.0.1:8080 and TLS on 127.0.0.1:8443 with a development certificate made on first run.
 run: build
@@ -45,15 +48,28 @@ run: build
 	exec $(BIN_PATH)/approvald serve --config $(CONFIG)
 
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
-# binary, then those again against the release binary, whose optimised code paths differ. The end-to-end tests
-# block on processes and sockets: run apart, they cannot starve the in-process tests' async work of threads.
-test: test-deps
+# binary, then those again against the release binary, whose optimised code paths differ, then the contract check
+# on the release binary. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
+# in-process tests' async work of threads.
+test: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
 	$(MAKE) lint
 	$(SWIFT) test --skip-build --skip EndToEndTests
 	APPROVALD_BIN=$(BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	$(SWIFT) build -c release --product approvald
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
+	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+
+# The broker against its contract: approvald simulate, promtool on /metrics, schemathesis on docs/openapi.yaml,
+# docker/check (Tests/Contract/run).
+contract: test-deps $(CONTRACT_VENV)/ready
+	$(SWIFT) build -c release --product approvald
+	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+
+$(CONTRACT_VENV)/ready: Tests/Contract/requirements.txt
+	python3 -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/Contract/requirements.txt
+	touch $@
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench

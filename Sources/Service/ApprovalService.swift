@@ -17,6 +17,8 @@ final class ApprovalService: @unchecked Sendable {
     private let clock: () -> UnixMillis
     let streams: DeviceStreams
     private(set) var metrics = ServiceMetrics()
+    /// The tenants some IdP client may act on: the only ones that can hold queue entries.
+    let tenants: Set<String>
 
     private var queuedCommits:
         [(events: [CoreEvent], outbox: [OutboxChange], then: (Result<Void, StoreError>) -> Void)] = []
@@ -45,6 +47,7 @@ final class ApprovalService: @unchecked Sendable {
         self.core = core
         self.store = store
         self.authenticator = Authenticator(clients: clients)
+        tenants = clients.reduce(into: []) { $0.formUnion($1.tenants) }
         self.logger = logger
         self.clock = clock
         streams = DeviceStreams(loop: loop, keepaliveSeconds: keepaliveSeconds)
@@ -68,7 +71,10 @@ final class ApprovalService: @unchecked Sendable {
     }
 
     var queueDepth: Int { core.queueDepth }
-    var queueDepthByTenant: [String: Int] { core.queueDepthByTenant }
+    /// Every tenant's queue depth, 0 for one with nothing queued (its series stays rather than going stale).
+    var queueDepthByTenant: [String: Int] {
+        core.queueDepthByTenant.merging(tenants.lazy.map { ($0, 0) }) { depth, _ in depth }
+    }
     var pendingChallenges: Int { core.pendingChallenges }
 
     // MARK: Time

@@ -20,6 +20,7 @@ import Testing
             + ["delivered", "retry", "dead_letter"].map { "approvald_forward_attempts_total{result=\"\($0)\"} 0" }
             + ["idp", "device"].map { "approvald_auth_failures_total{kind=\"\($0)\"} 0" }
             + ["apns", "fcm"].map { "approvald_push_notifications_total{provider=\"\($0)\",result=\"sent\"} 0" }
+            + ["contoso", "fabrikam"].map { "approvald_tenant_queue_depth{tenant=\"\($0)\"} 0" }
         #expect(Set(expected).subtracting(metrics).isEmpty, "\(Set(expected).subtracting(metrics))")
     }
 

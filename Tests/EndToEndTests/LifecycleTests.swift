@@ -97,8 +97,8 @@ import Testing
     }
 
     @Test func theShippedConfigurationsParse() throws {
-        for name in ["approvald.toml", "approvald.example.toml"] {
-            let path = packageRoot.appendingPathComponent("Config/\(name)").path
+        for name in ["Config/approvald.toml", "Config/approvald.example.toml", "docker/approvald.toml"] {
+            let path = packageRoot.appendingPathComponent(name).path
             // Port 0 everywhere, so the check never collides with a running broker; TLS files from dev-cert.
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "approvald-cfg-\(UUID().uuidString)")
