@@ -249,7 +249,9 @@ final class PushRelay: @unchecked Sendable {
             if let (token, seconds) = granted {
                 accessToken = (token, clock() + UnixMillis(seconds) * 1000)
             } else {
-                logger.error("the FCM token endpoint gave no access token", metadata: ["result": "\(result)"])
+                // The status or the error only: a body from a token endpoint may hold credentials.
+                let outcome = (try? result.get()).map { "status \($0.status)" } ?? "\(result)"
+                logger.error("the FCM token endpoint gave no access token", metadata: ["result": "\(outcome)"])
             }
             let waiting = waitingForAccessToken
             waitingForAccessToken = []

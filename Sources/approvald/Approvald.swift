@@ -6,6 +6,11 @@ struct Approvald: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "approvald",
         abstract: "A push-approval broker for passwordless sign-in, over HTTP/2.",
+        discussion: """
+            Start the broker with `approvald serve --config FILE` (make run uses Config/approvald.toml), then watch \
+            sign-ins end to end with `approvald simulate` in another terminal. The HTTP API is described in \
+            docs/openapi.yaml, every configuration option in Config/approvald.example.toml.
+            """,
         subcommands: [Serve.self, Simulate.self, Verifier.self, DevCert.self, Bench.self],
         defaultSubcommand: Serve.self)
 }

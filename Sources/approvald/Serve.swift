@@ -12,7 +12,8 @@ struct Serve: ParsableCommand {
             Reads the TOML configuration (see Config/approvald.example.toml for every option), opens the listeners and \
             serves until SIGTERM or SIGINT, which drain connections gracefully. Environment variables \
             APPROVALD_<SECTION>_<KEY> override the file (APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS=60, \
-            APPROVALD_LISTENERS_0_PORT=9000).
+            APPROVALD_LISTENERS_0_PORT=9000). Exits 0 after a graceful stop, 78 for a configuration error (the \
+            message names the key), 1 when it cannot start (a port in use, an unreadable store) or recovery fails.
             """)
 
     @Option(name: .long, help: "The configuration file.")

@@ -17,16 +17,14 @@ struct Simulate: AsyncParsableCommand {
         discussion: """
             Reads the broker's URL, an IdP client's key and its verifier URL from --config (the file the broker \
             runs with), registers --devices phones with fresh P-256 keys, and runs --flows sign-ins spread over \
-            them, each phone's one after another and the phones at once. Each sign-in follows one scenario of \
-            --mix:
+            them, each phone's one after another and the phones at once. Each sign-in plays one scenario of --mix; \
+            the phone:
 
-              approve         the phone taps the number the browser shows and approves: approved
-              wrong_number    the phone taps another number: denied, wrong_number
-              not_me          the user denies ("it wasn't me"): denied, not_me; the user's next sign-in is sent \
-            to the password path (locked_out)
-              silence         the phone never answers: expired after --silence-ttl seconds
-              second_sign_in  a second sign-in while the first is pending goes to the password path \
-            (pending_challenge); the first is then approved
+              approve         taps the number the browser shows: approved
+              wrong_number    taps another number: denied (wrong_number)
+              not_me          denies: denied (not_me); the next sign-in gets locked_out
+              silence         never answers: expired after --silence-ttl seconds
+              second_sign_in  gets a second sign-in meanwhile (pending_challenge), approves
 
             Unless --no-verifier is given, a verifier listens where the IdP client's verifier_url points (an \
             http:// URL on this machine) and checks that every ended sign-in's signed result arrives; if something \
