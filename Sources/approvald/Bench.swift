@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import H2
 import Histogram
+import JSONText
 import Logging
 import Service
 
@@ -105,10 +106,10 @@ final class BenchRunner: @unchecked Sendable {
     private var filling = false
     private var nextPhase: LoopTimer?
     private var holdTimer: LoopTimer?
-    /// roundtrips: users without a sign-in in flight, each user's sign-in, and what its stream has not parsed.
+    /// roundtrips: users without a sign-in in flight, each user's sign-in, and its stream's parser.
     private var idleUsers: [Int] = []
     private var signIns: [SignIn?] = []
-    private var streamBuffers: [[UInt8]] = []
+    private var streamParsers: [EventStreamParser] = []
 
     init(loop: EventLoop, bench: Bench, tls: TLSClientContext?, logger: Logger) throws {
         self.loop = loop
@@ -152,7 +153,9 @@ final class BenchRunner: @unchecked Sendable {
             case .roundtrips:
                 idleUsers = Array((0..<userCount).reversed())
                 signIns = Array(repeating: nil, count: userCount)
-                streamBuffers = Array(repeating: [], count: userCount)
+                streamParsers = (0..<userCount).map { user in
+                    EventStreamParser { [unowned self] in streamEvent($0, of: user) }
+                }
                 runPhase("streams", count: userCount, step: streamStep) { [self] in
                     runPhase(
                         "roundtrips", count: bench.requests, paced: true,
@@ -286,7 +289,7 @@ final class BenchRunner: @unchecked Sendable {
         let signature = (try? keys[index].signature(for: "\(time)\nGET\n\(path)\n")) ?? []
         let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
         let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
-            bench.mode == .roundtrips ? { [unowned self] in streamData(index, $0) } : nil
+            bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
         deviceClient(index).send(
             method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400, onData: onData
         ) { [unowned self] result in
@@ -316,36 +319,28 @@ final class BenchRunner: @unchecked Sendable {
         signIn.done(failure)
     }
 
-    /// Server-sent events of a user's stream: each `challenge` event is answered with the right number.
-    private func streamData(_ user: Int, _ chunk: UnsafeBufferPointer<UInt8>) {
-        streamBuffers[user].append(contentsOf: chunk)
-        while let end = streamBuffers[user].firstRange(of: [0x0a, 0x0a]) {
-            let event = String(decoding: streamBuffers[user][..<end.lowerBound], as: UTF8.self)
-            streamBuffers[user].removeSubrange(..<end.upperBound)
-            guard event.hasPrefix("event: challenge\n"),
-                let data = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") })
-            else { continue }
-            let view = json(String(data.dropFirst(6)))
-            guard let signIn = signIns[user], view["request_id"] as? String == signIn.requestID else {
-                failures += 1
-                if firstFailure == nil { firstFailure = "unexpected challenge on \(device(user))'s stream: \(view)" }
-                continue
+    /// An event of a user's stream: each `challenge` event is answered with the right number.
+    private func streamEvent(_ event: DeviceEvent, of user: Int) {
+        guard case .challenge(let view) = event else { return }
+        guard let signIn = signIns[user], view["request_id"]?.string == signIn.requestID else {
+            failures += 1
+            if firstFailure == nil { firstFailure = "unexpected challenge on \(device(user))'s stream: \(view)" }
+            return
+        }
+        answer(user, view) { [self] status, text in
+            guard status == 200, JSONValue.parse(Array(text.utf8))?["status"]?.string == "approved" else {
+                return finish(signIn, of: user, "answer: \(status) \(text.prefix(200))")
             }
-            answer(user, view) { [self] status, text in
-                guard status == 200, json(text)["status"] as? String == "approved" else {
-                    return finish(signIn, of: user, "answer: \(status) \(text.prefix(200))")
-                }
-                signIn.answered = true
-                if signIn.created { finish(signIn, of: user, nil) }
-            }
+            signIn.answered = true
+            if signIn.created { finish(signIn, of: user, nil) }
         }
     }
 
-    private func answer(_ user: Int, _ view: [String: Any], _ done: @escaping (Int, String) -> Void) {
-        let challengeID = view["challenge_id"] as? String ?? ""
+    private func answer(_ user: Int, _ view: JSONValue, _ done: @escaping (Int, String) -> Void) {
+        let challengeID = view["challenge_id"]?.string ?? ""
         let signedAt = Int64(Date().timeIntervalSince1970)
         let decision = [
-            "approvald-decision-v1", bench.tenant, view["request_id"] as? String ?? "", challengeID, device(user),
+            "approvald-decision-v1", bench.tenant, view["request_id"]?.string ?? "", challengeID, device(user),
             "approve", "42", "", String(signedAt),
         ].joined(separator: "\n")
         let signature = Base64URL.encode((try? keys[user].signature(for: decision)) ?? [])
@@ -404,10 +399,6 @@ private final class SignIn {
 func say(_ text: String) {
     print(text)
     fflush(nil)
-}
-
-private func json(_ text: String) -> [String: Any] {
-    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
 }
 
 private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
