@@ -496,8 +496,7 @@ final class Simulation: Sendable {
         bound.wait()
         if let failure = outcome.value {
             say(
-                "verifier: cannot listen on \(address.host):\(address.port) (\(failure)); results go to whatever "
-                    + "listens there, unchecked")
+                "verifier: \(failure); results go to whatever listens there, unchecked")
         } else {
             say("verifier: listening on \(address.host):\(address.port) for results signed with \(keyID)")
         }
