@@ -68,6 +68,17 @@ import Testing
         #expect(try broker.curl("/metrics").body.contains("approvald_device_streams 0"))
     }
 
+    @Test func aVerifierAlreadyListeningGetsTheResults() throws {
+        let verifier = try RecordingServer()
+        defer { verifier.stop() }
+        let broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: verifier.url))
+        let run = try simulate(broker, ["--devices", "2", "--flows", "2", "--mix", "approve"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("results go to whatever listens there, unchecked"))
+        #expect(run.stdout.contains("results: 2 sent to \(verifier.url), not checked here"))
+        #expect(eventually { verifier.received.count == 2 })
+    }
+
     @Test func aSignInThatEndsOtherwiseFailsTheRun() throws {
         // The tenant's policy targets no one: the phones cannot even be registered.
         let broker = try broker(policy: "[tenants.contoso]\ntarget = \"selected\"")
