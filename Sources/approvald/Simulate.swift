@@ -207,7 +207,8 @@ final class Simulation: Sendable {
     private let loop: EventLoop
     private let idp: H2Client
     private let phoneClients: [H2Client]
-    private let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    /// Distinguishes this run's users, phones and requests from earlier runs' on the same broker.
+    private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     private let events = Mailbox<String, DeviceEvent>()
     private let results = Mailbox<String, ReceivedResult>()
     private let verifier: UncheckedBox<H2Server?>
@@ -290,7 +291,7 @@ final class Simulation: Sendable {
         var phones: [SimulatedPhone] = []
         for index in 0..<setup.devices {
             let phone = SimulatedPhone(
-                user: "sim-\(run)-user\(index + 1)@example.com", device: "sim-\(run)-phone\(index + 1)",
+                user: "sim-\(runID)-user\(index + 1)@example.com", device: "sim-\(runID)-phone\(index + 1)",
                 key: try P256PrivateKey())
             let body = jsonObject([
                 "user_id": .string(phone.user), "public_key": .string(Data(phone.key.spkiDER).base64EncodedString()),
@@ -331,7 +332,7 @@ final class Simulation: Sendable {
         }
 
         let number = Int.random(in: 0...99)
-        let requestID = "sim-\(run)-\(index)"
+        let requestID = "sim-\(runID)-\(index)"
         let created = await create(requestID, phone, number, ttl: scenario == .silence ? setup.silenceTTL : nil)
         guard created.status == 201, let challengeID = created.json["challenge_id"]?.string else {
             return report(describe(created), ok: false)
