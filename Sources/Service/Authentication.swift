@@ -119,16 +119,27 @@ struct Authenticator {
     }
 }
 
-/// The decision string a device signs (API.md), lines joined by `\n`.
-func decisionString(_ challenge: Challenge, deviceID: String, _ decision: Decision) -> String {
-    let (kind, selected, reason): (String, String, String)
-    switch decision.kind {
-    case .approve(let number): (kind, selected, reason) = ("approve", String(number), "")
-    case .deny(let why): (kind, selected, reason) = ("deny", "", why.rawValue)
-    }
-    return [
-        "approvald-decision-v1", challenge.tenantID, challenge.request.requestID, challenge.id, deviceID, kind,
-        selected,
-        reason, String(decision.signedAtUnix),
+/// The decision string a device signs (API.md), lines joined by `\n`, an empty line where a field does not apply:
+/// what the broker verifies and what the tools that play phones sign.
+public func decisionString(
+    tenantID: String, requestID: String, challengeID: String, deviceID: String, decision: String,
+    selectedNumber: Int?, reason: String?, signedAtUnix: Int64
+) -> String {
+    [
+        "approvald-decision-v1", tenantID, requestID, challengeID, deviceID, decision,
+        selectedNumber.map(String.init) ?? "", reason ?? "", String(signedAtUnix),
     ].joined(separator: "\n")
+}
+
+/// The decision string of `decision` on `challenge`.
+func decisionString(_ challenge: Challenge, deviceID: String, _ decision: Decision) -> String {
+    let (kind, selected, reason): (String, Int?, String?)
+    switch decision.kind {
+    case .approve(let number): (kind, selected, reason) = ("approve", number, nil)
+    case .deny(let why): (kind, selected, reason) = ("deny", nil, why.rawValue)
+    }
+    return decisionString(
+        tenantID: challenge.tenantID, requestID: challenge.request.requestID, challengeID: challenge.id,
+        deviceID: deviceID, decision: kind, selectedNumber: selected, reason: reason,
+        signedAtUnix: decision.signedAtUnix)
 }

@@ -285,9 +285,7 @@ final class BenchRunner: @unchecked Sendable {
     /// stream that ends before the run is over counts as a failure. In roundtrips mode its events are parsed.
     private func openStream(_ index: Int, _ done: @escaping (String?) -> Void) {
         let path = "/v1/devices/\(device(index))/stream"
-        let time = String(Int64(Date().timeIntervalSince1970))
-        let signature = (try? keys[index].signature(for: "\(time)\nGET\n\(path)\n")) ?? []
-        let header = "Approvald-Device device=\(device(index)), t=\(time), sig=\(Base64URL.encode(signature))"
+        let header = deviceAuthorization(device: device(index), key: keys[index], method: "GET", path: path)
         let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
             bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
         deviceClient(index).send(
@@ -338,15 +336,8 @@ final class BenchRunner: @unchecked Sendable {
 
     private func answer(_ user: Int, _ view: JSONValue, _ done: @escaping (Int, String) -> Void) {
         let challengeID = view["challenge_id"]?.string ?? ""
-        let signedAt = Int64(Date().timeIntervalSince1970)
-        let decision = [
-            "approvald-decision-v1", bench.tenant, view["request_id"]?.string ?? "", challengeID, device(user),
-            "approve", "42", "", String(signedAt),
-        ].joined(separator: "\n")
-        let signature = Base64URL.encode((try? keys[user].signature(for: decision)) ?? [])
-        let body =
-            "{\"decision\":\"approve\",\"selected_number\":42,\"reason\":null,\"signed_at_unix\":\(signedAt),"
-            + "\"signature\":\"\(signature)\"}"
+        let body = answerBody(
+            to: view, device: device(user), key: keys[user], decision: "approve", selectedNumber: 42, reason: nil)
         send(
             deviceClient(user), "POST", "/v1/devices/\(device(user))/challenges/\(challengeID)/response", body, [],
             done)

@@ -185,6 +185,10 @@ struct SimulatedPhone: Sendable {
     let user: String
     let device: String
     let key: P256PrivateKey
+
+    func authorization(_ method: String, _ path: String) -> String {
+        deviceAuthorization(device: device, key: key, method: method, path: path)
+    }
 }
 
 /// How one sign-in ended, for the summary.
@@ -213,9 +217,11 @@ final class Simulation: Sendable {
     private let results = Mailbox<String, ReceivedResult>()
     private let verifier: UncheckedBox<H2Server?>
     private let started = ContinuousClock.now
+    private let hmacKey: HMACSHA256.Key
 
     init(_ setup: SimulationSetup) throws {
         self.setup = setup
+        hmacKey = HMACSHA256.Key(setup.secret)
         loop = try EventLoop()
         let tls = setup.url.hasPrefix("https://") ? try TLSClientContext(caFile: setup.caFile) : nil
         var options = H2Client.Options()
@@ -428,17 +434,9 @@ final class Simulation: Sendable {
         reason: String?
     ) async -> Answer {
         let challengeID = view["challenge_id"]?.string ?? ""
-        let signedAt = Int64(Date().timeIntervalSince1970)
-        let decisionString = [
-            "approvald-decision-v1", setup.tenant, view["request_id"]?.string ?? "", challengeID, phone.device,
-            decision, selected.map(String.init) ?? "", reason ?? "", String(signedAt),
-        ].joined(separator: "\n")
-        let signature = Base64URL.encode((try? phone.key.signature(for: decisionString)) ?? [])
-        let body = jsonObject([
-            "decision": .string(decision), "selected_number": selected.map { .raw(String($0)) } ?? .raw("null"),
-            "reason": reason.map { .string($0) } ?? .raw("null"), "signed_at_unix": .raw(String(signedAt)),
-            "signature": .string(signature),
-        ])
+        let body = answerBody(
+            to: view, device: phone.device, key: phone.key, decision: decision, selectedNumber: selected,
+            reason: reason)
         let (status, text) = await send(
             client, "POST", "/v1/devices/\(phone.device)/challenges/\(challengeID)/response", body: body)
         return Answer(status: status, text: text)
@@ -556,7 +554,7 @@ final class Simulation: Sendable {
 
     private func idpRequest(_ method: String, _ path: String, _ body: String) async -> (Int, String) {
         let header = approvaldSignature(
-            keyID: setup.keyID, key: HMACSHA256.Key(setup.secret), time: Int64(Date().timeIntervalSince1970),
+            keyID: setup.keyID, key: hmacKey, time: Int64(Date().timeIntervalSince1970),
             method: method, path: path, body: Array(body.utf8))
         return await send(idp, method, path, body: body, headers: [("approvald-signature", header)])
     }
@@ -566,13 +564,7 @@ final class Simulation: Sendable {
     ) async
         -> (Int, String)
     {
-        await send(client, method, path, headers: [("authorization", deviceAuthorization(phone, method, path))])
-    }
-
-    private func deviceAuthorization(_ phone: SimulatedPhone, _ method: String, _ path: String) -> String {
-        let time = String(Int64(Date().timeIntervalSince1970))
-        let signature = (try? phone.key.signature(for: "\(time)\n\(method)\n\(path)\n")) ?? []
-        return "Approvald-Device device=\(phone.device), t=\(time), sig=\(Base64URL.encode(signature))"
+        await send(client, method, path, headers: [("authorization", phone.authorization(method, path))])
     }
 
     /// A request on the loop; status 0 and the error's text when no response came.
@@ -599,7 +591,7 @@ final class Simulation: Sendable {
     /// Opens the phone's event stream for the whole run; its events go to the phone's mailbox.
     private func openStream(_ phone: SimulatedPhone, on client: H2Client) {
         let path = "/v1/devices/\(phone.device)/stream"
-        let header = deviceAuthorization(phone, "GET", path)
+        let header = phone.authorization("GET", path)
         let events = self.events
         loop.execute {
             let parser = EventStreamParser { events.deliver($0, for: phone.device) }
@@ -627,8 +619,8 @@ struct Answer: Sendable {
 /// `201 pending`, `200 password_fallback (pending_challenge)`, `409 already_resolved: …`.
 private func describe(_ answer: Answer) -> String {
     let json = answer.json
-    if let status = json["status"]?.string, let code = Optional(answer.status), code < 300 {
-        return "\(code) \(status)\(json["reason"]?.string.map { " (\($0))" } ?? "")"
+    if answer.status < 300, let status = json["status"]?.string {
+        return "\(answer.status) \(status)\(json["reason"]?.string.map { " (\($0))" } ?? "")"
     }
     if let code = json["code"]?.string { return "\(answer.status) \(code): \(json["detail"]?.string ?? "")" }
     return "\(answer.status) \(answer.text.prefix(200))"

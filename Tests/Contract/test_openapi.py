@@ -11,6 +11,7 @@ The broker's URL, IdP key and tenant come from the environment (Tests/Contract/r
 import base64
 import hashlib
 import hmac
+import json
 import os
 import random
 import time
@@ -168,6 +169,4 @@ def test_the_api_matches_its_description(case, client, phone, pending):
 
 
 def httpx_json(value) -> bytes:
-    import json
-
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

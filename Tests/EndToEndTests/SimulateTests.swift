@@ -96,6 +96,20 @@ import Testing
         #expect(run.stdout.contains("cannot reach the broker at \(url)"), "\(run.stdout)")
     }
 
+    @Test(arguments: [
+        ("--mix", "approve,teleport", "unknown scenario 'teleport'"),
+        ("--mix", "approve=-1", "the weight of approve must be a whole number"),
+        ("--mix", "approve=0", "names no scenario with a weight above 0"),
+        ("--silence-ttl", "5", "--silence-ttl must be 10–600"),
+        ("--flows", "0", "--devices and --flows must be positive"),
+    ])
+    func badOptionsAreRefusedBeforeAnythingIsSent(option: String, value: String, message: String) throws {
+        // No broker: the options are refused before the configuration is even read.
+        let run = try runCommand([approvaldBinary, "simulate", "--config", "/nonexistent.toml", option, value])
+        #expect(run.status == 64, "\(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains(message), "\(run.stderr)")
+    }
+
     @Test func aWrongKeyIsReportedNotRetried() throws {
         let broker = try broker()
         let run = try simulate(broker, ["--key-id", "no-such-key"])
