@@ -68,7 +68,7 @@ struct Simulate: AsyncParsableCommand {
         let setup = try SimulationSetup(self)
         let simulation = try Simulation(setup)
         let passed = await simulation.run()
-        simulation.stop()
+        await simulation.stop()
         if !passed { throw ExitCode.failure }
     }
 }
@@ -217,6 +217,7 @@ final class Simulation: Sendable {
     private let results = Mailbox<String, ReceivedResult>()
     private let verifier: UncheckedBox<H2Server?>
     private let started = ContinuousClock.now
+    private let loopEnded = DispatchSemaphore(value: 0)
     private let hmacKey: HMACSHA256.Key
 
     init(_ setup: SimulationSetup) throws {
@@ -235,19 +236,32 @@ final class Simulation: Sendable {
         idp = try client()
         phoneClients = try (0..<setup.devices).map { _ in try client() }
         verifier = UncheckedBox(nil)
-        let thread = Thread { loop.run() }
+        let loopEnded = self.loopEnded
+        let thread = Thread {
+            loop.run()
+            loopEnded.signal()
+        }
         thread.start()
         if let address = setup.verifierAddress { startVerifier(at: address) }
     }
 
-    func stop() {
+    /// Closes the connections and stops the loop once the verifier's connections have drained: an acknowledgement
+    /// still unsent would make the broker retry a result the simulation already counted. Bounded: 5 s.
+    func stop() async {
         let clients = [idp] + phoneClients
         let verifier = self.verifier
         let loop = self.loop
         loop.execute {
             for client in clients { client.close() }
-            verifier.value?.shutdown(graceSeconds: 0) {}
-            loop.stop()
+            guard let server = verifier.value else { return loop.stop() }
+            server.shutdown(graceSeconds: 2) { loop.stop() }
+        }
+        let loopEnded = self.loopEnded
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                _ = loopEnded.wait(timeout: .now() + 5)
+                continuation.resume()
+            }
         }
     }
 

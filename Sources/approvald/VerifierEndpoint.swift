@@ -45,6 +45,8 @@ func makeVerifierServer(
             approvaldSignature(keyID: keyID, key: key, time: $0, method: "POST", path: request.path, body: request.body)
         }
         let valid = expected.map { constantTimeEquals(Array($0.utf8), Array(header.utf8)) } ?? false
+        // Acknowledged first: whoever `onResult` tells may end the process at once.
+        responder.respond(HTTPResponse(status: valid ? 204 : 401, headers: [:], body: []))
         let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
         let decision = body["decision"] as? [String: Any]
         onResult(
@@ -53,6 +55,5 @@ func makeVerifierServer(
                 requestID: body["request_id"] as? String ?? "?", outcome: body["outcome"] as? String ?? "?",
                 reason: body["reason"] as? String, deviceID: body["device_id"] as? String,
                 selectedNumber: decision?["selected_number"] as? Int, signatureValid: valid))
-        responder.respond(HTTPResponse(status: valid ? 204 : 401, headers: [:], body: []))
     }
 }
