@@ -283,7 +283,10 @@ public final class ApprovalCore<Random: RandomNumberGenerator> {
         expireIfDue(challengeID, now: now, into: &events)
         let current = record.challenge
         guard current.isPending else {
-            if current.answeredBy == deviceID && current.decision == decision { return (.replayed(current), events) }
+            // A retry is the same answer from the same device, whatever its timestamp and (randomised) signature.
+            if current.answeredBy == deviceID && current.decision?.kind == decision.kind {
+                return (.replayed(current), events)
+            }
             if current.status == .expired {
                 throw CoreError(.expired, "the challenge expired")
             }

@@ -59,8 +59,21 @@ import Testing
             try core.answer(challenge.id, from: "phone-1", deny(.notMe), now: start + 3 * second)
         }
         #expect(throws: CoreError(.alreadyResolved, "the challenge has already ended")) {
-            try core.answer(challenge.id, from: "phone-1", approve(42, at: 1_795_600_001), now: start + 3 * second)
+            try core.answer(challenge.id, from: "phone-1", approve(17), now: start + 3 * second)
         }
+    }
+
+    /// An app signs its retry anew: a later `signed_at_unix` and another (randomised) ECDSA signature. It is the
+    /// same answer, replayed, and the stored decision stays the first one.
+    @Test func theSameAnswerSignedAnewIsAReplay() throws {
+        let (core, challenge) = try twoDevices()
+        let first = approve(42)
+        _ = try core.answer(challenge.id, from: "phone-1", first, now: start + second)
+        var resigned = approve(42, at: 1_795_600_007)
+        resigned.signature = "another-sig"
+        let (again, events) = try core.answer(challenge.id, from: "phone-1", resigned, now: start + 8 * second)
+        guard case .replayed(let same) = again else { throw TestFailure("\(again)") }
+        #expect(same.status == .approved && same.decision == first && events.isEmpty)
     }
 
     @Test func anAnswerAfterExpiryIsGone() throws {

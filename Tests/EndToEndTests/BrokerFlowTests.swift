@@ -67,8 +67,11 @@ import Testing
         #expect(outcome.json["device_id"] as? String == "alice-phone")
         #expect(phoneStream.shows("\"outcome\":\"approved\""))
         #expect(tabletStream.shows("\"outcome\":\"answered_elsewhere\""))
-        // The same answer again is the same outcome; the other device is too late.
-        #expect(try phone.answer(broker, view, approve: 42, signedAt: unixNow()).status == 409)
+        // The same answer signed anew (a new time, a new ECDSA signature) is a retry: the same outcome. Another
+        // answer from the phone, or any from the tablet, is too late.
+        let retried = try phone.answer(broker, view, approve: 42, signedAt: unixNow() + 1)
+        #expect(retried.status == 200 && retried.json["status"] as? String == "approved")
+        #expect(try phone.answer(broker, view, approve: 17).status == 409)
         #expect(try tablet.answer(broker, view, approve: 42).status == 409)
 
         let metrics = try broker.curl("/metrics").body
