@@ -13,6 +13,8 @@
 #include <event2/dns.h>
 #include <event2/util.h>
 #include <event2/bufferevent_ssl.h>
+// malloc_trim, which Glibc's module does not export: the server hands freed connection memory back with it.
+#include <malloc.h>
 
 /// `evtimer_new` and friends are macros.
 static inline struct event *approvald_evtimer_new(struct event_base *base, event_callback_fn cb, void *arg) {

@@ -18,11 +18,23 @@ public struct H2ServerLimits: Sendable {
     public var idleTimeoutSeconds = 300.0
     /// A streamed response whose unsent bytes pass this is reset: a client that does not read is dropped.
     public var maxBufferedResponseBytes = 256 * 1024
+    /// A connection holding more unsent response bytes than this gets no new stream (REFUSED_STREAM), and its
+    /// streamed responses that would pass it are reset.
+    public var maxBufferedConnectionBytes = 1 << 20
+    /// Past this many unsent response bytes over all connections, new streams are refused everywhere and the
+    /// connections holding the most are closed until the total is back under three quarters of it.
+    public var maxBufferedBytesTotal = 64 << 20
+    /// A request's headers and body must arrive within this; past it the stream is reset.
+    public var requestTimeoutSeconds = 10.0
     /// Frames stop being serialised while a connection's socket buffer holds more than this.
     public var outputHighWaterBytes = 64 * 1024
     /// nghttp2's RST_STREAM flood guard: a bucket of `burst` resets refilled at `ratePerSecond`.
     public var streamResetBurst: UInt64 = 1000
     public var streamResetRatePerSecond: UInt64 = 33
+    /// The same bucket for the resets the server sends itself (stream errors a client provokes, timed-out and
+    /// refused requests): past it the connection gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+    public var sentResetBurst: UInt64 = 1000
+    public var sentResetRatePerSecond: UInt64 = 33
     /// nghttp2's cap on CONTINUATION frames per header block.
     public var maxContinuations = 8
     /// After running out of file descriptors, accepting resumes this much later.
@@ -68,6 +80,37 @@ public final class H2Server: @unchecked Sendable {
     /// Connections accepted since start.
     public private(set) var acceptedConnections = 0
 
+    /// Unsent response bytes over all connections.
+    public private(set) var bufferedResponseBytes = 0
+    private var shedding: LoopTimer?
+
+    /// Whether new streams are refused because responses already hold too much memory.
+    var isOverBufferLimit: Bool { bufferedResponseBytes > limits.maxBufferedBytesTotal }
+
+    func bufferedResponseBytesChanged(by delta: Int) {
+        bufferedResponseBytes += delta
+        if delta > 0 && isOverBufferLimit && shedding == nil {
+            // Deferred: the connection that passed the limit may be inside one of its nghttp2 callbacks.
+            shedding = loop.schedule(after: 0) { [unowned self] in shedLoad() }
+        }
+    }
+
+    /// Closes the connections holding the most unsent bytes until the total is under three quarters of the limit.
+    private func shedLoad() {
+        shedding = nil
+        let target = limits.maxBufferedBytesTotal / 4 * 3
+        guard bufferedResponseBytes > target else { return }
+        let heaviest = connections.values.filter { $0.bufferedResponseBytes > 0 }
+            .sorted { $0.bufferedResponseBytes > $1.bufferedResponseBytes }
+        logger.warning(
+            "unsent responses over the limit: closing the connections holding the most",
+            metadata: ["buffered_bytes": "\(bufferedResponseBytes)", "limit": "\(limits.maxBufferedBytesTotal)"])
+        for connection in heaviest {
+            guard bufferedResponseBytes > target else { break }
+            connection.close()
+        }
+    }
+
     /// Whether `shutdown` has begun.
     public var isShuttingDown: Bool { shutdownCompletion != nil }
 
@@ -98,7 +141,19 @@ public final class H2Server: @unchecked Sendable {
     func connectionClosed(_ connection: ServerConnection) {
         connections[ObjectIdentifier(connection)] = nil
         if isShuttingDown && connections.isEmpty { finishShutdown() }
+        if trimming == nil {
+            trimming = loop.schedule(after: Self.trimDelaySeconds) { [unowned self] in
+                trimming = nil
+                // What closed connections freed goes back to the system, not only to malloc's free lists: a burst
+                // of connections that held much must not leave the process that large.
+                malloc_trim(0)
+            }
+        }
     }
+
+    /// Connections that close within this of each other share one `malloc_trim`.
+    static let trimDelaySeconds = 1.0
+    private var trimming: LoopTimer?
 
     /// Stops accepting, sends GOAWAY on every connection, ends streamed responses, lets requests in flight finish
     /// for at most `graceSeconds`, then closes what is left and calls `completion` (once).

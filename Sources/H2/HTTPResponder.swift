@@ -17,6 +17,16 @@ public final class HTTPResponder: @unchecked Sendable {
     private var declaredLength: Int?
     private var requestEnded = false
     private var dispatched = false
+    /// Where the request stands for the request timeout.
+    private enum Arrival {
+        /// Headers or body still to come, since this time (monotonic seconds).
+        case arriving(since: Double)
+        /// Reset for taking too long; the stream closes once the reset is out.
+        case timedOut
+        /// Complete, or answered before it was.
+        case settled
+    }
+    private var arrival: Arrival
 
     private var responded = false
     private var outgoing: [UInt8] = []
@@ -25,8 +35,16 @@ public final class HTTPResponder: @unchecked Sendable {
     private var ended = false
     private var deferred = false
 
-    /// Called once when the stream closes for any reason: response sent, client reset, connection gone.
-    public var onClose: (() -> Void)?
+    /// Called once when the stream closes for any reason: response sent, client reset, connection gone. Set on a
+    /// stream that has already closed, it is called at once: a handler that registers the stream somewhere
+    /// (a long poll, a device stream) after its client reset it does not leave it registered.
+    public var onClose: (() -> Void)? {
+        didSet {
+            guard connection == nil, let onClose else { return }
+            self.onClose = nil
+            onClose()
+        }
+    }
 
     /// The connection's list of open streams: the older link owns, the newer one does not (no cycle).
     var olderStream: HTTPResponder?
@@ -35,9 +53,31 @@ public final class HTTPResponder: @unchecked Sendable {
     /// Whether the stream is still in its connection's list (the newest, or linked to a newer one).
     func isLinked(newest: HTTPResponder?) -> Bool { newerStream != nil || newest === self }
 
-    init(connection: ServerConnection, streamID: Int32) {
+    init(connection: ServerConnection, streamID: Int32, now: Double) {
         self.connection = connection
         self.streamID = streamID
+        arrival = .arriving(since: now)
+    }
+
+    /// Whether the request is still arriving (or was reset for taking too long): such a stream is no activity.
+    var isArriving: Bool {
+        if case .settled = arrival { false } else { true }
+    }
+
+    /// When the request began arriving, while it is arriving and not yet timed out.
+    var arrivingSince: Double? {
+        if case .arriving(let since) = arrival { since } else { nil }
+    }
+
+    func requestTimedOut() {
+        arrival = .timedOut
+    }
+
+    /// The request is complete or answered: the connection counts the stream as activity from now on.
+    private func settle() {
+        guard case .arriving = arrival else { return }
+        arrival = .settled
+        connection?.requestSettled()
     }
 
     /// Whether the stream can still carry a response.
@@ -99,7 +139,8 @@ public final class HTTPResponder: @unchecked Sendable {
 
     func requestComplete() {
         requestEnded = true
-        guard !responded, !dispatched, let connection else { return }
+        guard !responded, !dispatched, let connection, case .arriving = arrival else { return }
+        settle()
         dispatched = true
         let request = HTTPRequest(method: method, path: path, fields: fields, body: body)
         fields = HTTPHeaders()
@@ -123,9 +164,11 @@ public final class HTTPResponder: @unchecked Sendable {
     @discardableResult
     public func respond(_ response: HTTPResponse) -> Bool {
         guard let connection, !responded else { return false }
+        settle()
         responded = true
         ended = true
         outgoing = response.body
+        bufferedChanged(by: outgoing.count)
         submit(status: response.status, headers: response.headers, length: response.body.count, on: connection)
         return true
     }
@@ -135,6 +178,7 @@ public final class HTTPResponder: @unchecked Sendable {
     @discardableResult
     public func startStream(status: Int, headers: HTTPHeaders) -> Bool {
         guard let connection, !responded else { return false }
+        settle()
         responded = true
         isStreaming = true
         submit(status: status, headers: headers, length: nil, on: connection)
@@ -142,12 +186,17 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     /// Queues bytes on a streamed response. Returns false when the stream is gone; a client that has left more
-    /// than `maxBufferedResponseBytes` unread is reset rather than buffered without bound.
+    /// than `maxBufferedResponseBytes` unread on the stream, or `maxBufferedConnectionBytes` on its connection, is
+    /// reset rather than buffered without bound.
     @discardableResult
     public func write(_ bytes: [UInt8]) -> Bool {
         guard let connection, isStreaming, !ended else { return false }
         outgoing.append(contentsOf: bytes)
-        guard outgoing.count - sent <= connection.maxBufferedResponseBytes else {
+        bufferedChanged(by: bytes.count)
+        guard
+            outgoing.count - sent <= connection.maxBufferedResponseBytes
+                && connection.bufferedResponseBytes <= connection.maxBufferedConnectionBytes
+        else {
             nghttp2_submit_rst_stream(
                 connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_CANCEL.rawValue))
             ended = true
@@ -198,6 +247,7 @@ public final class HTTPResponder: @unchecked Sendable {
         if count > 0 {
             outgoing.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress! + sent, count: count) }
             sent += count
+            bufferedChanged(by: -count)
         }
         if sent == outgoing.count {
             if ended {
@@ -217,10 +267,17 @@ public final class HTTPResponder: @unchecked Sendable {
         return count
     }
 
+    /// Unsent bytes are counted by the connection (and the server), which bound them.
+    private func bufferedChanged(by delta: Int) {
+        connection?.bufferedResponseBytesChanged(by: delta)
+    }
+
     func closed() {
+        bufferedChanged(by: sent - outgoing.count)
         connection = nil
         ended = true
         outgoing = []
+        sent = 0
         let onClose = onClose
         self.onClose = nil
         onClose?()

@@ -1,5 +1,6 @@
 // One accepted connection: the HTTP/2 preface check (HTTP/1.x gets 505), the server session's streams, the
-// preface and idle timers, and draining for shutdown.
+// preface, idle and request timers, the budget of resets it may make the server send, the unsent response bytes it
+// holds, and draining for shutdown.
 import CLibevent
 import CNghttp2
 import COpenSSL
@@ -20,10 +21,22 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     let maxHeaderBlockBytes: Int
     let maxRequestBodyBytes: Int
     let maxBufferedResponseBytes: Int
+    let maxBufferedConnectionBytes: Int
     /// Open streams, newest first, linked through the responders: no hashing per stream, no table per connection.
     private var newestStream: HTTPResponder?
     private var streamCount = 0
     private var timer: LoopTimer!
+    /// Streams whose request is still arriving: they answer to the request timeout, and do not keep the connection
+    /// from being idle.
+    private var arrivingStreams = 0
+    private var requestTimer: LoopTimer!
+    private var requestTimerArmed = false
+    /// Every RST_STREAM the server sends costs a token: a client that provokes stream errors ("MadeYouReset",
+    /// CVE-2025-8671) cannot make it reset, and so start, requests without bound.
+    private var resetBudget: TokenBucket
+    private var calmingDown = false
+    /// Response bytes the streams hold that have not been handed to the socket yet.
+    private(set) var bufferedResponseBytes = 0
     private var prefaceSeen = false
     /// Streams whose answer ended before their request, and the timers that reset them if it still has not.
     private var resetsAfterSending: [Int32] = []
@@ -40,6 +53,10 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         maxHeaderBlockBytes = server.limits.maxHeaderBlockBytes
         maxRequestBodyBytes = server.limits.maxRequestBodyBytes
         maxBufferedResponseBytes = server.limits.maxBufferedResponseBytes
+        maxBufferedConnectionBytes = server.limits.maxBufferedConnectionBytes
+        resetBudget = TokenBucket(
+            burst: server.limits.sentResetBurst, ratePerSecond: server.limits.sentResetRatePerSecond,
+            now: monotonicSeconds())
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
         // The connection owns the socket from here on: closed here until a bufferevent holds it, by the
@@ -69,6 +86,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         self.session = session
         submitSettings()
         timer = server.loop.makeTimer { [unowned self] in timedOut() }
+        requestTimer = server.loop.makeTimer { [unowned self] in requestDeadlinePassed() }
         timer.schedule(after: server.limits.prefaceTimeoutSeconds)
         bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
     }
@@ -97,6 +115,11 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             guard checkPreface(input) else { return }
         }
         receive(from: input)
+        // Armed once a read leaves a request unfinished, not for each request: most arrive whole in one read.
+        if arrivingStreams > 0 && !requestTimerArmed && !closed {
+            requestTimerArmed = true
+            requestTimer.schedule(after: server.limits.requestTimeoutSeconds)
+        }
     }
 
     /// Until the 24-byte preface is complete, compares what arrived with it. HTTP/1.x (or anything else) gets 505.
@@ -109,7 +132,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         }
         guard available == clientPreface.count else { return false }
         prefaceSeen = true
-        streamCountChanged()
+        activityChanged()
         return true
     }
 
@@ -168,14 +191,61 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     // MARK: Timers and draining
 
-    /// Open streams disarm the timer; with none, it counts down the idle timeout (before that, the preface's).
-    private func streamCountChanged() {
+    /// Streams whose request is complete disarm the timer; with none, it counts down the idle timeout (before
+    /// that, the preface's). Called when the number of such streams moves between 0 and 1.
+    private func activityChanged() {
         guard prefaceSeen else { return }
-        if streamCount == 0 {
+        if streamCount == arrivingStreams {
             timer.scheduleShared(after: server.limits.idleTimeoutSeconds)
         } else {
             timer.cancel()
         }
+    }
+
+    /// Resets the streams whose request has taken longer than the request timeout, and waits for the next one due.
+    private func requestDeadlinePassed() {
+        requestTimerArmed = false
+        let now = monotonicSeconds()
+        let timeout = server.limits.requestTimeoutSeconds
+        var nextDue: Double?
+        var next = newestStream
+        while let stream = next {
+            next = stream.olderStream
+            guard let since = stream.arrivingSince else { continue }
+            if since + timeout <= now {
+                stream.requestTimedOut()
+                nghttp2_submit_rst_stream(
+                    session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
+            } else {
+                nextDue = min(nextDue ?? since + timeout, since + timeout)
+            }
+        }
+        if let nextDue {
+            requestTimerArmed = true
+            requestTimer.schedule(after: nextDue - now)
+        }
+        flush()
+    }
+
+    /// A stream's request is complete (or answered before it was): it now counts as activity.
+    func requestSettled() {
+        arrivingStreams -= 1
+        if streamCount - arrivingStreams == 1 { activityChanged() }
+    }
+
+    /// nghttp2 sent a RST_STREAM. Past the budget, GOAWAY(ENHANCE_YOUR_CALM): nghttp2 ignores what the client
+    /// sends from here on and ends the session once the GOAWAY is out.
+    fileprivate func sentReset() {
+        guard !resetBudget.take(now: monotonicSeconds()), !calmingDown else { return }
+        calmingDown = true
+        server.logger.notice("a client provoked too many stream resets: closing its connection")
+        nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
+    }
+
+    /// The streams' unsent response bytes changed; the server keeps the total.
+    func bufferedResponseBytesChanged(by delta: Int) {
+        bufferedResponseBytes += delta
+        server.bufferedResponseBytesChanged(by: delta)
     }
 
     private func timedOut() {
@@ -205,6 +275,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     override func didClose() {
         timer.cancel()
+        requestTimer.cancel()
         pendingResets.removeAll()
         let open = openStreams()
         for stream in open { unlink(stream) }
@@ -216,23 +287,33 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     /// The list owns the stream; nghttp2's stream user data points at it, so the callbacks find it without a
     /// lookup of ours.
+    /// A stream whose request is still arriving counts against the request timeout only: it does not keep the
+    /// connection from being idle. While this connection's (or every connection's) responses hold too much unsent,
+    /// new streams are refused; nghttp2 then ignores the rest of their frames.
     fileprivate func beginStream(_ id: Int32) {
-        let stream = HTTPResponder(connection: self, streamID: id)
+        guard bufferedResponseBytes <= maxBufferedConnectionBytes, !server.isOverBufferLimit else {
+            nghttp2_submit_rst_stream(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_REFUSED_STREAM.rawValue))
+            return
+        }
+        let stream = HTTPResponder(connection: self, streamID: id, now: monotonicSeconds())
         stream.olderStream = newestStream
         newestStream?.newerStream = stream
         newestStream = stream
         streamCount += 1
+        arrivingStreams += 1
         nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
-        if streamCount == 1 { streamCountChanged() }
     }
 
     fileprivate func streamClosed(_ stream: HTTPResponder) {
         guard stream.isLinked(newest: newestStream) else { return }
+        let wasActive = !stream.isArriving
         unlink(stream)
+        if !wasActive { arrivingStreams -= 1 }
         stream.closed()
-        if streamCount == 0 {
-            streamCountChanged()
-            if draining { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
+        if wasActive && streamCount == arrivingStreams { activityChanged() }
+        if streamCount == 0 && draining {
+            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue))
         }
     }
 
@@ -313,6 +394,11 @@ final class ServerCallbacks: Sendable {
                 if frame.isHeaders && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { stream.headersComplete() }
                 if frame.endsStream { stream.requestComplete() }
             }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, context in
+            guard let frame, frame.type == NGHTTP2_RST_STREAM.rawValue else { return 0 }
+            withConnection(context) { $0.sentReset() }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { session, streamID, _, context in

@@ -119,7 +119,7 @@ public final class Application: @unchecked Sendable {
         writer.sample("process_open_fds", ProcessMetrics.openFileDescriptors())
         writer.family(
             "process_start_time_seconds", .gauge, help: "Start time of the process since the Unix epoch in seconds.")
-        writer.sample("process_start_time_seconds", ProcessMetrics.startTimeSeconds())
+        writer.sample("process_start_time_seconds", ProcessMetrics.startTime)
         return writer.text
     }
 }

@@ -26,6 +26,8 @@ final class ApprovalService: @unchecked Sendable {
     private(set) var pushRelay: PushRelay!
     private var commitScheduled = false
     private var waiters: [String: [ObjectIdentifier: Waiter]] = [:]
+    /// Long polls held now.
+    var heldLongPolls: Int { waiters.values.reduce(0) { $0 + $1.count } }
     /// Challenges whose creation is not durable yet: their `.queued` deliveries are still to come, so a queue read
     /// or a stream opened meanwhile leaves them out (and a stream does not get them twice).
     private var notYetDurable: Set<String> = []

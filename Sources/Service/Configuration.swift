@@ -228,8 +228,21 @@ public struct Configuration: Sendable {
             try section.seconds("preface_timeout_seconds", in: 0.1...600) ?? http2.prefaceTimeoutSeconds
         http2.idleTimeoutSeconds =
             try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
+        http2.requestTimeoutSeconds =
+            try section.seconds("request_timeout_seconds", in: 0.1...600) ?? http2.requestTimeoutSeconds
         http2.maxBufferedResponseBytes =
             try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
+        http2.maxBufferedConnectionBytes =
+            try section.int("max_buffered_connection_bytes", in: 16_384...1 << 30) ?? http2.maxBufferedConnectionBytes
+        http2.maxBufferedBytesTotal =
+            try section.int("max_buffered_bytes_total", in: 1 << 20...1 << 40) ?? http2.maxBufferedBytesTotal
+        guard http2.maxBufferedResponseBytes <= http2.maxBufferedConnectionBytes,
+            http2.maxBufferedConnectionBytes <= http2.maxBufferedBytesTotal
+        else {
+            throw ConfigError(
+                "http2: max_buffered_response_bytes ≤ max_buffered_connection_bytes ≤ max_buffered_bytes_total "
+                    + "must hold")
+        }
         shutdownGraceSeconds = try section.seconds("shutdown_grace_seconds", in: 0...600) ?? shutdownGraceSeconds
         streamKeepaliveSeconds =
             try section.seconds("stream_keepalive_seconds", in: 0.1...3600) ?? streamKeepaliveSeconds

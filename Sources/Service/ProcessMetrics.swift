@@ -22,8 +22,11 @@ public enum ProcessMetrics {
         return count - 1
     }
 
+    /// When the process started, in Unix seconds: read once, not on every scrape.
+    public static let startTime = startTimeSeconds()
+
     /// When the process started, in Unix seconds: boot time plus field 22 of /proc/self/stat (in clock ticks).
-    public static func startTimeSeconds() -> Double {
+    static func startTimeSeconds() -> Double {
         guard let stat = readFile("/proc/self/stat"), let procStat = readFile("/proc/stat"),
             let afterName = stat.lastIndex(of: ")")
         else { return 0 }

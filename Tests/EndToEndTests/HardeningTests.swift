@@ -222,18 +222,22 @@ func stillServes(_ broker: ApprovaldProcess) throws -> Bool {
         #expect(idle.closes(within: 5))
     }
 
+    /// A stream whose request is complete and whose answer is under way keeps the connection; here the answer
+    /// waits for flow-control window the client has not given yet.
     @Test func anOpenStreamKeepsTheConnection() throws {
         let broker = try ApprovaldProcess(extraConfig: Self.fastTimers)
         let busy = try RawHTTP2Connection(port: broker.h2cPort)
-        try busy.sendPreface()
-        try openStream(busy, 1)
+        try busy.sendPreface(settings: [(0x4, 0)])  // SETTINGS_INITIAL_WINDOW_SIZE = 0
+        try busy.sendFrame(
+            type: Frame.headers, flags: Frame.endHeaders | Frame.endStream, stream: 1,
+            payload: RawHTTP2Connection.headerBlock(RawHTTP2Connection.request("GET", "/metrics")))
         usleep(2_000_000)
         // Still there: a PING is answered.
         try busy.sendFrame(type: Frame.ping, payload: [1, 2, 3, 4, 5, 6, 7, 8])
         let pong = try busy.readFrame { $0.type == Frame.ping || $0.type == Frame.goaway }
         #expect(pong?.type == Frame.ping && pong?.flags == Frame.ack)
-        // Once the stream ends, the idle clock starts again.
-        try busy.sendFrame(type: Frame.data, flags: Frame.endStream, stream: 1)
+        // Once the answer is let out and the stream ends, the idle clock starts again.
+        try busy.sendFrame(type: Frame.windowUpdate, stream: 1, payload: [0, 0x10, 0, 0])
         #expect(try busy.readFrame(timeout: 5) { $0.type == Frame.goaway } != nil)
     }
 }

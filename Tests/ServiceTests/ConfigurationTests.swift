@@ -40,6 +40,9 @@ import Testing
             preface_timeout_seconds = 2.5
             idle_timeout_seconds = 30
             max_buffered_response_bytes = 65536
+            max_buffered_connection_bytes = 131072
+            max_buffered_bytes_total = 8388608
+            request_timeout_seconds = 4.5
             shutdown_grace_seconds = 3
             """)
         #expect(config.dataDirectory == "/var/lib/approvald")
@@ -52,6 +55,9 @@ import Testing
         #expect(config.http2.prefaceTimeoutSeconds == 2.5)
         #expect(config.http2.idleTimeoutSeconds == 30)
         #expect(config.http2.maxBufferedResponseBytes == 65536)
+        #expect(config.http2.maxBufferedConnectionBytes == 131_072)
+        #expect(config.http2.maxBufferedBytesTotal == 8_388_608)
+        #expect(config.http2.requestTimeoutSeconds == 4.5)
         #expect(config.shutdownGraceSeconds == 3)
     }
 
@@ -72,6 +78,11 @@ import Testing
         ("port = 1", "port: unknown key"),
         ("[http2]\nshutdown_grace_seconds = -1", "http2.shutdown_grace_seconds: -1.0 is outside 0.0...600.0"),
         ("[http2]\nmax_concurrent_streams = 1.5", "http2.max_concurrent_streams: expected an integer"),
+        ("[http2]\nrequest_timeout_seconds = 0", "http2.request_timeout_seconds: 0.0 is outside 0.1...600.0"),
+        (
+            "[http2]\nmax_buffered_connection_bytes = 65536",
+            "http2: max_buffered_response_bytes ≤ max_buffered_connection_bytes ≤ max_buffered_bytes_total must hold"
+        ),
         ("listeners = 3", "listeners: expected an array of tables"),
         ("[[listeners]]\ntls = \"yes\"", "listeners[0].tls: expected true or false"),
         ("[[listeners]]\nport = 1\ncolour = 2", "listeners[0].colour: unknown key"),

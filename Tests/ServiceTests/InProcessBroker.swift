@@ -16,6 +16,8 @@ final class InProcessBroker: @unchecked Sendable {
     let thread: LoopThread
     private let parts: UncheckedBox<(server: H2Server, client: H2Client, service: ApprovalService)>
     var client: H2Client { parts.value.client }
+    /// The server's h2c port, for raw clients.
+    let port: Int
     /// Loop-confined: touch it on `thread` only.
     var service: ApprovalService { parts.value.service }
 
@@ -35,7 +37,7 @@ final class InProcessBroker: @unchecked Sendable {
             Configuration.IdPClient(
                 keyID: "k", secret: Self.secret, tenants: ["contoso"], verifierURL: verifierURL)
         ]
-        parts = try await thread.run {
+        let made = try await thread.run {
             let application = Application(logger: logger)
             let service = try ApprovalService(
                 loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
@@ -46,8 +48,10 @@ final class InProcessBroker: @unchecked Sendable {
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
             let port = try server.listen(host: "127.0.0.1", port: 0)
             let client = try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)
-            return UncheckedBox((server, client, service))
+            return (UncheckedBox((server: server, client: client, service: service)), port)
         }
+        parts = made.0
+        port = made.1
     }
 
     /// A broker over the store `make` builds on the broker's loop, and that store.

@@ -2,8 +2,9 @@
 import Foundation
 import H2
 import JSONText
-import Service
 import Testing
+
+@testable import Service
 
 @Suite struct MetricsWriterTests {
     @Test func writesFamiliesSamplesAndEscapedLabels() {

@@ -111,7 +111,8 @@ import Testing
         #expect(Set(aps.keys) == ["alert", "sound"] && aps["sound"] as? String == "default")
         #expect(
             aps["alert"] as? [String: String] == ["title": "Sign-in request", "body": "Open the app to review it."])
-        expectNoUserData(in: payload, besides: challengeID, secrets: ["alice", "Outlook", "203.0.113.7", "r-1", "contoso"])
+        expectNoUserData(
+            in: payload, besides: challengeID, secrets: ["alice", "Outlook", "203.0.113.7", "r-1", "contoso"])
         #expect(
             try await eventually {
                 try await setup.relay { $0.results[PushOutcome(provider: "apns", result: "sent")] } == 1

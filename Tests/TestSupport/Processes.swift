@@ -165,6 +165,15 @@ public final class ApprovaldProcess: @unchecked Sendable {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// The process's resident set size in bytes, from /proc (0 once it has gone).
+    public func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return 0 }
+        return kilobytes * 1024
+    }
+
     /// GET over h2c with curl; returns status and body.
     public func curl(_ path: String, _ extra: [String] = []) throws -> (status: Int, body: String) {
         let result = try runCommand(
