@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "H2",
             dependencies: [
-                "CNghttp2", "CLibevent", "COpenSSL", "JSONText",
+                "CNghttp2", "CLibevent", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ],
             // Every stream touches a dozen loop-confined class properties; their dynamic exclusivity checks cost

@@ -56,6 +56,8 @@ public final class H2Server: @unchecked Sendable {
     let logger: Logger
     /// Called with the status of every response the server sends, its own 413/431/505 included.
     public var onResponse: ((Int) -> Void)?
+    /// The answer to a request refused before any handler saw it (413, 431).
+    public var earlyRefusal: (EarlyRefusal) -> HTTPResponse = { $0.plainResponse }
 
     private var listeners: [Listener] = []
     private var connections: [ObjectIdentifier: ServerConnection] = [:]

@@ -1,7 +1,6 @@
 // The request a handler receives and the response it gives, independent of HTTP/2 framing.
 
 import Glibc
-import JSONText
 
 /// A complete request: headers and the whole body, at most the server's body limit.
 public struct HTTPRequest: Sendable {
@@ -74,13 +73,28 @@ public struct HTTPResponse: Sendable {
     public static func text(_ status: Int, _ text: String) -> HTTPResponse {
         HTTPResponse(status: status, headers: ["content-type": "text/plain; charset=utf-8"], body: Array(text.utf8))
     }
+}
 
-    /// An RFC 9457 problem document with a stable machine `code`.
-    public static func problem(_ status: Int, code: String, title: String, detail: String) -> HTTPResponse {
-        let body =
-            "{\"type\":\"about:blank\",\"title\":\(jsonString(title)),\"status\":\(status),"
-            + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
-        return HTTPResponse(
-            status: status, headers: ["content-type": "application/problem+json"], body: Array(body.utf8))
+/// A request the server answers itself, before any handler sees it. The server's owner words the answer
+/// (`H2Server.earlyRefusal`); H2 knows nothing of the API's error format.
+public enum EarlyRefusal: Equatable, Sendable {
+    /// The body, declared or received, is larger than the limit: 413.
+    case bodyTooLarge(limit: Int)
+    /// The header block is larger than the limit: 431.
+    case headerBlockTooLarge(limit: Int)
+
+    public var status: Int {
+        switch self {
+        case .bodyTooLarge: 413
+        case .headerBlockTooLarge: 431
+        }
+    }
+
+    /// A plain-text answer, for servers whose owner says nothing else.
+    public var plainResponse: HTTPResponse {
+        switch self {
+        case .bodyTooLarge(let limit): .text(413, "the request body is larger than \(limit) bytes\n")
+        case .headerBlockTooLarge(let limit): .text(431, "the header block is larger than \(limit) bytes\n")
+        }
     }
 }

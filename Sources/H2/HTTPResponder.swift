@@ -119,11 +119,9 @@ public final class HTTPResponder: @unchecked Sendable {
     func headersComplete() {
         guard !responded, let connection else { return }
         if headerBytes > connection.maxHeaderBlockBytes {
-            reject(
-                431, code: "header_too_large", "the header block is larger than \(connection.maxHeaderBlockBytes) bytes"
-            )
+            refuse(.headerBlockTooLarge(limit: connection.maxHeaderBlockBytes))
         } else if let declaredLength, declaredLength > connection.maxRequestBodyBytes {
-            rejectOversizedBody()
+            refuse(.bodyTooLarge(limit: connection.maxRequestBodyBytes))
         }
     }
 
@@ -131,7 +129,7 @@ public final class HTTPResponder: @unchecked Sendable {
         guard !responded, let connection else { return }
         guard body.count + chunk.count <= connection.maxRequestBodyBytes else {
             body = []
-            rejectOversizedBody()
+            refuse(.bodyTooLarge(limit: connection.maxRequestBodyBytes))
             return
         }
         body.append(contentsOf: chunk)
@@ -148,14 +146,9 @@ public final class HTTPResponder: @unchecked Sendable {
         connection.server.handler(request, self)
     }
 
-    private func rejectOversizedBody() {
-        let limit = connection?.maxRequestBodyBytes ?? 0
-        reject(413, code: "too_large", "the request body is larger than \(limit) bytes")
-    }
-
-    private func reject(_ status: Int, code: String, _ detail: String) {
-        let title = status == 413 ? "Content Too Large" : "Request Header Fields Too Large"
-        respond(.problem(status, code: code, title: title, detail: detail))
+    private func refuse(_ refusal: EarlyRefusal) {
+        guard let server = connection?.server else { return }
+        respond(server.earlyRefusal(refusal))
     }
 
     // MARK: Answering

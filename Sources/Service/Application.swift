@@ -47,17 +47,14 @@ public final class Application: @unchecked Sendable {
                 responder.respond(Problem(503, "unavailable", "the broker is recovering its state").response)
                 return
             }
-            responder.respond(
-                .problem(404, code: "not_found", title: "Not Found", detail: "no route for \(request.pathOnly)"))
+            responder.respond(Problem(404, "not_found", "no route for \(request.pathOnly)").response)
         }
     }
 
     private func allowGet(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
         guard request.method == "GET" else {
-            var response = HTTPResponse.problem(
-                405, code: "method_not_allowed", title: "Method Not Allowed", detail: "\(request.pathOnly) takes GET")
-            response.headers.append(("allow", "GET"))
-            responder.respond(response)
+            responder.respond(
+                Problem(405, "method_not_allowed", "\(request.pathOnly) takes GET", allow: ["GET"]).response)
             return false
         }
         return true

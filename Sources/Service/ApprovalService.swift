@@ -186,62 +186,50 @@ final class ApprovalService: @unchecked Sendable {
 
     /// Handles `/v1/...`; returns false for any other path.
     func handle(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
-        let segments = request.pathOnly.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard segments.first == "v1" else { return false }
-        // Most segments have nothing encoded, and Foundation's decoding costs a string bridge each.
-        let path = segments.dropFirst().map { $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0) }
+        let route: Route
         do throws(Problem) {
-            try route(request, path, responder)
+            guard let matched = try RouteTable.api.match(method: request.method, path: request.pathOnly) else {
+                return false
+            }
+            route = matched
         } catch {
-            if error.status == 401 { metrics.authFailures.increment(path.first == "devices" ? "device" : "idp") }
+            responder.respond(error.response)
+            return true
+        }
+        do throws(Problem) {
+            try perform(route, request, responder)
+        } catch {
+            if error.status == 401 { metrics.authFailures.increment(route.isDeviceRoute ? "device" : "idp") }
             responder.respond(error.response)
         }
         return true
     }
 
-    private func route(_ request: HTTPRequest, _ path: [String], _ responder: HTTPResponder) throws(Problem) {
-        let method = request.method
-        switch (path.first, path.count) {
-        case ("tenants", 3...):
-            let tenantID = path[1]
-            switch (path[2], path.count, method) {
-            case ("policy", 3, "GET"):
-                _ = try idp(request, tenantID)
-                responder.respond(.json(200, Views.policy(core.policy(for: tenantID))))
-            case ("policy", 3, "PUT"): try putPolicy(request, tenantID, responder)
-            case ("devices", 4, "PUT"): try putDevice(request, tenantID, path[3], responder)
-            case ("devices", 4, "DELETE"): try deleteDevice(request, tenantID, path[3], responder)
-            case ("users", 5, "GET") where path[4] == "devices":
-                _ = try idp(request, tenantID)
-                try core(Validate.userID(path[3]))
-                let list = core.devices(of: path[3], in: tenantID).map(Views.device).joined(separator: ",")
-                responder.respond(.json(200, "{\"devices\":[\(list)]}"))
-            case ("challenges", 3, "POST"): try createChallenge(request, tenantID, responder)
-            case ("challenges", 4, "GET"): try getChallenge(request, tenantID, path[3], responder)
-            case ("challenges", 4, "DELETE"): try cancelChallenge(request, tenantID, path[3], responder)
-            case ("dead-letters", 3, "GET"): try deadLetters(request, tenantID, responder)
-            case ("policy", 3, _), ("devices", 4, _), ("users", 5, _), ("challenges", 3, _), ("challenges", 4, _),
-                ("dead-letters", 3, _):
-                throw Problem(405, "method_not_allowed", "\(method) is not allowed here")
-            default: throw Problem(404, "not_found", "no such route")
-            }
-        case ("devices", 3...):
-            let deviceID = path[1]
-            switch (path[2], path.count, method) {
-            case ("challenges", 3, "GET"):
-                try device(request, deviceID)
-                let queue = durableQueue(of: deviceID).map(Views.deviceChallenge).joined(separator: ",")
-                responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
-            case ("stream", 3, "GET"): try openStream(request, deviceID, responder)
-            case ("challenges", 5, "POST") where path[4] == "response":
-                try answerChallenge(request, deviceID, path[3], responder)
-            case ("push-token", 3, "PUT"): try putPushToken(request, deviceID, responder)
-            case ("challenges", 3, _), ("stream", 3, _), ("challenges", 5, _), ("push-token", 3, _):
-                throw Problem(405, "method_not_allowed", "\(method) is not allowed here")
-            default: throw Problem(404, "not_found", "no such route")
-            }
-        default:
-            throw Problem(404, "not_found", "no such route")
+    private func perform(_ route: Route, _ request: HTTPRequest, _ responder: HTTPResponder) throws(Problem) {
+        switch route {
+        case .getPolicy(let tenantID):
+            _ = try idp(request, tenantID)
+            responder.respond(.json(200, Views.policy(core.policy(for: tenantID))))
+        case .putPolicy(let tenantID): try putPolicy(request, tenantID, responder)
+        case .putDevice(let tenantID, let deviceID): try putDevice(request, tenantID, deviceID, responder)
+        case .deleteDevice(let tenantID, let deviceID): try deleteDevice(request, tenantID, deviceID, responder)
+        case .listDevices(let tenantID, let userID):
+            _ = try idp(request, tenantID)
+            try core(Validate.userID(userID))
+            let list = core.devices(of: userID, in: tenantID).map(Views.device).joined(separator: ",")
+            responder.respond(.json(200, "{\"devices\":[\(list)]}"))
+        case .createChallenge(let tenantID): try createChallenge(request, tenantID, responder)
+        case .getChallenge(let tenantID, let challengeID): try getChallenge(request, tenantID, challengeID, responder)
+        case .cancelChallenge(let tenantID, let challengeID):
+            try cancelChallenge(request, tenantID, challengeID, responder)
+        case .deadLetters(let tenantID): try deadLetters(request, tenantID, responder)
+        case .deviceQueue(let deviceID):
+            try device(request, deviceID)
+            let queue = durableQueue(of: deviceID).map(Views.deviceChallenge).joined(separator: ",")
+            responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
+        case .deviceStream(let deviceID): try openStream(request, deviceID, responder)
+        case .answer(let deviceID, let challengeID): try answerChallenge(request, deviceID, challengeID, responder)
+        case .pushToken(let deviceID): try putPushToken(request, deviceID, responder)
         }
     }
 
@@ -363,7 +351,7 @@ final class ApprovalService: @unchecked Sendable {
     {
         _ = try idp(request, tenantID)
         var wait = 0.0
-        if let text = queryValue(request, "wait") {
+        if let text = queryValue(request.query, "wait") {
             guard let seconds = Double(text), (0...30).contains(seconds) else {
                 throw Problem(400, "invalid_field", "wait must be a number of seconds within 0...30")
             }
@@ -423,15 +411,11 @@ final class ApprovalService: @unchecked Sendable {
     }
 
     /// The last value of a query parameter.
-    private func queryValue(_ request: HTTPRequest, _ name: String) -> Substring? {
-        request.query.split(separator: "&").last { $0.hasPrefix(name + "=") }?.dropFirst(name.count + 1)
-    }
-
     /// The tenant's dead letters, newest first: at most `?limit=` (1–1000, default 100).
     private func deadLetters(_ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder) throws(Problem) {
         _ = try idp(request, tenantID)
         var limit = 100
-        if let text = queryValue(request, "limit") {
+        if let text = queryValue(request.query, "limit") {
             guard let value = Int(text), (1...1000).contains(value) else {
                 throw Problem(400, "invalid_field", "limit must be within 1...1000")
             }

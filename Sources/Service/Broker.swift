@@ -34,6 +34,7 @@ public final class Broker: @unchecked Sendable {
             application.handle(request, responder)
         }
         server.onResponse = { application.recordResponse(status: $0) }
+        server.earlyRefusal = { Problem($0).response }
         application.connectionCount = { [unowned server] in server.connectionCount }
     }
 

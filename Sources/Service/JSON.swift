@@ -10,11 +10,14 @@ struct Problem: Error {
     let status: Int
     let code: String
     let detail: String
+    /// For 405: the methods the resource takes, sent as `allow`.
+    let allow: [String]
 
-    init(_ status: Int, _ code: String, _ detail: String) {
+    init(_ status: Int, _ code: String, _ detail: String, allow: [String] = []) {
         self.status = status
         self.code = code
         self.detail = detail
+        self.allow = allow
     }
 
     init(_ error: CoreError) {
@@ -29,13 +32,29 @@ struct Problem: Error {
         self.init(status, error.code.rawValue, error.detail)
     }
 
+    /// An RFC 9457 problem document with the stable machine `code`.
     var response: HTTPResponse {
-        HTTPResponse.problem(status, code: code, title: Self.titles[status] ?? "Error", detail: detail)
+        let body =
+            "{\"type\":\"about:blank\",\"title\":\(jsonString(Self.titles[status] ?? "Error")),\"status\":\(status),"
+            + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
+        var headers: HTTPHeaders = ["content-type": "application/problem+json"]
+        if !allow.isEmpty { headers.append("allow", allow.joined(separator: ", ")) }
+        return HTTPResponse(status: status, headers: headers, body: Array(body.utf8))
+    }
+
+    /// The problem for a request the server refused before it reached a handler.
+    init(_ refusal: EarlyRefusal) {
+        switch refusal {
+        case .bodyTooLarge(let limit): self.init(413, "too_large", "the request body is larger than \(limit) bytes")
+        case .headerBlockTooLarge(let limit):
+            self.init(431, "header_too_large", "the header block is larger than \(limit) bytes")
+        }
     }
 
     private static let titles = [
         400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-        409: "Conflict", 410: "Gone", 413: "Content Too Large", 503: "Service Unavailable",
+        409: "Conflict", 410: "Gone", 413: "Content Too Large", 431: "Request Header Fields Too Large",
+        503: "Service Unavailable",
     ]
 }
 

@@ -46,6 +46,7 @@ final class InProcessBroker: @unchecked Sendable {
             application.service = service
             service.forwarder.start(queued: 0)
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
+            server.earlyRefusal = { Problem($0).response }
             let port = try server.listen(host: "127.0.0.1", port: 0)
             let client = try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)
             return (UncheckedBox((server: server, client: client, service: service)), port)

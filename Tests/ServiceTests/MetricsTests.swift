@@ -55,14 +55,23 @@ import Testing
 
 @Suite struct ProblemDocumentTests {
     @Test func isRFC9457JSONWithAStableCode() throws {
-        let response = HTTPResponse.problem(
-            413, code: "too_large", title: "Content Too Large", detail: "a \"quoted\"\nline")
+        let response = Problem(413, "too_large", "a \"quoted\"\nline").response
         #expect(response.headers[field: "content-type"] == "application/problem+json")
         let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
         #expect(object?["status"] as? Int == 413)
         #expect(object?["code"] as? String == "too_large")
         #expect(object?["detail"] as? String == "a \"quoted\"\nline")
         #expect(object?["type"] as? String == "about:blank")
+        #expect(object?["title"] as? String == "Content Too Large")
+    }
+
+    @Test func earlyRefusalsAreTheAPIsProblems() throws {
+        let response = Problem(EarlyRefusal.headerBlockTooLarge(limit: 16384)).response
+        #expect(response.status == 431 && response.headers[field: "content-type"] == "application/problem+json")
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        #expect(object?["code"] as? String == "header_too_large")
+        #expect(object?["detail"] as? String == "the header block is larger than 16384 bytes")
+        #expect(Problem(EarlyRefusal.bodyTooLarge(limit: 10)).response.status == 413)
     }
 
     @Test func jsonStringEscapesControlCharacters() {

@@ -1,0 +1,101 @@
+// The API's route table: which operation a method and path under /v1 name. 404 and 405 follow from the table.
+import Foundation
+import H2
+
+/// An operation of the API, with the identifiers its path carries (percent-decoded, not yet validated).
+enum Route: Equatable, Sendable {
+    case getPolicy(tenantID: String)
+    case putPolicy(tenantID: String)
+    case putDevice(tenantID: String, deviceID: String)
+    case deleteDevice(tenantID: String, deviceID: String)
+    case listDevices(tenantID: String, userID: String)
+    case createChallenge(tenantID: String)
+    case getChallenge(tenantID: String, challengeID: String)
+    case cancelChallenge(tenantID: String, challengeID: String)
+    case deadLetters(tenantID: String)
+    case deviceQueue(deviceID: String)
+    case deviceStream(deviceID: String)
+    case answer(deviceID: String, challengeID: String)
+    case pushToken(deviceID: String)
+
+    /// Whether the operation is the device API's (for counting authentication failures by kind).
+    var isDeviceRoute: Bool {
+        switch self {
+        case .deviceQueue, .deviceStream, .answer, .pushToken: true
+        default: false
+        }
+    }
+}
+
+/// Paths as patterns of literal segments and `{…}` parameters, each with the methods it takes.
+struct RouteTable: Sendable {
+    struct Entry: Sendable {
+        let method: String
+        /// Segments after `/v1`; nil stands for a parameter.
+        let pattern: [String?]
+        /// Makes the route from the parameters, in path order.
+        let route: @Sendable ([String]) -> Route
+    }
+
+    let entries: [Entry]
+
+    static let api = RouteTable(entries: [
+        Entry(method: "GET", pattern: ["tenants", nil, "policy"]) { .getPolicy(tenantID: $0[0]) },
+        Entry(method: "PUT", pattern: ["tenants", nil, "policy"]) { .putPolicy(tenantID: $0[0]) },
+        Entry(method: "PUT", pattern: ["tenants", nil, "devices", nil]) {
+            .putDevice(tenantID: $0[0], deviceID: $0[1])
+        },
+        Entry(method: "DELETE", pattern: ["tenants", nil, "devices", nil]) {
+            .deleteDevice(tenantID: $0[0], deviceID: $0[1])
+        },
+        Entry(method: "GET", pattern: ["tenants", nil, "users", nil, "devices"]) {
+            .listDevices(tenantID: $0[0], userID: $0[1])
+        },
+        Entry(method: "POST", pattern: ["tenants", nil, "challenges"]) { .createChallenge(tenantID: $0[0]) },
+        Entry(method: "GET", pattern: ["tenants", nil, "challenges", nil]) {
+            .getChallenge(tenantID: $0[0], challengeID: $0[1])
+        },
+        Entry(method: "DELETE", pattern: ["tenants", nil, "challenges", nil]) {
+            .cancelChallenge(tenantID: $0[0], challengeID: $0[1])
+        },
+        Entry(method: "GET", pattern: ["tenants", nil, "dead-letters"]) { .deadLetters(tenantID: $0[0]) },
+        Entry(method: "GET", pattern: ["devices", nil, "challenges"]) { .deviceQueue(deviceID: $0[0]) },
+        Entry(method: "GET", pattern: ["devices", nil, "stream"]) { .deviceStream(deviceID: $0[0]) },
+        Entry(method: "POST", pattern: ["devices", nil, "challenges", nil, "response"]) {
+            .answer(deviceID: $0[0], challengeID: $0[1])
+        },
+        Entry(method: "PUT", pattern: ["devices", nil, "push-token"]) { .pushToken(deviceID: $0[0]) },
+    ])
+
+    /// The route `method` and `path` (without its query) name; nil when the path is not under `/v1/`. A path the
+    /// table knows under other methods is 405 (with those methods in `allow`), any other 404.
+    func match(method: String, path: Substring) throws(Problem) -> Route? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard segments.first == "v1" else { return nil }
+        // Most segments have nothing encoded, and Foundation's decoding costs a string bridge each.
+        let parts = segments.dropFirst().map {
+            $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0)
+        }
+        var allowed: [String] = []
+        for entry in entries where entry.pattern.count == parts.count {
+            guard zip(entry.pattern, parts).allSatisfy({ literal, part in literal.map { $0 == part } ?? true }) else {
+                continue
+            }
+            guard entry.method == method else {
+                allowed.append(entry.method)
+                continue
+            }
+            return entry.route(zip(entry.pattern, parts).compactMap { literal, part in literal == nil ? part : nil })
+        }
+        guard allowed.isEmpty else {
+            throw Problem(405, "method_not_allowed", "\(method) is not allowed here", allow: allowed)
+        }
+        throw Problem(404, "not_found", "no such route")
+    }
+}
+
+/// The value of `name` in a query string (`a=1&b=2`), the last one where it is given twice; not percent-decoded
+/// (the API's query values are numbers).
+func queryValue(_ query: Substring, _ name: String) -> Substring? {
+    query.split(separator: "&").last { $0.hasPrefix(name + "=") }?.dropFirst(name.count + 1)
+}
