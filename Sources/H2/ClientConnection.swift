@@ -84,15 +84,12 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         if let tlsSession, negotiatedProtocol(tlsSession) != "h2" {
             return fail(.connectFailed("\(client.authority) did not agree to h2 by ALPN"))
         }
-        var session: OpaquePointer? = nil
         guard
-            nghttp2_session_client_new2(
-                &session, client.callbacks.table.callbacks, opaqueSelf, client.callbacks.options.option)
-                == 0
+            let session = NGHTTP2Session.client(
+                callbacks: client.callbacks.table, options: client.callbacks.options, context: opaqueSelf)
         else { return fail(.connectFailed("cannot create an HTTP/2 session")) }
         self.session = session
-        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0)]
-        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        session.submitSettings([(NGHTTP2_SETTINGS_ENABLE_PUSH, 0)])
         isReady = true
         client.connectionReady(self)
         flush()
@@ -121,15 +118,11 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         ]
         let context = Unmanaged.passUnretained(request).toOpaque()
         let length = request.body.isEmpty ? nil : request.body.count
-        let streamID = withNameValues(status: nil, leading: pseudo, headers: request.headers, contentLength: length) {
-            fields, count in
-            if request.body.isEmpty {
-                return nghttp2_submit_request(session, nil, fields, count, nil, context)
-            }
-            var provider = nghttp2_data_provider(
-                source: nghttp2_data_source(ptr: context), read_callback: readRequestBody)
-            return nghttp2_submit_request(session, nil, fields, count, &provider, context)
-        }
+        let streamID =
+            session?.submitRequest(
+                leading: pseudo, headers: request.headers, contentLength: length,
+                provider: request.body.isEmpty ? nil : DataProvider(source: context, read: readRequestBody),
+                context: context) ?? -1
         guard streamID > 0 else {
             // Out of stream ids: this connection is spent; the request goes to a new one.
             isDraining = true
@@ -145,9 +138,8 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
 
     /// Gives up on a request (its timeout): the stream is reset and forgotten.
     func cancel(_ request: ClientRequest) {
-        guard streams.removeValue(forKey: request.streamID) != nil, session != nil else { return }
-        nghttp2_submit_rst_stream(
-            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), request.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
+        guard streams.removeValue(forKey: request.streamID) != nil, let session else { return }
+        session.reset(request.streamID, .cancel)
         flush()
     }
 

@@ -172,7 +172,7 @@ public final class H2Server: @unchecked Sendable {
         }
         shutdownDeadline = loop.schedule(after: graceSeconds) { [unowned self] in
             logger.warning("shutdown grace ended", metadata: ["connections_left": "\(connections.count)"])
-            for connection in Array(connections.values) { connection.close() }
+            for connection in Array(connections.values) { connection.graceEnded() }
         }
     }
 

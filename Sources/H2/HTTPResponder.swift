@@ -15,24 +15,11 @@ public final class HTTPResponder: @unchecked Sendable {
     private var body: [UInt8] = []
     private var headerBytes = 0
     private var declaredLength: Int?
-    private var requestEnded = false
-    private var dispatched = false
-    /// Where the request stands for the request timeout.
-    private enum Arrival {
-        /// Headers or body still to come, since this time (monotonic seconds).
-        case arriving(since: Double)
-        /// Reset for taking too long; the stream closes once the reset is out.
-        case timedOut
-        /// Complete, or answered before it was.
-        case settled
-    }
-    private var arrival: Arrival
+    private var machine: StreamStateMachine
 
-    private var responded = false
     private var outgoing: [UInt8] = []
     private var sent = 0
-    private(set) var isStreaming = false
-    private var ended = false
+    /// nghttp2 was told the streamed body has nothing more for now, and must be told when it has.
     private var deferred = false
 
     /// Called once when the stream closes for any reason: response sent, client reset, connection gone. Set on a
@@ -56,37 +43,36 @@ public final class HTTPResponder: @unchecked Sendable {
     init(connection: ServerConnection, streamID: Int32, now: Double) {
         self.connection = connection
         self.streamID = streamID
-        arrival = .arriving(since: now)
+        machine = StreamStateMachine(now: now)
     }
 
     /// Whether the request is still arriving (or was reset for taking too long): such a stream is no activity.
-    var isArriving: Bool {
-        if case .settled = arrival { false } else { true }
-    }
+    var isArriving: Bool { machine.isArriving }
 
     /// When the request began arriving, while it is arriving and not yet timed out.
-    var arrivingSince: Double? {
-        if case .arriving(let since) = arrival { since } else { nil }
-    }
-
-    func requestTimedOut() {
-        arrival = .timedOut
-    }
-
-    /// The request is complete or answered: the connection counts the stream as activity from now on.
-    private func settle() {
-        guard case .arriving = arrival else { return }
-        arrival = .settled
-        connection?.requestSettled()
-    }
+    var arrivingSince: Double? { machine.arrivingSince }
 
     /// Whether the stream can still carry a response.
-    public var isOpen: Bool { connection != nil && !ended }
+    public var isOpen: Bool { connection != nil && (machine.canAnswer || machine.isStreamOpen) }
+
+    /// Whether the response is a body streamed over time that has not ended.
+    var isStreaming: Bool { machine.isStreamOpen }
+
+    /// Carries out what the stream's machine decided; a request that stops arriving counts as activity.
+    private func perform(_ action: StreamStateMachine.Action, wasArriving: Bool) {
+        if wasArriving && !machine.isArriving { connection?.requestSettled() }
+        if case .reset(let code) = action { connection?.reset(streamID, code) }
+    }
+
+    /// The request timer: resets the request if it began arriving at or before `expiredBefore`.
+    func requestTimerFired(expiredBefore: Double) {
+        perform(machine.requestTimerFired(expiredBefore: expiredBefore), wasArriving: true)
+    }
 
     // MARK: Receiving the request
 
     func receiveHeader(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        guard !responded, let connection else { return }
+        guard machine.canAnswer, let connection else { return }
         headerBytes += name.count + value.count + 32
         guard headerBytes <= connection.maxHeaderBlockBytes else {
             fields = HTTPHeaders()
@@ -117,7 +103,7 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     func headersComplete() {
-        guard !responded, let connection else { return }
+        guard machine.canAnswer, let connection else { return }
         if headerBytes > connection.maxHeaderBlockBytes {
             refuse(.headerBlockTooLarge(limit: connection.maxHeaderBlockBytes))
         } else if let declaredLength, declaredLength > connection.maxRequestBodyBytes {
@@ -126,7 +112,7 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     func receiveBody(_ chunk: UnsafeBufferPointer<UInt8>) {
-        guard !responded, let connection else { return }
+        guard machine.canAnswer, let connection else { return }
         guard body.count + chunk.count <= connection.maxRequestBodyBytes else {
             body = []
             refuse(.bodyTooLarge(limit: connection.maxRequestBodyBytes))
@@ -136,10 +122,10 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     func requestComplete() {
-        requestEnded = true
-        guard !responded, !dispatched, let connection, case .arriving = arrival else { return }
-        settle()
-        dispatched = true
+        let wasArriving = machine.isArriving
+        let action = machine.requestEnded()
+        perform(action, wasArriving: wasArriving)
+        guard action == .dispatch, let connection else { return }
         let request = HTTPRequest(method: method, path: path, fields: fields, body: body)
         fields = HTTPHeaders()
         body = []
@@ -156,10 +142,10 @@ public final class HTTPResponder: @unchecked Sendable {
     /// Sends a complete response. Returns false when the stream is gone or has already been answered.
     @discardableResult
     public func respond(_ response: HTTPResponse) -> Bool {
-        guard let connection, !responded else { return false }
-        settle()
-        responded = true
-        ended = true
+        guard let connection else { return false }
+        let wasArriving = machine.isArriving
+        guard machine.respond() == .submit else { return false }
+        perform(.submit, wasArriving: wasArriving)
         outgoing = response.body
         bufferedChanged(by: outgoing.count)
         submit(status: response.status, headers: response.headers, length: response.body.count, on: connection)
@@ -170,10 +156,7 @@ public final class HTTPResponder: @unchecked Sendable {
     /// leaves (`onClose`). Returns false when the stream is gone or has already been answered.
     @discardableResult
     public func startStream(status: Int, headers: HTTPHeaders) -> Bool {
-        guard let connection, !responded else { return false }
-        settle()
-        responded = true
-        isStreaming = true
+        guard let connection, machine.startStream() == .submit else { return false }
         submit(status: status, headers: headers, length: nil, on: connection)
         return true
     }
@@ -183,17 +166,15 @@ public final class HTTPResponder: @unchecked Sendable {
     /// reset rather than buffered without bound.
     @discardableResult
     public func write(_ bytes: [UInt8]) -> Bool {
-        guard let connection, isStreaming, !ended else { return false }
+        guard let connection, machine.isStreamOpen else { return false }
         outgoing.append(contentsOf: bytes)
         bufferedChanged(by: bytes.count)
-        guard
-            outgoing.count - sent <= connection.maxBufferedResponseBytes
-                && connection.bufferedResponseBytes <= connection.maxBufferedConnectionBytes
-        else {
-            nghttp2_submit_rst_stream(
-                connection.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_CANCEL.rawValue))
-            ended = true
-            connection.flush()
+        let overflowing =
+            outgoing.count - sent > connection.maxBufferedResponseBytes
+            || connection.bufferedResponseBytes > connection.maxBufferedConnectionBytes
+        let action = machine.wrote(overflowing: overflowing)
+        guard action == .none else {
+            perform(action, wasArriving: false)
             return false
         }
         resume(connection)
@@ -202,31 +183,25 @@ public final class HTTPResponder: @unchecked Sendable {
 
     /// Ends a streamed response after what is queued.
     public func endStream() {
-        guard let connection, isStreaming, !ended else { return }
-        ended = true
+        guard let connection, machine.isStreamOpen else { return }
+        machine.endStream()
         resume(connection)
     }
 
     private func resume(_ connection: ServerConnection) {
         if deferred {
             deferred = false
-            nghttp2_session_resume_data(connection.session, streamID)
+            connection.session?.resumeData(streamID)
         }
         connection.flush()
     }
 
     private func submit(status: Int, headers: HTTPHeaders, length: Int?, on connection: ServerConnection) {
         connection.server.onResponse?(status)
-        withNameValues(status: status, headers: headers, contentLength: length) { fields, count in
-            if length == 0 {
-                nghttp2_submit_response(connection.session, streamID, fields, count, nil)
-            } else {
-                var provider = nghttp2_data_provider(
-                    source: nghttp2_data_source(ptr: Unmanaged.passUnretained(self).toOpaque()),
-                    read_callback: readResponseBody)
-                nghttp2_submit_response(connection.session, streamID, fields, count, &provider)
-            }
-        }
+        let provider =
+            length == 0 ? nil : DataProvider(source: Unmanaged.passUnretained(self).toOpaque(), read: readResponseBody)
+        connection.session?.submitResponse(
+            streamID, status: status, headers: headers, contentLength: length, provider: provider)
         connection.flush()
     }
 
@@ -243,12 +218,12 @@ public final class HTTPResponder: @unchecked Sendable {
             bufferedChanged(by: -count)
         }
         if sent == outgoing.count {
-            if ended {
+            if machine.isEnding {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
                 // A response that ends before its request did (413, 431) is followed by RST_STREAM(NO_ERROR), as
                 // RFC 9113 §8.1 allows, so the client stops sending the rest. Submitted once this last DATA frame
                 // is out: a reset submitted while nghttp2 packs the frame can discard the response.
-                if !requestEnded { connection?.resetAfterSending(streamID) }
+                if machine.lastDataSentNeedsReset() { connection?.resetAfterSending(streamID) }
             } else if count == 0 {
                 deferred = true
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
@@ -267,8 +242,8 @@ public final class HTTPResponder: @unchecked Sendable {
 
     func closed() {
         bufferedChanged(by: sent - outgoing.count)
+        machine.closed()
         connection = nil
-        ended = true
         outgoing = []
         sent = 0
         let onClose = onClose

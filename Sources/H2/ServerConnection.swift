@@ -1,6 +1,6 @@
 // One accepted connection: the HTTP/2 preface check (HTTP/1.x gets 505), the server session's streams, the
-// preface, idle and request timers, the budget of resets it may make the server send, the unsent response bytes it
-// holds, and draining for shutdown.
+// timers, the budget of resets it may make the server send, the unsent response bytes it holds, and draining for
+// shutdown. Its lifecycle is ConnectionStateMachine's; this type carries out the machine's actions.
 import CLibevent
 import CNghttp2
 import COpenSSL
@@ -22,40 +22,32 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     let maxRequestBodyBytes: Int
     let maxBufferedResponseBytes: Int
     let maxBufferedConnectionBytes: Int
+    private var machine: ConnectionStateMachine
     /// Open streams, newest first, linked through the responders: no hashing per stream, no table per connection.
     private var newestStream: HTTPResponder?
-    private var streamCount = 0
+    /// The preface, idle or linger timer (one at a time), and the timer of requests still arriving.
     private var timer: LoopTimer!
-    /// Streams whose request is still arriving: they answer to the request timeout, and do not keep the connection
-    /// from being idle.
-    private var arrivingStreams = 0
     private var requestTimer: LoopTimer!
-    private var requestTimerArmed = false
-    /// Every RST_STREAM the server sends costs a token: a client that provokes stream errors ("MadeYouReset",
-    /// CVE-2025-8671) cannot make it reset, and so start, requests without bound.
-    private var resetBudget: TokenBucket
-    private var calmingDown = false
-    /// Response bytes the streams hold that have not been handed to the socket yet.
-    private(set) var bufferedResponseBytes = 0
-    private var prefaceSeen = false
     /// Streams whose answer ended before their request, and the timers that reset them if it still has not.
     private var resetsAfterSending: [Int32] = []
     private var pendingResets: [Int32: LoopTimer] = [:]
     /// How long a client whose request got an early answer (413, 431) may go on sending before the stream is reset.
     static let earlyAnswerGraceSeconds = 1.0
-    /// A 505 was sent: the connection is on its way out (see `rejectHTTP1`).
-    private var lingering = false
-    private var halfClosed = false
-    private var draining = false
+    /// Response bytes the streams hold that have not been handed to the socket yet.
+    private(set) var bufferedResponseBytes = 0
 
     init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
         self.server = server
-        maxHeaderBlockBytes = server.limits.maxHeaderBlockBytes
-        maxRequestBodyBytes = server.limits.maxRequestBodyBytes
-        maxBufferedResponseBytes = server.limits.maxBufferedResponseBytes
-        maxBufferedConnectionBytes = server.limits.maxBufferedConnectionBytes
-        resetBudget = TokenBucket(
-            burst: server.limits.sentResetBurst, ratePerSecond: server.limits.sentResetRatePerSecond,
+        let limits = server.limits
+        maxHeaderBlockBytes = limits.maxHeaderBlockBytes
+        maxRequestBodyBytes = limits.maxRequestBodyBytes
+        maxBufferedResponseBytes = limits.maxBufferedResponseBytes
+        maxBufferedConnectionBytes = limits.maxBufferedConnectionBytes
+        machine = ConnectionStateMachine(
+            timeouts: .init(
+                preface: limits.prefaceTimeoutSeconds, idle: limits.idleTimeoutSeconds,
+                request: limits.requestTimeoutSeconds),
+            resetBurst: limits.sentResetBurst, resetRatePerSecond: limits.sentResetRatePerSecond,
             now: monotonicSeconds())
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
@@ -76,50 +68,67 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             Glibc.close(socket)
             return nil
         }
-        super.init(loop: server.loop, bufferEvent: created, outputHighWater: server.limits.outputHighWaterBytes)
-        var session: OpaquePointer? = nil
+        super.init(loop: server.loop, bufferEvent: created, outputHighWater: limits.outputHighWaterBytes)
         guard
-            nghttp2_session_server_new2(
-                &session, server.callbacks.table.callbacks, opaqueSelf, server.sessionOptions.option)
-                == 0
+            let session = NGHTTP2Session.server(
+                callbacks: server.callbacks.table, options: server.sessionOptions, context: opaqueSelf)
         else { return nil }
         self.session = session
-        submitSettings()
-        timer = server.loop.makeTimer { [unowned self] in timedOut() }
-        requestTimer = server.loop.makeTimer { [unowned self] in requestDeadlinePassed() }
-        timer.schedule(after: server.limits.prefaceTimeoutSeconds)
+        session.submitSettings([
+            (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams),
+            (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, UInt32(limits.maxHeaderBlockBytes)),
+            (NGHTTP2_SETTINGS_ENABLE_PUSH, 0),
+        ])
+        timer = server.loop.makeTimer { [unowned self] in perform(machine.timerFired()) }
+        requestTimer = server.loop.makeTimer { [unowned self] in requestTimerFired() }
+        perform(machine.start())
         bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
     }
 
-    private func submitSettings() {
-        let limits = server.limits
-        var settings = [
-            nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: limits.maxConcurrentStreams
-            ),
-            nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
-                value: UInt32(limits.maxHeaderBlockBytes)),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
-        ]
-        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+    /// Carries out what the machine decided.
+    private func perform(_ action: ConnectionStateMachine.Action) {
+        switch action {
+        case .none: break
+        case .armTimer(let seconds): timer.schedule(after: seconds)
+        case .armIdleTimer(let seconds): timer.scheduleShared(after: seconds)
+        case .cancelTimer: timer.cancel()
+        case .armRequestTimer(let seconds): requestTimer.schedule(after: seconds)
+        case .refuseHTTP1(let lingerSeconds):
+            guard let bufferEvent else { return }
+            server.onResponse?(505)
+            _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
+            timer.schedule(after: lingerSeconds)
+        case .shutWrite:
+            if let bufferEvent { shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) }
+        case .endSession(let code):
+            if code == .enhanceYourCalm {
+                server.logger.notice("a client provoked too many stream resets: closing its connection")
+            }
+            session?.terminate(code)
+            flush()
+        case .goAway(let endSession):
+            session?.submitGoAway()
+            for stream in openStreams() where stream.isStreaming { stream.endStream() }
+            if endSession { session?.terminate(.noError) }
+            flush()
+        case .close: close()
+        }
     }
 
     override func readable() {
         guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
-        if lingering {
+        switch machine.state {
+        case .refusingHTTP1:
+            // Read and dropped: closing with the client's request unread would make the kernel send a reset, and
+            // the client could lose its 505.
             evbuffer_drain(input, evbuffer_get_length(input))
             return
-        }
-        if !prefaceSeen {
+        case .waitingForPreface:
             guard checkPreface(input) else { return }
+        default: break
         }
         receive(from: input)
-        // Armed once a read leaves a request unfinished, not for each request: most arrive whole in one read.
-        if arrivingStreams > 0 && !requestTimerArmed && !closed {
-            requestTimerArmed = true
-            requestTimer.schedule(after: server.limits.requestTimeoutSeconds)
-        }
+        if !closed { perform(machine.readEnded()) }
     }
 
     /// Until the 24-byte preface is complete, compares what arrived with it. HTTP/1.x (or anything else) gets 505.
@@ -127,36 +136,26 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         var head = [UInt8](repeating: 0, count: clientPreface.count)
         let available = max(0, Int(evbuffer_copyout(input, &head, head.count)))
         guard head.prefix(available).elementsEqual(clientPreface.prefix(available)) else {
-            rejectHTTP1()
+            perform(machine.notHTTP2())
             return false
         }
         guard available == clientPreface.count else { return false }
-        prefaceSeen = true
-        activityChanged()
+        perform(machine.prefaceReceived())
         return true
     }
 
-    /// Answers 505, then closes gracefully: once the answer is written the write side is shut and what the client
-    /// still sends is discarded until it closes (at most 2 s). Closing with its request unread would make the
-    /// kernel send a reset, and the client could lose the answer.
-    private func rejectHTTP1() {
-        guard let bufferEvent, !lingering else { return }
-        server.onResponse?(505)
-        lingering = true
-        _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
-        timer.schedule(after: 2)
-    }
-
     override func writable() {
-        // Nothing of ours (not even SETTINGS) goes out before the client's preface: an HTTP/1.x client must see its
-        // 505 and nothing else.
-        guard prefaceSeen || lingering else { return }
-        guard lingering else { return super.writable() }
-        guard let bufferEvent, !halfClosed, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 else {
-            return
+        switch machine.state {
+        case .refusingHTTP1:
+            guard let bufferEvent, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 else { return }
+            perform(machine.outputDrained())
+        case .waitingForPreface:
+            // Nothing of ours (not even SETTINGS) goes out before the client's preface: an HTTP/1.x client must see
+            // its 505 and nothing else.
+            break
+        default:
+            super.writable()
         }
-        halfClosed = true
-        shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR))
     }
 
     func resetAfterSending(_ streamID: Int32) {
@@ -171,13 +170,17 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         for streamID in resetsAfterSending {
             pendingResets[streamID] = loop.schedule(after: Self.earlyAnswerGraceSeconds) { [unowned self] in
                 pendingResets[streamID] = nil
-                guard !closed, nghttp2_session_get_stream_user_data(session, streamID) != nil else { return }
-                nghttp2_submit_rst_stream(
-                    session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, UInt32(NGHTTP2_NO_ERROR.rawValue))
-                flush()
+                guard !closed, session?.hasStream(streamID) == true else { return }
+                reset(streamID, .noError)
             }
         }
         resetsAfterSending.removeAll()
+    }
+
+    /// Resets a stream and sends the reset.
+    func reset(_ streamID: Int32, _ code: H2ErrorCode) {
+        session?.reset(streamID, code)
+        flush()
     }
 
     override func sessionFailed(_ reason: String) {
@@ -186,60 +189,31 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     /// The TLS handshake is done: a client that chose http/1.1 by ALPN gets 505.
     override func connected() {
-        if let tlsSession, negotiatedProtocol(tlsSession) == "http/1.1" { rejectHTTP1() }
+        if let tlsSession, negotiatedProtocol(tlsSession) == "http/1.1" { perform(machine.notHTTP2()) }
     }
 
-    // MARK: Timers and draining
-
-    /// Streams whose request is complete disarm the timer; with none, it counts down the idle timeout (before
-    /// that, the preface's). Called when the number of such streams moves between 0 and 1.
-    private func activityChanged() {
-        guard prefaceSeen else { return }
-        if streamCount == arrivingStreams {
-            timer.scheduleShared(after: server.limits.idleTimeoutSeconds)
-        } else {
-            timer.cancel()
-        }
-    }
+    // MARK: Timers, resets and draining
 
     /// Resets the streams whose request has taken longer than the request timeout, and waits for the next one due.
-    private func requestDeadlinePassed() {
-        requestTimerArmed = false
+    private func requestTimerFired() {
         let now = monotonicSeconds()
-        let timeout = server.limits.requestTimeoutSeconds
-        var nextDue: Double?
-        var next = newestStream
-        while let stream = next {
-            next = stream.olderStream
-            guard let since = stream.arrivingSince else { continue }
-            if since + timeout <= now {
-                stream.requestTimedOut()
-                nghttp2_submit_rst_stream(
-                    session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, UInt32(NGHTTP2_CANCEL.rawValue))
-            } else {
-                nextDue = min(nextDue ?? since + timeout, since + timeout)
-            }
+        let expiredBefore = machine.requestTimerFired(now: now)
+        var oldest: Double?
+        for stream in openStreams() {
+            stream.requestTimerFired(expiredBefore: expiredBefore)
+            if let since = stream.arrivingSince { oldest = min(oldest ?? since, since) }
         }
-        if let nextDue {
-            requestTimerArmed = true
-            requestTimer.schedule(after: nextDue - now)
-        }
-        flush()
+        perform(machine.requestsStillArriving(oldest: oldest, now: now))
     }
 
     /// A stream's request is complete (or answered before it was): it now counts as activity.
     func requestSettled() {
-        arrivingStreams -= 1
-        if streamCount - arrivingStreams == 1 { activityChanged() }
+        perform(machine.requestSettled())
     }
 
-    /// nghttp2 sent a RST_STREAM. Past the budget, GOAWAY(ENHANCE_YOUR_CALM): nghttp2 ignores what the client
-    /// sends from here on and ends the session once the GOAWAY is out.
+    /// nghttp2 sent a RST_STREAM: it costs a token of the budget.
     fileprivate func sentReset() {
-        guard !resetBudget.take(now: monotonicSeconds()), !calmingDown else { return }
-        calmingDown = true
-        server.logger.notice("a client provoked too many stream resets: closing its connection")
-        nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
+        perform(machine.resetSent(now: monotonicSeconds()))
     }
 
     /// The streams' unsent response bytes changed; the server keeps the total.
@@ -248,32 +222,19 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         server.bufferedResponseBytesChanged(by: delta)
     }
 
-    private func timedOut() {
-        guard prefaceSeen, !lingering else {
-            close()
-            return
-        }
-        nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue))
-        flush()
-    }
-
     /// For shutdown: GOAWAY now (streams already open go on), streamed responses end, idle connections close.
     func drain() {
         guard !closed else { return }
-        guard prefaceSeen, !lingering, !closeWhenFlushed else {
-            close()
-            return
-        }
-        draining = true
-        nghttp2_submit_goaway(
-            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-            UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
-        for stream in openStreams() where stream.isStreaming { stream.endStream() }
-        if streamCount == 0 { nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue)) }
-        flush()
+        perform(machine.shutdownRequested())
+    }
+
+    /// The shutdown grace is over.
+    func graceEnded() {
+        perform(machine.shutdownGraceEnded())
     }
 
     override func didClose() {
+        machine.closed()
         timer.cancel()
         requestTimer.cancel()
         pendingResets.removeAll()
@@ -286,35 +247,27 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     // MARK: Streams (from the nghttp2 callbacks)
 
     /// The list owns the stream; nghttp2's stream user data points at it, so the callbacks find it without a
-    /// lookup of ours.
-    /// A stream whose request is still arriving counts against the request timeout only: it does not keep the
-    /// connection from being idle. While this connection's (or every connection's) responses hold too much unsent,
-    /// new streams are refused; nghttp2 then ignores the rest of their frames.
+    /// lookup of ours. While this connection's (or every connection's) responses hold too much unsent, new streams
+    /// are refused; nghttp2 then ignores the rest of their frames.
     fileprivate func beginStream(_ id: Int32) {
         guard bufferedResponseBytes <= maxBufferedConnectionBytes, !server.isOverBufferLimit else {
-            nghttp2_submit_rst_stream(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_REFUSED_STREAM.rawValue))
+            reset(id, .refusedStream)
             return
         }
         let stream = HTTPResponder(connection: self, streamID: id, now: monotonicSeconds())
         stream.olderStream = newestStream
         newestStream?.newerStream = stream
         newestStream = stream
-        streamCount += 1
-        arrivingStreams += 1
-        nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
+        machine.streamOpened()
+        session?.setStreamUserData(id, Unmanaged.passUnretained(stream).toOpaque())
     }
 
     fileprivate func streamClosed(_ stream: HTTPResponder) {
         guard stream.isLinked(newest: newestStream) else { return }
         let wasActive = !stream.isArriving
         unlink(stream)
-        if !wasActive { arrivingStreams -= 1 }
         stream.closed()
-        if wasActive && streamCount == arrivingStreams { activityChanged() }
-        if streamCount == 0 && draining {
-            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_NO_ERROR.rawValue))
-        }
+        perform(machine.streamClosed(wasActive: wasActive))
     }
 
     private func unlink(_ stream: HTTPResponder) {
@@ -326,7 +279,6 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         stream.olderStream?.newerStream = stream.newerStream
         stream.olderStream = nil
         stream.newerStream = nil
-        streamCount -= 1
     }
 
     private func openStreams() -> [HTTPResponder] {
@@ -360,7 +312,7 @@ private func withConnection<Result>(
 /// Calls `body` with the request stream `id`, borrowed, found through nghttp2's stream user data.
 @inline(__always)
 private func withStream<Result>(_ session: OpaquePointer?, _ id: Int32, _ body: (HTTPResponder) -> Result) -> Result? {
-    guard let pointer = nghttp2_session_get_stream_user_data(session, id) else { return nil }
+    guard let pointer = NGHTTP2Session.streamUserData(session, id) else { return nil }
     return Unmanaged<HTTPResponder>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
 }
 
@@ -402,7 +354,7 @@ final class ServerCallbacks: Sendable {
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { session, streamID, _, context in
-            guard let pointer = nghttp2_session_get_stream_user_data(session, streamID) else { return 0 }
+            guard let pointer = NGHTTP2Session.streamUserData(session, streamID) else { return 0 }
             let stream = Unmanaged<HTTPResponder>.fromOpaque(pointer).takeUnretainedValue()
             withConnection(context) { $0.streamClosed(stream) }
             return 0

@@ -1,17 +1,17 @@
 // What a server and a client connection share: a bufferevent (plain or TLS) carrying one nghttp2 session —
 // feeding it what arrives, serialising what it queues with back-pressure, and closing once.
 import CLibevent
-import CNghttp2
 import Glibc
 
 /// `@unchecked Sendable`: confined to its loop's thread.
 class SessionConnection: @unchecked Sendable {
     let loop: EventLoop
     var bufferEvent: OpaquePointer?
-    var session: OpaquePointer?
+    var session: NGHTTP2Session?
     /// Frames stop being serialised while the socket buffer holds more than this.
     let outputHighWater: Int
     private var receiving = false
+    private var sending = false
     private var closeRequested = false
     /// Set once closing is decided: what is buffered is written, nothing more is serialised.
     var closeWhenFlushed = false
@@ -24,9 +24,9 @@ class SessionConnection: @unchecked Sendable {
         bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    /// A connection released without `close()` (its owner went away) still frees its C objects.
+    /// A connection released without `close()` (its owner went away) still frees its bufferevent (the session
+    /// frees itself).
     deinit {
-        if let session { nghttp2_session_del(session) }
         if let bufferEvent { bufferevent_free(bufferEvent) }
     }
 
@@ -41,7 +41,7 @@ class SessionConnection: @unchecked Sendable {
 
     /// Feeds every buffered byte to nghttp2, chain by chain without copying, then sends what that produced.
     final func receive(from input: OpaquePointer) {
-        guard session != nil else { return }
+        guard let session else { return }
         receiving = true
         var vectors = [iovec](repeating: iovec(), count: 8)
         var failure: Int?
@@ -49,8 +49,7 @@ class SessionConnection: @unchecked Sendable {
             let count = Int(evbuffer_peek(input, -1, nil, &vectors, Int32(vectors.count)))
             var consumed = 0
             for vector in vectors.prefix(min(count, vectors.count)) {
-                let result = nghttp2_session_mem_recv(
-                    session, vector.iov_base.assumingMemoryBound(to: UInt8.self), vector.iov_len)
+                let result = session.receive(vector.iov_base.assumingMemoryBound(to: UInt8.self), count: vector.iov_len)
                 if result < 0 {
                     failure = result
                     break
@@ -66,8 +65,8 @@ class SessionConnection: @unchecked Sendable {
         }
         if let failure {
             // nghttp2 has queued a GOAWAY for the protocol error it reports: send it, then close.
-            sessionFailed(String(cString: nghttp2_strerror(Int32(failure))))
-            nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
+            sessionFailed(NGHTTP2Session.describe(failure))
+            session.terminate(.protocolError)
         }
         flush()
     }
@@ -81,21 +80,27 @@ class SessionConnection: @unchecked Sendable {
     /// Serialises what nghttp2 has queued into the socket buffer, up to the high-water mark; the rest waits for
     /// the socket to drain (`writable`). Closes once neither side has anything left to say.
     final func flush() {
-        guard !receiving, !closed, let bufferEvent, let output = bufferevent_get_output(bufferEvent) else { return }
-        while !closeWhenFlushed && session != nil && evbuffer_get_length(output) < outputHighWater {
-            var data: UnsafePointer<UInt8>? = nil
-            let length = nghttp2_session_mem_send(session, &data)
-            if length < 0 {
-                close()
-                return
+        // Inside nghttp2's receive or send (a callback that submits a frame), the loop under way sends it.
+        guard !receiving, !sending, !closed, let bufferEvent, let output = bufferevent_get_output(bufferEvent) else {
+            return
+        }
+        sending = true
+        var failed = false
+        while !closeWhenFlushed && !closeRequested, let session, evbuffer_get_length(output) < outputHighWater {
+            guard let frames = session.nextOutput() else {
+                failed = true
+                break
             }
-            guard length > 0, let data else { break }
-            evbuffer_add(output, data, length)
+            guard let data = frames.baseAddress, frames.count > 0 else { break }
+            evbuffer_add(output, data, frames.count)
             didSerialize()
         }
-        if session != nil && nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-            closeWhenFlushed = true
+        sending = false
+        if failed || closeRequested {
+            close()
+            return
         }
+        if let session, !session.isActive { closeWhenFlushed = true }
         if closeWhenFlushed && evbuffer_get_length(output) == 0 { close() }
     }
 
@@ -115,16 +120,15 @@ class SessionConnection: @unchecked Sendable {
 
     func connected() {}
 
-    /// Closes at once (deferred to the end of the current read if one is under way). Subclasses release their
-    /// streams in `didClose()`.
+    /// Closes at once (deferred to the end of the current read or write if one is under way). Subclasses release
+    /// their streams in `didClose()`.
     final func close() {
         guard !closed else { return }
-        if receiving {
+        if receiving || sending {
             closeRequested = true
             return
         }
         closed = true
-        nghttp2_session_del(session)
         session = nil
         if let bufferEvent { bufferevent_free(bufferEvent) }
         bufferEvent = nil
