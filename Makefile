@@ -13,7 +13,28 @@ CONTRACT_VENV := .build/contract-venv
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps test-deps bench-deps build build-release run test contract lint format bench clean
+# Sanitizer builds, each in a scratch path of its own; a report of either sanitizer, from a test or from the broker
+# the end-to-end tests start, is written under REPORTS and fails the run. UndefinedBehaviorSanitizer has no Swift
+# support on Linux (`-sanitize=undefined` is refused), so ASan stands alone.
+SANITIZER_REPORTS = $(CURDIR)/.build-sanitize-reports
+# Leaks are looked for in the broker and the tools the tests start (APPROVALD_CHILD_ASAN_OPTIONS), not in the test
+# runner, whose fixtures and Foundation's Process and Pipe are left to the end of the process by design.
+SANITIZER_ENV = SWIFT_BACKTRACE=enable=no \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp:print_suppressions=0 \
+	ASAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/asan:detect_leaks=0 \
+	APPROVALD_CHILD_ASAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/asan:detect_leaks=1 \
+	TSAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/tsan:suppressions=$(CURDIR)/Tests/tsan.supp
+# The fuzz targets (Tests/Fuzz/Targets), built with libFuzzer and ASan; lld links them (gold fails on their
+# debug information). FUZZ_SECONDS each, 30 in `make test`.
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := FuzzJSON FuzzIdPSignature FuzzDeviceAuthorization FuzzRouter FuzzEventStream FuzzConfiguration \
+	FuzzH2Server
+FUZZ_BUILD := APPROVALD_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
+	-Xswiftc -enable-testing -Xswiftc -use-ld=lld
+
+.PHONY: all deps test-deps bench-deps build build-release run test check sanitize sanitize-address sanitize-thread \
+	fuzz contract lint format bench clean
 
 all: build
 
@@ -47,11 +68,15 @@ run: build
 	@[ -f data/tls/cert.pem ] || $(BIN_PATH)/approvald dev-cert --certificate data/tls/cert.pem --private-key data/tls/key.pem
 	exec $(BIN_PATH)/approvald serve --config $(CONFIG)
 
+# Everything CI runs: the checks below, both sanitizer runs, and every fuzz target for TEST_FUZZ_SECONDS.
+test: check sanitize
+	$(MAKE) fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
 # binary, then those again against the release binary, whose optimised code paths differ, then the contract check
 # on the release binary. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
 # in-process tests' async work of threads.
-test: test-deps $(CONTRACT_VENV)/ready
+check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
 	$(MAKE) lint
 	$(SWIFT) test --skip-build --skip EndToEndTests
@@ -59,6 +84,25 @@ test: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build -c release --product approvald
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+
+# The unit, in-process and end-to-end tests under AddressSanitizer (with LeakSanitizer), then under
+# ThreadSanitizer: the loop, the SQLite writer and the client threads share data through a few queues.
+sanitize: sanitize-address sanitize-thread
+
+sanitize-address sanitize-thread: sanitize-%: test-deps
+	$(SWIFT) build --build-tests --scratch-path .build-$* --sanitize=$*
+	rm -rf $(SANITIZER_REPORTS) && mkdir -p $(SANITIZER_REPORTS)
+	$(SANITIZER_ENV) $(SWIFT) test --skip-build --scratch-path .build-$* --skip EndToEndTests
+	$(SANITIZER_ENV) APPROVALD_BIN=$(CURDIR)/.build-$*/debug/approvald \
+		$(SWIFT) test --skip-build --scratch-path .build-$* --filter EndToEndTests
+	@if [ -n "$$(ls -A $(SANITIZER_REPORTS))" ]; then \
+		echo "$* sanitizer reports:"; cat $(SANITIZER_REPORTS)/*; exit 1; \
+	fi
+
+# Builds every fuzz target, then runs each for FUZZ_SECONDS (Tests/Fuzz/run prints their executions).
+fuzz: deps
+	@for target in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product $$target || exit 1; done
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" Tests/Fuzz/run
 
 # The broker against its contract: approvald simulate, promtool on /metrics, schemathesis on docs/openapi.yaml,
 # docker/check (Tests/Contract/run).
@@ -84,4 +128,4 @@ bench: build-release bench-deps
 	bench/broker/run
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-address .build-thread .build-fuzz $(SANITIZER_REPORTS)

@@ -56,10 +56,12 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
+        // The phone's side of the protocol, for the tools that play phones.
+        .target(name: "Phone", dependencies: ["Service", "Crypto", "JSONText"]),
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "H2", "Crypto", "JSONText",
+                "Service", "H2", "Crypto", "JSONText", "Phone",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -73,6 +75,30 @@ let package = Package(
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(
             name: "ServiceTests", dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "TestSupport"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "JSONText"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]
 )
+
+// libFuzzer targets, one per parser of what arrives from the network or an operator, built only for `make fuzz`
+// (`APPROVALD_FUZZ=1`, with `-sanitize=fuzzer,address`). SwiftPM links each executable's `main` to `<Target>_main`:
+// each target defines that and hands over to libFuzzer's driver (CFuzzer).
+if Context.environment["APPROVALD_FUZZ"] == "1" {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzJSON", ["JSONText", "Service"]),
+        ("FuzzIdPSignature", ["H2", "Service"]),
+        ("FuzzDeviceAuthorization", ["Crypto", "H2", "Service"]),
+        ("FuzzRouter", ["H2", "Service"]),
+        ("FuzzEventStream", ["Phone"]),
+        ("FuzzConfiguration", ["Service"]),
+        ("FuzzH2Server", ["CLibevent", "H2", .product(name: "Logging", package: "swift-log")]),
+    ]
+    package.targets.append(.target(name: "CFuzzer", path: "Tests/Fuzz/CFuzzer"))
+    package.targets.append(.target(name: "FuzzSupport", dependencies: ["CFuzzer"], path: "Tests/Fuzz/FuzzSupport"))
+    for target in fuzzTargets {
+        package.targets.append(
+            .executableTarget(
+                name: target.name, dependencies: target.dependencies + ["FuzzSupport"],
+                path: "Tests/Fuzz/Targets/\(target.name)", swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

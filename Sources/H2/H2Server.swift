@@ -136,6 +136,17 @@ public final class H2Server: @unchecked Sendable {
             logger.warning("could not set up a connection")
             return
         }
+        adopt(connection)
+    }
+
+    /// Serves HTTP/2 over a bufferevent that is not a socket's (one end of an in-memory pair), which the
+    /// connection frees when it closes.
+    func serve(bufferEvent: OpaquePointer) {
+        guard let connection = ServerConnection(server: self, bufferEvent: bufferEvent) else { return }
+        adopt(connection)
+    }
+
+    private func adopt(_ connection: ServerConnection) {
         connections[ObjectIdentifier(connection)] = connection
         acceptedConnections += 1
     }

@@ -36,23 +36,11 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     /// Response bytes the streams hold that have not been handed to the socket yet.
     private(set) var bufferedResponseBytes = 0
 
-    init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
-        self.server = server
-        let limits = server.limits
-        maxHeaderBlockBytes = limits.maxHeaderBlockBytes
-        maxRequestBodyBytes = limits.maxRequestBodyBytes
-        maxBufferedResponseBytes = limits.maxBufferedResponseBytes
-        maxBufferedConnectionBytes = limits.maxBufferedConnectionBytes
-        machine = ConnectionStateMachine(
-            timeouts: .init(
-                preface: limits.prefaceTimeoutSeconds, idle: limits.idleTimeoutSeconds,
-                request: limits.requestTimeoutSeconds),
-            resetBurst: limits.sentResetBurst, resetRatePerSecond: limits.sentResetRatePerSecond,
-            now: monotonicSeconds())
+    /// A connection on an accepted socket, plain or TLS; it owns the socket from here on (closed here until a
+    /// bufferevent holds it, then by the bufferevent, BEV_OPT_CLOSE_ON_FREE, freed once in close or deinit).
+    convenience init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
         let base = server.loop.base
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
-        // The connection owns the socket from here on: closed here until a bufferevent holds it, by the
-        // bufferevent (BEV_OPT_CLOSE_ON_FREE, freed once in deinit) after.
         let created: OpaquePointer?
         if let tls {
             guard let ssl = tls.makeSession() else {
@@ -68,7 +56,24 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             Glibc.close(socket)
             return nil
         }
-        super.init(loop: server.loop, bufferEvent: created, outputHighWater: limits.outputHighWaterBytes)
+        self.init(server: server, bufferEvent: created)
+    }
+
+    /// A connection over any bufferevent: a socket's, or one end of an in-memory pair (the H2 fuzz target).
+    init?(server: H2Server, bufferEvent: OpaquePointer) {
+        self.server = server
+        let limits = server.limits
+        maxHeaderBlockBytes = limits.maxHeaderBlockBytes
+        maxRequestBodyBytes = limits.maxRequestBodyBytes
+        maxBufferedResponseBytes = limits.maxBufferedResponseBytes
+        maxBufferedConnectionBytes = limits.maxBufferedConnectionBytes
+        machine = ConnectionStateMachine(
+            timeouts: .init(
+                preface: limits.prefaceTimeoutSeconds, idle: limits.idleTimeoutSeconds,
+                request: limits.requestTimeoutSeconds),
+            resetBurst: limits.sentResetBurst, resetRatePerSecond: limits.sentResetRatePerSecond,
+            now: monotonicSeconds())
+        super.init(loop: server.loop, bufferEvent: bufferEvent, outputHighWater: limits.outputHighWaterBytes)
         guard
             let session = NGHTTP2Session.server(
                 callbacks: server.callbacks.table, options: server.sessionOptions, context: opaqueSelf)
@@ -82,7 +87,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         timer = server.loop.makeTimer { [unowned self] in perform(machine.timerFired()) }
         requestTimer = server.loop.makeTimer { [unowned self] in requestTimerFired() }
         perform(machine.start())
-        bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
+        bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE))
     }
 
     /// Carries out what the machine decided.

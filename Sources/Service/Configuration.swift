@@ -132,9 +132,17 @@ public struct Configuration: Sendable {
         return config
     }
 
+    /// The bytes of a key file the configuration names: a regular file of at most 1 MiB, or nil (a device, a
+    /// pipe or a huge file is never read, so a mistyped path fails at once instead of blocking start-up).
+    static func smallFile(_ path: String) -> [UInt8]? {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20 else { return nil }
+        return FileManager.default.contents(atPath: path).map { Array($0) }
+    }
+
     /// A Google service-account key file (JSON): the project, the account, its RSA key and token endpoint.
     private static func serviceAccount(_ path: String, at keyPath: String) throws -> FCM {
-        guard let data = FileManager.default.contents(atPath: path),
+        guard let data = smallFile(path).map({ Data($0) }),
             let account = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { throw ConfigError("\(keyPath): \(path) is not a readable JSON service-account file") }
         guard let project = account["project_id"] as? String, let email = account["client_email"] as? String,
@@ -191,7 +199,7 @@ public struct Configuration: Sendable {
         let push = try root.table("push")
         let apnsSection = try push.table("apns")
         if let keyFile = try apnsSection.string("key_file") {
-            guard let pem = try? String(contentsOfFile: keyFile, encoding: .utf8),
+            guard let pem = Self.smallFile(keyFile).map({ String(decoding: $0, as: UTF8.self) }),
                 (try? P256PrivateKey(pem: pem)) != nil
             else { throw ConfigError("\(apnsSection.keyPath("key_file")): \(keyFile) is not a readable P-256 .p8 key") }
             guard let keyID = try apnsSection.string("key_id"), let teamID = try apnsSection.string("team_id") else {

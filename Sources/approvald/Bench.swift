@@ -7,6 +7,7 @@ import H2
 import Histogram
 import JSONText
 import Logging
+import Phone
 import Service
 
 struct Bench: ParsableCommand {

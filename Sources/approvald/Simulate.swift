@@ -8,6 +8,7 @@ import Foundation
 import H2
 import JSONText
 import Logging
+import Phone
 import Service
 import Synchronization
 

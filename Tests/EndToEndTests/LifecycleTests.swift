@@ -112,11 +112,11 @@ import Testing
             let process = Process()
             process.executableURL = URL(fileURLWithPath: approvaldBinary)
             process.arguments = ["serve", "--config", path, "--ready-file", ready]
-            process.environment = ProcessInfo.processInfo.environment.merging([
+            process.environment = childEnvironment([
                 "APPROVALD_LISTENERS_0_PORT": "0", "APPROVALD_LISTENERS_1_PORT": "0",
                 "APPROVALD_TLS_CERTIFICATE": cert, "APPROVALD_TLS_PRIVATE_KEY": key,
                 "APPROVALD_DATA_DIRECTORY": directory.appendingPathComponent("data").path,
-            ]) { $1 }
+            ])
             process.standardError = FileHandle.nullDevice
             try process.run()
             #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: ready) }, "\(name)")

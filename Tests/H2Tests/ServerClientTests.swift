@@ -323,3 +323,25 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await stuck.value.error == .connectionLost)
     }
 }
+
+@Suite struct AbandonedStreamTests {
+    /// A handler that registers a stream after its client has gone (a long poll looked up slowly) is told at once:
+    /// `onClose` set on a closed stream runs immediately, so nothing stays registered.
+    @Test func onCloseSetAfterTheStreamClosedRunsAtOnce() async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture { _, responder in state.responders.append(responder) }
+        // The client gives up after 0.2 s and resets its stream.
+        let result = try await fixture.send("GET", "/held", timeout: 0.2)
+        #expect(result.error == .timeout)
+        #expect(
+            try await eventually {
+                try await fixture.thread.run { state.responders.first.map { !$0.isOpen } ?? false }
+            })
+        let called: Bool = try await fixture.thread.run {
+            var called = false
+            state.responders[0].onClose = { called = true }
+            return called && !state.responders[0].respond(.text(200, "late"))
+        }
+        #expect(called)
+    }
+}

@@ -150,6 +150,9 @@ import Testing
             ("[push.apns]\nkey_file = \"\(keyFile)\"", "push.apns: key_id and team_id are required"),
             ("[push.fcm]\nx = 1", "push.fcm.x: unknown key"),
             ("[push.fcm]\nservice_account_file = \"/nonexistent.json\"", "is not a readable JSON service-account"),
+            // A device is never read (/dev/zero would never end), nor a directory.
+            ("[push.apns]\nkey_file = \"/dev/zero\"", "push.apns.key_file: /dev/zero is not a readable"),
+            ("[push.fcm]\nservice_account_file = \"/tmp\"", "/tmp is not a readable JSON service-account"),
             ("[forwarding]\nmax_in_flight_per_verifier = 0", "forwarding.max_in_flight_per_verifier"),
         ] {
             #expect {

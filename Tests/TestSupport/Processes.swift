@@ -9,6 +9,15 @@ public struct CommandResult: Sendable {
     public let timedOut: Bool
 }
 
+/// The environment of a process a test starts: the test's own, with `extra` on top. Under `make sanitize` the
+/// broker's sanitizer options differ from the test runner's (leaks are checked in the broker, not in test
+/// fixtures): `APPROVALD_CHILD_ASAN_OPTIONS` becomes the child's `ASAN_OPTIONS`.
+public func childEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    if let options = environment["APPROVALD_CHILD_ASAN_OPTIONS"] { environment["ASAN_OPTIONS"] = options }
+    return environment.merging(extra) { $1 }
+}
+
 /// Runs `arguments` (the first is looked up on PATH), kills it after `timeout` seconds.
 public func runCommand(
     _ arguments: [String], timeout: Double = 30, environment: [String: String]? = nil, input: Data? = nil
@@ -16,7 +25,7 @@ public func runCommand(
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    process.environment = childEnvironment(environment ?? [:])
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-cmd-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -111,7 +120,7 @@ public final class ApprovaldProcess: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: approvaldBinary)
             process.arguments = arguments
         }
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = childEnvironment(environment)
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = logFile

@@ -1,0 +1,33 @@
+// libFuzzer target: the `Approvald-Signature` header an IdP sends. The input is the header's value, a newline, and
+// the body; authentication must refuse it with a Problem (it holds no valid MAC) and never crash.
+import FuzzSupport
+import H2
+
+@testable import Service
+
+private let now: Int64 = 1_795_600_000
+private let authenticator = Authenticator(clients: [
+    Configuration.IdPClient(
+        keyID: "k", secret: Array("a fuzzing secret of at least thirty-two bytes".utf8), tenants: ["t"],
+        verifierURL: "http://127.0.0.1:9")
+])
+
+@_cdecl("FuzzIdPSignature_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    fuzzerMain(argc, argv, fuzzIdPSignature)
+}
+
+private func fuzzIdPSignature(_ input: UnsafeBufferPointer<UInt8>) {
+    let split = input.firstIndex(of: 0x0a) ?? input.count
+    let header = String(decoding: input[..<split], as: UTF8.self)
+    let body = Array(input[min(split + 1, input.count)...])
+    let request = HTTPRequest(
+        method: "POST", path: "/v1/tenants/t/challenges", headers: [("approvald-signature", header)], body: body)
+    do {
+        _ = try authenticator.idp(request, tenantID: "t", nowSeconds: now)
+        preconditionFailure("a request without a valid MAC was authenticated: \(header)")
+    } catch {
+        precondition(error.status == 401 || error.status == 403)
+    }
+    _ = hexBytes(header[...])
+}
