@@ -19,10 +19,12 @@ RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
 SANITIZER_REPORTS = $(CURDIR)/.build-sanitize-reports
 # Leaks are looked for in the broker and the tools the tests start (APPROVALD_CHILD_ASAN_OPTIONS), not in the test
 # runner, whose fixtures and Foundation's Process and Pipe are left to the end of the process by design.
-SANITIZER_ENV = SWIFT_BACKTRACE=enable=no \
+# APPROVALD_SANITIZED tells the tests that figures such as RSS are the sanitizer's (redzones, quarantine).
+ASAN_COMMON = log_path=$(SANITIZER_REPORTS)/asan:suppressions=$(CURDIR)/Tests/asan.supp
+SANITIZER_ENV = SWIFT_BACKTRACE=enable=no APPROVALD_SANITIZED=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp:print_suppressions=0 \
-	ASAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/asan:detect_leaks=0 \
-	APPROVALD_CHILD_ASAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/asan:detect_leaks=1 \
+	ASAN_OPTIONS=$(ASAN_COMMON):detect_leaks=0 \
+	APPROVALD_CHILD_ASAN_OPTIONS=$(ASAN_COMMON):detect_leaks=1 \
 	TSAN_OPTIONS=log_path=$(SANITIZER_REPORTS)/tsan:suppressions=$(CURDIR)/Tests/tsan.supp
 # The fuzz targets (Tests/Fuzz/Targets), built with libFuzzer and ASan; lld links them (gold fails on their
 # debug information). FUZZ_SECONDS each, 30 in `make test`.

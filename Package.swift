@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
+        // A value behind a pthread mutex, for the few queues threads share (ThreadSanitizer sees its ordering).
+        .target(name: "Locking"),
         .target(name: "JSONText"),
         // The broker's domain: pure Swift, no I/O, no clock or randomness of its own.
         .target(
@@ -36,11 +38,11 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
         // Durable state behind one protocol; SQLite is the embedded default.
-        .target(name: "Store", dependencies: ["Core", "CSQLite"]),
+        .target(name: "Store", dependencies: ["Core", "CSQLite", "Locking"]),
         .target(
             name: "H2",
             dependencies: [
-                "CNghttp2", "CLibevent", "COpenSSL",
+                "CNghttp2", "CLibevent", "COpenSSL", "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             // Every stream touches a dozen loop-confined class properties; their dynamic exclusivity checks cost
@@ -61,20 +63,21 @@ let package = Package(
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "H2", "Crypto", "JSONText", "Phone",
+                "Service", "H2", "Crypto", "JSONText", "Phone", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
-        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2", "Locking"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(
-            name: "ServiceTests", dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "TestSupport"]),
+            name: "ServiceTests",
+            dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport"]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "JSONText"]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]

@@ -1,7 +1,7 @@
 // One libevent event_base on one thread: everything of a connection or a timer happens on it, lock-free.
 import CLibevent
 import Foundation
-import Synchronization
+import Locking
 
 public struct EventLoopError: Error, CustomStringConvertible {
     public let description: String
@@ -16,8 +16,8 @@ public final class EventLoop: @unchecked Sendable {
     /// The libevent base. Only for the H2 module's own C calls.
     let base: OpaquePointer
     private var wakeEvent: OpaquePointer?
-    private let pending = Mutex<[@Sendable () -> Void]>([])
-    private let threadID = Mutex<pthread_t?>(nil)
+    private let pending = Locked<[@Sendable () -> Void]>([])
+    private let threadID = Locked<pthread_t?>(nil)
     private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
     /// The asynchronous DNS resolver, made on first use (see `dnsBase`).
     var resolver: OpaquePointer?

@@ -3,6 +3,7 @@
 import CSQLite
 import Core
 import Foundation
+import Locking
 import Synchronization
 
 /// Everything needed to rebuild the domain at start.
@@ -71,10 +72,10 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     private let database: SQLiteDatabase
     private let statements: Statements
     private let executor: @Sendable (@escaping @Sendable () -> Void) -> Void
-    private let pending = Mutex(Pending())
+    private let pending = Locked(Pending())
     private let wake = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
-    private let writerStarted = Mutex(false)
+    private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
     public static let schemaVersion = 2
 

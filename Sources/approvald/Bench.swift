@@ -65,6 +65,7 @@ struct Bench: ParsableCommand {
         let runner = try BenchRunner(loop: loop, bench: self, tls: tls, logger: logger)
         loop.execute { runner.start() }
         loop.run()
+        runner.release()
         if runner.failures > 0 { throw ExitCode.failure }
     }
 }
@@ -132,6 +133,18 @@ final class BenchRunner: @unchecked Sendable {
         case .streams: deviceClients = try clients(userCount)
         case .roundtrips: deviceClients = try clients((userCount - 1) / Self.streamsPerConnection + 1)
         }
+    }
+
+    /// After the loop has stopped: drops the closures and timers that refer back to the runner, so that it, its
+    /// clients and their connections are freed rather than kept by their own references.
+    func release() {
+        onPhaseDone = nil
+        step = nil
+        pacer = nil
+        progress = nil
+        nextPhase = nil
+        holdTimer = nil
+        streamParsers = []
     }
 
     func start() {

@@ -7,10 +7,10 @@ import Dispatch
 import Foundation
 import H2
 import JSONText
+import Locking
 import Logging
 import Phone
 import Service
-import Synchronization
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -691,7 +691,7 @@ final class Mailbox<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         var waiters: [Key: Waiter] = [:]
         var nextWaiter: UInt64 = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func deliver(_ value: Value, for key: Key) {
         let waiter = state.withLock { state -> Waiter? in

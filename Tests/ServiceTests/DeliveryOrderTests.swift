@@ -4,8 +4,8 @@ import Core
 import Crypto
 import Foundation
 import H2
+import Locking
 import Store
-import Synchronization
 import TestSupport
 import Testing
 
@@ -14,7 +14,7 @@ import Testing
 /// Completes commits at once while open; while held, keeps their completions until `open()`.
 final class GatedStore: DurableStore, @unchecked Sendable {
     let loop: EventLoop
-    private let state = Mutex<(held: Bool, waiting: [@Sendable (Result<Void, StoreError>) -> Void])>((false, []))
+    private let state = Locked<(held: Bool, waiting: [@Sendable (Result<Void, StoreError>) -> Void])>((false, []))
 
     init(loop: EventLoop) { self.loop = loop }
 
@@ -58,7 +58,7 @@ final class GatedStore: DurableStore, @unchecked Sendable {
 
 /// What one event stream has received so far.
 final class StreamRecorder: @unchecked Sendable {
-    private let text = Mutex("")
+    private let text = Locked("")
     func append(_ chunk: UnsafeBufferPointer<UInt8>) {
         let piece = String(decoding: chunk, as: UTF8.self)
         text.withLock { $0 += piece }

@@ -4,9 +4,9 @@ import Core
 import Crypto
 import Foundation
 import H2
+import Locking
 import Logging
 import Store
-import Synchronization
 import TestSupport
 import Testing
 
@@ -15,7 +15,7 @@ import Testing
 /// Counts commits and fails each one, answering on the loop as a real store would.
 final class FailingStore: DurableStore, @unchecked Sendable {
     let loop: EventLoop
-    let commits = Mutex(0)
+    let commits = Locked(0)
 
     init(loop: EventLoop) { self.loop = loop }
 

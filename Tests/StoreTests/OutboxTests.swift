@@ -3,7 +3,7 @@
 import Core
 import Dispatch
 import Foundation
-import Synchronization
+import Locking
 import Testing
 
 @testable import Store
@@ -13,7 +13,7 @@ func waitFor<Value: Sendable>(
     _ read: (@escaping @Sendable (Result<Value, StoreError>) -> Void) -> Void
 ) throws -> Value {
     let done = DispatchSemaphore(value: 0)
-    let outcome = Mutex<Result<Value, StoreError>?>(nil)
+    let outcome = Locked<Result<Value, StoreError>?>(nil)
     read { result in
         outcome.withLock { $0 = result }
         done.signal()

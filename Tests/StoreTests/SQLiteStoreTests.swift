@@ -2,6 +2,7 @@
 import Core
 import Dispatch
 import Foundation
+import Locking
 import Store
 import Synchronization
 import TestSupport
@@ -20,7 +21,7 @@ func openStore(_ directory: String) throws -> SQLiteStore {
 /// Commits and waits (bounded) for durability.
 func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
     let done = DispatchSemaphore(value: 0)
-    let outcome = Mutex<Result<Void, StoreError>?>(nil)
+    let outcome = Locked<Result<Void, StoreError>?>(nil)
     store.commit(events) { result in
         outcome.withLock { $0 = result }
         done.signal()

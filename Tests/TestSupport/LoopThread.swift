@@ -3,7 +3,7 @@
 import Dispatch
 import Foundation
 import H2
-import Synchronization
+import Locking
 
 public struct TimedOut: Error, CustomStringConvertible {
     public let seconds: Double
@@ -14,7 +14,7 @@ public struct TimedOut: Error, CustomStringConvertible {
 public final class OneShot<Value: Sendable>: Sendable {
     public init() {}
 
-    private let continuation = Mutex<CheckedContinuation<Value, any Error>?>(nil)
+    private let continuation = Locked<CheckedContinuation<Value, any Error>?>(nil)
 
     public func set(_ continuation: CheckedContinuation<Value, any Error>) {
         self.continuation.withLock { $0 = continuation }
@@ -33,7 +33,7 @@ public final class OneShot<Value: Sendable>: Sendable {
 public final class LoopThread: Sendable {
     public let loop: EventLoop
     private let finished = DispatchSemaphore(value: 0)
-    private let stopped = Mutex(false)
+    private let stopped = Locked(false)
 
     public init() throws {
         loop = try EventLoop()

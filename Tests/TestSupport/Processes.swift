@@ -18,6 +18,10 @@ public func childEnvironment(_ extra: [String: String] = [:]) -> [String: String
     return environment.merging(extra) { $1 }
 }
 
+/// Whether the processes under test run under a sanitizer (`make sanitize`): their memory figures are then the
+/// sanitizer's, not theirs.
+public let processesAreSanitized = ProcessInfo.processInfo.environment["APPROVALD_SANITIZED"] == "1"
+
 /// Runs `arguments` (the first is looked up on PATH), kills it after `timeout` seconds.
 public func runCommand(
     _ arguments: [String], timeout: Double = 30, environment: [String: String]? = nil, input: Data? = nil

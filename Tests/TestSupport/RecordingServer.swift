@@ -4,8 +4,8 @@
 import Dispatch
 import Foundation
 import H2
+import Locking
 import Logging
-import Synchronization
 
 public final class RecordingServer: @unchecked Sendable {
     public struct Callback: Sendable {
@@ -30,7 +30,7 @@ public final class RecordingServer: @unchecked Sendable {
     }
 
     private final class Shared: @unchecked Sendable {
-        let state = Mutex(State())
+        let state = Locked(State())
         /// Answers waiting for their delay; touched on the loop only.
         var timers: [LoopTimer] = []
     }
@@ -49,7 +49,7 @@ public final class RecordingServer: @unchecked Sendable {
         let loop = thread.loop
         let shared = self.shared
         shared.state.withLock { $0.status = status }
-        let made = Mutex<Result<(UncheckedBox<H2Server>, Int), any Error>?>(nil)
+        let made = Locked<Result<(UncheckedBox<H2Server>, Int), any Error>?>(nil)
         let ready = DispatchSemaphore(value: 0)
         loop.execute {
             let server = H2Server(loop: loop, logger: Logger(label: "test-verifier")) { request, responder in
