@@ -188,3 +188,10 @@ public final class SignalWatcher: @unchecked Sendable {
 
     deinit { if let event { event_free(event) } }
 }
+
+/// Seconds on the monotonic clock, at the coarse resolution (a few milliseconds) that costs no system call.
+public func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

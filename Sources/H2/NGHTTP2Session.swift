@@ -14,8 +14,9 @@ public enum H2ErrorCode: UInt32, Sendable {
     case enhanceYourCalm = 0xb
 }
 
-/// `@unchecked Sendable`: confined to its connection's loop thread, like the connection that owns it.
-final class NGHTTP2Session: @unchecked Sendable {
+/// A handle, not an owner of its own: the connection that made it calls `delete()` once (a struct, so that the
+/// calls on every request cost no reference counting).
+struct NGHTTP2Session {
     private let session: OpaquePointer
 
     /// A server session whose callbacks get `context`; nil when nghttp2 cannot make one (out of memory).
@@ -48,7 +49,8 @@ final class NGHTTP2Session: @unchecked Sendable {
         self.session = session
     }
 
-    deinit { nghttp2_session_del(session) }
+    /// Frees the session; the handle must not be used after.
+    func delete() { nghttp2_session_del(session) }
 
     // MARK: Bytes in and out
 

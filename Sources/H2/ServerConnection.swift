@@ -16,7 +16,9 @@ private let http2Required: [UInt8] = {
 
 /// `@unchecked Sendable`: confined to its server's loop thread.
 final class ServerConnection: SessionConnection, @unchecked Sendable {
-    unowned let server: H2Server
+    /// Unowned and unchecked: the server holds every connection until it closes, and the hot path would otherwise
+    /// pay a reference count on each use.
+    unowned(unsafe) let server: H2Server
     /// Copied from the server's limits: read on every header and body chunk.
     let maxHeaderBlockBytes: Int
     let maxRequestBodyBytes: Int
@@ -35,6 +37,9 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     static let earlyAnswerGraceSeconds = 1.0
     /// Response bytes the streams hold that have not been handed to the socket yet.
     private(set) var bufferedResponseBytes = 0
+    /// The monotonic time of the read under way: what streams opened in it are stamped with (one clock read per
+    /// read, not per stream).
+    private var readTime = 0.0
 
     /// A connection on an accepted socket, plain or TLS; it owns the socket from here on (closed here until a
     /// bufferevent holds it, then by the bufferevent, BEV_OPT_CLOSE_ON_FREE, freed once in close or deinit).
@@ -132,6 +137,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             guard checkPreface(input) else { return }
         default: break
         }
+        readTime = monotonicSeconds()
         receive(from: input)
         if !closed { perform(machine.readEnded()) }
     }
@@ -223,6 +229,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     /// The streams' unsent response bytes changed; the server keeps the total.
     func bufferedResponseBytesChanged(by delta: Int) {
+        guard delta != 0 else { return }
         bufferedResponseBytes += delta
         server.bufferedResponseBytesChanged(by: delta)
     }
@@ -259,7 +266,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             reset(id, .refusedStream)
             return
         }
-        let stream = HTTPResponder(connection: self, streamID: id, now: monotonicSeconds())
+        let stream = HTTPResponder(connection: self, streamID: id, now: readTime)
         stream.olderStream = newestStream
         newestStream?.newerStream = stream
         newestStream = stream

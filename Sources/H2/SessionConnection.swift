@@ -24,9 +24,9 @@ class SessionConnection: @unchecked Sendable {
         bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    /// A connection released without `close()` (its owner went away) still frees its bufferevent (the session
-    /// frees itself).
+    /// A connection released without `close()` (its owner went away) still frees its C objects.
     deinit {
+        session?.delete()
         if let bufferEvent { bufferevent_free(bufferEvent) }
     }
 
@@ -129,6 +129,7 @@ class SessionConnection: @unchecked Sendable {
             return
         }
         closed = true
+        session?.delete()
         session = nil
         if let bufferEvent { bufferevent_free(bufferEvent) }
         bufferEvent = nil

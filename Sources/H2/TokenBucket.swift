@@ -1,5 +1,4 @@
 // A token bucket over an injected clock: the budget of resets a connection may make the server send.
-import Glibc
 
 /// `burst` tokens, refilled at `ratePerSecond` up to `burst`; each event takes one. Pure: the caller says what time
 /// it is, so tests need no clock.
@@ -26,11 +25,4 @@ struct TokenBucket: Sendable {
         tokens -= 1
         return true
     }
-}
-
-/// Seconds on the monotonic clock, at the coarse resolution (a few milliseconds) that costs no system call.
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -34,19 +34,30 @@ def rss_mib(pid):
 
 
 def probe(port, timeout=10.0):
-    """Seconds until a new connection's /healthz gets its response HEADERS."""
+    """Seconds until a new connection's /healthz gets its response HEADERS; a stream refused while the broker sheds
+    load (REFUSED_STREAM) is sent again on the next stream, as HTTP/2 clients do."""
     started = time.time()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as probe_socket:
-        probe_socket.sendall(PREFACE + frame(4, 0, 0) + request(1, "/healthz"))
+        stream = 1
+        probe_socket.sendall(PREFACE + frame(4, 0, 0) + request(stream, "/healthz"))
         received = b""
         while time.time() - started < timeout:
-            received += probe_socket.recv(65536)
-            offset = 0
-            while offset + 9 <= len(received):
-                length = int.from_bytes(received[offset:offset + 3], "big")
-                if received[offset + 3] == 1 and int.from_bytes(received[offset + 5:offset + 9], "big") == 1:
+            try:
+                chunk = probe_socket.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            received += chunk
+            while len(received) >= 9 and len(received) >= 9 + int.from_bytes(received[:3], "big"):
+                length = int.from_bytes(received[:3], "big")
+                kind, frame_stream = received[3], int.from_bytes(received[5:9], "big") & 0x7FFFFFFF
+                received = received[9 + length:]
+                if frame_stream == stream and kind == 1:
                     return time.time() - started
-                offset += 9 + length
+                if frame_stream == stream and kind == 3:
+                    stream += 2
+                    probe_socket.sendall(request(stream, "/healthz"))
     return float("inf")
 
 
