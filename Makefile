@@ -123,10 +123,12 @@ lint:
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests bench
 
-# Wall-clock figures (h2load, RSS), then instruction counts (callgrind), each against the bare reference server.
+# Wall-clock figures (h2load, RSS), then instruction counts (callgrind) and CPU time per request, each against the
+# bare reference server.
 bench: build-release bench-deps
 	bench/h2-ceiling/run
 	bench/h2-ceiling/instructions
+	bench/h2-ceiling/cpu
 	bench/broker/run
 
 clean:

@@ -25,11 +25,7 @@ struct NGHTTP2Session {
     )
         -> NGHTTP2Session?
     {
-        var made: OpaquePointer? = nil
-        guard nghttp2_session_server_new2(&made, callbacks.callbacks, context, options.option) == 0, let made else {
-            return nil
-        }
-        return NGHTTP2Session(made)
+        made { nghttp2_session_server_new2(&$0, callbacks.callbacks, context, options.option) }
     }
 
     /// A client session whose callbacks get `context`.
@@ -38,10 +34,12 @@ struct NGHTTP2Session {
     )
         -> NGHTTP2Session?
     {
+        made { nghttp2_session_client_new2(&$0, callbacks.callbacks, context, options.option) }
+    }
+
+    private static func made(_ create: (inout OpaquePointer?) -> Int32) -> NGHTTP2Session? {
         var made: OpaquePointer? = nil
-        guard nghttp2_session_client_new2(&made, callbacks.callbacks, context, options.option) == 0, let made else {
-            return nil
-        }
+        guard create(&made) == 0, let made else { return nil }
         return NGHTTP2Session(made)
     }
 

@@ -18,3 +18,10 @@ public func fuzzerMain(
         return 0
     }
 }
+
+/// The input split at the first `separator`: the text before it, and the bytes after it (all of it and nothing, if
+/// there is none). The targets whose inputs have two parts use it.
+public func split(_ input: UnsafeBufferPointer<UInt8>, at separator: UInt8) -> (head: String, rest: [UInt8]) {
+    let end = input.firstIndex(of: separator) ?? input.count
+    return (String(decoding: input[..<end], as: UTF8.self), Array(input[min(end + 1, input.count)...]))
+}

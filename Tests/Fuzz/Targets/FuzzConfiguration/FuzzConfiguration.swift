@@ -10,10 +10,9 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 }
 
 private func fuzzConfiguration(_ input: UnsafeBufferPointer<UInt8>) {
-    let split = input.firstIndex(of: 0) ?? input.count
-    let text = String(decoding: input[..<split], as: UTF8.self)
+    let (text, overrides) = split(input, at: 0)
     var environment: [String: String] = [:]
-    for line in String(decoding: input[min(split + 1, input.count)...], as: UTF8.self).split(separator: "\n") {
+    for line in String(decoding: overrides, as: UTF8.self).split(separator: "\n") {
         guard let equals = line.firstIndex(of: "=") else { continue }
         environment[String(line[..<equals])] = String(line[line.index(after: equals)...])
     }

@@ -16,11 +16,9 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 }
 
 private func fuzzDeviceAuthorization(_ input: UnsafeBufferPointer<UInt8>) {
-    let split = input.firstIndex(of: 0x0a) ?? input.count
-    let header = String(decoding: input[..<split], as: UTF8.self)
+    let (header, body) = split(input, at: 0x0a)
     let request = HTTPRequest(
-        method: "GET", path: "/v1/devices/phone-1/challenges", headers: [("authorization", header)],
-        body: Array(input[min(split + 1, input.count)...]))
+        method: "GET", path: "/v1/devices/phone-1/challenges", headers: [("authorization", header)], body: body)
     do {
         try Authenticator(clients: []).device(request, deviceID: "phone-1", nowSeconds: now) {
             $0 == "phone-1" ? key : nil

@@ -18,9 +18,7 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 }
 
 private func fuzzIdPSignature(_ input: UnsafeBufferPointer<UInt8>) {
-    let split = input.firstIndex(of: 0x0a) ?? input.count
-    let header = String(decoding: input[..<split], as: UTF8.self)
-    let body = Array(input[min(split + 1, input.count)...])
+    let (header, body) = split(input, at: 0x0a)
     let request = HTTPRequest(
         method: "POST", path: "/v1/tenants/t/challenges", headers: [("approvald-signature", header)], body: body)
     do {

@@ -11,10 +11,8 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 }
 
 private func fuzzRouter(_ input: UnsafeBufferPointer<UInt8>) {
-    let split = input.firstIndex(of: 0x20) ?? 0
-    let method = String(decoding: input[..<split], as: UTF8.self)
-    let target = String(decoding: input[min(split + 1, input.count)...], as: UTF8.self)
-    let request = HTTPRequest(method: method, path: target)
+    let (method, target) = split(input, at: 0x20)
+    let request = HTTPRequest(method: method, path: String(decoding: target, as: UTF8.self))
     do {
         if let route = try RouteTable.api.match(method: request.method, path: request.pathOnly) {
             precondition(request.pathOnly.hasPrefix("/v1/"), "a route outside /v1: \(route)")
