@@ -116,6 +116,7 @@ public struct Configuration: Sendable {
     ) throws
         -> Configuration
     {
+        try refuseWhatTheParserAbortsOn(text, source: source)
         let document: TOMLTable
         do {
             document = try TOMLTable(string: text)
@@ -130,6 +131,20 @@ public struct Configuration: Sendable {
             throw ConfigError("\(source): \(error.description)")
         }
         return config
+    }
+
+    /// toml++ (under TOMLKit 0.6.0) asserts, and so aborts the process, on a table header whose name starts with
+    /// a character that is neither a bare-key character nor a quote (`[ü]`, `[[ é]]`; found by fuzzing). Such a
+    /// line gets the error the parser should have given.
+    static func refuseWhatTheParserAbortsOn(_ text: String, source: String) throws {
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let header = line.drop { $0 == " " || $0 == "\t" }
+            guard header.hasPrefix("[") else { continue }
+            let name = header.drop { $0 == "[" || $0 == " " || $0 == "\t" }
+            guard let first = name.unicodeScalars.first, !first.isASCII else { continue }
+            throw ConfigError(
+                "\(source): line \(index + 1): a table name must start with a letter, digit, _, - or a quote")
+        }
     }
 
     /// The bytes of a key file the configuration names: a regular file of at most 1 MiB, or nil (a device, a

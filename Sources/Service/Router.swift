@@ -70,10 +70,12 @@ struct RouteTable: Sendable {
     /// The route `method` and `path` (without its query) name; nil when the path is not under `/v1/`. A path the
     /// table knows under other methods is 405 (with those methods in `allow`), any other 404.
     func match(method: String, path: Substring) throws(Problem) -> Route? {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard segments.first == "v1" else { return nil }
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        // "" before the leading slash, then "v1": a path that does not start with /v1 is not the API's, whatever
+        // follows (`x/v1/…` was routed once; nghttp2 refuses such paths first, but the table must not need it to).
+        guard segments.count >= 2, segments[0].isEmpty, segments[1] == "v1" else { return nil }
         // Most segments have nothing encoded, and Foundation's decoding costs a string bridge each.
-        let parts = segments.dropFirst().map {
+        let parts = segments.dropFirst(2).map {
             $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0)
         }
         var allowed: [String] = []

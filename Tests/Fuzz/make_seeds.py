@@ -104,3 +104,7 @@ write("FuzzH2Server", "ping-goaway", frame(6, 0, 0, b"12345678") + frame(7, 0, 0
 write("FuzzH2Server", "http1", b"POST / HTTP/1.1\r\nHost: fuzz\r\ncontent-length: 0\r\n\r\n")
 write("FuzzH2Server", "bad-content-length", frame(4, 0, 0)
       + frame(1, 4, 1, request(b"POST", b"/", [(b"content-length", b"1")])) + frame(0, 1, 1, b"too long"))
+
+# Inputs that once failed, kept as seeds so that every run tries them again.
+write("FuzzRouter", "regression-text-before-the-slash", b"GET \xff\xff\xff\xff\xff\xff\xff\xff/v1/tenants/contoso/policy")
+write("FuzzConfiguration", "regression-non-ascii-table-name", "[[\u00fclisteners]]\nport = 1\n[ \ufffd]\n\0")

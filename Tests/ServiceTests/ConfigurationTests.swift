@@ -79,6 +79,9 @@ import Testing
         ("[http2]\nshutdown_grace_seconds = -1", "http2.shutdown_grace_seconds: -1.0 is outside 0.0...600.0"),
         ("[http2]\nmax_concurrent_streams = 1.5", "http2.max_concurrent_streams: expected an integer"),
         ("[http2]\nrequest_timeout_seconds = 0", "http2.request_timeout_seconds: 0.0 is outside 0.1...600.0"),
+        // The TOML parser would abort the process on these (found by fuzzing).
+        ("[ü]", "line 1: a table name must start with a letter, digit, _, - or a quote"),
+        ("port = 1\n  [[ \u{FFFD}listeners]]", "line 2: a table name must start with a letter, digit, _, - or a quote"),
         (
             "[http2]\nmax_buffered_connection_bytes = 65536",
             "http2: max_buffered_response_bytes ≤ max_buffered_connection_bytes ≤ max_buffered_bytes_total must hold"
