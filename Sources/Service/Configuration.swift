@@ -134,14 +134,18 @@ public struct Configuration: Sendable {
     }
 
     /// toml++ (under TOMLKit 0.6.0) asserts, and so aborts the process, on a table header whose name starts with
-    /// a character that is neither a bare-key character nor a quote (`[ü]`, `[[ é]]`; found by fuzzing). Such a
-    /// line gets the error the parser should have given.
+    /// anything but a bare-key character, a quote or `]` (`[ü]`, `[*x]`, `[` alone on its line; found by
+    /// fuzzing). Such a line gets the error the parser should have given.
     static func refuseWhatTheParserAbortsOn(_ text: String, source: String) throws {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-\"']".unicodeScalars)
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let header = line.drop { $0 == " " || $0 == "\t" }
             guard header.hasPrefix("[") else { continue }
-            let name = header.drop { $0 == "[" || $0 == " " || $0 == "\t" }
-            guard let first = name.unicodeScalars.first, !first.isASCII else { continue }
+            // `[` or `[[` (adjacent), then spaces, then the name: `[[[x]]` is as fatal as `[*x]`.
+            var name = header.dropFirst()
+            if name.first == "[" { name = name.dropFirst() }
+            name = name.drop { $0 == " " || $0 == "\t" }
+            if let first = name.unicodeScalars.first, allowed.contains(first) { continue }
             throw ConfigError(
                 "\(source): line \(index + 1): a table name must start with a letter, digit, _, - or a quote")
         }

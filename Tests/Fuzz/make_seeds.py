@@ -31,7 +31,8 @@ for name, body in {
 }.items():
     write("FuzzJSON", name, body)
 
-# IdP signatures: the header, a newline, the body.
+# IdP signatures: the header, a newline, the body. The MACs are real, under a secret the target does not hold (so
+# that no mutation of them can authenticate), and exercise the whole comparison.
 secret = b"a fuzzing secret of at least thirty-two bytes"
 body = b'{"request_id":"r-1","user_id":"alice","number":42}'
 mac = hmac.new(secret, b"1795600000\nPOST\n/v1/tenants/t/challenges\n" + body, hashlib.sha256).hexdigest()
@@ -108,3 +109,5 @@ write("FuzzH2Server", "bad-content-length", frame(4, 0, 0)
 # Inputs that once failed, kept as seeds so that every run tries them again.
 write("FuzzRouter", "regression-text-before-the-slash", b"GET \xff\xff\xff\xff\xff\xff\xff\xff/v1/tenants/contoso/policy")
 write("FuzzConfiguration", "regression-non-ascii-table-name", "[[\u00fclisteners]]\nport = 1\n[ \ufffd]\n\0")
+write("FuzzConfiguration", "regression-punctuation-table-name", "[log]\n[*[listeners]]\n\0")
+write("FuzzConfiguration", "regression-three-brackets", "[[[listeners]]\nport = 1\n\0")

@@ -82,6 +82,10 @@ import Testing
         // The TOML parser would abort the process on these (found by fuzzing).
         ("[ü]", "line 1: a table name must start with a letter, digit, _, - or a quote"),
         ("port = 1\n  [[ \u{FFFD}listeners]]", "line 2: a table name must start with a letter, digit, _, - or a quote"),
+        ("[log]\n[*[listeners]]", "line 2: a table name must start with a letter, digit, _, - or a quote"),
+        ("[[[listeners]]", "line 1: a table name must start with a letter, digit, _, - or a quote"),
+        ("[\nport = 1", "line 1: a table name must start with a letter, digit, _, - or a quote"),
+        ("[]", "tables with blank bare keys are explicitly prohibited"),
         (
             "[http2]\nmax_buffered_connection_bytes = 65536",
             "http2: max_buffered_response_bytes ≤ max_buffered_connection_bytes ≤ max_buffered_bytes_total must hold"
