@@ -83,13 +83,6 @@ public enum EarlyRefusal: Equatable, Sendable {
     /// The header block is larger than the limit: 431.
     case headerBlockTooLarge(limit: Int)
 
-    public var status: Int {
-        switch self {
-        case .bodyTooLarge: 413
-        case .headerBlockTooLarge: 431
-        }
-    }
-
     /// A plain-text answer, for servers whose owner says nothing else.
     public var plainResponse: HTTPResponse {
         switch self {

@@ -7,8 +7,6 @@ import CNghttp2
 public enum H2ErrorCode: UInt32, Sendable {
     case noError = 0x0
     case protocolError = 0x1
-    case internalError = 0x2
-    case flowControlError = 0x3
     case cancel = 0x8
     case refusedStream = 0x7
     case enhanceYourCalm = 0xb
