@@ -2,8 +2,8 @@
 SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
-BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev
-TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv
+BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), and what
 # bench/broker/recovery fills a store with (sqlite3, bc).
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3 sqlite3 bc
@@ -14,7 +14,8 @@ BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
 
 # Sanitizer builds, each in a scratch path of its own; a report of either sanitizer, from a test or from the broker
-# the end-to-end tests start, is written under REPORTS and fails the run. UndefinedBehaviorSanitizer has no Swift
+# the end-to-end tests start, is written under REPORTS, printed and fails the run (the end-to-end tests still run
+# when the unit tests fail, so that one CI log shows every report). UndefinedBehaviorSanitizer has no Swift
 # support on Linux (`-sanitize=undefined` is refused), so ASan stands alone.
 SANITIZER_REPORTS = $(CURDIR)/.build-sanitize-reports
 # Leaks are looked for in the broker and the tools the tests start (APPROVALD_CHILD_ASAN_OPTIONS), not in the test
@@ -75,8 +76,9 @@ test: check sanitize
 	$(MAKE) fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
-# binary, then those again against the release binary, whose optimised code paths differ, then the contract check
-# on the release binary. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
+# binary, then those again against the release binary, whose optimised code paths differ, and once more with the
+# release binary on the Redis store (a redis-server of each broker's own), then the contract check on the release
+# binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
 # in-process tests' async work of threads.
 check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
@@ -85,7 +87,11 @@ check: test-deps $(CONTRACT_VENV)/ready
 	APPROVALD_BIN=$(BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	$(SWIFT) build -c release --product approvald
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
+	APPROVALD_TEST_STORE=redis APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald \
+		$(SWIFT) test --skip-build --filter EndToEndTests
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+	APPROVALD_CONTRACT_STORE=redis APPROVALD_CONTRACT_EXAMPLES=60 \
+		Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 
 # The unit, in-process and end-to-end tests under AddressSanitizer (with LeakSanitizer), then under
 # ThreadSanitizer: the loop, the SQLite writer and the client threads share data through a few queues.
@@ -94,12 +100,14 @@ sanitize: sanitize-address sanitize-thread
 sanitize-address sanitize-thread: sanitize-%: test-deps
 	$(SWIFT) build --build-tests --scratch-path .build-$* --sanitize=$*
 	rm -rf $(SANITIZER_REPORTS) && mkdir -p $(SANITIZER_REPORTS)
-	$(SANITIZER_ENV) $(SWIFT) test --skip-build --scratch-path .build-$* --skip EndToEndTests
+	@status=0; \
+	$(SANITIZER_ENV) $(SWIFT) test --skip-build --scratch-path .build-$* --skip EndToEndTests || status=1; \
 	$(SANITIZER_ENV) APPROVALD_BIN=$(CURDIR)/.build-$*/debug/approvald \
-		$(SWIFT) test --skip-build --scratch-path .build-$* --filter EndToEndTests
-	@if [ -n "$$(ls -A $(SANITIZER_REPORTS))" ]; then \
-		echo "$* sanitizer reports:"; cat $(SANITIZER_REPORTS)/*; exit 1; \
-	fi
+		$(SWIFT) test --skip-build --scratch-path .build-$* --filter EndToEndTests || status=1; \
+	if [ -n "$$(ls -A $(SANITIZER_REPORTS))" ]; then \
+		echo "$* sanitizer reports:"; cat $(SANITIZER_REPORTS)/*; status=1; \
+	fi; \
+	exit $$status
 
 # Builds every fuzz target, then runs each for FUZZ_SECONDS (Tests/Fuzz/run prints their executions).
 fuzz: deps

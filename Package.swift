@@ -1,6 +1,16 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// Release builds of the modules on the request path go without dynamic exclusivity checks: loop-confined class
+/// properties are touched many times per request, and the checks cost about 6 % of it (measured with callgrind,
+/// bench/h2-ceiling). Debug builds, which run the tests, keep them.
+let withoutExclusivityChecks = SwiftSetting.unsafeFlags(
+    ["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+/// Core's generic code (`CompactList`, `UserState`'s accessors) is specialised in the modules that use it instead
+/// of running through value witnesses; see the README's performance section.
+let crossModuleOptimization = SwiftSetting.unsafeFlags(
+    ["-cross-module-optimization"], .when(configuration: .release))
+
 let package = Package(
     name: "approvald",
     platforms: [.macOS(.v14)],
@@ -24,6 +34,11 @@ let package = Package(
             name: "CLibevent", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // hiredis's pkg-config entry adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM refuses (and a no-op on 64-bit
+        // Linux): its headers are found under /usr/include instead (libhiredis-dev, installed by the Makefile).
+        .systemLibrary(name: "CHiredis"),
+        // hiredis's libevent adapter, compiled in C beside the CLibevent module (see its header).
+        .target(name: "CHiredisLibevent", linkerSettings: [.linkedLibrary("hiredis"), .linkedLibrary("event")]),
 
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
         // A value behind a pthread mutex, for the few queues threads share (ThreadSanitizer sees its ordering).
@@ -36,28 +51,42 @@ let package = Package(
                 "JSONText",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]),
+            ], swiftSettings: [withoutExclusivityChecks, crossModuleOptimization]),
         // Durable state behind one protocol; SQLite is the embedded default.
-        .target(name: "Store", dependencies: ["Core", "CSQLite", "Locking"]),
+        .target(
+            name: "Store",
+            dependencies: ["Core", "CSQLite", "Locking", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: [withoutExclusivityChecks]),
         .target(
             name: "H2",
             dependencies: [
                 "CNghttp2", "CLibevent", "COpenSSL", "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            // Every stream touches a dozen loop-confined class properties; their dynamic exclusivity checks cost
-            // about 6 % of the request path (measured with callgrind, bench/h2-ceiling). Debug builds, which run
-            // the tests, keep them.
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
+            swiftSettings: [withoutExclusivityChecks]),
+        // A Redis client on the event loop (hiredis, async): timeouts, reconnect, probes, login.
+        .target(
+            name: "Redis",
+            dependencies: [
+                "CHiredis", "CHiredisLibevent", "H2", .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ], swiftSettings: [withoutExclusivityChecks]),
+        // User state, indexes, deadlines and the outbox in Redis, for many instances of the broker.
+        .target(
+            name: "RedisStore",
+            dependencies: [
+                "Core", "Store", "Redis", .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ], swiftSettings: [withoutExclusivityChecks]),
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto", "Core", "Store", "JSONText",
+                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
-            ]),
+            ], swiftSettings: [withoutExclusivityChecks]),
         // The phone's side of the protocol, for the tools that play phones.
         .target(name: "Phone", dependencies: ["Service", "Crypto", "JSONText"]),
         .executableTarget(
@@ -65,20 +94,29 @@ let package = Package(
             dependencies: [
                 "Service", "H2", "Crypto", "JSONText", "Phone", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
-        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2", "Locking"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2", "Locking", "Core"], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"]),
+        .testTarget(
+            name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
         .testTarget(
             name: "ServiceTests",
             dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport"]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "JSONText"]),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: [
+                "Redis", "RedisStore", "Core", "Store", "H2", "Locking", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
     ]
 )

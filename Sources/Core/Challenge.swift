@@ -72,7 +72,7 @@ public enum ChallengeStatus: String, Sendable, CaseIterable {
     case pending, approved, denied, expired, cancelled
 }
 
-public enum ResolutionReason: String, Sendable {
+public enum ResolutionReason: String, Sendable, CaseIterable {
     case wrongNumber = "wrong_number"
     case notMe = "not_me"
     case cancelled
@@ -103,8 +103,38 @@ public struct Decision: Equatable, Sendable {
     }
 }
 
+/// How a challenge ended: one value, present exactly when the challenge is no longer pending.
+public struct Resolution: Equatable, Sendable {
+    /// Never `.pending`.
+    public let status: ChallengeStatus
+    public let reason: ResolutionReason?
+    /// The device whose answer ended it; nil for an expiry or a cancellation.
+    public let device: String?
+    /// That device's signed answer, kept for the verifier.
+    public let decision: Decision?
+    public let at: UnixMillis
+
+    public init(
+        status: ChallengeStatus, reason: ResolutionReason? = nil, device: String? = nil, decision: Decision? = nil,
+        at: UnixMillis
+    ) {
+        precondition(status != .pending, "a resolution ends a challenge")
+        self.status = status
+        self.reason = reason
+        self.device = device
+        self.decision = decision
+        self.at = at
+    }
+
+    /// What the device `deviceID` learns on its stream.
+    func outcome(for deviceID: String) -> DeviceOutcome {
+        if let device, device != deviceID { return .answeredElsewhere }
+        return DeviceOutcome(rawValue: status.rawValue) ?? .cancelled
+    }
+}
+
 public struct Challenge: Equatable, Sendable {
-    /// `ch_` and 22 base64url characters.
+    /// `ch_` and 22 base64url characters (see `ChallengeID`).
     public let id: String
     public let tenantID: String
     public let request: ChallengeRequest
@@ -114,18 +144,12 @@ public struct Challenge: Equatable, Sendable {
     public let devices: [String]
     public let createdAt: UnixMillis
     public let expiresAt: UnixMillis
-    public internal(set) var status: ChallengeStatus = .pending
-    public internal(set) var reason: ResolutionReason?
-    /// The device whose answer ended it.
-    public internal(set) var answeredBy: String?
-    public internal(set) var decision: Decision?
-    public internal(set) var resolvedAt: UnixMillis?
+    /// nil while pending.
+    public internal(set) var resolution: Resolution?
 
     public init(
         id: String, tenantID: String, request: ChallengeRequest, choices: [Int], devices: [String],
-        createdAt: UnixMillis, expiresAt: UnixMillis, status: ChallengeStatus = .pending,
-        reason: ResolutionReason? = nil, answeredBy: String? = nil, decision: Decision? = nil,
-        resolvedAt: UnixMillis? = nil
+        createdAt: UnixMillis, expiresAt: UnixMillis, resolution: Resolution? = nil
     ) {
         self.id = id
         self.tenantID = tenantID
@@ -134,14 +158,12 @@ public struct Challenge: Equatable, Sendable {
         self.devices = devices
         self.createdAt = createdAt
         self.expiresAt = expiresAt
-        self.status = status
-        self.reason = reason
-        self.answeredBy = answeredBy
-        self.decision = decision
-        self.resolvedAt = resolvedAt
+        self.resolution = resolution
     }
 
-    public var isPending: Bool { status == .pending }
+    public var status: ChallengeStatus { resolution?.status ?? .pending }
+    public var isPending: Bool { resolution == nil }
+    public var user: UserKey { UserKey(tenantID: tenantID, userID: request.userID) }
 }
 
 public enum FallbackReason: String, Sendable, CaseIterable {
@@ -154,6 +176,8 @@ public enum FallbackReason: String, Sendable, CaseIterable {
 
 /// A `password_fallback` answer, remembered under its `request_id` like a challenge.
 public struct Fallback: Equatable, Sendable {
+    public var user: UserKey { UserKey(tenantID: tenantID, userID: request.userID) }
+
     public let tenantID: String
     public let request: ChallengeRequest
     public let reason: FallbackReason
@@ -178,7 +202,7 @@ public enum CreateOutcome: Equatable, Sendable {
 }
 
 /// What a device learns on its stream when an entry leaves its queue.
-public enum DeviceOutcome: String, Sendable {
+public enum DeviceOutcome: String, CaseIterable, Sendable {
     case approved, denied, expired, cancelled
     case answeredElsewhere = "answered_elsewhere"
 }
@@ -188,4 +212,6 @@ public enum AnswerOutcome: Equatable, Sendable {
     case resolved(Challenge)
     /// The same answer again from the same device: the same outcome.
     case replayed(Challenge)
+    /// Too late: the challenge expired (perhaps just now, on this answer's arrival).
+    case expired(Challenge)
 }

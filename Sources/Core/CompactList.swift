@@ -2,8 +2,8 @@
 // creation; most devices have one queued challenge. Zero or one element costs no allocation (an array costs 48 to
 // 64 bytes of heap each, which is a quarter of a pending challenge's memory).
 
-struct CompactList<Element>: RandomAccessCollection, RangeReplaceableCollection {
-    private enum Storage {
+public struct CompactList<Element: Sendable>: RandomAccessCollection, RangeReplaceableCollection {
+    private enum Storage: Sendable {
         case empty
         case one(Element)
         case many([Element])
@@ -11,11 +11,11 @@ struct CompactList<Element>: RandomAccessCollection, RangeReplaceableCollection 
 
     private var storage = Storage.empty
 
-    init() {}
+    public init() {}
 
-    var startIndex: Int { 0 }
+    public var startIndex: Int { 0 }
 
-    var endIndex: Int {
+    public var endIndex: Int {
         switch storage {
         case .empty: 0
         case .one: 1
@@ -23,7 +23,7 @@ struct CompactList<Element>: RandomAccessCollection, RangeReplaceableCollection 
         }
     }
 
-    subscript(position: Int) -> Element {
+    public subscript(position: Int) -> Element {
         switch storage {
         case .one(let element):
             precondition(position == 0, "index out of range")
@@ -33,7 +33,7 @@ struct CompactList<Element>: RandomAccessCollection, RangeReplaceableCollection 
         }
     }
 
-    mutating func replaceSubrange<C: Collection>(_ subrange: Range<Int>, with newElements: C)
+    public mutating func replaceSubrange<C: Collection>(_ subrange: Range<Int>, with newElements: C)
     where C.Element == Element {
         if case .empty = storage, newElements.count == 1, let only = newElements.first {
             storage = .one(only)
@@ -55,3 +55,18 @@ struct CompactList<Element>: RandomAccessCollection, RangeReplaceableCollection 
         }
     }
 }
+
+extension CompactList {
+    /// Changes one element in place.
+    public mutating func modify(at index: Int, _ change: (inout Element) -> Void) {
+        var element = self[index]
+        change(&element)
+        replaceSubrange(index..<index + 1, with: CollectionOfOne(element))
+    }
+}
+
+extension CompactList: Equatable where Element: Equatable {
+    public static func == (lhs: CompactList, rhs: CompactList) -> Bool { lhs.elementsEqual(rhs) }
+}
+
+extension CompactList: Sendable {}

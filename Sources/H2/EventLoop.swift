@@ -13,8 +13,10 @@ public struct EventLoopError: Error, CustomStringConvertible {
 /// `@unchecked Sendable`: `execute(_:)` and `stop()` may be called from any thread; everything else only on the
 /// loop's thread, which debug builds check with `assertInLoop()`.
 public final class EventLoop: @unchecked Sendable {
-    /// The libevent base. Only for the H2 module's own C calls.
+    /// The libevent base, for the H2 module's own C calls.
     let base: OpaquePointer
+    /// The libevent base, for C libraries that attach their own events to this loop (hiredis's adapter).
+    public var libeventBase: UnsafeMutableRawPointer { UnsafeMutableRawPointer(base) }
     private var wakeEvent: OpaquePointer?
     private let pending = Locked<[@Sendable () -> Void]>([])
     private let threadID = Locked<pthread_t?>(nil)

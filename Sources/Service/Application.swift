@@ -34,17 +34,17 @@ public final class Application: @unchecked Sendable {
             responder.respond(Self.healthy)
         case "/readyz":
             guard allowGet(request, responder) else { return }
-            responder.respond(isReady ? Self.ready : Self.starting)
+            responder.respond(isReady && service?.isStoreReachable == true ? Self.ready : Self.starting)
         case "/metrics":
             guard allowGet(request, responder) else { return }
             responder.respond(metricsResponse())
         default:
             if service?.handle(request, responder) == true { return }
             if service == nil && request.pathOnly.hasPrefix("/v1/") {
-                responder.respond(Problem(503, "unavailable", "the broker is recovering its state").response)
+                responder.respond(Problem.unavailable("the broker is recovering its state").response)
                 return
             }
-            responder.respond(Problem(404, "not_found", "no route for \(request.pathOnly)").response)
+            responder.respond(Problem.notFound("no route for \(request.pathOnly)").response)
         }
     }
 
@@ -66,52 +66,10 @@ public final class Application: @unchecked Sendable {
     private func allowGet(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
         guard request.method == "GET" else {
             responder.respond(
-                Problem(405, "method_not_allowed", "\(request.pathOnly) takes GET", allow: ["GET"]).response)
+                Problem.methodNotAllowed("\(request.pathOnly) takes GET", allow: ["GET"]).response)
             return false
         }
         return true
-    }
-
-    private func writeBrokerMetrics(_ service: ApprovalService, to writer: inout MetricsWriter) {
-        writer.family("approvald_queue_depth", .gauge, help: "Pending entries over all device queues.")
-        writer.sample("approvald_queue_depth", service.queueDepth)
-        writer.family("approvald_tenant_queue_depth", .gauge, help: "Pending entries in device queues, by tenant.")
-        for (tenant, depth) in service.queueDepthByTenant.sorted(by: { $0.key < $1.key }) {
-            writer.sample("approvald_tenant_queue_depth", depth, labels: ["tenant": tenant])
-        }
-        writer.family("approvald_pending_challenges", .gauge, help: "Challenges waiting for an answer.")
-        writer.sample("approvald_pending_challenges", service.pendingChallenges)
-        let metrics = service.metrics
-        writer.family("approvald_challenges_created_total", .counter, help: "Challenges created.")
-        writer.sample("approvald_challenges_created_total", Double(metrics.created))
-        writer.family("approvald_challenges_resolved_total", .counter, help: "Challenges ended, by outcome.")
-        metrics.resolved.write("approvald_challenges_resolved_total", labelName: "outcome", to: &writer)
-        writer.family("approvald_password_fallback_total", .counter, help: "password_fallback answers, by reason.")
-        metrics.fallbacks.write("approvald_password_fallback_total", labelName: "reason", to: &writer)
-        writer.family("approvald_duplicate_requests_total", .counter, help: "IdP retries answered from memory.")
-        writer.sample("approvald_duplicate_requests_total", Double(metrics.duplicates))
-        writer.family("approvald_device_streams", .gauge, help: "Open device event streams.")
-        writer.sample("approvald_device_streams", service.streams.count)
-        writer.family("approvald_auth_failures_total", .counter, help: "Refused authentications, by kind.")
-        metrics.authFailures.write("approvald_auth_failures_total", labelName: "kind", to: &writer)
-        let forwarder: Forwarder = service.forwarder
-        writer.family(
-            "approvald_forward_queue_depth", .gauge, help: "Results not yet acknowledged by a verifier nor dead.")
-        writer.sample("approvald_forward_queue_depth", forwarder.queueDepth)
-        writer.family(
-            "approvald_forward_attempts_total", .counter,
-            help: "Callback attempts, by result: delivered, retry, dead_letter.")
-        forwarder.attempts.write("approvald_forward_attempts_total", labelName: "result", to: &writer)
-        writer.family(
-            "approvald_forward_latency_seconds", .histogram, help: "From a challenge's end to its verifier's 2xx.")
-        forwarder.latency.write("approvald_forward_latency_seconds", to: &writer)
-        writer.family(
-            "approvald_push_notifications_total", .counter, help: "Wake-up pushes, by provider and result.")
-        for (outcome, value) in service.pushRelay.results.sorted(by: { $0.key < $1.key }) {
-            writer.sample(
-                "approvald_push_notifications_total", Double(value),
-                labels: ["provider": outcome.provider, "result": outcome.result])
-        }
     }
 
     /// The `/metrics` document.
@@ -119,7 +77,7 @@ public final class Application: @unchecked Sendable {
         var writer = MetricsWriter()
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
         responsesByStatus.write("approvald_http_requests_total", to: &writer)
-        if let service { writeBrokerMetrics(service, to: &writer) }
+        for source in service?.metricsSources ?? [] { source.writeMetrics(to: &writer) }
         writer.family("approvald_http_connections", .gauge, help: "Open HTTP/2 connections.")
         writer.sample("approvald_http_connections", connectionCount())
         writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")

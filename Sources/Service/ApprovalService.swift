@@ -1,5 +1,6 @@
-// The broker's API (API.md) on the event loop: routes and authentication, Core's decisions made durable before
-// anyone hears of them (one store commit per loop turn), then delivered: device streams, long polls, metrics.
+// The broker's API (API.md) on the event loop: each route authenticates, reads its body, and has the commit
+// pipeline decide over one user's state; deliveries of durable commits go to device streams, wake-ups and long
+// polls.
 import Core
 import Crypto
 import Foundation
@@ -10,176 +11,65 @@ import Store
 /// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
 final class ApprovalService: @unchecked Sendable {
     private let loop: EventLoop
-    private let core: ApprovalCore<BufferedSecureRandom>
-    private let store: DurableStore
+    private let store: UserStore
+    private let pipeline: CommitPipeline
     private let authenticator: Authenticator
     private let logger: Logger
     private let clock: () -> UnixMillis
+    private var random = BufferedSecureRandom()
     let streams: DeviceStreams
+    let longPolls: LongPolls
     private(set) var metrics = ServiceMetrics()
     /// The tenants some IdP client may act on: the only ones that can hold queue entries.
     let tenants: Set<String>
-
-    private var queuedCommits:
-        [(events: [CoreEvent], outbox: [OutboxChange], then: (Result<Void, StoreError>) -> Void)] = []
-    private(set) var forwarder: Forwarder!
-    private(set) var pushRelay: PushRelay!
-    private var commitScheduled = false
-    private var waiters: [String: [ObjectIdentifier: Waiter]] = [:]
-    /// Long polls held now.
-    var heldLongPolls: Int { waiters.values.reduce(0) { $0 + $1.count } }
-    /// Challenges whose creation is not durable yet: their `.queued` deliveries are still to come, so a queue read
-    /// or a stream opened meanwhile leaves them out (and a stream does not get them twice).
-    private var notYetDurable: Set<String> = []
-    private var tickTimer: LoopTimer!
-
-    private struct Waiter {
-        let responder: HTTPResponder
-        let timer: LoopTimer
-    }
+    private let sweep: ExpirySweep
+    private let wakeUps: WakeUps
+    /// Sends results to the verifiers.
+    let forwarder: Forwarder
+    /// Wakes devices through APNs and FCM.
+    let pushRelay: PushRelay
 
     init(
-        loop: EventLoop, core: ApprovalCore<BufferedSecureRandom>, store: DurableStore,
-        clients: [Configuration.IdPClient],
+        loop: EventLoop, store: UserStore, clients: [Configuration.IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
         apns: Configuration.APNs? = nil, fcm: Configuration.FCM? = nil, logger: Logger,
         clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
-        self.core = core
         self.store = store
         self.authenticator = Authenticator(clients: clients)
         tenants = clients.reduce(into: []) { $0.formUnion($1.tenants) }
         self.logger = logger
         self.clock = clock
         streams = DeviceStreams(loop: loop, keepaliveSeconds: keepaliveSeconds)
-        tickTimer = loop.makeTimer { [unowned self] in tick() }
+        longPolls = LongPolls(loop: loop)
+        pipeline = CommitPipeline(store: store, clock: clock, logger: logger)
+        sweep = ExpirySweep(loop: loop, store: store, pipeline: pipeline, clock: clock)
         forwarder = try Forwarder(
-            loop: loop, store: store, clients: clients, settings: forwarding, clock: clock, logger: logger
-        ) { [unowned self] changes, then in persist([], outbox: changes, then: then) }
-        pushRelay = try PushRelay(
-            loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger,
-            stillWanted: { [unowned self] challengeID, deviceID in
-                guard !streams.isStreaming(deviceID), let challenge = core.challenge(challengeID, queuedTo: deviceID),
-                    challenge.isPending, challenge.expiresAt > clock(), let device = core.device(deviceID)
-                else { return nil }
-                return (device, challenge)
-            },
-            clearToken: { [unowned self] deviceID, token in
-                guard let push = core.device(deviceID)?.push, push.token == token else { return }
-                let cleared = PushTarget(provider: push.provider, token: "", topic: push.topic)
-                persist((try? core.updatePush(cleared, for: deviceID)) ?? []) { _ in }
-            })
+            loop: loop, store: store, outbox: pipeline, clients: clients, settings: forwarding, clock: clock,
+            logger: logger)
+        wakeUps = WakeUps(store: store, streams: streams, pipeline: pipeline, clock: clock)
+        pushRelay = try PushRelay(loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger, source: wakeUps)
+        pipeline.results = self
+        pipeline.sweep = sweep
+        store.sink = self
+        streams.onLastClosed = { [unowned store] deviceID in store.streamClosed(deviceID: deviceID) }
     }
 
-    var queueDepth: Int { core.queueDepth }
-    /// Every tenant's queue depth, 0 for one with nothing queued (its series stays rather than going stale).
-    var queueDepthByTenant: [String: Int] {
-        core.queueDepthByTenant.merging(tenants.lazy.map { ($0, 0) }) { depth, _ in depth }
-    }
-    var pendingChallenges: Int { core.pendingChallenges }
-
-    // MARK: Time
-
-    /// Expires and forgets what is due, and sets the timer for the next deadline.
-    func tick() {
-        persist(core.tick(now: clock())) { _ in }
-        scheduleTick()
+    var gauges: Gauges {
+        var gauges = store.gauges
+        // Every tenant's queue depth, 0 for one with nothing queued (its series stays rather than going stale).
+        for tenant in tenants where gauges.queueDepthByTenant[tenant] == nil { gauges.queueDepthByTenant[tenant] = 0 }
+        return gauges
     }
 
-    private func scheduleTick() {
-        guard let deadline = core.nextDeadline else { return tickTimer.cancel() }
-        tickTimer.schedule(after: Double(max(0, deadline - clock())) / 1000 + 0.001)
-    }
+    /// The parts with figures on `/metrics`, in the order they are written.
+    var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay] }
 
-    // MARK: Durability
-
-    /// Queues `events` for the store; `then` runs once they are durable. Everything queued in one loop turn is one
-    /// commit; deliveries (streams, long polls) go out only after it. Nothing to persist: `then` runs at once, and
-    /// the store is not woken (most device requests change nothing).
-    ///
-    /// Every ended challenge's callback joins the outbox in the same commit as the ending.
-    private func persist(
-        _ events: [CoreEvent], outbox: [OutboxChange] = [], then: @escaping (Result<Void, StoreError>) -> Void
-    ) {
-        guard !events.isEmpty || !outbox.isEmpty else { return then(.success(())) }
-        var changes = outbox
-        for event in events {
-            switch event {
-            case .queued(let challengeID, _): notYetDurable.insert(challengeID)
-            case .ended(let challenge):
-                changes.append(
-                    .enqueue(
-                        OutboxEntry(
-                            challengeID: challenge.id, tenantID: challenge.tenantID, body: Views.callback(challenge),
-                            endedAt: challenge.resolvedAt ?? clock())))
-            default: break
-            }
-        }
-        queuedCommits.append((events, changes, then))
-        if !commitScheduled {
-            commitScheduled = true
-            loop.execute { [self] in flushCommits() }
-        }
-    }
-
-    private func flushCommits() {
-        commitScheduled = false
-        let batch = queuedCommits
-        queuedCommits = []
-        let batchBox = LoopBound(batch)
-        store.commit(batch.flatMap(\.events), outbox: batch.flatMap(\.outbox)) { [self] result in
-            for item in batchBox.value {
-                for case .queued(let challengeID, _) in item.events { notYetDurable.remove(challengeID) }
-                if case .success = result {
-                    deliver(item.events)
-                    forwarder.enqueued(
-                        item.outbox.compactMap { change in
-                            if case .enqueue(let entry) = change { entry } else { nil }
-                        })
-                }
-                item.then(result)
-            }
-            if case .failure(let error) = result { logger.error("store commit failed: \(error)") }
-        }
-        scheduleTick()
-    }
-
-    private func deliver(_ events: [CoreEvent]) {
-        for event in events {
-            switch event {
-            case .queued(let challengeID, let deviceID):
-                guard let challenge = core.challenge(challengeID, queuedTo: deviceID), challenge.isPending else {
-                    break
-                }
-                if streams.isStreaming(deviceID) {
-                    streams.send("challenge", id: challengeID, data: Views.deviceChallenge(challenge), to: deviceID)
-                } else if let device = core.device(deviceID) {
-                    pushRelay.wake(device, for: challenge)
-                }
-            case .unqueued(let challengeID, let deviceID, let outcome):
-                streams.send("resolved", id: challengeID, data: Views.resolved(challengeID, outcome), to: deviceID)
-            case .ended(let challenge):
-                metrics.resolved.increment(challenge.status.rawValue)
-                answerWaiters(challenge)
-            case .deviceRemoved(_, let deviceID):
-                streams.close(deviceID)
-            default:
-                break
-            }
-        }
-    }
-
-    /// Answers with `respond(result)` once `events` are durable, or 503 if the store failed.
-    private func answer(
-        _ responder: HTTPResponder, after events: [CoreEvent], _ respond: @escaping () -> HTTPResponse
-    ) {
-        persist(events) { result in
-            switch result {
-            case .success: responder.respond(respond())
-            case .failure: responder.respond(Problem(503, "unavailable", "the store could not commit").response)
-            }
-        }
+    /// After recovery: expires what lapsed meanwhile and starts forwarding.
+    func start() {
+        sweep.run()
+        forwarder.start()
     }
 
     // MARK: Routing
@@ -199,37 +89,113 @@ final class ApprovalService: @unchecked Sendable {
         do throws(Problem) {
             try perform(route, request, responder)
         } catch {
-            if error.status == 401 { metrics.authFailures.increment(route.isDeviceRoute ? "device" : "idp") }
-            responder.respond(error.response)
+            refuse(error, route, responder)
         }
         return true
     }
 
+    private func refuse(_ problem: Problem, _ route: Route, _ responder: HTTPResponder) {
+        if problem.status == 401 { metrics.authFailures.increment(route.isDeviceRoute ? "device" : "idp") }
+        responder.respond(problem.response)
+    }
+
     private func perform(_ route: Route, _ request: HTTPRequest, _ responder: HTTPResponder) throws(Problem) {
+        /// Answers with `success` or the problem.
+        func reply<Outcome>(_ result: Result<Outcome, Problem>, _ success: (Outcome) -> HTTPResponse) {
+            switch result {
+            case .success(let outcome): responder.respond(success(outcome))
+            case .failure(let problem): refuse(problem, route, responder)
+            }
+        }
         switch route {
         case .getPolicy(let tenantID):
             _ = try idp(request, tenantID)
-            responder.respond(.json(200, Views.policy(core.policy(for: tenantID))))
-        case .putPolicy(let tenantID): try putPolicy(request, tenantID, responder)
-        case .putDevice(let tenantID, let deviceID): try putDevice(request, tenantID, deviceID, responder)
-        case .deleteDevice(let tenantID, let deviceID): try deleteDevice(request, tenantID, deviceID, responder)
+            responder.respond(.json(200, Views.policy(store.policy(for: tenantID))))
+        case .putPolicy(let tenantID):
+            _ = try idp(request, tenantID)
+            let policy = try decodeBody(PolicyBody.self, from: request.body).policy()
+            let change = try core(Rules.setPolicy(policy, for: tenantID))
+            pipeline.commit(nil, [change]) { result in
+                if case .durable = result {
+                    responder.respond(.json(200, Views.policy(policy)))
+                } else {
+                    responder.respond(Problem.unavailable("the store could not commit").response)
+                }
+            }
+        case .putDevice(let tenantID, let deviceID):
+            _ = try idp(request, tenantID)
+            let registration = try decodeBody(DeviceBody.self, from: request.body).registration()
+            let user = UserKey(tenantID: tenantID, userID: registration.userID)
+            pipeline.decide(.registration(user, deviceID: deviceID)) { [self] loaded throws(Problem) in
+                try core(
+                    Rules.register(
+                        deviceID, registration, policy: store.policy(for: tenantID), registeredTo: loaded.heldBy,
+                        user: loaded.state ?? UserState(key: user), now: clock()))
+            } then: { result in
+                reply(result) { outcome in
+                    let status = if case .created = outcome { 201 } else { 200 }
+                    return .json(status, Views.device(outcome.device))
+                }
+            }
+        case .deleteDevice(let tenantID, let deviceID):
+            _ = try idp(request, tenantID)
+            pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
+                guard let state = loaded.state, state.key.tenantID == tenantID else {
+                    throw .notFound("no such device")
+                }
+                return try core(Rules.remove(deviceID, user: state))
+            } then: { result in
+                reply(result) { HTTPResponse(status: 204) }
+            }
         case .listDevices(let tenantID, let userID):
             _ = try idp(request, tenantID)
             try core(Validate.userID(userID))
-            let list = core.devices(of: userID, in: tenantID).map(Views.device).joined(separator: ",")
-            responder.respond(.json(200, "{\"devices\":[\(list)]}"))
-        case .createChallenge(let tenantID): try createChallenge(request, tenantID, responder)
+            store.load(.user(UserKey(tenantID: tenantID, userID: userID))) { loaded in
+                guard case .success(let found) = loaded else {
+                    responder.respond(Problem.unavailable("the store could not be read").response)
+                    return
+                }
+                let list = (found.state?.devices.map(Views.device) ?? []).joined(separator: ",")
+                responder.respond(.json(200, "{\"devices\":[\(list)]}"))
+            }
+        case .createChallenge(let tenantID): try createChallenge(request, tenantID) { reply($0, Self.createdResponse) }
         case .getChallenge(let tenantID, let challengeID): try getChallenge(request, tenantID, challengeID, responder)
         case .cancelChallenge(let tenantID, let challengeID):
-            try cancelChallenge(request, tenantID, challengeID, responder)
+            _ = try idp(request, tenantID)
+            pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
+                guard let state = loaded.state, state.key.tenantID == tenantID else {
+                    throw .notFound("no such challenge")
+                }
+                return try core(Rules.cancel(challengeID, user: state, now: clock()))
+            } then: { result in
+                reply(result) { .json(200, Views.challenge($0)) }
+            }
         case .deadLetters(let tenantID): try deadLetters(request, tenantID, responder)
         case .deviceQueue(let deviceID):
-            try device(request, deviceID)
-            let queue = durableQueue(of: deviceID).map(Views.deviceChallenge).joined(separator: ",")
-            responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
-        case .deviceStream(let deviceID): try openStream(request, deviceID, responder)
-        case .answer(let deviceID, let challengeID): try answerChallenge(request, deviceID, challengeID, responder)
-        case .pushToken(let deviceID): try putPushToken(request, deviceID, responder)
+            try authenticatedDevice(request, deviceID, route, responder) { [self] state in
+                let queue = durableQueue(of: deviceID, in: state).map(Views.deviceChallenge).joined(separator: ",")
+                responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
+            }
+        case .deviceStream(let deviceID):
+            try authenticatedDevice(request, deviceID, route, responder) { [self] state in
+                openStream(deviceID, state, responder)
+            }
+        case .answer(let deviceID, let challengeID):
+            try answerChallenge(request, deviceID, challengeID) { reply($0, Self.answerResponse) }
+        case .pushToken(let deviceID):
+            let body = try decodeBody(PushBody.self, from: request.body)
+            guard let provider = PushTarget.Provider(rawValue: body.provider) else {
+                throw Problem.invalidField("provider must be apns, fcm or none")
+            }
+            let push = PushTarget(provider: provider, token: body.token ?? "", topic: body.topic ?? "")
+            try authenticatedDevice(request, deviceID, route, responder) { [self] _ in
+                pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
+                    guard let state = loaded.state else { throw .notFound("no such device") }
+                    return try core(Rules.updatePush(push, for: deviceID, user: state))
+                } then: { result in
+                    reply(result) { HTTPResponse(status: 204) }
+                }
+            }
         }
     }
 
@@ -237,187 +203,132 @@ final class ApprovalService: @unchecked Sendable {
         try authenticator.idp(request, tenantID: tenantID, nowSeconds: clock() / 1000)
     }
 
-    private func device(_ request: HTTPRequest, _ deviceID: String) throws(Problem) {
-        try authenticator.device(request, deviceID: deviceID, nowSeconds: clock() / 1000) { publicKey(of: $0) }
-        persist(core.noteSeen(deviceID, now: clock())) { _ in }
-    }
-
-    /// The device's key, parsed on each use: about 5 µs against a 66 µs signature check, and no per-device
-    /// OpenSSL object kept in memory.
-    private func publicKey(of deviceID: String) -> P256PublicKey? {
-        core.device(deviceID).flatMap { try? P256PublicKey(spkiDER: $0.publicKey) }
+    /// Checks a device's request signature with the key of the device it names, notes that the device was seen,
+    /// and goes on with the device's user state.
+    private func authenticatedDevice(
+        _ request: HTTPRequest, _ deviceID: String, _ route: Route, _ responder: HTTPResponder,
+        then proceed: @escaping (UserState) -> Void
+    ) throws(Problem) {
+        let named = authenticator.claimedDevice(request) ?? deviceID
+        store.load(.device(named)) { [self] loaded in
+            guard case .success(let found) = loaded else {
+                responder.respond(Problem.unavailable("the store could not be read").response)
+                return
+            }
+            do throws(Problem) {
+                try authenticator.device(request, deviceID: deviceID, nowSeconds: clock() / 1000) { id in
+                    guard id == named, let device = found.state?.device(id) else { return nil }
+                    return try? P256PublicKey(spkiDER: device.publicKey)
+                }
+            } catch {
+                return refuse(error, route, responder)
+            }
+            guard let state = found.state else { return }
+            let seen = Rules.noteSeen(deviceID, user: state, now: clock())
+            if !seen.changesNothing { pipeline.commit(seen.state, seen.changes) { _ in } }
+            proceed(seen.state)
+        }
     }
 
     /// The device's queue as it may be shown: durable entries only.
-    private func durableQueue(of deviceID: String) -> [Challenge] {
-        core.queue(of: deviceID, now: clock()).filter { !notYetDurable.contains($0.id) }
+    private func durableQueue(of deviceID: String, in state: UserState) -> [Challenge] {
+        state.queue(of: deviceID, now: clock()).filter { pipeline.isDurable($0.id) }
     }
 
-    // MARK: IdP routes
+    // MARK: Challenges
 
-    private func putPolicy(_ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder) throws(Problem) {
-        _ = try idp(request, tenantID)
-        let body = try decodeBody(PolicyBody.self, from: request.body)
-        var policy = TenantPolicy()
-        if let target = body.target {
-            guard let parsed = TenantPolicy.Target(rawValue: target) else {
-                throw Problem(400, "invalid_field", "target must be all or selected")
-            }
-            policy.target = parsed
+    private static func createdResponse(_ outcome: CreateOutcome) -> HTTPResponse {
+        let replay: HTTPHeaders = ["idempotent-replay": "true"]
+        switch outcome {
+        case .created(let challenge): return .json(201, Views.challenge(challenge))
+        case .fallback(let fallback): return .json(200, Views.fallback(fallback))
+        case .replayedChallenge(let challenge): return .json(200, Views.challenge(challenge), headers: replay)
+        case .replayedFallback(let fallback): return .json(200, Views.fallback(fallback), headers: replay)
         }
-        policy.passwordless = body.passwordless ?? policy.passwordless
-        policy.users = Set(body.users ?? [])
-        policy.maxDevicesPerUser = body.maxDevicesPerUser ?? policy.maxDevicesPerUser
-        policy.challengeTTLSeconds = body.challengeTTLSeconds ?? policy.challengeTTLSeconds
-        policy.choices = body.choices ?? policy.choices
-        policy.maxPendingPerUser = body.maxPendingPerUser ?? policy.maxPendingPerUser
-        policy.maxChallengesPerWindow = body.maxChallengesPerWindow ?? policy.maxChallengesPerWindow
-        policy.windowSeconds = body.windowSeconds ?? policy.windowSeconds
-        policy.lockoutSeconds = body.lockoutSeconds ?? policy.lockoutSeconds
-        let events = try core(core.setPolicy(policy, for: tenantID))
-        answer(responder, after: events) { .json(200, Views.policy(policy)) }
-    }
-
-    private func putDevice(
-        _ request: HTTPRequest, _ tenantID: String, _ deviceID: String, _ responder: HTTPResponder
-    )
-        throws(Problem)
-    {
-        _ = try idp(request, tenantID)
-        let body = try decodeBody(DeviceBody.self, from: request.body)
-        guard let der = Data(base64Encoded: body.publicKey).map(Array.init), (try? P256PublicKey(spkiDER: der)) != nil
-        else { throw Problem(400, "invalid_field", "public_key is not base64 of a P-256 SubjectPublicKeyInfo") }
-        var push = PushTarget.none
-        if let given = body.push {
-            guard let provider = PushTarget.Provider(rawValue: given.provider) else {
-                throw Problem(400, "invalid_field", "push.provider must be apns, fcm or none")
-            }
-            push = PushTarget(provider: provider, token: given.token ?? "", topic: given.topic ?? "")
-            guard provider == .none || !push.token.isEmpty else {
-                throw Problem(400, "invalid_field", "push.token is required for \(provider.rawValue)")
-            }
-        }
-        let registration = DeviceRegistration(
-            userID: body.userID, publicKey: der, push: push, mamRestricted: body.mamRestricted ?? false,
-            displayName: body.displayName ?? "")
-        let (outcome, events) = try core(core.registerDevice(deviceID, in: tenantID, registration, now: clock()))
-        let status = if case .created = outcome { 201 } else { 200 }
-        answer(responder, after: events) { .json(status, Views.device(outcome.device)) }
-    }
-
-    private func deleteDevice(
-        _ request: HTTPRequest, _ tenantID: String, _ deviceID: String, _ responder: HTTPResponder
-    )
-        throws(Problem)
-    {
-        _ = try idp(request, tenantID)
-        let events = try core(core.removeDevice(deviceID, in: tenantID))
-        answer(responder, after: events) { HTTPResponse(status: 204) }
     }
 
     private func createChallenge(
-        _ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder
-    )
-        throws(Problem)
-    {
+        _ request: HTTPRequest, _ tenantID: String, _ done: @escaping (Result<CreateOutcome, Problem>) -> Void
+    ) throws(Problem) {
         _ = try idp(request, tenantID)
-        let body = try decodeBody(ChallengeBody.self, from: request.body)
-        let challengeRequest = ChallengeRequest(
-            requestID: body.requestID, userID: body.userID, number: body.number,
-            ttlSeconds: body.ttlSeconds,
-            context: try core(ChallengeContext(validating: body.context ?? [:])))
-        let (outcome, events) = try core(core.createChallenge(challengeRequest, in: tenantID, now: clock()))
-        let replay: HTTPHeaders = ["idempotent-replay": "true"]
-        switch outcome {
-        case .created(let challenge):
-            metrics.created += 1
-            answer(responder, after: events) { .json(201, Views.challenge(challenge)) }
-        case .fallback(let fallback):
-            metrics.fallbacks.increment(fallback.reason.rawValue)
-            answer(responder, after: events) { .json(200, Views.fallback(fallback)) }
-        case .replayedChallenge(let challenge):
-            metrics.duplicates += 1
-            answer(responder, after: events) { .json(200, Views.challenge(challenge), headers: replay) }
-        case .replayedFallback(let fallback):
-            metrics.duplicates += 1
-            answer(responder, after: events) { .json(200, Views.fallback(fallback), headers: replay) }
+        let challengeRequest = try decodeBody(ChallengeBody.self, from: request.body).request()
+        let user = UserKey(tenantID: tenantID, userID: challengeRequest.userID)
+        let requestKey = RequestKey(tenantID: tenantID, requestID: challengeRequest.requestID)
+        pipeline.decide(.creation(user, requestKey)) { [self] loaded throws(Problem) in
+            try core(
+                Rules.create(
+                    challengeRequest, policy: store.policy(for: tenantID), requestHeldBy: loaded.heldBy,
+                    user: loaded.state ?? UserState(key: user), now: clock(), random: &random))
+        } then: { [self] result in
+            if case .success(let outcome) = result {
+                switch outcome {
+                case .created: metrics.created += 1
+                case .fallback(let fallback): metrics.fallbacks.increment(fallback.reason.rawValue)
+                case .replayedChallenge, .replayedFallback: metrics.duplicates += 1
+                }
+            }
+            done(result)
         }
     }
 
     private func getChallenge(
         _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
-    )
-        throws(Problem)
-    {
+    ) throws(Problem) {
         _ = try idp(request, tenantID)
         var wait = 0.0
         if let text = queryValue(request.query, "wait") {
             guard let seconds = Double(text), (0...30).contains(seconds) else {
-                throw Problem(400, "invalid_field", "wait must be a number of seconds within 0...30")
+                throw Problem.invalidField("wait must be a number of seconds within 0...30")
             }
             wait = seconds
         }
-        tick()
-        guard let challenge = core.challenge(challengeID, in: tenantID) else {
-            throw Problem(404, "not_found", "no such challenge")
-        }
-        guard challenge.isPending, wait > 0 else {
-            responder.respond(.json(200, Views.challenge(challenge)))
-            return
-        }
-        // Held until the status leaves pending or the wait ends: a timer, no polling.
-        let key = ObjectIdentifier(responder)
-        let timer = loop.schedule(after: wait) { [unowned self] in
-            guard waiters[challengeID]?.removeValue(forKey: key) != nil else { return }
-            if waiters[challengeID]?.isEmpty == true { waiters[challengeID] = nil }
-            if let current = core.challenge(challengeID, in: tenantID) {
+        // Due expiries first, so that the status is exact to the millisecond.
+        pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
+            guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such challenge") }
+            let ticked = Rules.tick(user: state, now: clock())
+            return ticked.map { ticked.state.challenge(challengeID) }
+        } then: { [self] result in
+            let current: Challenge
+            switch result {
+            case .failure(let problem):
+                responder.respond(problem.response)
+                return
+            case .success(let challenge?): current = challenge
+            case .success(nil):
+                responder.respond(Problem.notFound("no such challenge").response)
+                return
+            }
+            guard current.isPending, wait > 0 else {
                 responder.respond(.json(200, Views.challenge(current)))
+                return
+            }
+            longPolls.hold(responder, for: challengeID, seconds: wait) { [self] answer in
+                store.load(.challenge(challengeID)) { loaded in
+                    guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID) else {
+                        return answer(nil)
+                    }
+                    answer(.json(200, Views.challenge(challenge)))
+                }
+            }
+            // Another instance may have ended it before the watch reached the store: look once more then.
+            store.watch(challengeID: challengeID, seconds: wait) { [self] in
+                store.load(.challenge(challengeID)) { [self] loaded in
+                    guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID),
+                        !challenge.isPending
+                    else { return }
+                    longPolls.end(challengeID, with: .json(200, Views.challenge(challenge)))
+                }
             }
         }
-        waiters[challengeID, default: [:]][key] = Waiter(responder: responder, timer: timer)
-        responder.onClose = { [unowned self] in
-            waiters[challengeID]?[key] = nil
-            if waiters[challengeID]?.isEmpty == true { waiters[challengeID] = nil }
-        }
     }
 
-    private func answerWaiters(_ challenge: Challenge) {
-        guard let held = waiters.removeValue(forKey: challenge.id) else { return }
-        let view = Views.challenge(challenge)
-        for waiter in held.values {
-            waiter.timer.cancel()
-            waiter.responder.respond(.json(200, view))
-        }
-    }
-
-    private func cancelChallenge(
-        _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
-    ) throws(Problem) {
-        _ = try idp(request, tenantID)
-        let (challenge, events) = try core(core.cancel(challengeID, in: tenantID, now: clock()))
-        answer(responder, after: events) { .json(200, Views.challenge(challenge)) }
-    }
-
-    // MARK: Device routes
-
-    private func openStream(_ request: HTTPRequest, _ deviceID: String, _ responder: HTTPResponder) throws(Problem) {
-        try device(request, deviceID)
-        responder.startStream(status: 200, headers: ["content-type": "text/event-stream", "cache-control": "no-cache"])
-        for challenge in durableQueue(of: deviceID) {
-            responder.write(
-                Array("event: challenge\nid: \(challenge.id)\ndata: \(Views.deviceChallenge(challenge))\n\n".utf8))
-        }
-        streams.add(responder, for: deviceID)
-    }
-
-    /// The last value of a query parameter.
     /// The tenant's dead letters, newest first: at most `?limit=` (1–1000, default 100).
     private func deadLetters(_ request: HTTPRequest, _ tenantID: String, _ responder: HTTPResponder) throws(Problem) {
         _ = try idp(request, tenantID)
         var limit = 100
         if let text = queryValue(request.query, "limit") {
             guard let value = Int(text), (1...1000).contains(value) else {
-                throw Problem(400, "invalid_field", "limit must be within 1...1000")
+                throw Problem.invalidField("limit must be within 1...1000")
             }
             limit = value
         }
@@ -426,72 +337,161 @@ final class ApprovalService: @unchecked Sendable {
             case .success(let letters):
                 let list = letters.map(Views.deadLetter).joined(separator: ",")
                 responder.respond(.json(200, "{\"dead_letters\":[\(list)]}"))
-            case .failure: responder.respond(Problem(503, "unavailable", "the store could not be read").response)
+            case .failure: responder.respond(Problem.unavailable("the store could not be read").response)
             }
+        }
+    }
+
+    // MARK: Device routes
+
+    private func openStream(_ deviceID: String, _ state: UserState, _ responder: HTTPResponder) {
+        responder.startStream(status: 200, headers: ["content-type": "text/event-stream", "cache-control": "no-cache"])
+        let queue = durableQueue(of: deviceID, in: state)
+        for challenge in queue {
+            responder.write(
+                Array("event: challenge\nid: \(challenge.id)\ndata: \(Views.deviceChallenge(challenge))\n\n".utf8))
+        }
+        streams.add(responder, for: deviceID, sent: queue.map(\.id))
+        store.streamOpened(deviceID: deviceID) { [self] in resync(deviceID) }
+    }
+
+    /// Sends the device's streams what is queued for it and they were not sent.
+    private func resync(_ deviceID: String, then done: @escaping () -> Void = {}) {
+        store.load(.device(deviceID)) { [self] loaded in
+            defer { done() }
+            guard case .success(let found) = loaded, let state = found.state else { return }
+            for challenge in streams.unsent(of: deviceID, in: durableQueue(of: deviceID, in: state)) {
+                streams.sendChallenge(id: challenge.id, data: Views.deviceChallenge(challenge), to: deviceID)
+            }
+        }
+    }
+
+    private static func answerResponse(_ outcome: AnswerOutcome) -> HTTPResponse {
+        switch outcome {
+        case .resolved(let challenge), .replayed(let challenge): .json(200, Views.answer(challenge))
+        case .expired: Problem(CoreError(.expired, "the challenge expired")).response
         }
     }
 
     private func answerChallenge(
-        _ request: HTTPRequest, _ deviceID: String, _ challengeID: String, _ responder: HTTPResponder
+        _ request: HTTPRequest, _ deviceID: String, _ challengeID: String,
+        _ done: @escaping (Result<AnswerOutcome, Problem>) -> Void
     ) throws(Problem) {
-        let body = try decodeBody(AnswerBody.self, from: request.body)
-        let kind: Decision.Kind
-        switch body.decision {
-        case "approve":
-            guard let number = body.selectedNumber, (0...99).contains(number) else {
-                throw Problem(400, "invalid_field", "selected_number within 0...99 is required to approve")
+        let decision = try decodeBody(AnswerBody.self, from: request.body).signedDecision()
+        var verified = false
+        pipeline.decide(.device(deviceID)) { [self] loaded throws(Problem) in
+            // The decision signature names the device and binds the challenge: it is the authentication.
+            guard let state = loaded.state, let challenge = state.challenge(challengeID, queuedTo: deviceID),
+                let device = state.device(deviceID), let key = try? P256PublicKey(spkiDER: device.publicKey)
+            else { throw .notFound("no such challenge for this device") }
+            if !verified {
+                guard let signature = Base64URL.decode(decision.signature),
+                    key.isValidSignature(signature, for: decisionString(challenge, deviceID: deviceID, decision))
+                else {
+                    metrics.authFailures.increment("device")
+                    throw .badSignature("the decision signature does not verify with the device's key")
+                }
+                verified = true
             }
-            kind = .approve(selectedNumber: number)
-        case "deny":
-            guard let reason = body.reason.flatMap(DenyReason.init(rawValue:)) else {
-                throw Problem(400, "invalid_field", "reason must be not_me or cancelled to deny")
+            let now = clock()
+            guard abs(now / 1000 - decision.signedAtUnix) <= Authenticator.deviceClockSkewSeconds else {
+                throw .badSignature("signed_at_unix is more than 60 s from the broker's clock")
             }
-            kind = .deny(reason: reason)
-        default:
-            throw Problem(400, "invalid_field", "decision must be approve or deny")
+            return try core(
+                Rules.answer(
+                    challengeID, from: deviceID, decision, policy: store.policy(for: state.key.tenantID), user: state,
+                    now: now))
+        } then: {
+            done($0)
         }
-        let decision = Decision(kind: kind, signedAtUnix: Int64(body.signedAtUnix), signature: body.signature)
-        // The decision signature names the device and binds the challenge: it is the authentication.
-        guard let challenge = core.challenge(challengeID, queuedTo: deviceID), let key = publicKey(of: deviceID) else {
-            throw Problem(404, "not_found", "no such challenge for this device")
-        }
-        guard let signature = Base64URL.decode(body.signature),
-            key.isValidSignature(signature, for: decisionString(challenge, deviceID: deviceID, decision))
-        else {
-            metrics.authFailures.increment("device")
-            throw Problem(400, "bad_signature", "the decision signature does not verify with the device's key")
-        }
-        let now = clock()
-        guard abs(now / 1000 - Int64(body.signedAtUnix)) <= Authenticator.deviceClockSkewSeconds else {
-            throw Problem(400, "bad_signature", "signed_at_unix is more than 60 s from the broker's clock")
-        }
-        let (outcome, events) = try core(core.answer(challengeID, from: deviceID, decision, now: now))
-        let ended: Challenge
-        switch outcome {
-        case .resolved(let challenge), .replayed(let challenge): ended = challenge
-        }
-        answer(responder, after: events) { .json(200, Views.answer(ended)) }
     }
 
-    private func putPushToken(_ request: HTTPRequest, _ deviceID: String, _ responder: HTTPResponder) throws(Problem) {
-        try device(request, deviceID)
-        let body = try decodeBody(PushBody.self, from: request.body)
-        guard let provider = PushTarget.Provider(rawValue: body.provider) else {
-            throw Problem(400, "invalid_field", "provider must be apns, fcm or none")
+}
+
+// MARK: Deliveries
+
+extension ApprovalService: DeliverySink, ResultsListener {
+    func deliver(_ delivery: Delivery, committedHere: Bool) {
+        switch delivery {
+        case .queued(let challenge, let device):
+            if streams.isStreaming(device.id) {
+                streams.sendChallenge(id: challenge.id, data: Views.deviceChallenge(challenge), to: device.id)
+            } else {
+                pushRelay.wake(device, for: challenge)
+            }
+        case .unqueued(let challengeID, let deviceID, let outcome):
+            streams.sendResolved(id: challengeID, data: Views.resolved(challengeID, outcome), to: deviceID)
+        case .ended(let challenge):
+            // Counted once, where it was committed; long polls anywhere.
+            if committedHere { metrics.resolved.increment(challenge.status.rawValue) }
+            longPolls.end(challenge.id, with: .json(200, Views.challenge(challenge)))
+        case .deviceRemoved(let deviceID):
+            streams.close(deviceID)
         }
-        let events = try core(
-            core.updatePush(
-                PushTarget(provider: provider, token: body.token ?? "", topic: body.topic ?? ""), for: deviceID))
-        answer(responder, after: events) { HTTPResponse(status: 204) }
     }
 
-    /// Core's refusals as problems.
-    private func core<Result>(_ operation: @autoclosure () throws(CoreError) -> Result) throws(Problem) -> Result {
-        do {
-            return try operation()
-        } catch {
-            throw Problem(error)
+    /// Every stream reads its queue again, a thousand devices at a time: a store that just came back is not sent a
+    /// load for each of a hundred thousand streams at once.
+    func resync() { resync(streams.deviceIDs[...]) }
+
+    private func resync(_ deviceIDs: ArraySlice<String>) {
+        guard !deviceIDs.isEmpty else { return }
+        let batch = deviceIDs.prefix(Self.resyncBatch)
+        var remaining = batch.count
+        for deviceID in batch {
+            resync(deviceID) { [self] in
+                remaining -= 1
+                if remaining == 0 { resync(deviceIDs.dropFirst(batch.count)) }
+            }
         }
+    }
+
+    static let resyncBatch = 1000
+
+    func resultsDurable(_ entries: [OutboxEntry]) { forwarder.enqueued(entries) }
+}
+
+/// Core's refusals as problems.
+func core<Result>(_ operation: @autoclosure () throws(CoreError) -> Result) throws(Problem) -> Result {
+    do {
+        return try operation()
+    } catch {
+        throw Problem(error)
+    }
+}
+
+extension ApprovalService: MetricsSource {
+    /// Whether the store answers now (`/readyz`).
+    var isStoreReachable: Bool { store.isReachable }
+
+    /// The store's gauges (the same on every instance of a shared store) and the counters of this instance's API.
+    func writeMetrics(to writer: inout MetricsWriter) {
+        let gauges = self.gauges
+        writer.family("approvald_queue_depth", .gauge, help: "Pending entries over all device queues.")
+        writer.sample("approvald_queue_depth", gauges.queueDepth)
+        writer.family("approvald_tenant_queue_depth", .gauge, help: "Pending entries in device queues, by tenant.")
+        for (tenant, depth) in gauges.queueDepthByTenant.sorted(by: { $0.key < $1.key }) {
+            writer.sample("approvald_tenant_queue_depth", depth, labels: ["tenant": tenant])
+        }
+        writer.family("approvald_pending_challenges", .gauge, help: "Challenges waiting for an answer.")
+        writer.sample("approvald_pending_challenges", gauges.pendingChallenges)
+        writer.family(
+            "approvald_forward_queue_depth", .gauge, help: "Results not yet acknowledged by a verifier nor dead.")
+        writer.sample("approvald_forward_queue_depth", gauges.forwardQueueDepth)
+        writer.family("approvald_challenges_created_total", .counter, help: "Challenges created.")
+        writer.sample("approvald_challenges_created_total", Double(metrics.created))
+        writer.family("approvald_challenges_resolved_total", .counter, help: "Challenges ended, by outcome.")
+        metrics.resolved.write("approvald_challenges_resolved_total", labelName: "outcome", to: &writer)
+        writer.family("approvald_password_fallback_total", .counter, help: "password_fallback answers, by reason.")
+        metrics.fallbacks.write("approvald_password_fallback_total", labelName: "reason", to: &writer)
+        writer.family("approvald_duplicate_requests_total", .counter, help: "IdP retries answered from memory.")
+        writer.sample("approvald_duplicate_requests_total", Double(metrics.duplicates))
+        writer.family("approvald_auth_failures_total", .counter, help: "Refused authentications, by kind.")
+        metrics.authFailures.write("approvald_auth_failures_total", labelName: "kind", to: &writer)
+        writer.family(
+            "approvald_store_commands_total", .counter,
+            help: "Commands this instance sent to a shared store (Redis); 0 on the embedded store.")
+        writer.sample("approvald_store_commands_total", Double(store.commandsSent))
     }
 }
 
@@ -508,90 +508,4 @@ struct ServiceMetrics {
 struct LoopBound<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
-}
-
-struct PolicyBody: RequestBody {
-    var passwordless: Bool?
-    var target: String?
-    var users: [String]?
-    var maxDevicesPerUser: Int?
-    var challengeTTLSeconds: Int?
-    var choices: Int?
-    var maxPendingPerUser: Int?
-    var maxChallengesPerWindow: Int?
-    var windowSeconds: Int?
-    var lockoutSeconds: Int?
-
-    init(_ object: JSONObject) throws(Problem) {
-        passwordless = try object.optionalBool("passwordless")
-        target = try object.optionalString("target")
-        users = try object.optionalStrings("users")
-        maxDevicesPerUser = try object.optionalInteger("max_devices_per_user")
-        challengeTTLSeconds = try object.optionalInteger("challenge_ttl_seconds")
-        choices = try object.optionalInteger("choices")
-        maxPendingPerUser = try object.optionalInteger("max_pending_per_user")
-        maxChallengesPerWindow = try object.optionalInteger("max_challenges_per_window")
-        windowSeconds = try object.optionalInteger("window_seconds")
-        lockoutSeconds = try object.optionalInteger("lockout_seconds")
-    }
-}
-
-struct PushBody: RequestBody {
-    var provider: String
-    var token: String?
-    var topic: String?
-
-    init(_ object: JSONObject) throws(Problem) {
-        provider = try object.string("provider")
-        token = try object.optionalString("token")
-        topic = try object.optionalString("topic")
-    }
-}
-
-struct DeviceBody: RequestBody {
-    var userID: String
-    var publicKey: String
-    var push: PushBody?
-    var mamRestricted: Bool?
-    var displayName: String?
-
-    init(_ object: JSONObject) throws(Problem) {
-        userID = try object.string("user_id")
-        publicKey = try object.string("public_key")
-        push = try object.optionalObject("push").map { object throws(Problem) in try PushBody(object) }
-        mamRestricted = try object.optionalBool("mam_restricted")
-        displayName = try object.optionalString("display_name")
-    }
-}
-
-struct ChallengeBody: RequestBody {
-    var requestID: String
-    var userID: String
-    var number: Int
-    var ttlSeconds: Int?
-    var context: [String: String]?
-
-    init(_ object: JSONObject) throws(Problem) {
-        requestID = try object.string("request_id")
-        userID = try object.string("user_id")
-        number = try object.integer("number")
-        ttlSeconds = try object.optionalInteger("ttl_seconds")
-        context = try object.optionalStringMap("context")
-    }
-}
-
-struct AnswerBody: RequestBody {
-    var decision: String
-    var selectedNumber: Int?
-    var reason: String?
-    var signedAtUnix: Int
-    var signature: String
-
-    init(_ object: JSONObject) throws(Problem) {
-        decision = try object.string("decision")
-        selectedNumber = try object.optionalInteger("selected_number")
-        reason = try object.optionalString("reason")
-        signedAtUnix = try object.integer("signed_at_unix")
-        signature = try object.string("signature")
-    }
 }

@@ -70,52 +70,59 @@ struct Authenticator {
     /// Checks `Approvald-Signature` and that the client may act on `tenantID`.
     func idp(_ request: HTTPRequest, tenantID: String, nowSeconds: Int64) throws(Problem) -> Configuration.IdPClient {
         guard let header = request.headers[field: "approvald-signature"] else {
-            throw Problem(401, "unauthenticated", "Approvald-Signature is missing")
+            throw Problem.unauthenticated("Approvald-Signature is missing")
         }
         let fields = parameters(header[...], "key", "t", "v1")
         guard let keyID = fields[0], let time = fields[1], let mac = fields[2].flatMap(hexBytes),
             let seconds = Int64(time)
-        else { throw Problem(401, "unauthenticated", "Approvald-Signature is malformed") }
+        else { throw Problem.unauthenticated("Approvald-Signature is malformed") }
         guard let client = clients[String(keyID)], let key = keys[String(keyID)] else {
-            throw Problem(401, "unauthenticated", "unknown key")
+            throw Problem.unauthenticated("unknown key")
         }
         guard abs(nowSeconds - seconds) <= Self.idpClockSkewSeconds else {
             throw Problem(
                 401, "unauthenticated", "t is more than \(Self.idpClockSkewSeconds) s from the broker's clock")
         }
         guard key.isValid(mac, for: signedMessage(time: String(time), request)) else {
-            throw Problem(401, "unauthenticated", "the signature does not match")
+            throw Problem.unauthenticated("the signature does not match")
         }
         guard client.tenants.contains(tenantID) else {
-            throw Problem(403, "forbidden", "this key may not act on tenant \(tenantID)")
+            throw Problem.forbidden("this key may not act on tenant \(tenantID)")
         }
         return client
     }
 
     /// Checks `Authorization: Approvald-Device` for the device named in the path.
+    /// The device an `Approvald-Device` header names, to look its key up before `device(_:…)` checks it.
+    func claimedDevice(_ request: HTTPRequest) -> String? {
+        let scheme = "Approvald-Device "
+        guard let header = request.headers[field: "authorization"], header.hasPrefix(scheme) else { return nil }
+        return parameters(header.dropFirst(scheme.count), "device")[0].map(String.init)
+    }
+
     func device(
         _ request: HTTPRequest, deviceID: String, nowSeconds: Int64, key: (String) -> P256PublicKey?
     ) throws(Problem) {
         guard let header = request.headers[field: "authorization"] else {
-            throw Problem(401, "unauthenticated", "Authorization is missing")
+            throw Problem.unauthenticated("Authorization is missing")
         }
         let scheme = "Approvald-Device "
         guard header.hasPrefix(scheme) else {
-            throw Problem(401, "unauthenticated", "Authorization is not Approvald-Device")
+            throw Problem.unauthenticated("Authorization is not Approvald-Device")
         }
         let fields = parameters(header.dropFirst(scheme.count), "device", "t", "sig")
         guard let named = fields[0], let time = fields[1], let seconds = Int64(time),
             let signature = fields[2].flatMap({ Base64URL.decode($0) })
-        else { throw Problem(401, "unauthenticated", "Authorization is malformed") }
-        guard let publicKey = key(String(named)) else { throw Problem(401, "unauthenticated", "unknown device") }
+        else { throw Problem.unauthenticated("Authorization is malformed") }
+        guard let publicKey = key(String(named)) else { throw Problem.unauthenticated("unknown device") }
         guard abs(nowSeconds - seconds) <= Self.deviceClockSkewSeconds else {
             throw Problem(
                 401, "unauthenticated", "t is more than \(Self.deviceClockSkewSeconds) s from the broker's clock")
         }
         guard publicKey.isValidSignature(signature, for: signedMessage(time: String(time), request)) else {
-            throw Problem(401, "unauthenticated", "the signature does not verify")
+            throw Problem.unauthenticated("the signature does not verify")
         }
-        guard named == deviceID else { throw Problem(403, "forbidden", "a device may only act for itself") }
+        guard named == deviceID else { throw Problem.forbidden("a device may only act for itself") }
     }
 }
 

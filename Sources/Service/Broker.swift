@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import H2
 import Logging
+import RedisStore
 import Store
 
 /// `@unchecked Sendable`: set up before the loop runs, then touched only on the loop's thread.
@@ -21,7 +22,8 @@ public final class Broker: @unchecked Sendable {
     let server: H2Server
     let logger: Logger
     private var signalWatchers: [SignalWatcher] = []
-    private var store: SQLiteStore?
+    private var journal: SQLiteJournal?
+    private var redisStore: RedisStore?
     public private(set) var boundListeners: [BoundListener] = []
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -53,10 +55,11 @@ public final class Broker: @unchecked Sendable {
                 "listening",
                 metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
         }
+        if let redis = configuration.redis { return openRedis(redis) }
         let loop = self.loop
-        let store = try SQLiteStore(directory: configuration.dataDirectory) { work in loop.execute(work) }
-        self.store = store
-        recoverInBackground(store)
+        let journal = try SQLiteJournal(directory: configuration.dataDirectory) { work in loop.execute(work) }
+        self.journal = journal
+        recoverInBackground(journal)
     }
 
     /// Called on the loop once recovery has finished and the broker is ready.
@@ -64,9 +67,9 @@ public final class Broker: @unchecked Sendable {
     /// Set when the store could not be read: `run()` returns after a shutdown and the process should fail.
     public private(set) var recoveryFailed = false
 
-    /// Reads the store into a new domain on a thread of its own while the loop already serves `/healthz` (200),
-    /// `/readyz` (503) and the API (503); then hands the domain to the loop, which expires what lapsed meanwhile.
-    private func recoverInBackground(_ store: SQLiteStore) {
+    /// Reads the journal into a new store on a thread of its own while the loop already serves `/healthz` (200),
+    /// `/readyz` (503) and the API (503); then hands the store to the loop, which expires what lapsed meanwhile.
+    private func recoverInBackground(_ journal: SQLiteJournal) {
         let started = Date()
         let loop = self.loop
         let logger = self.logger
@@ -75,21 +78,12 @@ public final class Broker: @unchecked Sendable {
         let thread = Thread { [self] in
             do {
                 // Owned by this thread until handed over.
-                let core = ApprovalCore(random: BufferedSecureRandom(), configuredPolicies: policies)
-                core.reserveCapacity(devices: expected, challenges: expected, fallbacks: 0)
-                var counts = Recovered()
-                try store.load { record in
-                    switch record {
-                    case .sizes(_, _, _, let callbacks): counts.callbacks = callbacks
-                    case .device: counts.devices += 1
-                    case .challenge: counts.challenges += 1
-                    default: break
-                    }
-                    core.restore(record)
-                }
-                let handover = LoopBound(core)
+                let (store, counts) = try EmbeddedStore.recover(
+                    journal, executor: { work in loop.execute(work) }, configuredPolicies: policies,
+                    expectedUsers: expected)
+                let handover = LoopBound(store)
                 loop.execute { [self, counts] in
-                    finishRecovery(handover.value, store: store, started: started, counts: counts)
+                    finishRecovery(handover.value, started: started, counts: counts)
                 }
             } catch {
                 logger.critical("cannot recover the store: \(error)")
@@ -103,42 +97,65 @@ public final class Broker: @unchecked Sendable {
         thread.start()
     }
 
-    private struct Recovered {
-        var devices = 0
-        var challenges = 0
-        var callbacks = 0
+    private func finishRecovery(_ store: EmbeddedStore, started: Date, counts: EmbeddedStore.Recovered) {
+        guard startService(on: store) else { return }
+        let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
+        logger.info(
+            "recovered",
+            metadata: [
+                "devices": "\(counts.devices)", "challenges": "\(counts.challenges)",
+                "pending": "\(store.gauges.pendingChallenges)", "callbacks": "\(counts.callbacks)",
+                "seconds": "\(seconds)",
+            ])
+        onReady?()
     }
 
-    private func finishRecovery(
-        _ core: ApprovalCore<BufferedSecureRandom>, store: SQLiteStore, started: Date, counts: Recovered
-    ) {
+    /// Connects to Redis (trying until it answers) and prepares it; an unsafe or newer Redis stops the broker.
+    private func openRedis(_ settings: RedisStore.Settings) {
+        let store = RedisStore(
+            settings: settings, loop: loop, configuredPolicies: configuration.tenantPolicies,
+            clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) }, logger: logger)
+        redisStore = store
+        logger.info(
+            "connecting to Redis", metadata: ["redis": "\(settings.url)", "instance": "\(settings.instanceID)"])
+        loop.execute { [self] in
+            store.open { [self] opened in
+                switch opened {
+                case .failure(let error):
+                    logger.critical("cannot use Redis: \(error)")
+                    recoveryFailed = true
+                    shutdown()
+                case .success:
+                    guard startService(on: store) else { return }
+                    logger.info("store open", metadata: ["backend": "redis", "redis": "\(settings.url)"])
+                    onReady?()
+                }
+            }
+        }
+    }
+
+    /// Starts the API over an open store; false (and a shutdown) when the service cannot start.
+    private func startService(on store: UserStore) -> Bool {
         let forwarding = Forwarder.Settings(
             timeoutSeconds: configuration.forwardTimeoutSeconds,
             maxInFlightPerVerifier: configuration.forwardMaxInFlightPerVerifier, caFile: configuration.forwardCAFile)
         let service: ApprovalService
         do {
             service = try ApprovalService(
-                loop: loop, core: core, store: store, clients: configuration.idpClients,
+                loop: loop, store: store, clients: configuration.idpClients,
                 keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
                 apns: configuration.apns, fcm: configuration.fcm, logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
             logger.critical("cannot start the service: \(error)")
             recoveryFailed = true
-            return shutdown()
+            shutdown()
+            return false
         }
-        service.tick()
-        service.forwarder.start(queued: counts.callbacks)
+        service.start()
         application.service = service
         application.isReady = true
-        let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
-        logger.info(
-            "recovered",
-            metadata: [
-                "devices": "\(counts.devices)", "challenges": "\(counts.challenges)",
-                "pending": "\(core.pendingChallenges)", "callbacks": "\(counts.callbacks)", "seconds": "\(seconds)",
-            ])
-        onReady?()
+        return true
     }
 
     /// SIGTERM and SIGINT start a graceful shutdown; when it ends, the loop stops and `run()` returns.
@@ -153,13 +170,16 @@ public final class Broker: @unchecked Sendable {
     /// Graceful shutdown: GOAWAY, in-flight requests get `shutdown_grace_seconds`, then the loop stops.
     public func shutdown() {
         application.isReady = false
-        server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [loop] in loop.stop() }
+        server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [loop, redisStore] in
+            redisStore?.close()
+            loop.stop()
+        }
     }
 
     /// Runs the loop until shutdown completes.
     public func run() {
         loop.run()
-        store?.close()
+        journal?.close()
         logger.info("stopped")
     }
 }

@@ -4,6 +4,8 @@ import Crypto
 import Foundation
 import H2
 import Logging
+import Redis
+import RedisStore
 import TOMLKit
 
 public struct Configuration: Sendable {
@@ -71,6 +73,8 @@ public struct Configuration: Sendable {
     public var streamKeepaliveSeconds = 25.0
     public var logLevel = Logger.Level.info
     public var dataDirectory = "data"
+    /// `[store] backend = "redis"`: the Redis store's settings; nil for the embedded store (SQLite).
+    public var redis: RedisStore.Settings?
     /// The domain's tables are sized for this many devices and pending challenges at start, so that they do not
     /// grow (a rehash pauses the loop for tens of milliseconds at a few hundred thousand entries) while load ramps up.
     public var expectedDevices = 100_000
@@ -138,14 +142,15 @@ public struct Configuration: Sendable {
     /// fuzzing). Such a line gets the error the parser should have given.
     static func refuseWhatTheParserAbortsOn(_ text: String, source: String) throws {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-\"']".unicodeScalars)
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Scalars, not Characters: `[` followed by a combining mark is one Character that is not "[".
+        for (index, line) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let header = line.drop { $0 == " " || $0 == "\t" }
-            guard header.hasPrefix("[") else { continue }
+            guard header.first == "[" else { continue }
             // `[` or `[[` (adjacent), then spaces, then the name: `[[[x]]` is as fatal as `[*x]`.
             var name = header.dropFirst()
             if name.first == "[" { name = name.dropFirst() }
             name = name.drop { $0 == " " || $0 == "\t" }
-            if let first = name.unicodeScalars.first, allowed.contains(first) { continue }
+            if let first = name.first, allowed.contains(first) { continue }
             throw ConfigError(
                 "\(source): line \(index + 1): a table name must start with a letter, digit, _, - or a quote")
         }
@@ -177,6 +182,8 @@ public struct Configuration: Sendable {
     private mutating func read(_ root: ConfigReader) throws {
         dataDirectory = try root.string("data_directory") ?? dataDirectory
         expectedDevices = try root.int("expected_devices", in: 0...100_000_000) ?? expectedDevices
+
+        try readStore(try root.table("store"))
 
         let log = try root.table("log")
         if let level = try log.string("level") {
@@ -291,6 +298,43 @@ public struct Configuration: Sendable {
         }
         try tenants.rejectUnknownKeys()
         try root.rejectUnknownKeys()
+    }
+
+    /// `[store]` and `[store.redis]`; the Redis keys are checked whichever backend is chosen.
+    private mutating func readStore(_ store: ConfigReader) throws {
+        let backend = try store.string("backend") ?? "sqlite"
+        let section = try store.table("redis")
+        let url = try section.string("url").map { text in
+            do { return try RedisURL(parsing: text) } catch {
+                throw ConfigError("\(section.keyPath("url")): \(error)")
+            }
+        }
+        let instanceID = try section.string("instance_id") ?? Self.defaultInstanceID()
+        guard !instanceID.isEmpty, instanceID.utf8.count <= 128,
+            instanceID.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 })
+        else { throw ConfigError("\(section.keyPath("instance_id")): 1-128 printable characters, no spaces") }
+        let waitReplicas = try section.int("wait_replicas", in: 0...64) ?? 0
+        let timeout = Double(try section.int("command_timeout_ms", in: 10...60_000) ?? 1000) / 1000
+        let allowUnsafe = try section.bool("allow_unsafe_persistence") ?? false
+        try section.rejectUnknownKeys()
+        try store.rejectUnknownKeys()
+        switch backend {
+        case "sqlite": redis = nil
+        case "redis":
+            guard let url else { throw ConfigError("\(section.keyPath("url")): required with backend = \"redis\"") }
+            var settings = RedisStore.Settings(url: url, instanceID: instanceID)
+            settings.waitReplicas = waitReplicas
+            settings.commandTimeoutSeconds = timeout
+            settings.allowUnsafePersistence = allowUnsafe
+            redis = settings
+        default:
+            throw ConfigError("\(store.keyPath("backend")): \"\(backend)\" is not one of sqlite, redis")
+        }
+    }
+
+    /// The host name and the process id: unique among instances on one Redis unless configured otherwise.
+    static func defaultInstanceID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
     private static func idpClient(_ entry: ConfigReader) throws -> IdPClient {

@@ -26,6 +26,11 @@ enum RetrySchedule {
     static func isRetryable(status: Int) -> Bool { status == 408 || status == 429 || (500...599).contains(status) }
 }
 
+/// Stores the forwarder's outcomes (delivered, retry, dead letter).
+protocol OutboxCommitting: AnyObject {
+    func commitOutbox(_ changes: [OutboxChange], then done: @escaping (Result<Void, StoreError>) -> Void)
+}
+
 /// `@unchecked Sendable`: confined to the event loop; store completions come back through it.
 final class Forwarder: @unchecked Sendable {
     struct Settings {
@@ -45,12 +50,11 @@ final class Forwarder: @unchecked Sendable {
     }
 
     private let loop: EventLoop
-    private let store: DurableStore
+    private let store: UserStore
     private let settings: Settings
     private let clock: () -> UnixMillis
     private let logger: Logger
-    /// Stores outcomes (delivered, retry, dead letter), folded into the service's group commit.
-    private let commit: ([OutboxChange], @escaping (Result<Void, StoreError>) -> Void) -> Void
+    private unowned let outbox: OutboxCommitting
     private let verifierOfTenant: [String: Verifier]
     private var taken: Set<String> = []
     private var reading = false
@@ -59,11 +63,13 @@ final class Forwarder: @unchecked Sendable {
     /// Where the last full page of due callbacks ended; nil once a read reached the end of what is due.
     private var cursor: OutboxCursor?
     private var wakeAt: UnixMillis?
-    private var timer: LoopTimer!
+    /// Made on first use, on the loop.
+    private lazy var timer = loop.makeTimer { [unowned self] in
+        wakeAt = nil
+        pump()
+    }
     private var random = SystemRandomNumberGenerator()
 
-    /// Callbacks in the outbox: not yet acknowledged by a verifier nor dead.
-    private(set) var queueDepth = 0
     private(set) var attempts = LabelledCounter(known: ["delivered", "retry", "dead_letter"])
     private(set) var latency = Histogram(bounds: [
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600,
@@ -71,16 +77,15 @@ final class Forwarder: @unchecked Sendable {
 
     /// - Parameter clients: each tenant's callbacks go to the first client that lists the tenant.
     init(
-        loop: EventLoop, store: DurableStore, clients: [Configuration.IdPClient], settings: Settings,
-        clock: @escaping () -> UnixMillis, logger: Logger,
-        commit: @escaping ([OutboxChange], @escaping (Result<Void, StoreError>) -> Void) -> Void
+        loop: EventLoop, store: UserStore, outbox: OutboxCommitting, clients: [Configuration.IdPClient],
+        settings: Settings, clock: @escaping () -> UnixMillis, logger: Logger
     ) throws {
         self.loop = loop
         self.store = store
         self.settings = settings
         self.clock = clock
         self.logger = logger
-        self.commit = commit
+        self.outbox = outbox
         var options = H2Client.Options()
         options.requestTimeoutSeconds = settings.timeoutSeconds
         var byTenant: [String: Verifier] = [:]
@@ -93,23 +98,16 @@ final class Forwarder: @unchecked Sendable {
             for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
         }
         verifierOfTenant = byTenant
-        timer = loop.makeTimer { [unowned self] in
-            wakeAt = nil
-            pump()
-        }
     }
 
-    /// After recovery: `queued` callbacks wait in the store.
-    func start(queued: Int) {
-        queueDepth = queued
-        pump()
-    }
+    /// After recovery: what the outbox holds is read as it falls due.
+    func start() { pump() }
 
     /// Callbacks just made durable together with their challenges' endings: sent at once while the window has room,
     /// otherwise read back from the store later.
     func enqueued(_ entries: [OutboxEntry]) {
-        queueDepth += entries.count
-        for entry in entries {
+        // A callback of a partition another instance forwards is sent by that one, which reads it from the store.
+        for entry in entries where store.forwards(entry.partition) {
             guard taken.count < settings.window else {
                 behind = true
                 return
@@ -123,7 +121,8 @@ final class Forwarder: @unchecked Sendable {
         guard !reading, taken.count < settings.window else { return }
         reading = true
         behind = false
-        store.dueCallbacks(now: clock(), after: cursor, limit: settings.window) { [self] result in
+        store.dueCallbacks(in: store.forwardingPartitions, now: clock(), after: cursor, limit: settings.window) {
+            [self] result in
             reading = false
             switch result {
             case .failure(let error):
@@ -193,7 +192,7 @@ final class Forwarder: @unchecked Sendable {
         case .success(let response) where (200...299).contains(response.status):
             attempts.increment("delivered")
             latency.observe(Double(max(0, now - entry.endedAt)) / 1000)
-            return finish(entry, .delivered(challengeID: entry.challengeID), leavesOutbox: true)
+            return finish(entry, .delivered(challengeID: entry.challengeID))
         case .success(let response) where !RetrySchedule.isRetryable(status: response.status):
             return deadLetter(
                 entry, attempted: true, status: response.status, detail: "the verifier answered \(response.status)")
@@ -211,7 +210,7 @@ final class Forwarder: @unchecked Sendable {
             "callback to be retried",
             metadata: ["challenge_id": "\(entry.challengeID)", "attempts": "\(failures)", "problem": "\(problem)"])
         finish(
-            entry, .retry(challengeID: entry.challengeID, attempts: failures, nextAttemptAt: next), leavesOutbox: false)
+            entry, .retry(challengeID: entry.challengeID, attempts: failures, nextAttemptAt: next))
         wake(at: next)
     }
 
@@ -222,18 +221,18 @@ final class Forwarder: @unchecked Sendable {
             metadata: ["challenge_id": "\(entry.challengeID)", "tenant": "\(entry.tenantID)", "detail": "\(detail)"])
         let letter = DeadLetter(
             entry: OutboxEntry(
-                challengeID: entry.challengeID, tenantID: entry.tenantID, body: entry.body, endedAt: entry.endedAt,
-                attempts: entry.attempts + (attempted ? 1 : 0)),
+                challengeID: entry.challengeID, tenantID: entry.tenantID, partition: entry.partition, body: entry.body,
+                endedAt: entry.endedAt, attempts: entry.attempts + (attempted ? 1 : 0)),
             status: status, detail: detail, deadAt: clock())
-        finish(entry, .deadLetter(letter), leavesOutbox: true)
+        finish(entry, .deadLetter(letter))
     }
 
     /// Stores the outcome; the callback stays taken until then, so that a read meanwhile does not send it again.
-    private func finish(_ entry: OutboxEntry, _ change: OutboxChange, leavesOutbox: Bool) {
-        commit([change]) { [self] result in
+    private func finish(_ entry: OutboxEntry, _ change: OutboxChange) {
+        outbox.commitOutbox([change]) { [self] result in
             taken.remove(entry.challengeID)
             switch result {
-            case .success: if leavesOutbox { queueDepth -= 1 }
+            case .success: break
             case .failure:
                 // Still in the outbox and due: the next full pass finds it.
                 behind = true
@@ -241,5 +240,17 @@ final class Forwarder: @unchecked Sendable {
             }
             if behind { pump() }
         }
+    }
+}
+
+extension Forwarder: MetricsSource {
+    func writeMetrics(to writer: inout MetricsWriter) {
+        writer.family(
+            "approvald_forward_attempts_total", .counter,
+            help: "Callback attempts, by result: delivered, retry, dead_letter.")
+        attempts.write("approvald_forward_attempts_total", labelName: "result", to: &writer)
+        writer.family(
+            "approvald_forward_latency_seconds", .histogram, help: "From a challenge's end to its verifier's 2xx.")
+        latency.write("approvald_forward_latency_seconds", to: &writer)
     }
 }

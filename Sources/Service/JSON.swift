@@ -51,6 +51,18 @@ struct Problem: Error {
         }
     }
 
+    // The catalogue: every code the API answers with, one constructor each.
+    static func invalidField(_ detail: String) -> Problem { Problem(400, "invalid_field", detail) }
+    static func invalidJSON(_ detail: String) -> Problem { Problem(400, "invalid_json", detail) }
+    static func badSignature(_ detail: String) -> Problem { Problem(400, "bad_signature", detail) }
+    static func unauthenticated(_ detail: String) -> Problem { Problem(401, "unauthenticated", detail) }
+    static func forbidden(_ detail: String) -> Problem { Problem(403, "forbidden", detail) }
+    static func notFound(_ detail: String) -> Problem { Problem(404, "not_found", detail) }
+    static func methodNotAllowed(_ detail: String, allow: [String]) -> Problem {
+        Problem(405, "method_not_allowed", detail, allow: allow)
+    }
+    static func unavailable(_ detail: String) -> Problem { Problem(503, "unavailable", detail) }
+
     private static let titles = [
         400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
         409: "Conflict", 410: "Gone", 413: "Content Too Large", 431: "Request Header Fields Too Large",

@@ -22,14 +22,14 @@ struct JSONObject {
 
     private func required(_ name: String) throws(Problem) -> JSONValue {
         guard let value = members.last(where: { $0.name == name })?.value else {
-            throw Problem(400, "invalid_field", "\(fieldPath(name)) is required")
+            throw Problem.invalidField("\(fieldPath(name)) is required")
         }
-        guard value != .null else { throw Problem(400, "invalid_field", "\(fieldPath(name)) must not be null") }
+        guard value != .null else { throw Problem.invalidField("\(fieldPath(name)) must not be null") }
         return value
     }
 
     private func mismatch(_ name: String, _ expected: String) -> Problem {
-        Problem(400, "invalid_field", "\(fieldPath(name)) must be \(expected)")
+        Problem.invalidField("\(fieldPath(name)) must be \(expected)")
     }
 
     func string(_ name: String) throws(Problem) -> String {
@@ -81,7 +81,7 @@ struct JSONObject {
         var strings: [String] = []
         for (index, element) in elements.enumerated() {
             guard case .string(let text) = element else {
-                throw Problem(400, "invalid_field", "\(fieldPath(name))[\(index)] must be a string")
+                throw Problem.invalidField("\(fieldPath(name))[\(index)] must be a string")
             }
             strings.append(text)
         }
@@ -105,10 +105,10 @@ protocol RequestBody {
 /// Parses a request body into `Body`.
 func decodeBody<Body: RequestBody>(_ type: Body.Type, from bytes: [UInt8]) throws(Problem) -> Body {
     guard let value = JSONValue.parse(bytes) else {
-        throw Problem(400, "invalid_json", "the body is not valid JSON")
+        throw Problem.invalidJSON("the body is not valid JSON")
     }
     guard case .object(let members) = value else {
-        throw Problem(400, "invalid_json", "the body is not a JSON object")
+        throw Problem.invalidJSON("the body is not a JSON object")
     }
     return try Body(JSONObject(members: members))
 }

@@ -1,5 +1,11 @@
 // Prometheus text exposition (format 0.0.4): loop-owned counters and gauges, written without locks.
 
+/// A part of the broker with figures on `/metrics`: it writes its own families, and `/metrics` asks each part in
+/// turn instead of reading their fields.
+protocol MetricsSource: AnyObject {
+    func writeMetrics(to writer: inout MetricsWriter)
+}
+
 /// Builds one exposition document: each family's HELP and TYPE once, then its samples.
 public struct MetricsWriter {
     public private(set) var text = ""

@@ -12,6 +12,15 @@ import HeapModule
 import JSONText
 import Logging
 
+/// What the relay asks of the broker's state.
+protocol WakeUpSource: AnyObject {
+    /// The device and challenge if a wake-up is still wanted: the challenge pending and queued to the device, and no
+    /// stream open for it.
+    func stillWanted(challengeID: String, deviceID: String, then: @escaping ((Device, Challenge)?) -> Void)
+    /// The provider said the token is no longer valid.
+    func clearToken(_ token: String, of deviceID: String)
+}
+
 /// `@unchecked Sendable`: confined to the event loop.
 final class PushRelay: @unchecked Sendable {
     struct APNs {
@@ -65,14 +74,12 @@ final class PushRelay: @unchecked Sendable {
     private var waitingForAccessToken: [(String?) -> Void] = []
     private let clock: () -> UnixMillis
     private let logger: Logger
-    /// The device and challenge if a wake-up is still wanted: the challenge pending and queued to the device, and
-    /// no stream open for it.
-    private let stillWanted: (_ challengeID: String, _ deviceID: String) -> (Device, Challenge)?
-    /// The provider said the token is no longer valid.
-    private let clearToken: (_ deviceID: String, _ token: String) -> Void
+    private unowned let source: WakeUpSource
     private var providerToken: (jwt: String, issuedAt: UnixMillis)?
     private var retries = Heap<Retry>()
-    private var timer: LoopTimer!
+    private let loop: EventLoop
+    /// Made on first use, on the loop.
+    private lazy var timer = loop.makeTimer { [unowned self] in runDueRetries() }
     private var random = SystemRandomNumberGenerator()
     /// Pushes by provider and result; the usual results start at 0 (see `LabelledCounter.init(known:)`).
     private(set) var results: [PushOutcome: UInt64] = Dictionary(
@@ -84,9 +91,7 @@ final class PushRelay: @unchecked Sendable {
 
     init(
         loop: EventLoop, apns: Configuration.APNs?, fcm: Configuration.FCM?, clock: @escaping () -> UnixMillis,
-        logger: Logger,
-        stillWanted: @escaping (String, String) -> (Device, Challenge)?,
-        clearToken: @escaping (String, String) -> Void
+        logger: Logger, source: WakeUpSource
     ) throws {
         if let apns {
             let client = try connect(to: apns.endpoint, caFile: apns.caFile, loop: loop, logger: logger).client
@@ -108,9 +113,8 @@ final class PushRelay: @unchecked Sendable {
         }
         self.clock = clock
         self.logger = logger
-        self.stillWanted = stillWanted
-        self.clearToken = clearToken
-        timer = loop.makeTimer { [unowned self] in runDueRetries() }
+        self.source = source
+        self.loop = loop
     }
 
     /// A challenge was queued for `device`, which has no stream open.
@@ -204,7 +208,7 @@ final class PushRelay: @unchecked Sendable {
         case .sent: count(provider, "sent")
         case .unregistered:
             count(provider, "unregistered")
-            clearToken(device.id, device.push.token)
+            source.clearToken(device.push.token, of: device.id)
         case .rejected(let detail):
             logger.warning(
                 "a push provider refused a wake-up",
@@ -264,8 +268,8 @@ final class PushRelay: @unchecked Sendable {
         let now = clock()
         while let next = retries.min, next.at <= now {
             retries.removeMin()
-            if let (device, challenge) = stillWanted(next.challengeID, next.deviceID) {
-                wake(device, for: challenge, failures: next.failures)
+            source.stillWanted(challengeID: next.challengeID, deviceID: next.deviceID) { [self] wanted in
+                if let (device, challenge) = wanted { wake(device, for: challenge, failures: next.failures) }
             }
         }
         armTimer()
@@ -306,4 +310,15 @@ struct PushOutcome: Hashable, Comparable {
 
 private func isHexDigit(_ byte: UInt8) -> Bool {
     (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+}
+
+extension PushRelay: MetricsSource {
+    func writeMetrics(to writer: inout MetricsWriter) {
+        writer.family("approvald_push_notifications_total", .counter, help: "Wake-up pushes, by provider and result.")
+        for (outcome, value) in results.sorted(by: { $0.key < $1.key }) {
+            writer.sample(
+                "approvald_push_notifications_total", Double(value),
+                labels: ["provider": outcome.provider, "result": outcome.result])
+        }
+    }
 }

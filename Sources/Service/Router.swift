@@ -90,9 +90,9 @@ struct RouteTable: Sendable {
             return entry.route(zip(entry.pattern, parts).compactMap { literal, part in literal == nil ? part : nil })
         }
         guard allowed.isEmpty else {
-            throw Problem(405, "method_not_allowed", "\(method) is not allowed here", allow: allowed)
+            throw Problem.methodNotAllowed("\(method) is not allowed here", allow: allowed)
         }
-        throw Problem(404, "not_found", "no such route")
+        throw Problem.notFound("no such route")
     }
 }
 

@@ -9,13 +9,13 @@ enum Views {
         json.string("challenge_id", challenge.id)
         json.string("request_id", challenge.request.requestID)
         json.string("status", challenge.status.rawValue)
-        json.string("reason", challenge.reason?.rawValue)
+        json.string("reason", challenge.resolution?.reason?.rawValue)
         json.integer("number", Int64(challenge.request.number))
         json.strings("devices", challenge.devices)
-        json.string("device_id", challenge.answeredBy)
+        json.string("device_id", challenge.resolution?.device)
         json.time("created_at", challenge.createdAt)
         json.time("expires_at", challenge.expiresAt)
-        json.time("resolved_at", challenge.resolvedAt)
+        json.time("resolved_at", challenge.resolution?.at)
         return json.done
     }
 
@@ -85,10 +85,10 @@ enum Views {
         json.string("challenge_id", challenge.id)
         json.string("user_id", challenge.request.userID)
         json.string("outcome", challenge.status.rawValue)
-        json.string("reason", challenge.reason?.rawValue)
-        json.string("device_id", challenge.answeredBy)
-        json.time("resolved_at", challenge.resolvedAt)
-        if let decision = challenge.decision {
+        json.string("reason", challenge.resolution?.reason?.rawValue)
+        json.string("device_id", challenge.resolution?.device)
+        json.time("resolved_at", challenge.resolution?.at)
+        if let decision = challenge.resolution?.decision {
             var made = JSONWriter()
             switch decision.kind {
             case .approve(let number):
@@ -125,7 +125,7 @@ enum Views {
         var json = JSONWriter()
         json.string("challenge_id", challenge.id)
         json.string("status", challenge.status.rawValue)
-        json.string("reason", challenge.reason?.rawValue)
+        json.string("reason", challenge.resolution?.reason?.rawValue)
         return json.done
     }
 }

@@ -53,8 +53,9 @@ enum Codec {
 
     static func values(_ challenge: Challenge) -> [Statement.Value] {
         let request = challenge.request
+        let resolution = challenge.resolution
         var decision: [Statement.Value] = [.null, .null, .null, .null, .null]
-        if let made = challenge.decision {
+        if let made = resolution?.decision {
             switch made.kind {
             case .approve(let selected): decision[0...2] = [.text("approve"), .integer(Int64(selected)), .null]
             case .deny(let reason): decision[0...2] = [.text("deny"), .null, .text(reason.rawValue)]
@@ -68,8 +69,8 @@ enum Codec {
             .text(request.context.json), .text(challenge.choices.map(String.init).joined(separator: ",")),
             .text(challenge.devices.joined(separator: ",")), .integer(challenge.createdAt),
             .integer(challenge.expiresAt), .text(challenge.status.rawValue),
-            challenge.reason.map { .text($0.rawValue) } ?? .null, challenge.answeredBy.map { .text($0) } ?? .null,
-        ] + decision + [challenge.resolvedAt.map { .integer($0) } ?? .null]
+            resolution?.reason.map { .text($0.rawValue) } ?? .null, resolution?.device.map { .text($0) } ?? .null,
+        ] + decision + [resolution.map { .integer($0.at) } ?? .null]
     }
 
     static func challenge(_ row: Row) throws(StoreError) -> Challenge {
@@ -77,29 +78,32 @@ enum Codec {
             requestID: row.text(2), userID: row.text(3), number: Int(row.integer(4)),
             ttlSeconds: row.optionalInteger(5).map(Int.init),
             context: try context(row.text(6), "challenges.context"))
-        let choices = try row.text(7).split(separator: ",").map { text throws(StoreError) in
-            try parse(Int(text), "challenges.choices", row.text(7))
-        }
+        let choices = try integers(row.text(7), "challenges.choices")
         let status = try parse(ChallengeStatus(rawValue: row.text(11)), "challenges.status", row.text(11))
-        let reason = try row.optionalText(12).map { text throws(StoreError) in
-            try parse(ResolutionReason(rawValue: text), "challenges.reason", text)
-        }
-        var decision: Decision?
-        if let kind = row.optionalText(14) {
-            let made: Decision.Kind
-            if kind == "approve" {
-                made = .approve(selectedNumber: Int(row.integer(15)))
-            } else {
-                let why = row.optionalText(16) ?? ""
-                made = .deny(reason: try parse(DenyReason(rawValue: why), "challenges.deny_reason", why))
+        var resolution: Resolution?
+        if status != .pending {
+            let reason = try row.optionalText(12).map { text throws(StoreError) in
+                try parse(ResolutionReason(rawValue: text), "challenges.reason", text)
             }
-            decision = Decision(kind: made, signedAtUnix: row.integer(17), signature: row.text(18))
+            var decision: Decision?
+            if let kind = row.optionalText(14) {
+                let made: Decision.Kind
+                if kind == "approve" {
+                    made = .approve(selectedNumber: Int(row.integer(15)))
+                } else {
+                    let why = row.optionalText(16) ?? ""
+                    made = .deny(reason: try parse(DenyReason(rawValue: why), "challenges.deny_reason", why))
+                }
+                decision = Decision(kind: made, signedAtUnix: row.integer(17), signature: row.text(18))
+            }
+            let at = try parse(row.optionalInteger(19), "challenges.resolved_at", "null")
+            resolution = Resolution(
+                status: status, reason: reason, device: row.optionalText(13), decision: decision, at: at)
         }
         return Challenge(
             id: row.text(0), tenantID: row.text(1), request: request, choices: choices,
-            devices: row.text(8).split(separator: ",").map(String.init), createdAt: row.integer(9),
-            expiresAt: row.integer(10), status: status, reason: reason, answeredBy: row.optionalText(13),
-            decision: decision, resolvedAt: row.optionalInteger(19))
+            devices: identifiers(row.text(8)), createdAt: row.integer(9),
+            expiresAt: row.integer(10), resolution: resolution)
     }
 
     // MARK: Fallbacks
@@ -127,14 +131,30 @@ enum Codec {
     static func values(_ entry: OutboxEntry) -> [Statement.Value] {
         [
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
-            .integer(Int64(entry.attempts)), .integer(entry.nextAttemptAt),
+            .integer(Int64(entry.attempts)), .integer(entry.nextAttemptAt), .integer(Int64(entry.partition.index)),
         ]
     }
 
-    static func outboxEntry(_ row: Row) -> OutboxEntry {
+    static func outboxEntry(_ row: Row) throws(StoreError) -> OutboxEntry {
         OutboxEntry(
-            challengeID: row.text(0), tenantID: row.text(1), body: row.text(2), endedAt: row.integer(3),
-            attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5))
+            challengeID: row.text(0), tenantID: row.text(1), partition: try partition(row.integer(6), "outbox"),
+            body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5))
+    }
+
+    /// The partition of the user a callback body names (`tenant_id`, `user_id`).
+    static func partition(ofCallback body: String, in column: String) throws(StoreError) -> Partition {
+        let fields = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        guard let tenantID = fields?["tenant_id"] as? String, let userID = fields?["user_id"] as? String else {
+            throw StoreError("\(column) holds \(body.prefix(40)), which names no tenant and user")
+        }
+        return Partition(of: UserKey(tenantID: tenantID, userID: userID))
+    }
+
+    private static func partition(_ stored: Int64, _ table: String) throws(StoreError) -> Partition {
+        guard (0..<Int64(Partition.count)).contains(stored) else {
+            throw StoreError("\(table).user_partition holds \(stored), which is not a partition")
+        }
+        return Partition(Int(stored))
     }
 
     static func values(_ letter: DeadLetter) -> [Statement.Value] {
@@ -142,19 +162,51 @@ enum Codec {
         return [
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
             .integer(Int64(entry.attempts)), .integer(Int64(letter.status)), .text(letter.detail),
-            .integer(letter.deadAt),
+            .integer(letter.deadAt), .integer(Int64(entry.partition.index)),
         ]
     }
 
-    static func deadLetter(_ row: Row) -> DeadLetter {
+    static func deadLetter(_ row: Row) throws(StoreError) -> DeadLetter {
         DeadLetter(
             entry: OutboxEntry(
-                challengeID: row.text(0), tenantID: row.text(1), body: row.text(2), endedAt: row.integer(3),
-                attempts: Int(row.integer(4))),
+                challengeID: row.text(0), tenantID: row.text(1),
+                partition: try partition(row.integer(8), "dead_letters"),
+                body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4))),
             status: Int(row.integer(5)), detail: row.text(6), deadAt: row.integer(7))
     }
 
     // MARK: Helpers
+
+    /// Comma-separated numbers of at most 9 digits, read from the bytes: a restart reads a million such lists, and a
+    /// generic split makes a substring and a parse of each.
+    private static func integers(_ text: String, _ column: String) throws(StoreError) -> [Int] {
+        var values: [Int] = []
+        values.reserveCapacity(4)
+        var value = 0
+        var digits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ","), digits > 0 {
+                values.append(value)
+                (value, digits) = (0, 0)
+            } else if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte), digits < 9 {
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                digits += 1
+            } else {
+                throw StoreError("\(column) holds \(text.prefix(40)), which is not a list of numbers")
+            }
+        }
+        guard digits > 0 || text.isEmpty else {
+            throw StoreError("\(column) holds \(text.prefix(40)), which is not a list of numbers")
+        }
+        if digits > 0 { values.append(value) }
+        return values
+    }
+
+    /// Comma-separated ids; most lists hold one, which is the text itself.
+    private static func identifiers(_ text: String) -> [String] {
+        guard text.utf8.contains(UInt8(ascii: ",")) else { return text.isEmpty ? [] : [text] }
+        return text.split(separator: ",").map(String.init)
+    }
 
     private static func json<Value: Encodable>(_ value: Value) -> String {
         let encoder = JSONEncoder()

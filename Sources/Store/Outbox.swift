@@ -6,6 +6,8 @@ import Core
 public struct OutboxEntry: Equatable, Sendable {
     public let challengeID: String
     public let tenantID: String
+    /// The partition of the challenge's user: callbacks are read (and, with many instances, leased) per partition.
+    public let partition: Partition
     /// The callback's JSON body, as it will be signed and sent.
     public let body: String
     public let endedAt: UnixMillis
@@ -14,11 +16,12 @@ public struct OutboxEntry: Equatable, Sendable {
     public let nextAttemptAt: UnixMillis
 
     public init(
-        challengeID: String, tenantID: String, body: String, endedAt: UnixMillis, attempts: Int = 0,
-        nextAttemptAt: UnixMillis? = nil
+        challengeID: String, tenantID: String, partition: Partition, body: String, endedAt: UnixMillis,
+        attempts: Int = 0, nextAttemptAt: UnixMillis? = nil
     ) {
         self.challengeID = challengeID
         self.tenantID = tenantID
+        self.partition = partition
         self.body = body
         self.endedAt = endedAt
         self.attempts = attempts

@@ -37,6 +37,9 @@ final class SQLiteDatabase {
         }
     }
 
+    /// Rows the last statement inserted, updated or deleted.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+
     func prepare(_ sql: String) throws(StoreError) -> Statement {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
@@ -67,6 +70,9 @@ final class Statement {
         case blob([UInt8])
         case null
     }
+
+    /// Rows the last run of this statement inserted, updated or deleted (read before the connection runs another).
+    var changes: Int { database.changes }
 
     /// Binds, steps to completion, resets.
     func run(_ values: [Value]) throws(StoreError) {

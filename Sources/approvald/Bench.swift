@@ -2,6 +2,7 @@
 // P-256 device keys, signed answers — over the project's HTTP/2 client, and reports throughput and latency.
 import ArgumentParser
 import Crypto
+import DequeModule
 import Foundation
 import H2
 import Histogram
@@ -19,7 +20,8 @@ struct Bench: ParsableCommand {
             for --users users whose phones hold their event streams open (up to 100 on a connection): the IdP \
             creates a challenge, the phone gets it on its stream and answers with a signed approval of the right \
             number, and the sign-in counts once both the create and the answer are answered (one sign-in per user \
-            at a time; the tenant's policy must allow requests/users sign-ins per user and window); 'streams' \
+            at a time, users taking turns, so each does about requests/users; the tenant's policy must allow a \
+            few more per user and window); 'streams' \
             opens every device's event stream, each on a connection of its own as a phone would, and holds them for \
             --hold seconds. Prints a progress line each second and one summary line per phase. Defaults match \
             `make run`'s development IdP.
@@ -28,6 +30,8 @@ struct Bench: ParsableCommand {
     enum Mode: String, ExpressibleByArgument, CaseIterable { case creates, roundtrips, streams }
 
     @Option(help: "The broker (h2c http:// or TLS https://).") var url = "http://127.0.0.1:8080"
+    @Option(help: "Where the phones connect, when not --url: another instance on the same store.")
+    var deviceURL: String?
     @Option(help: "CA file for https (default: the system's).") var caFile: String?
     @Option(help: "The IdP client's key id.") var keyID = "demo-dev"
     @Option(help: "The IdP client's secret.") var secret = "development-only-secret-do-not-use-0123456789"
@@ -49,6 +53,14 @@ struct Bench: ParsableCommand {
             --concurrency in flight), each timed from when it was due, instead of keeping --concurrency in flight.
             """)
     var rate: Double?
+    @Option(
+        help: """
+            The broker's process id, on this machine: each phase also reports the broker's CPU time (user + system) \
+            per request over the phase; given for each of several instances, their sum.
+            """)
+    var brokerPID: [Int32] = []
+    @Option(help: "The store's process id (a redis-server on this machine): each phase reports its CPU per request.")
+    var storePID: Int32?
 
     func validate() throws {
         guard requests > 0, concurrency > 0, connections > 0, users > 0 else {
@@ -95,8 +107,14 @@ final class BenchRunner: @unchecked Sendable {
     private(set) var failures = 0
     private var firstFailure: String?
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    /// roundtrips: from sending a create to its event on the phone's stream, in µs.
+    private var deliveries = Histogram<UInt64>(
+        highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     private var phase = ""
     private var phaseStart: UInt64 = 0
+    /// The brokers' and the store's CPU seconds when the phase started, if their pids were given.
+    private var phaseBrokerCPU: Double?
+    private var phaseStoreCPU: Double?
     /// Nanoseconds between starts in a paced phase; nil: keep `concurrency` in flight.
     private var pace: Double?
     private var pacer: LoopTimer?
@@ -109,7 +127,8 @@ final class BenchRunner: @unchecked Sendable {
     private var nextPhase: LoopTimer?
     private var holdTimer: LoopTimer?
     /// roundtrips: users without a sign-in in flight, each user's sign-in, and its stream's parser.
-    private var idleUsers: [Int] = []
+    /// Users without a sign-in in flight, the one idle longest first: users take turns.
+    private var idleUsers = Deque<Int>()
     private var signIns: [SignIn?] = []
     private var streamParsers: [EventStreamParser] = []
 
@@ -122,16 +141,20 @@ final class BenchRunner: @unchecked Sendable {
         keys = try (0..<userCount).map { _ in try P256PrivateKey() }
         var options = H2Client.Options()
         options.requestTimeoutSeconds = 30
-        func clients(_ count: Int) throws -> [H2Client] {
+        func clients(_ count: Int, to origin: String) throws -> [H2Client] {
             try (0..<count).map { _ in
-                try H2Client(loop: loop, origin: bench.url, tls: tls, options: options, logger: logger)
+                try H2Client(
+                    loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil, options: options,
+                    logger: logger)
             }
         }
-        idpClients = try clients(bench.connections)
+        idpClients = try clients(bench.connections, to: bench.url)
+        let phones = bench.deviceURL ?? bench.url
         switch bench.mode {
         case .creates: deviceClients = []
-        case .streams: deviceClients = try clients(userCount)
-        case .roundtrips: deviceClients = try clients((userCount - 1) / Self.streamsPerConnection + 1)
+        case .streams: deviceClients = try clients(userCount, to: phones)
+        case .roundtrips:
+            deviceClients = try clients((userCount - 1) / Self.streamsPerConnection + 1, to: phones)
         }
     }
 
@@ -165,7 +188,7 @@ final class BenchRunner: @unchecked Sendable {
                     "creates", count: bench.requests, paced: true, step: { [unowned self] in createOnly($0, $1) },
                     then: finish)
             case .roundtrips:
-                idleUsers = Array((0..<userCount).reversed())
+                idleUsers = Deque(0..<userCount)
                 signIns = Array(repeating: nil, count: userCount)
                 streamParsers = (0..<userCount).map { user in
                     EventStreamParser { [unowned self] in streamEvent($0, of: user) }
@@ -200,9 +223,13 @@ final class BenchRunner: @unchecked Sendable {
         done = 0
         inFlight = 0
         histogram.reset()
+        deliveries.reset()
         self.step = step
         onPhaseDone = then
+        say("  \(name): started")
         phaseStart = monotonicNanoseconds()
+        phaseBrokerCPU = cpuSeconds(bench.brokerPID)
+        phaseStoreCPU = cpuSeconds(bench.storePID.map { [$0] } ?? [])
         progress = loop.schedule(after: 1) { [unowned self] in reportProgress() }
         fill()
     }
@@ -258,12 +285,42 @@ final class BenchRunner: @unchecked Sendable {
                 + (pace.map { "rate=\(String(format: "%.0f", 1e9 / $0))/s " } ?? "")
                 + "seconds=\(String(format: "%.2f", seconds)) throughput=\(String(format: "%.0f", Double(phaseCount) / seconds))/s "
                 + "p50=\(ms(50))ms p90=\(ms(90))ms p99=\(ms(99))ms max=\(String(format: "%.2f", Double(histogram.maxRecorded) / 1000))ms "
-                + "failures=\(failures)")
+                + deliveryLatency() + processCPU() + "failures=\(failures)")
         if let firstFailure { say("  first failure: \(firstFailure)") }
         // The next phase starts from the loop, not from inside this step's completion.
         let then = onPhaseDone
         onPhaseDone = nil
         nextPhase = loop.schedule(after: 0) { then?() }
+    }
+
+    /// `broker_cpu_us=…` (and `store_cpu_us=…`) per request of the phase, when the pids were given.
+    private func processCPU() -> String {
+        func perRequest(_ name: String, _ before: Double?, _ pids: [Int32]) -> String {
+            guard let before, let after = cpuSeconds(pids) else { return "" }
+            return "\(name)=\(String(format: "%.1f", (after - before) / Double(phaseCount) * 1e6)) "
+        }
+        return perRequest("broker_cpu_us", phaseBrokerCPU, bench.brokerPID)
+            + perRequest("store_cpu_us", phaseStoreCPU, bench.storePID.map { [$0] } ?? [])
+    }
+
+    /// The summed CPU seconds of these processes; nil for none or one that is gone.
+    private func cpuSeconds(_ pids: [Int32]) -> Double? {
+        guard !pids.isEmpty else { return nil }
+        var total = 0.0
+        for pid in pids {
+            guard let seconds = processCPUSeconds(pid) else { return nil }
+            total += seconds
+        }
+        return total
+    }
+
+    /// roundtrips: `delivery_p50=… delivery_p99=…`, from a create sent to its event on the phone's stream.
+    private func deliveryLatency() -> String {
+        guard deliveries.totalCount > 0 else { return "" }
+        func ms(_ percentile: Double) -> String {
+            String(format: "%.2f", Double(deliveries.valueAtPercentile(percentile)) / 1000)
+        }
+        return "delivery_p50=\(ms(50))ms delivery_p99=\(ms(99))ms "
     }
 
     // MARK: Steps
@@ -295,27 +352,36 @@ final class BenchRunner: @unchecked Sendable {
         createChallenge(index, for: index, done)
     }
 
-    /// Opens the device's event stream and leaves it open; the step counts as done once the request is sent. A
-    /// stream that ends before the run is over counts as a failure. In roundtrips mode its events are parsed.
+    /// Opens the device's event stream and leaves it open. The step is done once the stream's connection is up (a
+    /// GET /healthz on it answered), so that at most `concurrency` connections are being set up at once: thousands
+    /// started in one turn of the loop would wait past their connect timeout for it. A stream that ends before the
+    /// run is over counts as a failure. In roundtrips mode its events are parsed.
     private func openStream(_ index: Int, _ done: @escaping (String?) -> Void) {
-        let path = "/v1/devices/\(device(index))/stream"
-        let header = deviceAuthorization(device: device(index), key: keys[index], method: "GET", path: path)
-        let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
-            bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
-        deviceClient(index).send(
-            method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400, onData: onData
-        ) { [unowned self] result in
-            guard !holdingOver else { return }
-            failures += 1
-            if firstFailure == nil { firstFailure = "stream of \(device(index)) ended: \(result)" }
+        let client = deviceClient(index)
+        client.send(method: "GET", path: "/healthz") { [unowned self] connected in
+            guard case .success(let response) = connected, response.status == 200 else {
+                return done("connection of \(device(index)): \(connected)")
+            }
+            let path = "/v1/devices/\(device(index))/stream"
+            let header = deviceAuthorization(device: device(index), key: keys[index], method: "GET", path: path)
+            let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
+                bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
+            client.send(
+                method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400,
+                onData: onData
+            ) { [unowned self] result in
+                guard !holdingOver else { return }
+                failures += 1
+                if firstFailure == nil { firstFailure = "stream of \(device(index)) ended: \(result)" }
+            }
+            done(nil)
         }
-        done(nil)
     }
 
     /// One sign-in of an idle user: the IdP creates the challenge; the phone answers when its stream delivers it.
     private func roundTrip(_ index: Int, _ done: @escaping (String?) -> Void) {
-        let user = idleUsers.removeLast()
-        let signIn = SignIn(requestID: "bench-\(run)-\(index)", done: done)
+        let user = idleUsers.removeFirst()
+        let signIn = SignIn(requestID: "bench-\(run)-\(index)", sentAt: monotonicNanoseconds(), done: done)
         signIns[user] = signIn
         createChallenge(index, for: user) { [self] failure in
             if let failure { return finish(signIn, of: user, failure) }
@@ -339,6 +405,7 @@ final class BenchRunner: @unchecked Sendable {
             if firstFailure == nil { firstFailure = "unexpected challenge on \(device(user))'s stream: \(view)" }
             return
         }
+        _ = deliveries.record((monotonicNanoseconds() - signIn.sentAt) / 1000)
         answer(user, view) { [self] status, text in
             guard status == 200, JSONValue.parse(Array(text.utf8))?["status"]?.string == "approved" else {
                 return finish(signIn, of: user, "answer: \(status) \(text.prefix(200))")
@@ -390,12 +457,15 @@ final class BenchRunner: @unchecked Sendable {
 /// A round trip in flight: done once the create is answered 201 and the answer 200 `approved`, in either order.
 private final class SignIn {
     let requestID: String
+    /// When the create was sent (monotonic nanoseconds).
+    let sentAt: UInt64
     let done: (String?) -> Void
     var created = false
     var answered = false
 
-    init(requestID: String, done: @escaping (String?) -> Void) {
+    init(requestID: String, sentAt: UInt64, done: @escaping (String?) -> Void) {
         self.requestID = requestID
+        self.sentAt = sentAt
         self.done = done
     }
 }
@@ -407,3 +477,13 @@ func say(_ text: String) {
 }
 
 private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// utime + stime of a process, from `/proc/<pid>/stat` (fields 14 and 15, counted after the command's parentheses).
+private func processCPUSeconds(_ pid: Int32) -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = text.lastIndex(of: ")")
+    else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}

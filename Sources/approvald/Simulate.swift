@@ -38,6 +38,12 @@ struct Simulate: AsyncParsableCommand {
     var config = "Config/approvald.toml"
     @Option(help: "The broker (http:// for h2c, https:// for TLS); default: the configuration's first listener.")
     var url: String?
+    @Option(
+        help: """
+            Where the phones connect (their streams, polls and answers), when not --url: another instance on the \
+            same store, to watch a sign-in cross instances.
+            """)
+    var deviceURL: String?
     @Option(help: "CA file for https (default: the configuration's TLS certificate, as make run's is self-signed).")
     var caFile: String?
     @Option(help: "The IdP client's key id (default: the configuration's first IdP client).") var keyID: String?
@@ -117,6 +123,8 @@ enum Scenario: String, CaseIterable, Sendable {
 /// What the simulation needs from the command line and the broker's configuration.
 struct SimulationSetup: Sendable {
     let url: String
+    /// Where the phones connect: `url` unless --device-url names another instance.
+    let deviceURL: String
     let caFile: String?
     let keyID: String
     let secret: [UInt8]
@@ -154,6 +162,7 @@ struct SimulationSetup: Sendable {
             throw ValidationError("\(command.config) has no listener: give --url")
         }
         self.url = url
+        deviceURL = command.deviceURL ?? url
         caFile = command.caFile ?? configuration.tlsCertificatePath
         verifierURL = client.verifierURL
         verifierAddress = command.noVerifier ? nil : Self.localAddress(of: client.verifierURL)
@@ -225,17 +234,21 @@ final class Simulation: Sendable {
         self.setup = setup
         hmacKey = HMACSHA256.Key(setup.secret)
         loop = try EventLoop()
-        let tls = setup.url.hasPrefix("https://") ? try TLSClientContext(caFile: setup.caFile) : nil
+        let tls =
+            [setup.url, setup.deviceURL].contains { $0.hasPrefix("https://") }
+            ? try TLSClientContext(caFile: setup.caFile) : nil
         var options = H2Client.Options()
         options.requestTimeoutSeconds = 40
         let loop = self.loop
         var logger = Logger(label: "approvald-simulate")
         logger.logLevel = .error
-        func client() throws -> H2Client {
-            try H2Client(loop: loop, origin: setup.url, tls: tls, options: options, logger: logger)
+        func client(_ origin: String) throws -> H2Client {
+            try H2Client(
+                loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil, options: options,
+                logger: logger)
         }
-        idp = try client()
-        phoneClients = try (0..<setup.devices).map { _ in try client() }
+        idp = try client(setup.url)
+        phoneClients = try (0..<setup.devices).map { _ in try client(setup.deviceURL) }
         verifier = UncheckedBox(nil)
         let loopEnded = self.loopEnded
         let thread = Thread {
@@ -271,7 +284,8 @@ final class Simulation: Sendable {
     /// Runs every sign-in and prints the summary; true if each ended as its scenario promises.
     func run() async -> Bool {
         say(
-            "approvald simulate: \(setup.plan.count) sign-ins on \(setup.devices) phones against \(setup.url), "
+            "approvald simulate: \(setup.plan.count) sign-ins on \(setup.devices) phones against \(setup.url)"
+                + (setup.deviceURL == setup.url ? ", " : " (phones on \(setup.deviceURL)), ")
                 + "tenant \(setup.tenant), key \(setup.keyID), delivery by \(setup.delivery.rawValue)")
         guard await reachable() else { return false }
         let phones: [SimulatedPhone]
@@ -298,14 +312,20 @@ final class Simulation: Sendable {
         return summarize(reports, delivered: delivered)
     }
 
+    /// Whether the broker (and the phones' instance, when another) is ready.
     private func reachable() async -> Bool {
-        let (status, body) = await send(idp, "GET", "/readyz")
-        switch status {
-        case 200: return true
-        case 0: say("cannot reach the broker at \(setup.url): \(body); is it running (make run)?")
-        default: say("the broker at \(setup.url) is not ready: \(status) \(body)")
+        var targets = [(idp, setup.url)]
+        if setup.deviceURL != setup.url, let phones = phoneClients.first { targets.append((phones, setup.deviceURL)) }
+        for (client, url) in targets {
+            let (status, body) = await send(client, "GET", "/readyz")
+            switch status {
+            case 200: continue
+            case 0: say("cannot reach the broker at \(url): \(body); is it running (make run)?")
+            default: say("the broker at \(url) is not ready: \(status) \(body)")
+            }
+            return false
         }
-        return false
+        return true
     }
 
     private func register() async throws -> [SimulatedPhone] {

@@ -15,9 +15,9 @@ import Testing
         let (core, challenge) = try twoDevices()
         let (outcome, events) = try core.answer(challenge.id, from: "phone-1", approve(42), now: start + second)
         guard case .resolved(let approved) = outcome else { throw TestFailure("\(outcome)") }
-        #expect(approved.status == .approved && approved.reason == nil)
-        #expect(approved.answeredBy == "phone-1" && approved.decision == approve(42))
-        #expect(approved.resolvedAt == start + second)
+        #expect(approved.status == .approved && approved.resolution?.reason == nil)
+        #expect(approved.resolution?.device == "phone-1" && approved.resolution?.decision == approve(42))
+        #expect(approved.resolution?.at == start + second)
         #expect(unqueued(events) == ["phone-1": .approved, "tablet-1": .answeredElsewhere])
         #expect(endedStatuses(events) == [.approved])
         #expect(core.queueDepth == 0 && core.pendingChallenges == 0)
@@ -32,7 +32,7 @@ import Testing
         let wrong = challenge.choices.first { $0 != 42 }!
         let (outcome, events) = try core.answer(challenge.id, from: "tablet-1", approve(wrong), now: start + second)
         guard case .resolved(let denied) = outcome else { throw TestFailure("\(outcome)") }
-        #expect(denied.status == .denied && denied.reason == .wrongNumber)
+        #expect(denied.status == .denied && denied.resolution?.reason == .wrongNumber)
         #expect(unqueued(events) == ["tablet-1": .denied, "phone-1": .answeredElsewhere])
         #expect(!events.contains { if case .lockoutSaved = $0 { true } else { false } })
     }
@@ -43,7 +43,7 @@ import Testing
         let (outcome, events) = try core.answer(challenge.id, from: "phone-1", deny(reason), now: start + second)
         guard case .resolved(let denied) = outcome else { throw TestFailure("\(outcome)") }
         #expect(denied.status == .denied)
-        #expect(denied.reason == (reason == .notMe ? .notMe : .cancelled))
+        #expect(denied.resolution?.reason == (reason == .notMe ? .notMe : .cancelled))
         let locked = events.contains { if case .lockoutSaved = $0 { true } else { false } }
         #expect(locked == (reason == .notMe))
     }
@@ -73,7 +73,7 @@ import Testing
         resigned.signature = "another-sig"
         let (again, events) = try core.answer(challenge.id, from: "phone-1", resigned, now: start + 8 * second)
         guard case .replayed(let same) = again else { throw TestFailure("\(again)") }
-        #expect(same.status == .approved && same.decision == first && events.isEmpty)
+        #expect(same.status == .approved && same.resolution?.decision == first && events.isEmpty)
     }
 
     @Test func anAnswerAfterExpiryIsGone() throws {
@@ -119,7 +119,9 @@ import Testing
         try register(core, "phone-1")
         let challenge = try create(core)
         let (cancelled, events) = try core.cancel(challenge.id, in: tenant, now: start + second)
-        #expect(cancelled.status == .cancelled && cancelled.reason == .cancelled && cancelled.decision == nil)
+        #expect(
+            cancelled.status == .cancelled && cancelled.resolution?.reason == .cancelled
+                && cancelled.resolution?.decision == nil)
         #expect(unqueued(events) == ["phone-1": .cancelled])
         #expect(endedStatuses(events) == [.cancelled])
         // Cancelling again returns it as it is, with nothing new.

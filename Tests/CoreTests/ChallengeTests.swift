@@ -232,7 +232,7 @@ import Testing
         #expect(endedStatuses(events) == [.expired])
         #expect(unqueued(events) == ["phone-1": .expired, "phone-2": .expired])
         #expect(core.challenge(challenge.id, in: tenant)?.status == .expired)
-        #expect(core.challenge(challenge.id, in: tenant)?.resolvedAt == challenge.expiresAt)
+        #expect(core.challenge(challenge.id, in: tenant)?.resolution?.at == challenge.expiresAt)
         #expect(core.queueDepth == 0 && core.pendingChallenges == 0)
         #expect(core.tick(now: challenge.expiresAt + 1).isEmpty)
     }

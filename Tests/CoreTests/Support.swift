@@ -1,8 +1,8 @@
-// Core test support: a seeded generator, a core with devices, and helpers to read events.
+// Core test support: the rules over a map of user states with a seeded generator, and helpers to read events.
 import Core
 import TestSupport
 
-typealias TestCore = ApprovalCore<SeededRandom>
+typealias TestCore = RulesDriver
 
 let tenant = "contoso"
 let alice = "alice@contoso.com"

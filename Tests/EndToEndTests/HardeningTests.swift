@@ -256,7 +256,7 @@ func stillServes(_ broker: ApprovaldProcess) throws -> Bool {
         #expect(spent < 0.3, "CPU seconds spent while out of descriptors: \(spent)")
         #expect(broker.log(tail: 50).contains("out of file descriptors"))
         hogs.removeAll()
-        #expect(eventually(timeout: 10) { (try? stillServes(broker)) == true })
+        #expect(eventuallyBlocking(timeout: 10) { (try? stillServes(broker)) == true })
     }
 }
 

@@ -30,7 +30,7 @@ import Testing
         #expect(broker.process.isRunning)  // waiting for the open stream
         try raw.sendFrame(type: Frame.data, flags: Frame.endStream, stream: 1, payload: Array("{}".utf8))
         #expect(try raw.readStatus(stream: 1) == 404)
-        #expect(eventually(timeout: 10) { !broker.process.isRunning })
+        #expect(eventuallyBlocking(timeout: 10) { !broker.process.isRunning })
         #expect(broker.process.terminationStatus == 0)
     }
 
@@ -119,9 +119,9 @@ import Testing
             ])
             process.standardError = FileHandle.nullDevice
             try process.run()
-            #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: ready) }, "\(name)")
+            #expect(eventuallyBlocking(timeout: 20) { FileManager.default.fileExists(atPath: ready) }, "\(name)")
             kill(process.processIdentifier, SIGTERM)
-            #expect(eventually(timeout: 15) { !process.isRunning })
+            #expect(eventuallyBlocking(timeout: 15) { !process.isRunning })
             #expect(process.terminationStatus == 0, "\(name)")
         }
     }

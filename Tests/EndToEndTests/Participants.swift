@@ -159,6 +159,6 @@ final class StreamReader {
 
     /// Waits (bounded) until the stream has shown `fragment`.
     func shows(_ fragment: String, within seconds: Double = 10) -> Bool {
-        eventually(timeout: seconds) { text.contains(fragment) }
+        eventuallyBlocking(timeout: seconds) { text.contains(fragment) }
     }
 }

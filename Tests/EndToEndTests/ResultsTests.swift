@@ -21,7 +21,7 @@ import Testing
         let signedAt = unixNow()
         #expect(try phone.answer(broker, view, approve: 42, signedAt: signedAt).status == 200)
 
-        #expect(eventually { verifier.received.count == 1 })
+        #expect(eventuallyBlocking { verifier.received.count == 1 })
         let callback = verifier.received[0]
         #expect(callback.path == "/approvald/results" && callback.headers["idempotency-key"] == challengeID)
         let signature = callback.headers["approvald-signature"] ?? ""
@@ -47,7 +47,7 @@ import Testing
                 deviceSignature, for: lines.joined(separator: "\n")))
 
         #expect(
-            eventually {
+            eventuallyBlocking {
                 let metrics = (try? broker.curl("/metrics").body) ?? ""
                 return metrics.contains("approvald_forward_attempts_total{result=\"delivered\"} 1")
                     && metrics.contains("approvald_forward_queue_depth 0")
@@ -77,24 +77,28 @@ import Testing
             ended.append(challengeID)
         }
         #expect(
-            eventually {
+            eventuallyBlocking {
                 let metrics = (try? broker.curl("/metrics").body) ?? ""
                 return metrics.contains("approvald_forward_queue_depth 3")
                     && metrics.contains("approvald_forward_attempts_total{result=\"retry\"}")
             })
         #expect(broker.stop(signal: SIGKILL) != nil)
 
-        broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data)
+        broker = try ApprovaldProcess(
+            extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data, redis: broker.redis)
         idp = IdP(broker: broker)
         #expect(try broker.curl("/metrics").body.contains("approvald_forward_queue_depth 3"))
         let verifier = try RecordingServer(port: port)
         defer { verifier.stop() }
         #expect(
-            eventually(timeout: 20) {
+            eventuallyBlocking(timeout: 20) {
                 Set(verifier.received.compactMap { $0.headers["idempotency-key"] }) == Set(ended)
             })
         #expect(verifier.received.allSatisfy { $0.json["outcome"] as? String == "cancelled" })
-        #expect(eventually { (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 0")) == true })
+        #expect(
+            eventuallyBlocking {
+                (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 0")) == true
+            })
     }
 }
 
@@ -124,11 +128,11 @@ import Testing
         #expect(try idp.call("PUT", "/v1/tenants/contoso/devices/ios-phone", registration).status == 201)
         // The first push finds the token unregistered: it is cleared, and the next challenge pushes nothing.
         let first = try idp.challenge("wake-1", user: "ios@contoso.com")
-        #expect(eventually { apns.received.count == 1 })
+        #expect(eventuallyBlocking { apns.received.count == 1 })
         #expect(apns.received[0].path == "/3/device/\(token)")
         #expect(apns.received[0].headers["apns-collapse-id"] == first.json["challenge_id"] as? String)
         #expect(
-            eventually {
+            eventuallyBlocking {
                 (try? broker.curl("/metrics").body)?.contains(
                     "approvald_push_notifications_total{provider=\"apns\",result=\"unregistered\"} 1") == true
             })
@@ -148,7 +152,7 @@ import Testing
             try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(pending["challenge_id"] as? String ?? "")").status
                 == 200)
         #expect(try idp.challenge("wake-3", user: "ios@contoso.com").status == 201)
-        #expect(eventually { apns.received.count == 2 })
+        #expect(eventuallyBlocking { apns.received.count == 2 })
         #expect(apns.received.last?.path == "/3/device/\(rotated)")
     }
 }
@@ -165,13 +169,15 @@ final class VerifierRun {
         let probe = try RecordingServer()
         let port = probe.port
         probe.stop()
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         process.executableURL = URL(fileURLWithPath: approvaldBinary)
         process.arguments = ["verifier", "--port", String(port), "--key-id", "test-idp", "--secret", secret]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         try process.run()
         let output = self.output
-        #expect(eventually { (try? String(contentsOfFile: output, encoding: .utf8))?.contains("listening") == true })
+        #expect(
+            eventuallyBlocking { (try? String(contentsOfFile: output, encoding: .utf8))?.contains("listening") == true }
+        )
         broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify"))
         let idp = IdP(broker: broker)
         #expect(try idp.register(try SimulatedDevice("\(user)-phone"), user: "\(user)@contoso.com").status == 201)
@@ -185,7 +191,7 @@ final class VerifierRun {
     /// Stops the verifier, by force if SIGTERM does not do it within 10 s.
     func stop() {
         process.terminate()
-        if !eventually(timeout: 10, { !self.process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+        if !eventuallyBlocking(timeout: 10, { !self.process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
         try? FileManager.default.removeItem(atPath: output)
     }
 }
@@ -195,13 +201,13 @@ final class VerifierRun {
         let run = try VerifierRun(secret: "a test secret that is at least thirty-two bytes", user: "v")
         defer { run.stop() }
         #expect(
-            eventually {
+            eventuallyBlocking {
                 run.text.contains(
                     "result \(run.challengeID) tenant=contoso request=v-1 outcome=cancelled device=- selected=- "
                         + "signature=valid")
             })
         #expect(
-            eventually {
+            eventuallyBlocking {
                 (try? run.broker.curl("/metrics").body)?.contains(
                     "approvald_forward_attempts_total{result=\"delivered\"} 1") == true
             })
@@ -210,10 +216,10 @@ final class VerifierRun {
     @Test func aResultSignedWithAnotherKeyIsRefusedAndDeadLettered() throws {
         let run = try VerifierRun(secret: "not the IdP's secret, though just as long as it", user: "w")
         defer { run.stop() }
-        #expect(eventually { run.text.contains("signature=INVALID") })
+        #expect(eventuallyBlocking { run.text.contains("signature=INVALID") })
         let idp = IdP(broker: run.broker)
         #expect(
-            eventually {
+            eventuallyBlocking {
                 let letters =
                     (try? idp.call("GET", "/v1/tenants/contoso/dead-letters").json["dead_letters"])
                     as? [[String: Any]]

@@ -2,8 +2,10 @@
 import Crypto
 import Foundation
 import H2
-import Service
+import TestSupport
 import Testing
+
+@testable import Service
 
 @Suite struct ConfigurationParsingTests {
     @Test func anEmptyFileGivesTheDefaults() throws {
@@ -74,8 +76,51 @@ import Testing
         #expect(config.dataDirectory == "/tmp/x")
     }
 
+    @Test(arguments: ["Config/approvald.toml", "Config/approvald.example.toml", "docker/approvald.toml"])
+    func everyShippedConfigurationIsAccepted(path: String) throws {
+        let text = try String(contentsOf: packageRoot.appendingPathComponent(path), encoding: .utf8)
+        let config = try Configuration.parse(text, source: path)
+        #expect(!config.listeners.isEmpty && !config.idpClients.isEmpty)
+        #expect(config.redis == nil)
+    }
+
+    @Test func theStoreIsSQLiteUnlessRedisIsNamedWithItsSettingsAndOverrides() throws {
+        #expect(try Configuration.parse("").redis == nil)
+        let text = """
+            [store]
+            backend = "redis"
+            [store.redis]
+            url = "redis://:pw@10.0.0.5:6380/2"
+            instance_id = "east-1"
+            wait_replicas = 1
+            command_timeout_ms = 250
+            """
+        let redis = try #require(try Configuration.parse(text).redis)
+        #expect(redis.url.host == "10.0.0.5" && redis.url.port == 6380 && redis.url.database == 2)
+        #expect(redis.instanceID == "east-1" && redis.waitReplicas == 1 && redis.commandTimeoutSeconds == 0.25)
+        #expect(!redis.allowUnsafePersistence)
+        let overridden = try #require(
+            try Configuration.parse(
+                "",
+                environment: [
+                    "APPROVALD_STORE_BACKEND": "redis", "APPROVALD_STORE_REDIS_URL": "redis://127.0.0.1",
+                    "APPROVALD_STORE_REDIS_ALLOW_UNSAFE_PERSISTENCE": "true",
+                ]
+            ).redis)
+        #expect(overridden.url.port == 6379 && overridden.allowUnsafePersistence)
+        #expect(overridden.instanceID == Configuration.defaultInstanceID())
+    }
+
     @Test(arguments: [
         ("port = 1", "port: unknown key"),
+        ("[store]\nbackend = \"mongo\"", "store.backend: \"mongo\" is not one of sqlite, redis"),
+        ("[store]\nbackend = \"redis\"", "store.redis.url: required with backend = \"redis\""),
+        ("[store]\nbackend = \"redis\"\n[store.redis]\nurl = \"http://x\"", "store.redis.url:"),
+        (
+            "[store]\nbackend = \"redis\"\n[store.redis]\nurl = \"redis://x\"\ncommand_timeout_ms = 5",
+            "store.redis.command_timeout_ms: 5 is outside 10...60000"
+        ),
+        ("[store.redis]\nport = 1", "store.redis.port: unknown key"),
         ("[http2]\nshutdown_grace_seconds = -1", "http2.shutdown_grace_seconds: -1.0 is outside 0.0...600.0"),
         ("[http2]\nmax_concurrent_streams = 1.5", "http2.max_concurrent_streams: expected an integer"),
         ("[http2]\nrequest_timeout_seconds = 0", "http2.request_timeout_seconds: 0.0 is outside 0.1...600.0"),
@@ -84,6 +129,7 @@ import Testing
         ("port = 1\n  [[ \u{FFFD}listeners]]", "line 2: a table name must start with a letter, digit, _, - or a quote"),
         ("[log]\n[*[listeners]]", "line 2: a table name must start with a letter, digit, _, - or a quote"),
         ("[[[listeners]]", "line 1: a table name must start with a letter, digit, _, - or a quote"),
+        ("[\u{05A4}e]x\n", "line 1: a table name must start with a letter, digit, _, - or a quote"),
         ("[\nport = 1", "line 1: a table name must start with a letter, digit, _, - or a quote"),
         ("[]", "tables with blank bare keys are explicitly prohibited"),
         (

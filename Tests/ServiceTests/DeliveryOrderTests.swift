@@ -12,7 +12,7 @@ import Testing
 @testable import Service
 
 /// Completes commits at once while open; while held, keeps their completions until `open()`.
-final class GatedStore: DurableStore, @unchecked Sendable {
+final class GatedStore: Journal, @unchecked Sendable {
     let loop: EventLoop
     private let state = Locked<(held: Bool, waiting: [@Sendable (Result<Void, StoreError>) -> Void])>((false, []))
 
@@ -21,7 +21,7 @@ final class GatedStore: DurableStore, @unchecked Sendable {
     func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
     func commit(
-        _ events: [CoreEvent], outbox: [OutboxChange],
+        _ changes: [Change], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
     ) {
         let held = state.withLock { state in
@@ -32,13 +32,18 @@ final class GatedStore: DurableStore, @unchecked Sendable {
     }
 
     func dueCallbacks(
-        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) { loop.execute { completion(.success(DueCallbacks(entries: [], nextDueAt: nil))) } }
 
     func deadLetters(
         tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void
     ) { loop.execute { completion(.success([])) } }
+
+    func redrive(
+        tenantID: String, challengeID: String?, now: UnixMillis,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void
+    ) { loop.execute { completion(.success(0)) } }
 
     func hold() { state.withLock { $0.held = true } }
 

@@ -68,18 +68,38 @@ final class ManualClock: Sendable {
     }
 
     func setUp(
-        verifierStatus: Int = 200, forwarding: Forwarder.Settings = Forwarder.Settings()
+        verifierStatus: Int = 200, forwarding: Forwarder.Settings = Forwarder.Settings(),
+        directory: String = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())")
+            .path,
+        wrap: @escaping @Sendable (EmbeddedStore) -> UserStore = { $0 }
     ) async throws -> Setup {
         let verifier = try RecordingServer(status: verifierStatus)
         let clock = ManualClock()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
         let broker = try await InProcessBroker(
-            verifierURL: verifier.url, clock: { clock.millis }, forwarding: forwarding
+            verifierURL: verifier.url, clock: { clock.millis }, forwarding: forwarding, wrap: wrap
         ) { loop in
             // swift-format-ignore: NeverUseForceTry
-            try! SQLiteStore(directory: directory) { work in loop.execute(work) }
+            try! SQLiteJournal(directory: directory) { work in loop.execute(work) }
         }
         return Setup(broker: broker, verifier: verifier, clock: clock, directory: directory)
+    }
+
+    /// Results already in the outbox of the store in `directory` (as after an outage), alternating between
+    /// partitions 0 and 1.
+    func storeBacklog(_ count: Int, named prefix: String, in directory: String) throws -> [OutboxEntry] {
+        let backlog = (0..<count).map { index in
+            OutboxEntry(
+                challengeID: "\(prefix)\(index)", tenantID: "contoso", partition: Partition(index % 2),
+                body: "{\"n\":\(index)}", endedAt: ManualClock().millis)
+        }
+        let store = try SQLiteJournal(directory: directory) { $0() }
+        defer { store.close() }
+        let done = DispatchSemaphore(value: 0)
+        store.commit([], outbox: backlog.map(OutboxChange.enqueue)) { _ in done.signal() }
+        guard done.wait(timeout: .now() + 10) == .success else {
+            throw TestFailure(description: "the backlog was not committed within 10 s")
+        }
+        return backlog
     }
 
     @Test func aCallbackCarriesTheSignedResultOnce() async throws {
@@ -110,7 +130,7 @@ final class ManualClock: Sendable {
         #expect(body["reason"] as? String == "cancelled" && body["decision"] is NSNull && body["device_id"] is NSNull)
         #expect((body["resolved_at"] as? String)?.hasSuffix("Z") == true)
         // Acknowledged: out of the outbox, counted once, nothing sent again.
-        #expect(try await eventually { try await setup.forwarder { $0.queueDepth } == 0 })
+        #expect(try await eventually { try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 0 })
         #expect(try await setup.forwarder { $0.attempts["delivered"] } == 1)
         #expect(try await setup.forwarder { $0.latency.count } == 1)
         try await Task.sleep(nanoseconds: 200_000_000)
@@ -120,18 +140,7 @@ final class ManualClock: Sendable {
     @Test func aBacklogLargerThanTheWindowIsReadPageByPageUntilEmpty() async throws {
         // 30 results already in the outbox when the broker starts, as after an outage; 3 in memory at a time.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
-        let backlog = (0..<30).map { index in
-            OutboxEntry(
-                challengeID: "ch_backlog_\(index)", tenantID: "contoso", body: "{\"n\":\(index)}",
-                endedAt: ManualClock().millis)
-        }
-        do {
-            let store = try SQLiteStore(directory: directory) { $0() }
-            let done = DispatchSemaphore(value: 0)
-            store.commit([], outbox: backlog.map(OutboxChange.enqueue)) { _ in done.signal() }
-            #expect(done.wait(timeout: .now() + 10) == .success)
-            store.close()
-        }
+        let backlog = try storeBacklog(30, named: "ch_backlog_", in: directory)
         var small = Forwarder.Settings()
         small.window = 3
         small.maxInFlightPerVerifier = 1
@@ -141,15 +150,32 @@ final class ManualClock: Sendable {
         defer { verifier.stop() }
         let broker = try await InProcessBroker(verifierURL: verifier.url, forwarding: small) { loop in
             // swift-format-ignore: NeverUseForceTry
-            try! SQLiteStore(directory: directory) { work in loop.execute(work) }
+            try! SQLiteJournal(directory: directory) { work in loop.execute(work) }
         }
         defer {
             broker.stop()
             try? FileManager.default.removeItem(atPath: directory)
         }
-        #expect(eventually { verifier.received.count == 30 })
+        #expect(await eventually { verifier.received.count == 30 })
         #expect(Set(verifier.received.compactMap { $0.headers["idempotency-key"] }) == Set(backlog.map(\.challengeID)))
         #expect(try await eventually { try await broker.onLoop { $0.forwarder.attempts["delivered"] } == 30 })
+    }
+
+    @Test func aForwarderSendsTheCallbacksOfItsPartitionsOnly() async throws {
+        // Ten results in partition 0 and ten in partition 1 wait in the outbox; this forwarder has partition 0.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
+        let backlog = try storeBacklog(20, named: "ch_part_", in: directory)
+        let alice = UserKey(tenantID: "contoso", userID: "alice").partition
+        try #require(alice != Partition(0))
+        let setup = try await setUp(directory: directory) { PartitionZeroStore($0) }
+        defer { setup.stop() }
+        // A result that becomes due now, in alice's partition: not this forwarder's either.
+        _ = try await setup.endAChallenge("r-9")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 10 })
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let sent = Set(setup.verifier.received.compactMap { $0.headers["idempotency-key"] })
+        #expect(sent == Set(backlog.filter { $0.partition == Partition(0) }.map(\.challengeID)))
+        #expect(try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 11)
     }
 
     @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {
@@ -173,7 +199,7 @@ final class ManualClock: Sendable {
         #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
         #expect(
             setup.verifier.received.map { $0.headers["idempotency-key"] } == Array(repeating: challengeID, count: 3))
-        #expect(try await eventually { try await setup.forwarder { $0.queueDepth } == 0 })
+        #expect(try await eventually { try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 0 })
     }
 
     @Test func aVerifierTooSlowToAnswerIsTimedOutAndTriedAgain() async throws {
@@ -189,7 +215,7 @@ final class ManualClock: Sendable {
         setup.clock.advance(by: 1000)
         try await setup.forwarder { $0.pump() }
         #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
-        #expect(try await eventually { try await setup.forwarder { $0.queueDepth } == 0 })
+        #expect(try await eventually { try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 0 })
     }
 
     @Test func aRefusalAndTwentyFourHoursOfFailuresMakeDeadLetters() async throws {
@@ -216,8 +242,14 @@ final class ManualClock: Sendable {
         try await setup.forwarder { $0.pump() }
         #expect(try await eventually { try await setup.forwarder { $0.attempts["dead_letter"] } == 2 })
         // Out of the queue once the dead letter is stored, a moment after it is counted.
-        #expect(try await eventually { try await setup.forwarder { $0.queueDepth } == 0 })
+        #expect(try await eventually { try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 0 })
         let last = try #require(setup.verifier.received.last)
         #expect(last.headers["idempotency-key"] == failing)
     }
+}
+
+/// The embedded store, as if the other partitions were leased to other instances.
+final class PartitionZeroStore: DelegatingStore, @unchecked Sendable {
+    override var forwardingPartitions: [Partition] { [Partition(0)] }
+    override func forwards(_ partition: Partition) -> Bool { partition == Partition(0) }
 }

@@ -27,7 +27,8 @@ final class InProcessBroker: @unchecked Sendable {
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
         forwarding: Forwarder.Settings = Forwarder.Settings(), apns: Configuration.APNs? = nil,
         fcm: Configuration.FCM? = nil,
-        store makeStore: (EventLoop) -> DurableStore
+        wrap: @escaping @Sendable (EmbeddedStore) -> UserStore = { $0 },
+        store makeStore: (EventLoop) -> Journal
     ) async throws {
         thread = try LoopThread()
         let loop = thread.loop
@@ -39,12 +40,12 @@ final class InProcessBroker: @unchecked Sendable {
         ]
         let made = try await thread.run {
             let application = Application(logger: logger)
+            let embedded = try EmbeddedStore.recover(store.value, executor: { loop.execute($0) }).0
             let service = try ApprovalService(
-                loop: loop, core: ApprovalCore(random: BufferedSecureRandom()), store: store.value, clients: clients,
-                keepaliveSeconds: 25, forwarding: forwarding, apns: apns, fcm: fcm, logger: logger,
-                clock: clock)
+                loop: loop, store: wrap(embedded), clients: clients, keepaliveSeconds: 25, forwarding: forwarding,
+                apns: apns, fcm: fcm, logger: logger, clock: clock)
             application.service = service
-            service.forwarder.start(queued: 0)
+            service.start()
             let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
             server.earlyRefusal = { Problem($0).response }
             let port = try server.listen(host: "127.0.0.1", port: 0)
@@ -56,7 +57,7 @@ final class InProcessBroker: @unchecked Sendable {
     }
 
     /// A broker over the store `make` builds on the broker's loop, and that store.
-    static func over<Store: DurableStore>(
+    static func over<Store: Journal>(
         _ make: @escaping (EventLoop) -> Store
     ) async throws -> (InProcessBroker, Store) {
         var made: Store?

@@ -15,7 +15,7 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-poll-\(UUID())")
         let broker = try await InProcessBroker { loop in
             // swift-format-ignore: NeverUseForceTry
-            try! SQLiteStore(directory: directory.path) { work in loop.execute(work) }
+            try! SQLiteJournal(directory: directory.path) { work in loop.execute(work) }
         }
         defer { broker.stop() }
         let key = try P256PrivateKey()
@@ -39,7 +39,7 @@ import Testing
         let held = try RawHTTP2Connection(port: broker.port)
         try held.sendPreface()
         try held.send(longPoll(1))
-        #expect(try await eventually { try await broker.onLoop { $0.heldLongPolls } == 1 })
+        #expect(try await eventually { try await broker.onLoop { $0.longPolls.count } == 1 })
         let raw = try RawHTTP2Connection(port: broker.port)
         try raw.sendPreface()
         var burst: [UInt8] = []
@@ -53,6 +53,6 @@ import Testing
             if frame.type == Frame.rstStream { resets += 1 }
         }
         #expect(resets == 50)
-        #expect(try await broker.onLoop { $0.heldLongPolls } == 1)
+        #expect(try await broker.onLoop { $0.longPolls.count } == 1)
     }
 }

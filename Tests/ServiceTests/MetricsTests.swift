@@ -42,12 +42,16 @@ import Testing
 
     @Test func processGaugesAreSane() {
         #expect(ProcessMetrics.residentMemoryBytes() > 1_000_000)
-        // Other tests open and close descriptors meanwhile: 50 of ours must show, within a margin.
-        let descriptors = ProcessMetrics.openFileDescriptors()
-        let handles = (0..<50).compactMap { _ in FileHandle(forReadingAtPath: "/proc/self/stat") }
-        let opened = ProcessMetrics.openFileDescriptors() - descriptors
-        #expect(handles.count == 50 && (40...60).contains(opened))
-        for handle in handles { try? handle.close() }
+        // Other tests open and close descriptors meanwhile (they start servers and tools): 50 of ours must show,
+        // within a margin, in one of five tries.
+        let shown = (0..<5).contains { _ in
+            let descriptors = ProcessMetrics.openFileDescriptors()
+            let handles = (0..<50).compactMap { _ in FileHandle(forReadingAtPath: "/proc/self/stat") }
+            let opened = ProcessMetrics.openFileDescriptors() - descriptors
+            for handle in handles { try? handle.close() }
+            return handles.count == 50 && (40...60).contains(opened)
+        }
+        #expect(shown)
         let started = ProcessMetrics.startTimeSeconds()
         #expect(started <= Date().timeIntervalSince1970 && started > Date().timeIntervalSince1970 - 3600)
     }

@@ -54,7 +54,7 @@ import Testing
         settings.endpoint = apns.origin
         let broker = try await InProcessBroker(clock: { clock.millis }, apns: settings) { loop in
             // swift-format-ignore: NeverUseForceTry
-            try! SQLiteStore(
+            try! SQLiteJournal(
                 directory: FileManager.default.temporaryDirectory.appendingPathComponent("approvald-push-\(UUID())")
                     .path
             ) { work in loop.execute(work) }
@@ -275,7 +275,7 @@ import Testing
         let clock = ManualClock()
         let broker = try await InProcessBroker(clock: { clock.millis }, fcm: settings) { loop in
             // swift-format-ignore: NeverUseForceTry
-            try! SQLiteStore(directory: directory + "/data") { work in loop.execute(work) }
+            try! SQLiteJournal(directory: directory + "/data") { work in loop.execute(work) }
         }
         return Setup(broker: broker, fcm: fcm, tokens: tokens, clock: clock, directory: directory)
     }

@@ -13,7 +13,7 @@ import Testing
 @testable import Service
 
 /// Counts commits and fails each one, answering on the loop as a real store would.
-final class FailingStore: DurableStore, @unchecked Sendable {
+final class FailingStore: Journal, @unchecked Sendable {
     let loop: EventLoop
     let commits = Locked(0)
 
@@ -22,7 +22,7 @@ final class FailingStore: DurableStore, @unchecked Sendable {
     func load(_ each: (StoredRecord) -> Void) throws(StoreError) {}
 
     func commit(
-        _ events: [CoreEvent], outbox: [OutboxChange],
+        _ changes: [Change], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
     ) {
         commits.withLock { $0 += 1 }
@@ -30,12 +30,17 @@ final class FailingStore: DurableStore, @unchecked Sendable {
     }
 
     func dueCallbacks(
-        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
 
     func deadLetters(
         tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void
+    ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
+
+    func redrive(
+        tenantID: String, challengeID: String?, now: UnixMillis,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void
     ) { loop.execute { completion(.failure(StoreError("disk full"))) } }
 
     func close() {}

@@ -22,13 +22,45 @@ func waitFor<Value: Sendable>(
     return try outcome.withLock { $0 }!.get()
 }
 
-func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
+func commitAndWait(_ store: SQLiteJournal, outbox: [OutboxChange]) throws {
     let _: Void = try waitFor { store.commit([], outbox: outbox, completion: $0) }
 }
 
 @Suite struct OutboxTests {
-    func entry(_ id: String, endedAt: UnixMillis, tenant: String = "contoso") -> OutboxEntry {
-        OutboxEntry(challengeID: id, tenantID: tenant, body: "{\"challenge_id\":\"\(id)\"}", endedAt: endedAt)
+    func entry(
+        _ id: String, endedAt: UnixMillis, tenant: String = "contoso", partition: Partition = Partition(7)
+    ) -> OutboxEntry {
+        OutboxEntry(
+            challengeID: id, tenantID: tenant, partition: partition, body: "{\"challenge_id\":\"\(id)\"}",
+            endedAt: endedAt)
+    }
+
+    @Test func aReadOfSomePartitionsSeesTheirCallbacksOnly() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try openStore(directory)
+        defer { store.close() }
+        let (three, five, last) = (Partition(3), Partition(5), Partition(Partition.count - 1))
+        try commitAndWait(
+            store,
+            outbox: [
+                .enqueue(entry("ch_a", endedAt: start + 1, partition: three)),
+                .enqueue(entry("ch_b", endedAt: start + 2, partition: five)),
+                .enqueue(entry("ch_c", endedAt: start + 3, partition: three)),
+                .enqueue(entry("ch_d", endedAt: start + 50, partition: five)),
+                .enqueue(entry("ch_e", endedAt: start + 60, partition: last)),
+            ])
+        func due(_ partitions: [Partition]) throws -> DueCallbacks {
+            try waitFor { store.dueCallbacks(in: partitions, now: start + 10, after: nil, limit: 10, completion: $0) }
+        }
+        #expect(try due([three]).entries.map(\.challengeID) == ["ch_a", "ch_c"])
+        #expect(try due([three]).nextDueAt == nil)
+        #expect(try due([five]).entries.map(\.challengeID) == ["ch_b"] && due([five]).nextDueAt == start + 50)
+        #expect(try due([three, last]).entries.map(\.challengeID) == ["ch_a", "ch_c"])
+        #expect(try due([three, last]).nextDueAt == start + 60)
+        #expect(try due([Partition(4)]).entries.isEmpty && due([]).entries.isEmpty)
+        #expect(try due(Partition.all).entries.map(\.challengeID) == ["ch_a", "ch_b", "ch_c"])
+        #expect(try due(Partition.all).entries[1].partition == five && due(Partition.all).nextDueAt == start + 50)
     }
 
     @Test func entriesComeDueInOrderAndLeaveWhenDeliveredOrDead() throws {
@@ -39,23 +71,32 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
             store, outbox: [.enqueue(entry("ch_b", endedAt: start + 2)), .enqueue(entry("ch_a", endedAt: start + 1))])
         // Enqueueing again (a replayed commit) changes nothing.
         try commitAndWait(store, outbox: [.enqueue(entry("ch_a", endedAt: start + 99))])
-        var due = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 10, completion: $0) }
+        var due = try waitFor {
+            store.dueCallbacks(in: Partition.all, now: start + 10, after: nil, limit: 10, completion: $0)
+        }
         #expect(due.entries.map(\.challengeID) == ["ch_a", "ch_b"])
         #expect(due.entries[0] == entry("ch_a", endedAt: start + 1) && due.nextDueAt == nil)
         #expect(
-            try waitFor { store.dueCallbacks(now: start + 1, after: nil, limit: 10, completion: $0) }.entries.count == 1
+            try waitFor { store.dueCallbacks(in: Partition.all, now: start + 1, after: nil, limit: 10, completion: $0) }
+                .entries.count == 1
         )
-        let first = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 1, completion: $0) }
+        let first = try waitFor {
+            store.dueCallbacks(in: Partition.all, now: start + 10, after: nil, limit: 1, completion: $0)
+        }
         #expect(first.entries.map(\.challengeID) == ["ch_a"])
         // The next page starts after where the last one ended.
         let second = try waitFor {
-            store.dueCallbacks(now: start + 10, after: OutboxCursor(after: first.entries[0]), limit: 1, completion: $0)
+            store.dueCallbacks(
+                in: Partition.all, now: start + 10, after: OutboxCursor(after: first.entries[0]), limit: 1,
+                completion: $0)
         }
         #expect(second.entries.map(\.challengeID) == ["ch_b"])
 
         // A retry moves the entry out of the due set until its time; the store says when that is.
         try commitAndWait(store, outbox: [.retry(challengeID: "ch_a", attempts: 1, nextAttemptAt: start + 1_000)])
-        due = try waitFor { store.dueCallbacks(now: start + 10, after: nil, limit: 10, completion: $0) }
+        due = try waitFor {
+            store.dueCallbacks(in: Partition.all, now: start + 10, after: nil, limit: 10, completion: $0)
+        }
         #expect(due.entries.map(\.challengeID) == ["ch_b"] && due.nextDueAt == start + 1_000)
 
         // Reopened, everything is where it was.
@@ -64,7 +105,9 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
         var sizes: Int?
         try store.load { record in if case .sizes(_, _, _, let callbacks) = record { sizes = callbacks } }
         #expect(sizes == 2)
-        due = try waitFor { store.dueCallbacks(now: start + 1_000, after: nil, limit: 10, completion: $0) }
+        due = try waitFor {
+            store.dueCallbacks(in: Partition.all, now: start + 1_000, after: nil, limit: 10, completion: $0)
+        }
         #expect(due.entries.map(\.challengeID) == ["ch_b", "ch_a"] && due.entries[1].attempts == 1)
 
         // Delivered: gone. Dead: gone from the outbox, listed for its tenant only, newest first.
@@ -79,7 +122,9 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
                         entry: entry("ch_c", endedAt: start + 3), status: 0, detail: "gave up", deadAt: start + 3_000)),
                 .enqueue(entry("ch_d", endedAt: start + 4, tenant: "fabrikam")),
             ])
-        due = try waitFor { store.dueCallbacks(now: start + 10_000, after: nil, limit: 10, completion: $0) }
+        due = try waitFor {
+            store.dueCallbacks(in: Partition.all, now: start + 10_000, after: nil, limit: 10, completion: $0)
+        }
         #expect(due.entries.map(\.challengeID) == ["ch_d"])
         let letters = try waitFor { store.deadLetters(tenantID: "contoso", limit: 10, completion: $0) }
         #expect(letters.map(\.entry.challengeID) == ["ch_c", "ch_b"])
@@ -87,6 +132,69 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
         #expect(letters[1].status == 400 && letters[1].detail == letter.detail && letters[1].deadAt == start + 2_000)
         #expect(try waitFor { store.deadLetters(tenantID: "fabrikam", limit: 10, completion: $0) }.isEmpty)
         store.close()
+    }
+
+    @Test func deadLettersAreRedrivenOneOrAllOfATenantsIntoTheOutbox() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var store = try openStore(directory)
+        func dead(_ id: String, tenant: String = "contoso") -> OutboxChange {
+            .deadLetter(
+                DeadLetter(
+                    entry: OutboxEntry(
+                        challengeID: id, tenantID: tenant, partition: Partition(9),
+                        body: entry(id, endedAt: start).body, endedAt: start + 1, attempts: 3),
+                    status: 400, detail: "refused", deadAt: start + 5))
+        }
+        try commitAndWait(
+            store,
+            outbox: [
+                .enqueue(entry("ch_a", endedAt: start + 1)), dead("ch_a"), dead("ch_b"), dead("ch_c"),
+                dead("ch_f", tenant: "fabrikam"),
+            ])
+        func redrive(_ tenant: String, _ id: String?) throws -> Int {
+            try waitFor { store.redrive(tenantID: tenant, challengeID: id, now: start + 100, completion: $0) }
+        }
+        func due() throws -> [OutboxEntry] {
+            try waitFor {
+                store.dueCallbacks(in: Partition.all, now: start + 100, after: nil, limit: 10, completion: $0)
+            }
+            .entries
+        }
+        #expect(try due().isEmpty)
+        // Another tenant's id, an unknown id: nothing moves.
+        #expect(try redrive("fabrikam", "ch_a") == 0 && redrive("contoso", "ch_zz") == 0)
+        #expect(try redrive("contoso", "ch_a") == 1)
+        let requeued = try #require(try due().first)
+        #expect(requeued.challengeID == "ch_a" && requeued.attempts == 0 && requeued.nextAttemptAt == start + 100)
+        #expect(requeued.partition == Partition(9) && requeued.body == entry("ch_a", endedAt: start).body)
+        #expect(requeued.endedAt == start + 1)
+        #expect(try redrive("contoso", "ch_a") == 0)
+        // Every one of the tenant's, after a reopen; the other tenant's stays dead.
+        store.close()
+        store = try openStore(directory)
+        #expect(try redrive("contoso", nil) == 2)
+        #expect(try due().map(\.challengeID) == ["ch_a", "ch_b", "ch_c"])
+        #expect(try waitFor { store.deadLetters(tenantID: "contoso", limit: 10, completion: $0) }.isEmpty)
+        #expect(try waitFor { store.deadLetters(tenantID: "fabrikam", limit: 10, completion: $0) }.count == 1)
+        store.close()
+    }
+
+    @Test func theEmbeddedStoreCountsARedrivenCallbackInTheForwardQueue() throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (store, _) = try EmbeddedStore.recover(try openStore(directory), executor: { $0() })
+        defer { store.close() }
+        let letter = DeadLetter(entry: entry("ch_a", endedAt: start), status: 400, detail: "refused", deadAt: start)
+        let _: Void = try waitFor { done in
+            store.commit(Commit(state: nil, changes: [], outbox: [.enqueue(letter.entry), .deadLetter(letter)])) {
+                result in
+                if case .durable = result { done(.success(())) } else { done(.failure(StoreError("\(result)"))) }
+            }
+        }
+        #expect(store.gauges.forwardQueueDepth == 0)
+        #expect(try waitFor { store.redrive(tenantID: "contoso", challengeID: nil, now: start, completion: $0) } == 1)
+        #expect(store.gauges.forwardQueueDepth == 1)
     }
 
     @Test func aSchemaOneStoreGainsTheOutbox() throws {
@@ -128,6 +236,7 @@ func commitAndWait(_ store: SQLiteStore, outbox: [OutboxChange]) throws {
         #expect(try store.load().devices.map(\.id) == ["phone-1"])
         try commitAndWait(store, outbox: [.enqueue(entry("ch_a", endedAt: start))])
         #expect(
-            try waitFor { store.dueCallbacks(now: start, after: nil, limit: 10, completion: $0) }.entries.count == 1)
+            try waitFor { store.dueCallbacks(in: Partition.all, now: start, after: nil, limit: 10, completion: $0) }
+                .entries.count == 1)
     }
 }

@@ -10,22 +10,38 @@ public struct TimedOut: Error, CustomStringConvertible {
     public var description: String { "nothing happened within \(seconds) s" }
 }
 
-/// Resumes a continuation once: with the first value given, or with `TimedOut` after `seconds`.
+/// Hands the first result given (a value from the loop, or `TimedOut`) to one waiting task. The result itself goes
+/// through the mutex, not through the continuation: ThreadSanitizer then sees that everything the loop's thread
+/// wrote before handing it over happened before the task reads it (it does not see the concurrency runtime's own
+/// hand-over of a resumed continuation's value).
 public final class OneShot<Value: Sendable>: Sendable {
     public init() {}
 
-    private let continuation = Locked<CheckedContinuation<Value, any Error>?>(nil)
+    private let state = Locked<(waiter: CheckedContinuation<Void, Never>?, result: Result<Value, any Error>?)>(
+        (nil, nil))
 
-    public func set(_ continuation: CheckedContinuation<Value, any Error>) {
-        self.continuation.withLock { $0 = continuation }
+    /// Waits until a result is given and returns it.
+    public func wait() async throws -> Value {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let given = state.withLock { state -> Bool in
+                if state.result != nil { return true }
+                state.waiter = waiter
+                return false
+            }
+            if given { waiter.resume() }
+        }
+        return try state.withLock { $0.result! }.get()
     }
 
+    /// Gives the result; only the first one counts.
     public func resume(_ result: Result<Value, any Error>) {
-        let pending = continuation.withLock { value -> CheckedContinuation<Value, any Error>? in
-            defer { value = nil }
-            return value
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        pending?.resume(with: result)
+        waiter?.resume()
     }
 }
 
@@ -66,13 +82,11 @@ public final class LoopThread: Sendable {
         timeout: Double = 10, _ body: @escaping @Sendable (_ done: @escaping @Sendable (Value) -> Void) -> Void
     ) async throws -> Value {
         let once = OneShot<Value>()
-        return try await withCheckedThrowingContinuation { continuation in
-            once.set(continuation)
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                once.resume(.failure(TimedOut(seconds: timeout)))
-            }
-            loop.execute { body { value in once.resume(.success(value)) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            once.resume(.failure(TimedOut(seconds: timeout)))
         }
+        loop.execute { body { value in once.resume(.success(value)) } }
+        return try await once.wait()
     }
 
     /// Runs `body` on the loop and returns its value.

@@ -37,10 +37,18 @@ public func runCommand(
     let out = directory.appendingPathComponent("out"), err = directory.appendingPathComponent("err")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
+    let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
+    process.standardOutput = outHandle
+    process.standardError = errHandle
     let stdin = Pipe()
     process.standardInput = stdin
+    // The parent's ends, closed here: Foundation keeps them open as long as it keeps the Process, and a test process
+    // that ran a thousand commands held thousands of descriptors (Process.run crashed past about 1,350).
+    defer {
+        try? outHandle.close()
+        try? errHandle.close()
+        try? stdin.fileHandleForReading.close()
+    }
     try process.run()
     if let input { stdin.fileHandleForWriting.write(input) }
     try? stdin.fileHandleForWriting.close()
@@ -71,9 +79,16 @@ public struct ApprovaldError: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
+/// The store the end-to-end suite runs against: the embedded one, or with APPROVALD_TEST_STORE=redis a Redis of
+/// each broker's own, so that the contract is checked on both.
+public let storeUnderTest = ProcessInfo.processInfo.environment["APPROVALD_TEST_STORE"] ?? "sqlite"
+public let testsRunOnRedis = storeUnderTest == "redis"
+
 /// A running approvald with its own configuration and data in a temporary directory.
 public final class ApprovaldProcess: @unchecked Sendable {
     public let directory: URL
+    /// The Redis it stores in, when the suite runs on Redis.
+    public let redis: RedisServer?
     public let process = Process()
     public private(set) var h2cPort = 0
     public private(set) var tlsPort = 0
@@ -83,10 +98,13 @@ public final class ApprovaldProcess: @unchecked Sendable {
     /// Starts approvald with an h2c and a TLS listener on free ports, plus `extraConfig` TOML appended, and waits
     /// (bounded) for it to report ready. `shellPrefix` runs it through `sh -c` (for `ulimit`).
     /// - Parameter dataDirectory: where the store lives; pass the same one to a second process to test a restart.
+    /// - Parameter redis: the Redis to store in (a new one of its own when the suite runs on Redis and none is given).
     public init(
         extraConfig: String = "", environment: [String: String] = [:], shellPrefix: String? = nil,
-        dataDirectory: String? = nil
+        dataDirectory: String? = nil, redis: RedisServer? = nil
     ) throws {
+        self.redis = try redis ?? (testsRunOnRedis ? RedisServer() : nil)
+        let store = self.redis.map { "[store]\nbackend = \"redis\"\n[store.redis]\nurl = \"\($0.url)\"\n" } ?? ""
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-e2e-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = try runCommand(
@@ -111,6 +129,7 @@ public final class ApprovaldProcess: @unchecked Sendable {
             [tls]
             certificate = "\(certificatePath)"
             private_key = "\(directory.appendingPathComponent("key.pem").path)"
+            \(store)
             \(extraConfig)
             """
         let configPath = directory.appendingPathComponent("approvald.toml").path
@@ -130,7 +149,9 @@ public final class ApprovaldProcess: @unchecked Sendable {
         process.standardOutput = logFile
         process.standardError = logFile
         try process.run()
-        guard eventually(timeout: 30, { FileManager.default.fileExists(atPath: readyFile) || !process.isRunning }),
+        guard
+            eventuallyBlocking(
+                timeout: 30, { FileManager.default.fileExists(atPath: readyFile) || !process.isRunning }),
             process.isRunning
         else {
             throw ApprovaldError(description: "approvald did not become ready: \(log(tail: 20))")
@@ -158,7 +179,7 @@ public final class ApprovaldProcess: @unchecked Sendable {
     /// Sends `signal` and waits (bounded) for the exit; nil if it did not exit in time.
     public func stop(signal: Int32 = SIGTERM, timeout: Double = 15) -> Int32? {
         kill(process.processIdentifier, signal)
-        guard eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        guard eventuallyBlocking(timeout: timeout, { !process.isRunning }) else { return nil }
         return process.terminationStatus
     }
 

@@ -14,15 +14,15 @@ func temporaryDirectory() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("approvald-store-\(UUID().uuidString)").path
 }
 
-func openStore(_ directory: String) throws -> SQLiteStore {
-    try SQLiteStore(directory: directory) { $0() }
+func openStore(_ directory: String) throws -> SQLiteJournal {
+    try SQLiteJournal(directory: directory) { $0() }
 }
 
 /// Commits and waits (bounded) for durability.
-func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
+func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
     let done = DispatchSemaphore(value: 0)
     let outcome = Locked<Result<Void, StoreError>?>(nil)
-    store.commit(events) { result in
+    store.commit(events, outbox: []) { result in
         outcome.withLock { $0 = result }
         done.signal()
     }
@@ -30,68 +30,67 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
     try outcome.withLock { $0 }!.get()
 }
 
-@Suite struct SQLiteStoreTests {
+@Suite struct SQLiteJournalTests {
     /// Drives a core through every kind of state, storing every event, then reads it all back.
     @Test func whatCorePersistsComesBackTheSame() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openStore(directory)
-        let core = ApprovalCore(random: SeededRandom(seed: 7))
-        var events: [CoreEvent] = []
+        let core = RulesDriver(random: SeededRandom(seed: 7))
         var policy = TenantPolicy()
         policy.target = .selected
         policy.users = ["alice@contoso.com", "bob, \"the\" builder", "ålice"]
         policy.maxPendingPerUser = 4
         policy.lockoutSeconds = 900
-        events += try core.setPolicy(policy, for: "contoso")
+        _ = try core.setPolicy(policy, for: "contoso")
         let push = PushTarget(provider: .apns, token: "a1b2", topic: "com.example.authenticator")
-        events += try core.registerDevice(
+        _ = try core.registerDevice(
             "phone-1", in: "contoso",
             DeviceRegistration(
                 userID: "alice@contoso.com", publicKey: [0, 1, 2, 255], push: push, displayName: "Alice's ☎"),
             now: start
         ).1
-        events += try core.registerDevice(
+        _ = try core.registerDevice(
             "tablet-1", in: "contoso", DeviceRegistration(userID: "alice@contoso.com", publicKey: [9]), now: start + 1
         ).1
-        events += try core.registerDevice(
+        _ = try core.registerDevice(
             "phone-9", in: "contoso", DeviceRegistration(userID: "bob, \"the\" builder", publicKey: [8]), now: start + 2
         ).1
         func create(_ id: String, _ user: String = "alice@contoso.com", ttl: Int? = nil) throws -> Challenge {
             let request = ChallengeRequest(
                 requestID: id, userID: user, number: 42, ttlSeconds: ttl,
                 context: ["app": "Outlook", "location": "Stockholm, SE", "quote": "\"x\"\n"])
-            let (outcome, created) = try core.createChallenge(request, in: "contoso", now: start + 10)
-            events += created
+            let (outcome, _) = try core.createChallenge(request, in: "contoso", now: start + 10)
             guard case .created(let challenge) = outcome else { throw StoreError("not created") }
             return challenge
         }
         let pending = try create("pending", ttl: 600)
         let approved = try create("approved")
-        events += try core.answer(
+        _ = try core.answer(
             approved.id, from: "phone-1",
             Decision(kind: .approve(selectedNumber: 42), signedAtUnix: 1_795_600_001, signature: "c2ln"),
             now: start + 20
         ).1
         let wrong = try create("wrong")
-        events += try core.answer(
+        _ = try core.answer(
             wrong.id, from: "tablet-1",
             Decision(kind: .approve(selectedNumber: 7), signedAtUnix: 1_795_600_002, signature: "d3Jvbmc"),
             now: start + 20
         ).1
         let denied = try create("denied", "bob, \"the\" builder")
-        events += try core.answer(
+        _ = try core.answer(
             denied.id, from: "phone-9",
             Decision(kind: .deny(reason: .notMe), signedAtUnix: 1_795_600_003, signature: "bm90bWU"), now: start + 20
         ).1
         let cancelled = try create("cancelled")
-        events += try core.cancel(cancelled.id, in: "contoso", now: start + 30).1
-        events += try core.createChallenge(
+        _ = try core.cancel(cancelled.id, in: "contoso", now: start + 30).1
+        _ = try core.createChallenge(
             ChallengeRequest(requestID: "fallback", userID: "carol@contoso.com", number: 5), in: "contoso",
             now: start + 40
         ).1
-        events += try core.updatePush(PushTarget(provider: .fcm, token: "rotated"), for: "tablet-1")
+        _ = try core.updatePush(PushTarget(provider: .fcm, token: "rotated"), for: "tablet-1")
 
+        let events = core.takeChanges()
         // In several batches, as the loop would commit them.
         for chunk in stride(from: 0, to: events.count, by: 3) {
             try commitAndWait(store, Array(events[chunk..<min(chunk + 3, events.count)]))
@@ -107,17 +106,20 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         for device in state.devices { #expect(device == core.device(device.id)) }
         #expect(state.devices[2].push == PushTarget(provider: .fcm, token: "rotated"))
         // Restored, each user's devices are in registration order again.
-        let restored = ApprovalCore(random: SeededRandom(seed: 3))
-        try reopened.load { restored.restore($0) }
-        #expect(restored.devices(of: "alice@contoso.com", in: "contoso").map(\.id) == ["phone-1", "tablet-1"])
-        #expect(restored.challenge(pending.id, in: "contoso") == core.challenge(pending.id, in: "contoso"))
-        #expect(restored.queueDepth == core.queueDepth && restored.pendingChallenges == core.pendingChallenges)
+        let restored = try EmbeddedStore.recover(reopened, executor: { $0() }).0
+        let alice = restored.peek(.user(UserKey(tenantID: "contoso", userID: "alice@contoso.com"))).state
+        #expect(alice?.devices.map(\.id) == ["phone-1", "tablet-1"])
+        #expect(alice?.challenge(pending.id) == core.challenge(pending.id, in: "contoso"))
+        #expect(alice?.challenges.count == 4 && alice?.lockedUntil == nil)
+        #expect(
+            restored.gauges.queueDepth == core.queueDepth
+                && restored.gauges.pendingChallenges == core.pendingChallenges)
         let byID = Dictionary(uniqueKeysWithValues: state.challenges.map { ($0.id, $0) })
         for original in [pending, approved, wrong, denied, cancelled] {
             #expect(byID[original.id] == core.challenge(original.id, in: "contoso"), "\(original.request.requestID)")
         }
-        #expect(byID[denied.id]?.decision?.kind == .deny(reason: .notMe))
-        #expect(byID[wrong.id]?.reason == .wrongNumber)
+        #expect(byID[denied.id]?.resolution?.decision?.kind == .deny(reason: .notMe))
+        #expect(byID[wrong.id]?.resolution?.reason == .wrongNumber)
         // carol is not among the policy's selected users: the policy answers before the missing device does.
         #expect(state.fallbacks.count == 1 && state.fallbacks[0].reason == .policy)
         #expect(state.lockouts.count == 1 && state.lockouts[0].userID == "bob, \"the\" builder")
@@ -128,23 +130,21 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try openStore(directory)
-        let core = ApprovalCore(random: SeededRandom(seed: 7))
-        var events = try core.registerDevice(
-            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start
-        ).1
-        let (outcome, created) = try core.createChallenge(
+        let core = RulesDriver(random: SeededRandom(seed: 7))
+        _ = try core.registerDevice(
+            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start)
+        let (outcome, _) = try core.createChallenge(
             ChallengeRequest(requestID: "r1", userID: "alice", number: 1), in: "contoso", now: start)
-        events += created
         guard case .created(let challenge) = outcome else { throw StoreError("not created") }
-        events += try core.cancel(challenge.id, in: "contoso", now: start).1
-        events += try core.createChallenge(
-            ChallengeRequest(requestID: "r2", userID: "bob", number: 1), in: "contoso", now: start
-        ).1
-        try commitAndWait(store, events)
+        _ = try core.cancel(challenge.id, in: "contoso", now: start)
+        _ = try core.createChallenge(
+            ChallengeRequest(requestID: "r2", userID: "bob", number: 1), in: "contoso", now: start)
+        try commitAndWait(store, core.takeChanges())
         #expect(try store.load().challenges.count == 1)
-        let forgotten = core.tick(now: start + ApprovalCore<SeededRandom>.rememberMillis)
+        let forgotten = core.tick(now: start + Rules.rememberMillis)
         #expect(forgotten.count == 2)
-        try commitAndWait(store, forgotten + (try core.removeDevice("phone-1", in: "contoso")))
+        _ = try core.removeDevice("phone-1", in: "contoso")
+        try commitAndWait(store, core.takeChanges())
         store.close()
         let state = try openStore(directory).load()
         #expect(state.challenges.isEmpty && state.fallbacks.isEmpty && state.devices.isEmpty)
@@ -204,7 +204,7 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
         #expect {
             try openStore(directory)
         } throws: { error in
-            "\(error)".contains("schema 99, newer than this approvald's \(SQLiteStore.schemaVersion)")
+            "\(error)".contains("schema 99, newer than this approvald's \(SQLiteJournal.schemaVersion)")
         }
     }
 
@@ -228,36 +228,89 @@ func commitAndWait(_ store: SQLiteStore, _ events: [CoreEvent]) throws {
             "\(error)".contains("devices.push_provider holds pager")
         }
     }
+
+    @Test(arguments: ["17,x,88", "17,,88", "17,42,", ",42", "1234567890"])
+    func aDamagedListOfChoicesIsReported(_ damaged: String) throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try openStore(directory)
+        let driver = RulesDriver(random: SeededRandom(seed: 3))
+        _ = try driver.registerDevice(
+            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start)
+        _ = try driver.createChallenge(
+            ChallengeRequest(requestID: "r-1", userID: "alice", number: 42), in: "contoso", now: start)
+        try commitAndWait(store, driver.takeChanges())
+        #expect(try store.load().challenges.first?.choices.contains(42) == true)
+        store.close()
+        let damage = Process()
+        damage.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        damage.arguments = [
+            "sqlite3", directory + "/approvald.sqlite3", "UPDATE challenges SET choices = '\(damaged)';",
+        ]
+        try damage.run()
+        damage.waitUntilExit()
+        #expect {
+            try openStore(directory).load()
+        } throws: { error in
+            "\(error)".contains("challenges.choices holds \(damaged), which is not a list of numbers")
+        }
+    }
 }
 
 @Suite struct RecoveryThroughTheStoreTests {
     @Test func aRestartKeepsPendingChallengesAndTheirDeadlines() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try openStore(directory)
-        let before = ApprovalCore(random: SeededRandom(seed: 7))
-        var events = try before.registerDevice(
-            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start
-        ).1
+        let journal = try openStore(directory)
+        let before = RulesDriver(random: SeededRandom(seed: 7))
+        _ = try before.registerDevice(
+            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1]), now: start)
         var policy = TenantPolicy()
         policy.maxPendingPerUser = 2
-        events += try before.setPolicy(policy, for: "contoso")
-        let (long, longEvents) = try before.createChallenge(
+        _ = try before.setPolicy(policy, for: "contoso")
+        let (long, _) = try before.createChallenge(
             ChallengeRequest(requestID: "long", userID: "alice", number: 1, ttlSeconds: 300), in: "contoso", now: start)
-        let (short, shortEvents) = try before.createChallenge(
+        let (short, _) = try before.createChallenge(
             ChallengeRequest(requestID: "short", userID: "alice", number: 2, ttlSeconds: 10), in: "contoso",
             now: start + 1)
-        try commitAndWait(store, events + longEvents + shortEvents)
-        store.close()
+        try commitAndWait(journal, before.takeChanges())
+        journal.close()
         guard case .created(let kept) = long, case .created(let lapsed) = short else { throw StoreError("not created") }
 
-        let after = ApprovalCore(random: SeededRandom(seed: 99))
-        after.restore(try openStore(directory).load())
-        #expect(after.queue(of: "phone-1", now: start + 2).map(\.id) == [kept.id, lapsed.id])
-        let recovered = after.tick(now: start + 60_000)
-        #expect(recovered.contains { if case .ended(let challenge) = $0 { challenge.id == lapsed.id } else { false } })
-        #expect(after.challenge(kept.id, in: "contoso")?.expiresAt == start + 300_000)
-        #expect(after.queue(of: "phone-1", now: start + 60_000).map(\.id) == [kept.id])
-        #expect(after.queueDepth == 1 && after.pendingChallenges == 1)
+        let (after, recovered) = try EmbeddedStore.recover(try openStore(directory), executor: { $0() })
+        defer { after.close() }
+        #expect(recovered.devices == 1 && recovered.challenges == 2)
+        #expect(after.policy(for: "contoso") == policy)
+        let alice = UserKey(tenantID: "contoso", userID: "alice")
+        #expect(
+            after.peek(.device("phone-1")).state?.queue(of: "phone-1", now: start + 2).map(\.id) == [
+                kept.id, lapsed.id,
+            ])
+        #expect(after.nextDeadline == lapsed.expiresAt)
+        // The sweep finds alice due in her partition, and the expiry commits under her version.
+        var due: [UserKey] = []
+        let elsewhere = Partition((alice.partition.index + 1) % Partition.count)
+        after.dueUsers(in: [elsewhere], now: start + 60_000) { due = (try? $0.get()) ?? [] }
+        #expect(due.isEmpty)
+        after.dueUsers(in: [elsewhere, alice.partition], now: start + 60_000) { due = (try? $0.get()) ?? [] }
+        #expect(due == [alice])
+        let ticked = Rules.tick(user: after.peek(.user(alice)).state!, now: start + 60_000)
+        #expect(ticked.deliveries.contains(.ended(ticked.state.challenge(lapsed.id)!)))
+        // The journal's writer thread says durable; the test waits for it (bounded).
+        let durable = DispatchSemaphore(value: 0)
+        let result = Locked<CommitResult?>(nil)
+        after.commit(Commit(state: ticked.state, changes: ticked.changes)) { outcome in
+            result.withLock { $0 = outcome }
+            durable.signal()
+        }
+        #expect(after.peek(.challenge(kept.id)).state?.challenge(kept.id)?.expiresAt == start + 300_000)
+        #expect(after.peek(.user(alice)).state?.queue(of: "phone-1", now: start + 60_000).map(\.id) == [kept.id])
+        #expect(after.gauges.queueDepth == 1 && after.gauges.pendingChallenges == 1)
+        #expect(durable.wait(timeout: .now() + 10) == .success)
+        guard case .durable? = result.withLock({ $0 }) else { throw StoreError("the expiry was not durable") }
+        // The same decision again is stale at once: alice's version moved on.
+        var again: CommitResult?
+        after.commit(Commit(state: ticked.state, changes: ticked.changes)) { again = $0 }
+        guard case .stale? = again else { throw StoreError("a second commit on the same version was not stale") }
     }
 }

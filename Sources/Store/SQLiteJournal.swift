@@ -1,4 +1,4 @@
-// The embedded default store: SQLite in WAL mode, written by one thread that commits every batch queued since its
+// The embedded store's journal: SQLite in WAL mode, written by one thread that commits every batch queued since its
 // last transaction in the next one (group commit), and reports each batch durable through the caller's executor.
 import CSQLite
 import Core
@@ -6,8 +6,7 @@ import Foundation
 import Locking
 import Synchronization
 
-/// Everything needed to rebuild the domain at start.
-/// One stored record, as `DurableStore.load` hands them over.
+/// One stored record, as `Journal.load` hands them over.
 public enum StoredRecord: Sendable {
     /// How many of each follow, so that the reader can make room at once, and how many callbacks wait in the
     /// outbox (they are read as they fall due, not here).
@@ -42,30 +41,36 @@ public struct StoredState: Sendable {
     }
 }
 
-/// Durable state behind one protocol, so a networked store can stand in for the embedded one.
-public protocol DurableStore: AnyObject, Sendable {
+/// Where the embedded store makes its changes durable and reads them back at start.
+public protocol Journal: AnyObject, Sendable {
     /// Hands over every stored record, one at a time so that a million need not sit in memory twice: first their
     /// `sizes`, then policies, devices, challenges in the order they were created, fallbacks and lockouts. Called
     /// once at start, before the first commit.
     func load(_ each: (StoredRecord) -> Void) throws(StoreError)
-    /// Makes the state changes among `events` and the outbox changes durable together. `completion` runs through
+    /// Makes the state changes and the outbox changes durable together. `completion` runs through
     /// the store's executor once they are committed, or with the error that prevented it.
     func commit(
-        _ events: [CoreEvent], outbox: [OutboxChange],
+        _ changes: [Change], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
-    /// Up to `limit` callbacks due at `now`, in (due time, challenge id) order, after `cursor` if given (where the
-    /// previous page ended), reflecting everything committed before the call.
+    /// Up to `limit` callbacks of these partitions due at `now`, in (due time, challenge id) order, after `cursor`
+    /// if given (where the previous page ended), reflecting everything committed before the call.
     func dueCallbacks(
-        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void)
     /// A tenant's dead letters, newest first, at most `limit`.
     func deadLetters(
         tenantID: String, limit: Int, completion: @escaping @Sendable (Result<[DeadLetter], StoreError>) -> Void)
+    /// Puts dead letters of the tenant back in the outbox, due at `now` with no attempt made, in one transaction:
+    /// the one named, or every one when `challengeID` is nil. `completion` gets how many were requeued (0: none
+    /// of the tenant's by that id).
+    func redrive(
+        tenantID: String, challengeID: String?, now: UnixMillis,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void)
     /// Commits what is queued, then stops the writer.
     func close()
 }
 
-public final class SQLiteStore: DurableStore, @unchecked Sendable {
+public final class SQLiteJournal: Journal, @unchecked Sendable {
     /// `@unchecked Sendable`: the writing connection and its statements are used by the writer thread only (and by
     /// the opening thread before it starts); `load()` reads through its own connection; the queue between callers
     /// and the writer is behind a mutex.
@@ -77,13 +82,13 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
 
     private struct Batch {
-        let events: [CoreEvent]
+        let changes: [Change]
         let outbox: [OutboxChange]
         let completion: @Sendable (Result<Void, StoreError>) -> Void
     }
@@ -130,7 +135,7 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         guard version < schemaVersion else { return }
         try database.execute("BEGIN")
         do throws(StoreError) {
-            for (index, step) in migrations.enumerated() where index >= version { try database.execute(step) }
+            for step in Int(version)..<schemaVersion { try migrate(database, from: step) }
             try database.execute("PRAGMA user_version = \(schemaVersion)")
             try database.execute("COMMIT")
         } catch {
@@ -139,8 +144,30 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         }
     }
 
-    /// Step N takes schema N to N + 1.
-    private static let migrations = [
+    /// Takes schema `step` to `step + 1`.
+    private static func migrate(_ database: SQLiteDatabase, from step: Int) throws(StoreError) {
+        if step < tableMigrations.count { return try database.execute(tableMigrations[step]) }
+        // 2 → 3: each callback keeps its user's partition, read from the body it is sent with (every body names
+        // its tenant and user).
+        try database.execute(
+            """
+            ALTER TABLE outbox ADD COLUMN user_partition INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE dead_letters ADD COLUMN user_partition INTEGER NOT NULL DEFAULT 0;
+            """)
+        for table in ["outbox", "dead_letters"] {
+            var partitions: [(challengeID: String, partition: Partition)] = []
+            try database.prepare("SELECT challenge_id, body FROM \(table)").query { row throws(StoreError) in
+                partitions.append((row.text(0), try Codec.partition(ofCallback: row.text(1), in: "\(table).body")))
+            }
+            let update = try database.prepare("UPDATE \(table) SET user_partition = ? WHERE challenge_id = ?")
+            for (challengeID, partition) in partitions {
+                try update.run([.integer(Int64(partition.index)), .text(challengeID)])
+            }
+        }
+    }
+
+    /// Steps that only add tables: step N takes schema N to N + 1.
+    private static let tableMigrations = [
         """
         CREATE TABLE policies (
             tenant_id TEXT PRIMARY KEY, passwordless INTEGER NOT NULL, target TEXT NOT NULL, users TEXT NOT NULL,
@@ -218,25 +245,34 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     // MARK: Writing
 
     public func commit(
-        _ events: [CoreEvent], outbox: [OutboxChange],
+        _ changes: [Change], outbox: [OutboxChange],
         completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
     ) {
-        submit({ $0.batches.append(Batch(events: events, outbox: outbox, completion: completion)) }) {
+        submit({ $0.batches.append(Batch(changes: changes, outbox: outbox, completion: completion)) }) {
             completion(.failure(StoreError("the store is closed")))
         }
     }
 
     public func dueCallbacks(
-        now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
+        in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping @Sendable (Result<DueCallbacks, StoreError>) -> Void
     ) {
+        // Every partition (a store of its own): no filter. Some: their indexes as a JSON array for `json_each`.
+        let every = partitions.count >= Partition.count && Set(partitions).count == Partition.count
+        let only =
+            every ? [] : [Statement.Value.text("[" + partitions.map { String($0.index) }.joined(separator: ",") + "]")]
         read(completion) { statements throws(StoreError) in
             var due = DueCallbacks(entries: [], nextDueAt: nil)
             let from = cursor ?? OutboxCursor(dueAt: .min, challengeID: "")
-            try statements.dueCallbacks.query([
+            let page: [Statement.Value] = [
                 .integer(from.dueAt), .text(from.challengeID), .integer(now), .integer(Int64(limit)),
-            ]) { row in due.entries.append(Codec.outboxEntry(row)) }
-            try statements.nextDue.query([.integer(now)]) { row in due.nextDueAt = row.optionalInteger(0) }
+            ]
+            try (every ? statements.dueCallbacks : statements.dueCallbacksIn).query(page + only) {
+                row throws(StoreError) in due.entries.append(try Codec.outboxEntry(row))
+            }
+            try (every ? statements.nextDue : statements.nextDueIn).query([.integer(now)] + only) { row in
+                due.nextDueAt = row.optionalInteger(0)
+            }
             return due
         }
     }
@@ -246,10 +282,34 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
     ) {
         read(completion) { statements throws(StoreError) in
             var letters: [DeadLetter] = []
-            try statements.deadLetters.query([.text(tenantID), .integer(Int64(limit))]) { row in
-                letters.append(Codec.deadLetter(row))
+            try statements.deadLetters.query([.text(tenantID), .integer(Int64(limit))]) { row throws(StoreError) in
+                letters.append(try Codec.deadLetter(row))
             }
             return letters
+        }
+    }
+
+    public func redrive(
+        tenantID: String, challengeID: String?, now: UnixMillis,
+        completion: @escaping @Sendable (Result<Int, StoreError>) -> Void
+    ) {
+        read(completion) { statements throws(StoreError) in
+            try statements.begin.run([])
+            do throws(StoreError) {
+                let (requeue, delete) =
+                    challengeID == nil
+                    ? (statements.requeueDeadLetters, statements.deleteDeadLetters)
+                    : (statements.requeueDeadLetter, statements.deleteDeadLetter)
+                let named: [Statement.Value] = [.text(tenantID)] + (challengeID.map { [.text($0)] } ?? [])
+                try requeue.run([.integer(now)] + named)
+                let requeued = requeue.changes
+                try delete.run(named)
+                try statements.commit.run([])
+                return requeued
+            } catch {
+                try? statements.rollback.run([])
+                throw error
+            }
         }
     }
 
@@ -316,7 +376,7 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
             try statements.begin.run([])
             do throws(StoreError) {
                 for batch in batches {
-                    for event in batch.events { try apply(event) }
+                    for change in batch.changes { try apply(change) }
                     for change in batch.outbox { try apply(change) }
                 }
                 try statements.commit.run([])
@@ -335,20 +395,20 @@ public final class SQLiteStore: DurableStore, @unchecked Sendable {
         }
     }
 
-    private func apply(_ event: CoreEvent) throws(StoreError) {
-        switch event {
+    private func apply(_ change: Change) throws(StoreError) {
+        switch change {
         case .policySaved(let tenantID, let policy): try statements.upsertPolicy.run(Codec.values(policy, tenantID))
         case .deviceSaved(let device): try statements.upsertDevice.run(Codec.values(device))
         case .deviceRemoved(_, let deviceID): try statements.deleteDevice.run([.text(deviceID)])
         case .challengeSaved(let challenge): try statements.upsertChallenge.run(Codec.values(challenge))
         case .fallbackSaved(let fallback): try statements.upsertFallback.run(Codec.values(fallback))
-        case .lockoutSaved(let tenantID, let userID, let until):
-            try statements.upsertLockout.run([.text(tenantID), .text(userID), .integer(until)])
-        case .forgotten(let tenantID, let requestID, let challengeID):
+        case .lockoutSaved(let user, let until):
+            try statements.upsertLockout.run([.text(user.tenantID), .text(user.userID), .integer(until)])
+        case .forgotten(let request, let challengeID):
             if let challengeID { try statements.deleteChallenge.run([.text(challengeID)]) }
-            try statements.deleteFallback.run([.text(tenantID), .text(requestID)])
-        case .queued, .unqueued, .ended:
-            break  // deliveries, not state
+            try statements.deleteFallback.run([.text(request.tenantID), .text(request.requestID)])
+        case .resultDue:
+            break  // the caller hands the callback over as an outbox change
         }
     }
 
@@ -383,7 +443,11 @@ private struct Statements: @unchecked Sendable {
     let begin, commit, rollback: Statement
     let upsertPolicy, upsertDevice, deleteDevice, upsertChallenge, deleteChallenge: Statement
     let upsertFallback, deleteFallback, upsertLockout: Statement
-    let enqueueCallback, deleteCallback, retryCallback, insertDeadLetter, dueCallbacks, nextDue, deadLetters: Statement
+    let enqueueCallback, deleteCallback, retryCallback, insertDeadLetter, deadLetters: Statement
+    /// A dead letter, or all of a tenant's, back into the outbox.
+    let requeueDeadLetter, deleteDeadLetter, requeueDeadLetters, deleteDeadLetters: Statement
+    /// Due callbacks and the next due time, of every partition and of the partitions a JSON array names.
+    let dueCallbacks, dueCallbacksIn, nextDue, nextDueIn: Statement
 
     init(_ database: SQLiteDatabase) throws(StoreError) {
         begin = try database.prepare("BEGIN IMMEDIATE")
@@ -407,25 +471,47 @@ private struct Statements: @unchecked Sendable {
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
         deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
         upsertLockout = try database.prepare("INSERT OR REPLACE INTO lockouts VALUES (?,?,?)")
-        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?)")
+        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?)")
         deleteCallback = try database.prepare("DELETE FROM outbox WHERE challenge_id = ?")
         retryCallback = try database.prepare(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE challenge_id = ?")
-        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)")
-        dueCallbacks = try database.prepare(
-            """
-            SELECT * FROM outbox WHERE (next_attempt_at, challenge_id) > (?, ?) AND next_attempt_at <= ?
-            ORDER BY next_attempt_at, challenge_id LIMIT ?
-            """)
-        nextDue = try database.prepare("SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?")
+        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?)")
+        // The partition filter is applied to the rows the due index yields: a store of its own serves every
+        // partition, and an index per partition would cost each callback's insert and delete for nothing.
+        let due = "(next_attempt_at, challenge_id) > (?1, ?2) AND next_attempt_at <= ?3"
+        let inPartitions = "user_partition IN (SELECT value FROM json_each(?5))"
+        let page = "ORDER BY next_attempt_at, challenge_id LIMIT ?4"
+        dueCallbacks = try database.prepare("SELECT * FROM outbox WHERE \(due) \(page)")
+        dueCallbacksIn = try database.prepare("SELECT * FROM outbox WHERE \(due) AND \(inPartitions) \(page)")
+        nextDue = try database.prepare("SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?1")
+        nextDueIn = try database.prepare(
+            "SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?1 AND user_partition IN (SELECT value FROM json_each(?2))"
+        )
         deadLetters = try database.prepare(
             "SELECT * FROM dead_letters WHERE tenant_id = ? ORDER BY dead_at DESC, challenge_id LIMIT ?")
+        // A callback of that id already in the outbox (a redrive repeated) stays as it is.
+        let requeue = """
+            INSERT OR IGNORE INTO outbox
+                (challenge_id, tenant_id, body, ended_at, attempts, next_attempt_at, user_partition)
+            SELECT challenge_id, tenant_id, body, ended_at, 0, ?1, user_partition FROM dead_letters WHERE tenant_id = ?2
+            """
+        requeueDeadLetter = try database.prepare(requeue + " AND challenge_id = ?3")
+        deleteDeadLetter = try database.prepare("DELETE FROM dead_letters WHERE tenant_id = ? AND challenge_id = ?")
+        requeueDeadLetters = try database.prepare(requeue)
+        deleteDeadLetters = try database.prepare("DELETE FROM dead_letters WHERE tenant_id = ?")
     }
 }
 
-extension DurableStore {
-    /// Commits domain events with no outbox change.
-    public func commit(_ events: [CoreEvent], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
-        commit(events, outbox: [], completion: completion)
+extension Journal {
+    /// Everything the journal holds, gathered in memory (for small stores and for tests).
+    public func load() throws(StoreError) -> StoredState {
+        var state = StoredState()
+        try load { state.add($0) }
+        return state
+    }
+
+    /// Commits state changes with no outbox change.
+    public func commit(_ changes: [Change], completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        commit(changes, outbox: [], completion: completion)
     }
 }

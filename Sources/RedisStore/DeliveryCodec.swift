@@ -1,0 +1,76 @@
+// A delivery as the bytes of an instance inbox message: the instance that committed it publishes it to the instance
+// that holds the device's stream or the challenge's long poll, which delivers it as if committed there. Same rules
+// as UserStateCodec: a format byte, enumerations by position, damaged bytes an error.
+import Core
+import Store
+
+enum DeliveryCodec {
+    static let format: UInt8 = 1
+
+    private enum Kind: UInt8 {
+        case queued = 1
+        case unqueued
+        case ended
+        case deviceRemoved
+    }
+
+    static func encode(_ delivery: Delivery) -> [UInt8] {
+        var out = BinaryWriter()
+        out.byte(format)
+        switch delivery {
+        case .queued(let challenge, let device):
+            out.byte(Kind.queued.rawValue)
+            out.user(challenge.user)
+            out.challenge(challenge)
+            out.device(device)
+        case .unqueued(let challengeID, let deviceID, let outcome):
+            out.byte(Kind.unqueued.rawValue)
+            out.string(challengeID)
+            out.string(deviceID)
+            out.choice(outcome)
+        case .ended(let challenge):
+            out.byte(Kind.ended.rawValue)
+            out.user(challenge.user)
+            out.challenge(challenge)
+        case .deviceRemoved(let deviceID):
+            out.byte(Kind.deviceRemoved.rawValue)
+            out.string(deviceID)
+        }
+        return out.bytes
+    }
+
+    static func decode(_ bytes: ArraySlice<UInt8>) throws(StoreError) -> Delivery {
+        var input = BinaryReader(bytes: bytes, subject: "an inbox message")
+        guard try input.byte() == format else { throw input.damaged("an unknown format") }
+        let delivery: Delivery
+        switch Kind(rawValue: try input.byte()) {
+        case .queued:
+            let key = try input.user()
+            delivery = .queued(try input.challenge(of: key), try input.device(of: key))
+        case .unqueued:
+            delivery = .unqueued(
+                challengeID: try input.string(), deviceID: try input.string(),
+                outcome: try input.choice(DeviceOutcome.self))
+        case .ended:
+            let key = try input.user()
+            delivery = .ended(try input.challenge(of: key))
+        case .deviceRemoved: delivery = .deviceRemoved(deviceID: try input.string())
+        case nil: throw input.damaged("an unknown kind of delivery")
+        }
+        guard input.isAtEnd else { throw input.damaged("bytes after the end") }
+        return delivery
+    }
+}
+
+extension BinaryWriter {
+    fileprivate mutating func user(_ key: UserKey) {
+        string(key.tenantID)
+        string(key.userID)
+    }
+}
+
+extension BinaryReader {
+    fileprivate mutating func user() throws(StoreError) -> UserKey {
+        UserKey(tenantID: try string(), userID: try string())
+    }
+}

@@ -1,0 +1,380 @@
+// The Redis Functions every instance calls: each load and each commit of a user's state is one call, atomic on the
+// server. Loaded at start with FUNCTION LOAD REPLACE unless a newer library is already there.
+//
+// Keys (`{p}` is the user's partition, four digits, so that a user's keys share a cluster slot):
+//   ap:{p}:u:<tenant>\n<user>  the state: "<version>|<pending>|<queue entries>|" then UserStateCodec's bytes
+//   ap:{p}:due                 sorted set: user field → the state's next deadline
+//   ap:{p}:gauges              hash: pending, queue, q:<tenant> (queue depth by tenant)
+//   ap:{p}:ch                  hash: challenge id → user field (challenge ids name their partition)
+//   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
+//   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id (expires a minute after the end of
+//                              remembering, should no sweep forget it first)
+//   ap:{p}:out                 hash: challenge id → callback "<attempts>|<next attempt>|<ended>|<tenant>|<body>"
+//   ap:{p}:outdue              sorted set: challenge id → next attempt (the outbox in due order, as with SQLite)
+//   ap:dl:<tenant>             hash: challenge id → dead letter
+//                              "<status>|<dead at>|<attempts>|<ended>|<p>|<detail bytes>|<detail><body>"
+//   ap:dlt:<tenant>            sorted set: challenge id → dead at (newest first for the list)
+//   ap:outparts                sorted set: partition → its earliest next attempt, for partitions with callbacks (a
+//                              read of due callbacks looks only where there are some)
+//   ap:route:<device>          the instance that holds the device's event stream (expires unless renewed)
+//   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
+//   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
+//   ap:instances               sorted set: instance → when it last said it is alive
+//   ap:{p}:lease               the instance that forwards the partition's callbacks (expires unless renewed)
+// A partition's gauges also count its outbox (`out`). Times are Unix milliseconds.
+
+enum FunctionLibrary {
+    /// Raised whenever the functions change; an instance refuses to replace a newer library.
+    static let version = 6
+
+    static let source = """
+        #!lua name=approvald
+
+        local function counts(value)
+          local version, pending, queue = string.match(value, '^(%d+)|(%d+)|(%d+)|')
+          return tonumber(version), tonumber(pending), tonumber(queue)
+        end
+
+        local function user_key(partition, field)
+          return 'ap:{' .. partition .. '}:u:' .. field
+        end
+
+        -- KEYS: ap:{p}:ch. ARGV: challenge id, partition. → { user field, state } or nil.
+        local function load_challenge(keys, args)
+          local field = redis.call('HGET', keys[1], args[1])
+          if not field then return nil end
+          return { field, redis.call('GET', user_key(args[2], field)) }
+        end
+
+        -- KEYS: ap:dev:<device>. → { user field, state } or nil.
+        local function load_device(keys, args)
+          local holder = redis.call('GET', keys[1])
+          if not holder then return nil end
+          local partition, field = string.match(holder, '^(%d+)|(.*)$')
+          return { field, redis.call('GET', user_key(partition, field)) }
+        end
+
+        local function enqueue(tag, id, callback)
+          local next_attempt = string.match(callback, '^%d+|(%d+)|')
+          if redis.call('HSET', 'ap:{' .. tag .. '}:out', id, callback) == 1 then
+            redis.call('HINCRBY', 'ap:{' .. tag .. '}:gauges', 'out', 1)
+          end
+          redis.call('ZADD', 'ap:{' .. tag .. '}:outdue', next_attempt, id)
+          redis.call('ZADD', 'ap:outparts', 'LT', next_attempt, tag)
+        end
+
+        -- After a partition's callbacks changed: its entry in ap:outparts follows its earliest next attempt.
+        local function reindex(tag)
+          local first = redis.call('ZRANGE', 'ap:{' .. tag .. '}:outdue', 0, 0, 'WITHSCORES')
+          if #first == 0 then
+            redis.call('ZREM', 'ap:outparts', tag)
+          else
+            redis.call('ZADD', 'ap:outparts', first[2], tag)
+          end
+        end
+
+        -- Publishes a delivery where it belongs; → whether the committing instance (`me`) delivers it itself: a
+        -- device's delivery when no other instance holds its stream, a challenge's end always (and to the
+        -- instances whose long polls wait for it).
+        local function route(me, kind, target, payload)
+          if kind == 'd' then
+            local owner = redis.call('GET', 'ap:route:' .. target)
+            if owner and owner ~= me then
+              redis.call('PUBLISH', 'ap:inbox:' .. owner, payload)
+              return '0'
+            end
+          else
+            for _, owner in ipairs(redis.call('SMEMBERS', 'ap:lp:' .. target)) do
+              if owner ~= me then redis.call('PUBLISH', 'ap:inbox:' .. owner, payload) end
+            end
+          end
+          return '1'
+        end
+
+        -- KEYS: state, due, gauges, challenge index, outbox, outbox due.
+        -- ARGV: expected version, new state ('' to delete), user field, next deadline ('' for none), tenant, the
+        -- committing instance, the number of deliveries, the deliveries as triples (kind 'd' for a device or 'c'
+        -- for a challenge, its id, the message), then changes as triples: op, name, value — 'S' set a key, 'D'
+        -- delete a key, 'E' set a key that expires (value "<Unix ms>|<value>"), 'H' set a field of the challenge
+        -- index, 'h' delete one, 'O' enqueue a callback (name: challenge id, value: the callback).
+        -- → { 1, one '1' (deliver it yourself) or '0' (published) per delivery } committed, 0 stale (nothing
+        -- written).
+        local function commit(keys, args)
+          local current = redis.call('GET', keys[1])
+          local version, pending, queue = 0, 0, 0
+          if current then version, pending, queue = counts(current) end
+          if version ~= tonumber(args[1]) then return 0 end
+          local new_pending, new_queue = 0, 0
+          if args[2] == '' then
+            redis.call('DEL', keys[1])
+          else
+            local new_version
+            new_version, new_pending, new_queue = counts(args[2])
+            if new_version ~= version + 1 then return redis.error_reply('ERR the new state must be version + 1') end
+            redis.call('SET', keys[1], args[2])
+          end
+          if args[4] == '' then
+            redis.call('ZREM', keys[2], args[3])
+          else
+            redis.call('ZADD', keys[2], args[4], args[3])
+          end
+          if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', new_pending - pending) end
+          if new_queue ~= queue then
+            redis.call('HINCRBY', keys[3], 'queue', new_queue - queue)
+            redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue)
+          end
+          local deliveries = tonumber(args[7])
+          local first_change = 8 + 3 * deliveries
+          for index = first_change, #args, 3 do
+            local op, name, value = args[index], args[index + 1], args[index + 2]
+            if op == 'S' then redis.call('SET', name, value)
+            elseif op == 'E' then
+              local at, held = string.match(value, '^(%d+)|(.*)$')
+              redis.call('SET', name, held, 'PXAT', at)
+            elseif op == 'D' then redis.call('DEL', name)
+            elseif op == 'H' then redis.call('HSET', keys[4], name, value)
+            elseif op == 'h' then redis.call('HDEL', keys[4], name)
+            elseif op == 'O' then enqueue(string.sub(keys[5], 5, 8), name, value)
+            else return redis.error_reply('ERR unknown index change ' .. op) end
+          end
+          local here = {}
+          for index = 8, first_change - 1, 3 do
+            here[#here + 1] = route(args[6], args[index], args[index + 1], args[index + 2])
+          end
+          return { 1, table.concat(here) }
+        end
+
+        -- ARGV: the instance, the route's lifetime (ms), then device ids. Routes their deliveries to the instance.
+        local function route_streams(keys, args)
+          for index = 3, #args do redis.call('SET', 'ap:route:' .. args[index], args[1], 'PX', args[2]) end
+          return #args - 2
+        end
+
+        -- ARGV: the instance, a device id. Ends the device's route if it is still the instance's.
+        local function unroute_stream(keys, args)
+          local key = 'ap:route:' .. args[2]
+          if redis.call('GET', key) == args[1] then redis.call('DEL', key) end
+          return 1
+        end
+
+        -- ARGV: the instance, a challenge id, how long the poll waits (ms). Its end is published to the instance.
+        local function watch(keys, args)
+          local key = 'ap:lp:' .. args[2]
+          redis.call('SADD', key, args[1])
+          if redis.call('PTTL', key) < tonumber(args[3]) then redis.call('PEXPIRE', key, args[3]) end
+          return 1
+        end
+
+        -- ARGV: changes as quintuples: op, challenge id, value, partition tag, tenant — 'd' delivered, 'r' retry
+        -- (value "<attempts>|<next>"), 'x' dead letter (value: the dead letter). A callback another instance
+        -- finished meanwhile is left alone. → how many changed.
+        local function outbox(keys, args)
+          local changed, touched = 0, {}
+          for index = 1, #args, 5 do
+            local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
+              args[index + 4]
+            local out, outdue = 'ap:{' .. tag .. '}:out', 'ap:{' .. tag .. '}:outdue'
+            local callback = redis.call('HGET', out, id)
+            if callback then
+              changed = changed + 1
+              touched[tag] = true
+              if op == 'r' then
+                local rest = string.match(callback, '^%d+|%d+|(.*)$')
+                redis.call('HSET', out, id, value .. '|' .. rest)
+                redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
+              else
+                redis.call('HDEL', out, id)
+                redis.call('ZREM', outdue, id)
+                redis.call('HINCRBY', 'ap:{' .. tag .. '}:gauges', 'out', -1)
+                if op == 'x' then
+                  redis.call('HSET', 'ap:dl:' .. tenant, id, value)
+                  redis.call('ZADD', 'ap:dlt:' .. tenant, string.match(value, '^%d+|(%d+)|'), id)
+                elseif op ~= 'd' then
+                  return redis.error_reply('ERR unknown outbox change ' .. op)
+                end
+              end
+            end
+          end
+          for tag in pairs(touched) do reindex(tag) end
+          return changed
+        end
+
+        -- Sorted set entries of `key` scored at most `now` and after the cursor (score, then id), at most `limit`.
+        local function due_after(key, now, limit, cursor_score, cursor_id)
+          local found, offset = {}, 0
+          local low = cursor_score or '-inf'
+          while #found < limit do
+            local page = redis.call('ZRANGEBYSCORE', key, low, now, 'WITHSCORES', 'LIMIT', offset, limit)
+            if #page == 0 then break end
+            for index = 1, #page, 2 do
+              local score = tonumber(page[index + 1])
+              if not cursor_score or score > cursor_score or page[index] > cursor_id then
+                found[#found + 1] = { score, page[index] }
+              end
+            end
+            offset = offset + #page / 2
+          end
+          return found
+        end
+
+        -- ARGV: now, limit, cursor score ('' for none), cursor id, then partition tags.
+        -- → { next due time after now or '', then tag, challenge id, callback for each, in (due, id) order }.
+        local function due_callbacks(keys, args)
+          local now, limit = tonumber(args[1]), tonumber(args[2])
+          local cursor_score = args[3] ~= '' and tonumber(args[3]) or nil
+          local asked = {}
+          for index = 5, #args do asked[args[index]] = true end
+          local entries, next_due = {}, nil
+          -- Only the partitions with something due are read.
+          for _, tag in ipairs(redis.call('ZRANGEBYSCORE', 'ap:outparts', '-inf', args[1])) do
+            if asked[tag] then
+              for _, entry in ipairs(due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])) do
+                entries[#entries + 1] = { entry[1], entry[2], tag }
+              end
+              local later = redis.call('ZRANGEBYSCORE', 'ap:{' .. tag .. '}:outdue', '(' .. args[1], '+inf',
+                'WITHSCORES', 'LIMIT', 0, 1)
+              if #later > 0 and (not next_due or tonumber(later[2]) < next_due) then
+                next_due = tonumber(later[2])
+              end
+            end
+          end
+          -- The first partition asked for whose earliest callback falls due later.
+          local offset = 0
+          while not next_due do
+            local page = redis.call('ZRANGEBYSCORE', 'ap:outparts', '(' .. args[1], '+inf', 'WITHSCORES', 'LIMIT',
+              offset, 64)
+            if #page == 0 then break end
+            for index = 1, #page, 2 do
+              if asked[page[index]] then
+                next_due = tonumber(page[index + 1])
+                break
+              end
+            end
+            offset = offset + 64
+          end
+          table.sort(entries, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
+          local reply = { next_due and string.format('%d', next_due) or '' }
+          for index = 1, math.min(limit, #entries) do
+            local entry = entries[index]
+            reply[#reply + 1] = entry[3]
+            reply[#reply + 1] = entry[2]
+            reply[#reply + 1] = redis.call('HGET', 'ap:{' .. entry[3] .. '}:out', entry[2])
+          end
+          return reply
+        end
+
+        -- KEYS: the tenant's dead letters, their order. ARGV: limit. → { challenge id, dead letter, … } newest first.
+        local function dead_letters(keys, args)
+          local reply = {}
+          for _, id in ipairs(redis.call('ZREVRANGE', keys[2], 0, tonumber(args[1]) - 1)) do
+            reply[#reply + 1] = id
+            reply[#reply + 1] = redis.call('HGET', keys[1], id)
+          end
+          return reply
+        end
+
+        -- KEYS: the tenant's dead letters, their order. ARGV: now, challenge id ('' for every one).
+        -- → how many went back into their partitions' outboxes, due now with no attempt made.
+        local function redrive(keys, args)
+          local ids = args[2] == '' and redis.call('ZRANGE', keys[2], 0, -1) or { args[2] }
+          local requeued = 0
+          for _, id in ipairs(ids) do
+            local letter = redis.call('HGET', keys[1], id)
+            if letter then
+              local ended, tag, length, rest = string.match(letter, '^%d+|%d+|%d+|(%d+)|(%d+)|(%d+)|(.*)$')
+              local tenant = string.sub(keys[1], 7)
+              local callback = '0|' .. args[1] .. '|' .. ended .. '|' .. tenant .. '|' .. string.sub(rest, length + 1)
+              enqueue(tag, id, callback)
+              redis.call('HDEL', keys[1], id)
+              redis.call('ZREM', keys[2], id)
+              requeued = requeued + 1
+            end
+          end
+          return requeued
+        end
+
+        -- ARGV: now, limit, then partition tags. → the user fields due, at most `limit` a partition.
+        local function due_users(keys, args)
+          local reply = {}
+          for index = 3, #args do
+            local due = redis.call('ZRANGEBYSCORE', 'ap:{' .. args[index] .. '}:due', '-inf', args[1], 'LIMIT', 0, args[2])
+            for _, field in ipairs(due) do reply[#reply + 1] = field end
+          end
+          return reply
+        end
+
+        -- ARGV: partition tags. → { name, sum, … } of their gauges.
+        local function gauges(keys, args)
+          local sums, names = {}, {}
+          for index = 1, #args do
+            local fields = redis.call('HGETALL', 'ap:{' .. args[index] .. '}:gauges')
+            for at = 1, #fields, 2 do
+              if not sums[fields[at]] then
+                sums[fields[at]] = 0
+                names[#names + 1] = fields[at]
+              end
+              sums[fields[at]] = sums[fields[at]] + tonumber(fields[at + 1])
+            end
+          end
+          local reply = {}
+          for _, name in ipairs(names) do
+            reply[#reply + 1] = name
+            reply[#reply + 1] = tostring(sums[name])
+          end
+          return reply
+        end
+
+        -- ARGV: the instance, how long an instance counts as alive and how long a lease lasts (ms).
+        -- Says the instance is alive, shares the partitions among the live instances (partition p goes to the
+        -- (p mod n)th of the n live ones by name), renews or takes the instance's share where no other instance
+        -- holds a lease, and gives up its leases outside its share. Time is Redis's, so that instances whose clocks
+        -- differ agree on who is alive. → the partition tags it holds.
+        local function leases(keys, args)
+          local time = redis.call('TIME')
+          local me, alive, lease = args[1], tonumber(args[2]), args[3]
+          local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+          redis.call('ZADD', 'ap:instances', now, me)
+          redis.call('ZREMRANGEBYSCORE', 'ap:instances', '-inf', now - alive)
+          local live = redis.call('ZRANGE', 'ap:instances', 0, -1)
+          table.sort(live)
+          local position = 0
+          for index, name in ipairs(live) do if name == me then position = index - 1 end end
+          local held = {}
+          for partition = 0, 1023 do
+            local tag = string.format('%04d', partition)
+            local key = 'ap:{' .. tag .. '}:lease'
+            local holder = redis.call('GET', key)
+            if partition % #live == position then
+              if not holder or holder == me then
+                redis.call('SET', key, me, 'PX', lease)
+                held[#held + 1] = tag
+              end
+            elseif holder == me then
+              redis.call('DEL', key)
+            end
+          end
+          return held
+        end
+
+        redis.register_function{ function_name = 'approvald_version', callback = function() return \(version) end,
+          flags = { 'no-writes' } }
+        redis.register_function{ function_name = 'approvald_load_challenge', callback = load_challenge,
+          flags = { 'no-writes' } }
+        redis.register_function{ function_name = 'approvald_load_device', callback = load_device,
+          flags = { 'no-writes' } }
+        redis.register_function('approvald_commit', commit)
+        redis.register_function('approvald_outbox', outbox)
+        redis.register_function('approvald_route_streams', route_streams)
+        redis.register_function('approvald_unroute_stream', unroute_stream)
+        redis.register_function('approvald_watch', watch)
+        redis.register_function('approvald_leases', leases)
+        redis.register_function('approvald_redrive', redrive)
+        local function read_only(name, callback)
+          redis.register_function{ function_name = name, callback = callback, flags = { 'no-writes' } }
+        end
+        read_only('approvald_due_callbacks', due_callbacks)
+        read_only('approvald_dead_letters', dead_letters)
+        read_only('approvald_due_users', due_users)
+        read_only('approvald_gauges', gauges)
+        """
+}

@@ -1,0 +1,318 @@
+// Users' states in Redis: each load and each commit of the user store is one call (see FunctionLibrary for the
+// keys). A commit names the version it was decided on; Redis refuses it, writing nothing, when another instance
+// committed first.
+import Core
+import Redis
+import Store
+
+/// `@unchecked Sendable`: confined to the event loop of its client.
+public final class RedisStates: @unchecked Sendable {
+    private let client: RedisClient
+
+    public init(client: RedisClient) { self.client = client }
+
+    /// Loads the function library unless the server already has this version (or refuses, naming both, when it
+    /// has a newer one: instances of a later release share this Redis).
+    public static func installFunctions(
+        on client: RedisClient, completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        client.send(["FCALL", "approvald_version", "0"]) { result in
+            switch result {
+            case .failure(let error): completion(.failure(StoreError("\(error)")))
+            case .success(.integer(let installed)) where installed == FunctionLibrary.version:
+                completion(.success(()))
+            case .success(.integer(let installed)) where installed > FunctionLibrary.version:
+                completion(
+                    .failure(
+                        StoreError(
+                            "Redis has approvald's functions version \(installed), newer than this release's "
+                                + "\(FunctionLibrary.version): upgrade this instance")))
+            case .success:
+                // None yet (an error reply: no such function) or an older release's.
+                client.send(["FUNCTION", "LOAD", "REPLACE", FunctionLibrary.source]) { loaded in
+                    switch loaded {
+                    case .success(.bulk), .success(.status): completion(.success(()))
+                    case .success(let other): completion(.failure(StoreError("FUNCTION LOAD answered \(other)")))
+                    case .failure(let error): completion(.failure(StoreError("\(error)")))
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Loading
+
+    public func load(_ lookup: Lookup, completion: @escaping (Result<Loaded, StoreError>) -> Void) {
+        switch lookup {
+        case .user(let key):
+            client.send(["GET", Self.stateKey(key)]) { result in
+                completion(
+                    Self.read(result) { value throws(StoreError) in Loaded(state: try Self.state(value, of: key)) })
+            }
+        case .challenge(let challengeID):
+            guard let partition = Partition(challengeID: challengeID) else {
+                return completion(.success(Loaded(state: nil)))
+            }
+            client.send([
+                "FCALL", "approvald_load_challenge", "1", "ap:{\(Self.tag(partition))}:ch", challengeID,
+                Self.tag(partition),
+            ]) { result in completion(Self.read(result, Self.heldState)) }
+        case .device(let deviceID):
+            client.send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) { result in
+                completion(Self.read(result, Self.heldState))
+            }
+        case .creation(let key, let request):
+            client.send(["MGET", Self.stateKey(key), Self.requestKey(request)]) { result in
+                completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
+            }
+        case .registration(let key, let deviceID):
+            client.send(["MGET", Self.stateKey(key), Self.deviceKey(deviceID)]) { result in
+                completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
+            }
+        }
+    }
+
+    /// `{ user field, state }` from a load through an index, or nil when the index names no one.
+    private static func heldState(_ value: RedisValue) throws(StoreError) -> Loaded {
+        guard case .array(let pair) = value, pair.count == 2, let field = pair[0].string else {
+            return Loaded(state: nil)
+        }
+        let key = try userKey(field: field)
+        return Loaded(state: try state(pair[1], of: key))
+    }
+
+    private static func stateAndHolder(_ value: RedisValue, of key: UserKey) throws(StoreError) -> Loaded {
+        guard case .array(let pair) = value, pair.count == 2 else { throw StoreError("MGET answered \(value)") }
+        let holder = try pair[1].string.map { text throws(StoreError) in try userKey(holder: text) }
+        return Loaded(state: try state(pair[0], of: key), heldBy: holder)
+    }
+
+    /// The state a value holds: nil for none.
+    static func state(_ value: RedisValue, of key: UserKey) throws(StoreError) -> UserState? {
+        guard case .bulk(let bytes) = value else { return nil }
+        var separators: [Int] = []
+        for (offset, byte) in bytes.enumerated() where byte == UInt8(ascii: "|") {
+            separators.append(offset)
+            if separators.count == 3 { break }
+        }
+        guard separators.count == 3, let version = UInt64(String(decoding: bytes[..<separators[0]], as: UTF8.self))
+        else { throw StoreError("the state of \(key) in Redis has no version") }
+        return try UserStateCodec.decode(bytes[(separators[2] + 1)...], key: key, version: version)
+    }
+
+    // MARK: Committing
+
+    /// Commits `state` (decided on its version) with the index changes its `changes` imply and the callbacks that
+    /// join the outbox with it, in one atomic call.
+    /// `deliveries` are published where they belong; `completion` gets, for a durable commit, those this instance
+    /// delivers itself.
+    public func commit(
+        _ state: UserState, _ changes: [Change], enqueue callbacks: [OutboxEntry], deliveries: [Delivery] = [],
+        by instanceID: String = "", completion: @escaping (CommitResult, _ deliverHere: [Delivery]) -> Void
+    ) {
+        let key = state.key
+        let partition = key.partition
+        let field = Self.field(key)
+        let holder = "\(Self.tag(partition))|\(field)"
+        var arguments = [
+            "FCALL", "approvald_commit", "6", Self.stateKey(key), "ap:{\(Self.tag(partition))}:due",
+            Self.gaugesKey(partition), "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
+            RedisOutbox.dueKey(partition), String(state.version),
+        ].map { Array($0.utf8) }
+        arguments.append(state.isEmpty ? [] : Self.value(of: state, version: state.version + 1))
+        arguments.append(Array(field.utf8))
+        arguments.append(Array((state.isEmpty ? nil : state.nextDeadline).map(String.init)?.utf8 ?? "".utf8))
+        arguments.append(Array(key.tenantID.utf8))
+        arguments.append(Array(instanceID.utf8))
+        arguments.append(Array(String(deliveries.count).utf8))
+        for delivery in deliveries {
+            let (kind, target) = Self.target(of: delivery)
+            arguments += [Array(kind.utf8), Array(target.utf8), DeliveryCodec.encode(delivery)]
+        }
+        func index(_ op: String, _ name: String, _ value: String = "") {
+            arguments += [Array(op.utf8), Array(name.utf8), Array(value.utf8)]
+        }
+        for change in changes {
+            switch change {
+            case .deviceSaved(let device): index("S", Self.deviceKey(device.id), holder)
+            case .deviceRemoved(_, let deviceID): index("D", Self.deviceKey(deviceID))
+            case .challengeSaved(let challenge):
+                index("H", challenge.id, field)
+                // A challenge ends by its expiry at the latest.
+                index(
+                    "E", Self.requestKey(RequestKey(tenantID: key.tenantID, requestID: challenge.request.requestID)),
+                    "\(challenge.expiresAt + Self.indexGraceMillis)|\(holder)")
+            case .fallbackSaved(let fallback):
+                index(
+                    "E", Self.requestKey(RequestKey(tenantID: key.tenantID, requestID: fallback.request.requestID)),
+                    "\(fallback.decidedAt + Self.indexGraceMillis)|\(holder)")
+            case .forgotten(let request, let challengeID):
+                index("D", Self.requestKey(request))
+                if let challengeID { index("h", challengeID) }
+            case .policySaved, .lockoutSaved, .resultDue: break
+            }
+        }
+        for callback in callbacks { index("O", callback.challengeID, RedisOutbox.value(of: callback)) }
+        client.send(arguments) { result in
+            switch result {
+            case .success(.array(let reply)) where reply.count == 2 && reply[0] == .integer(1):
+                let here = Array(reply[1].string?.utf8 ?? "".utf8)
+                guard here.count == deliveries.count else {
+                    return completion(.failed(StoreError("Redis answered a commit with \(reply)")), [])
+                }
+                completion(.durable, zip(deliveries, here).compactMap { $1 == UInt8(ascii: "1") ? $0 : nil })
+            case .success(.integer(0)): completion(.stale, [])
+            case .success(let other): completion(.failed(StoreError("Redis refused a commit: \(other)")), [])
+            case .failure(let error): completion(.failed(StoreError("\(error)")), [])
+            }
+        }
+    }
+
+    /// How long a `request_id`'s index outlives the end of its challenge or fallback: the remembering window and a
+    /// minute, so that the sweep forgets it first and an index no sweep forgot still goes.
+    static let indexGraceMillis = Rules.rememberMillis + 60_000
+
+    /// Where a delivery goes: the device's stream ('d') or the challenge's long polls ('c').
+    private static func target(of delivery: Delivery) -> (String, String) {
+        switch delivery {
+        case .queued(_, let device): ("d", device.id)
+        case .unqueued(_, let deviceID, _), .deviceRemoved(let deviceID): ("d", deviceID)
+        case .ended(let challenge): ("c", challenge.id)
+        }
+    }
+
+    /// "<version>|<pending>|<queue entries>|" and the state's bytes: the function reads the counts for the gauges.
+    static func value(of state: UserState, version: UInt64) -> [UInt8] {
+        Array("\(version)|\(state.pendingCount)|\(state.queue.count)|".utf8) + UserStateCodec.encode(state)
+    }
+
+    // MARK: Policies
+
+    /// The hash of stored policies (a PUT), tenant → PolicyCodec's bytes, and the channel a save is announced on so
+    /// that every instance reads it again.
+    static let policiesKey = "ap:policies"
+    public static let policiesChannel = "ap:policies"
+
+    /// Stores a tenant's policy and tells the other instances (they read the policies again on the message).
+    public func savePolicy(
+        _ policy: TenantPolicy, for tenantID: String, completion: @escaping (Result<Void, StoreError>) -> Void
+    ) {
+        client.send([
+            Array("HSET".utf8), Array(Self.policiesKey.utf8), Array(tenantID.utf8), PolicyCodec.encode(policy),
+        ]) {
+            [client] saved in
+            switch saved {
+            case .success(.integer):
+                client.send(["PUBLISH", Self.policiesChannel, tenantID]) { _ in completion(.success(())) }
+            case .success(let other): completion(.failure(StoreError("Redis refused a policy: \(other)")))
+            case .failure(let error): completion(.failure(StoreError("\(error)")))
+            }
+        }
+    }
+
+    /// Every stored policy.
+    public func loadPolicies(completion: @escaping (Result<[String: TenantPolicy], StoreError>) -> Void) {
+        client.send(["HGETALL", Self.policiesKey]) { result in
+            switch result {
+            case .success(.array(let pairs)):
+                var policies: [String: TenantPolicy] = [:]
+                do throws(StoreError) {
+                    for index in stride(from: 0, to: pairs.count - 1, by: 2) {
+                        guard let tenantID = pairs[index].string, case .bulk(let bytes) = pairs[index + 1] else {
+                            throw StoreError("ap:policies holds \(pairs[index])")
+                        }
+                        policies[tenantID] = try PolicyCodec.decode(bytes[...], tenantID: tenantID)
+                    }
+                    completion(.success(policies))
+                } catch {
+                    completion(.failure(error))
+                }
+            case .success(let other): completion(.failure(StoreError("HGETALL answered \(other)")))
+            case .failure(let error): completion(.failure(StoreError("\(error)")))
+            }
+        }
+    }
+
+    // MARK: Deadlines and gauges
+
+    /// Users of these partitions whose next deadline is due at `now`, at most `limit` a partition: one call. A user
+    /// stays due until a commit moves its deadline, so two instances that sweep one partition both see it; the
+    /// version check lets only one commit.
+    public func dueUsers(
+        in partitions: [Partition], now: UnixMillis, limit: Int = 100,
+        completion: @escaping (Result<[UserKey], StoreError>) -> Void
+    ) {
+        client.send(["FCALL", "approvald_due_users", "0", String(now), String(limit)] + partitions.map(Self.tag)) {
+            result in
+            completion(
+                Self.read(result) { value throws(StoreError) in
+                    guard case .array(let fields) = value else { throw StoreError("due users: \(value)") }
+                    return try fields.map { field throws(StoreError) in
+                        guard let text = field.string else { throw StoreError("a due user: \(field)") }
+                        return try Self.userKey(field: text)
+                    }
+                })
+        }
+    }
+
+    /// The gauges of these partitions, summed by Redis: the shared figures every instance reports alike.
+    public func gauges(in partitions: [Partition], completion: @escaping (Result<Gauges, StoreError>) -> Void) {
+        client.send(["FCALL", "approvald_gauges", "0"] + partitions.map(Self.tag)) { result in
+            completion(
+                Self.read(result) { value throws(StoreError) in
+                    guard case .array(let pairs) = value else { throw StoreError("gauges: \(value)") }
+                    var gauges = Gauges()
+                    for index in stride(from: 0, to: pairs.count - 1, by: 2) {
+                        guard let name = pairs[index].string, let value = pairs[index + 1].string.flatMap({ Int($0) })
+                        else { throw StoreError("a partition's gauges hold \(pairs[index]) = \(pairs[index + 1])") }
+                        switch name {
+                        case "pending": gauges.pendingChallenges = value
+                        case "queue": gauges.queueDepth = value
+                        case "out": gauges.forwardQueueDepth = value
+                        default:
+                            guard name.hasPrefix("q:"), value != 0 else { continue }
+                            gauges.queueDepthByTenant[String(name.dropFirst(2))] = value
+                        }
+                    }
+                    return gauges
+                })
+        }
+    }
+
+    /// A reply read by `parse`, or the error that came instead.
+    static func read<Value>(
+        _ result: Result<RedisValue, RedisError>, _ parse: (RedisValue) throws(StoreError) -> Value
+    ) -> Result<Value, StoreError> {
+        switch result {
+        case .failure(let error): return .failure(StoreError("\(error)"))
+        case .success(.error(let message)): return .failure(StoreError("Redis refused: \(message)"))
+        case .success(let value):
+            do throws(StoreError) { return .success(try parse(value)) } catch { return .failure(error) }
+        }
+    }
+
+    // MARK: Keys
+
+    static func tag(_ partition: Partition) -> String {
+        let digits = String(partition.index)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    static func gaugesKey(_ partition: Partition) -> String { "ap:{\(tag(partition))}:gauges" }
+    static func field(_ key: UserKey) -> String { key.tenantID + "\n" + key.userID }
+    static func stateKey(_ key: UserKey) -> String { "ap:{\(tag(key.partition))}:u:\(field(key))" }
+    static func deviceKey(_ deviceID: String) -> String { "ap:dev:\(deviceID)" }
+    static func requestKey(_ request: RequestKey) -> String { "ap:req:\(request.tenantID)\n\(request.requestID)" }
+
+    static func userKey(field: String) throws(StoreError) -> UserKey {
+        guard let newline = field.firstIndex(of: "\n") else { throw StoreError("a user field without a tenant") }
+        return UserKey(
+            tenantID: String(field[..<newline]), userID: String(field[field.index(after: newline)...]))
+    }
+
+    /// From "<partition>|<tenant>\n<user>".
+    static func userKey(holder: String) throws(StoreError) -> UserKey {
+        guard let bar = holder.firstIndex(of: "|") else { throw StoreError("an index entry without a partition") }
+        return try userKey(field: String(holder[holder.index(after: bar)...]))
+    }
+}

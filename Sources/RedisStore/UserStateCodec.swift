@@ -1,0 +1,165 @@
+// A user's whole state as the bytes of one Redis value: every request loads and commits it, and a million pending
+// challenges live in Redis's memory, so the format is compact (varints, no field names) and read in one pass.
+// The first byte is the format; a reader refuses a format it does not know rather than guess. Enumerations are
+// stored by their position in `allCases`: new cases go at the end.
+import Core
+import Store
+
+enum UserStateCodec {
+    static let format: UInt8 = 1
+
+    static func encode(_ state: UserState) -> [UInt8] {
+        var out = BinaryWriter()
+        out.bytes.reserveCapacity(512)
+        out.byte(format)
+        out.optionalTime(state.lockedUntil)
+        out.count(state.devices.count)
+        for device in state.devices { out.device(device) }
+        out.count(state.pending.count)
+        for challenge in state.pending { out.challenge(challenge) }
+        out.count(state.ended.count)
+        for ended in state.ended { out.challenge(ended.challenge) }
+        out.count(state.fallbacks.count)
+        for fallback in state.fallbacks {
+            out.request(fallback.request)
+            out.choice(fallback.reason)
+            out.time(fallback.decidedAt)
+        }
+        out.count(state.queue.count)
+        for entry in state.queue {
+            out.string(entry.challengeID)
+            out.string(entry.deviceID)
+        }
+        out.count(state.recentCreations.count)
+        for at in state.recentCreations { out.time(at) }
+        return out.bytes
+    }
+
+    /// The state of `key` at `version` from what `encode` wrote; damaged or unknown bytes are a `StoreError`.
+    static func decode(_ bytes: ArraySlice<UInt8>, key: UserKey, version: UInt64) throws(StoreError) -> UserState {
+        var input = BinaryReader(bytes: bytes, subject: "the state of \(key)")
+        guard try input.byte() == format else { throw input.damaged("an unknown format") }
+        let lockedUntil = try input.optionalTime()
+        let devices = try input.list { reader throws(StoreError) in try reader.device(of: key) }
+        let pending = try input.list { reader throws(StoreError) in try reader.challenge(of: key) }
+        let ended = try input.list { reader throws(StoreError) in try reader.challenge(of: key) }
+        let fallbacks = try input.list { reader throws(StoreError) -> Fallback in
+            let request = try reader.request()
+            let reason = try reader.choice(FallbackReason.self)
+            return Fallback(tenantID: key.tenantID, request: request, reason: reason, decidedAt: try reader.time())
+        }
+        let queue = try input.list { reader throws(StoreError) in
+            QueueEntry(challengeID: try reader.string(), deviceID: try reader.string())
+        }
+        let recentCreations = try input.list { reader throws(StoreError) in try reader.time() }
+        guard input.isAtEnd else { throw input.damaged("bytes after the end") }
+        return UserState(
+            key: key, version: version, devices: devices, pending: pending, ended: ended, fallbacks: fallbacks,
+            queue: queue, recentCreations: recentCreations, lockedUntil: lockedUntil)
+    }
+}
+
+extension BinaryWriter {
+    mutating func device(_ device: Device) {
+        string(device.id)
+        raw(device.publicKey)
+        choice(device.push.provider)
+        string(device.push.token)
+        string(device.push.topic)
+        string(device.displayName)
+        time(device.createdAt)
+        optionalTime(device.lastSeenAt)
+    }
+
+    mutating func request(_ request: ChallengeRequest) {
+        string(request.requestID)
+        string(request.userID)
+        number(request.number)
+        byte(request.ttlSeconds == nil ? 0 : 1)
+        if let ttl = request.ttlSeconds { number(ttl) }
+        string(request.context.json)
+    }
+
+    mutating func challenge(_ challenge: Challenge) {
+        string(challenge.id)
+        request(challenge.request)
+        count(challenge.choices.count)
+        for choice in challenge.choices { number(choice) }
+        count(challenge.devices.count)
+        for device in challenge.devices { string(device) }
+        time(challenge.createdAt)
+        time(challenge.expiresAt)
+        guard let resolution = challenge.resolution else { return byte(0) }
+        byte(1)
+        choice(resolution.status)
+        byte(resolution.reason == nil ? 0 : 1)
+        if let reason = resolution.reason { choice(reason) }
+        optionalString(resolution.device)
+        time(resolution.at)
+        guard let decision = resolution.decision else { return byte(0) }
+        switch decision.kind {
+        case .approve(let number):
+            byte(1)
+            self.number(number)
+        case .deny(let reason):
+            byte(2)
+            choice(reason)
+        }
+        time(decision.signedAtUnix)
+        string(decision.signature)
+    }
+}
+
+extension BinaryReader {
+    mutating func device(of key: UserKey) throws(StoreError) -> Device {
+        let id = try string()
+        let publicKey = try raw()
+        let push = PushTarget(
+            provider: try choice(PushTarget.Provider.self), token: try string(), topic: try string())
+        return Device(
+            id: id, tenantID: key.tenantID, userID: key.userID, publicKey: publicKey, push: push,
+            displayName: try string(), createdAt: try time(), lastSeenAt: try optionalTime())
+    }
+
+    mutating func request() throws(StoreError) -> ChallengeRequest {
+        let requestID = try string()
+        let userID = try string()
+        let number = try self.number()
+        let ttl = try flag() ? try self.number() : nil
+        return ChallengeRequest(
+            requestID: requestID, userID: userID, number: number, ttlSeconds: ttl,
+            context: ChallengeContext(canonicalJSON: try string()))
+    }
+
+    mutating func challenge(of key: UserKey) throws(StoreError) -> Challenge {
+        let id = try string()
+        let request = try request()
+        let choices = try list { reader throws(StoreError) in try reader.number() }
+        let devices = try list { reader throws(StoreError) in try reader.string() }
+        let createdAt = try time()
+        let expiresAt = try time()
+        var resolution: Resolution?
+        if try flag() {
+            let status: ChallengeStatus = try choice(ChallengeStatus.self)
+            guard status != .pending else { throw damaged("a resolution that leaves its challenge pending") }
+            let reason: ResolutionReason? = try flag() ? try choice(ResolutionReason.self) : nil
+            let device = try optionalString()
+            let at = try time()
+            var decision: Decision?
+            switch try byte() {
+            case 0: break
+            case 1:
+                let kind = Decision.Kind.approve(selectedNumber: try number())
+                decision = Decision(kind: kind, signedAtUnix: try time(), signature: try string())
+            case 2:
+                let kind = Decision.Kind.deny(reason: try choice(DenyReason.self))
+                decision = Decision(kind: kind, signedAtUnix: try time(), signature: try string())
+            default: throw damaged("an unknown decision")
+            }
+            resolution = Resolution(status: status, reason: reason, device: device, decision: decision, at: at)
+        }
+        return Challenge(
+            id: id, tenantID: key.tenantID, request: request, choices: choices, devices: devices,
+            createdAt: createdAt, expiresAt: expiresAt, resolution: resolution)
+    }
+}

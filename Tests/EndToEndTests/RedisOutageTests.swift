@@ -1,0 +1,93 @@
+// An instance whose Redis fails: while Redis is down, /readyz is 503 and requests that need the store get 503
+// `unavailable` at once; device streams stay open; when Redis comes back on the same append-only file, nothing
+// acknowledged is lost and the instance serves again by itself, its streams read again. Start-up refuses a Redis
+// that could lose an acknowledged write, unless told to accept it.
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@Suite(.enabled(if: testsRunOnRedis, "runs in the Redis pass of the end-to-end suite"), .serialized)
+struct RedisOutageTests {
+    @Test func aKilledRedisIsAnOutageNotALossAndTheInstanceComesBackByItself() throws {
+        let redis = try RedisServer()
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig, redis: redis)
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("olga-phone")
+        #expect(try idp.register(phone, user: "olga@contoso.com").status == 201)
+        let acknowledged = try idp.challenge("before", user: "olga@contoso.com")
+        #expect(acknowledged.status == 201)
+        let stream = try StreamReader(broker, phone)
+        #expect(stream.shows("event: challenge"))
+        #expect(eventuallyBlocking(timeout: 5) { routed(redis, phone.id) })
+
+        redis.stop()
+        #expect(eventuallyBlocking(timeout: 5) { (try? broker.curl("/readyz").status) == 503 })
+        let started = Date()
+        let refused = try idp.challenge("during", user: "olga@contoso.com")
+        #expect(refused.status == 503 && refused.json["code"] as? String == "unavailable", "\(refused.body)")
+        #expect(try idp.call("GET", "/v1/tenants/contoso/users/olga%40contoso.com/devices").status == 503)
+        #expect(Date().timeIntervalSince(started) < 3, "requests waited on a Redis that is down")
+        #expect(try broker.curl("/healthz").status == 200)
+
+        try redis.restartBlocking()
+        #expect(eventuallyBlocking(timeout: 15) { (try? broker.curl("/readyz").status) == 200 })
+        // Acknowledged before the kill, so in the append-only file.
+        let id = try #require(acknowledged.json["challenge_id"] as? String)
+        let status = try idp.call("GET", "/v1/tenants/contoso/challenges/\(id)")
+        #expect(status.json["status"] as? String == "pending")
+        // The stream stayed open and is routed again: a cancel reaches it.
+        #expect(eventuallyBlocking(timeout: 10) { routed(redis, phone.id) })
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(id)").status == 200)
+        #expect(stream.shows("event: resolved\nid: \(id)"))
+        let after = try idp.challenge("after", user: "olga@contoso.com")
+        #expect(after.status == 201)
+        let afterID = try #require(after.json["challenge_id"] as? String)
+        #expect(stream.shows("event: challenge\nid: \(afterID)"))
+    }
+
+    @Test func withWaitReplicasNothingIsAcknowledgedBeforeAReplicaHasIt() throws {
+        let primary = try RedisServer()
+        let broker = try ApprovaldProcess(
+            extraConfig: brokerConfig,
+            environment: [
+                "APPROVALD_STORE_REDIS_WAIT_REPLICAS": "1", "APPROVALD_STORE_REDIS_COMMAND_TIMEOUT_MS": "400",
+            ],
+            redis: primary)
+        let idp = IdP(broker: broker)
+        // No replica: the commit is not confirmed in time, so it is not acknowledged.
+        let started = Date()
+        let alone = try idp.register(try SimulatedDevice("pia-phone"), user: "pia@contoso.com")
+        #expect(alone.status == 503 && alone.json["code"] as? String == "unavailable", "\(alone.body)")
+        #expect(Date().timeIntervalSince(started) < 3)
+        // With a replica that keeps up, the same request is acknowledged, and the replica has it.
+        let replica = try RedisServer(replicating: primary)
+        #expect(
+            eventuallyBlocking(timeout: 10) {
+                (try? runCommand(["redis-cli", "-p", String(primary.port), "INFO", "replication"], timeout: 5))?
+                    .stdout.contains("state=online") == true
+            })
+        let phone = try SimulatedDevice("quinn-phone")
+        #expect(try idp.register(phone, user: "quinn@contoso.com").status == 201)
+        let copied = try runCommand(["redis-cli", "-p", String(replica.port), "GET", "ap:dev:quinn-phone"], timeout: 5)
+        #expect(copied.stdout.contains("contoso"), "the replica lacks an acknowledged registration")
+        #expect(try broker.curl("/readyz").status == 200)
+    }
+
+    @Test func startUpRefusesARedisThatCouldLoseAnAcknowledgedWrite() throws {
+        let redis = try RedisServer()
+        _ = try runCommand(["redis-cli", "-p", String(redis.port), "CONFIG", "SET", "appendfsync", "everysec"])
+        do {
+            _ = try ApprovaldProcess(extraConfig: brokerConfig, redis: redis)
+            Issue.record("an instance started on appendfsync everysec")
+        } catch {
+            #expect("\(error)".contains("appendfsync everysec"), "\(error)")
+        }
+        // Told to accept it, the instance starts and says what it gives up.
+        let accepted = try ApprovaldProcess(
+            extraConfig: brokerConfig, environment: ["APPROVALD_STORE_REDIS_ALLOW_UNSAFE_PERSISTENCE": "true"],
+            redis: redis)
+        #expect(try accepted.curl("/readyz").status == 200)
+        #expect(accepted.log(tail: 50).contains("may lose acknowledged requests"))
+    }
+}

@@ -1,0 +1,251 @@
+// Users' states in a real Redis: commits under the version check, loads by user, device, challenge and request,
+// the indexes, deadlines and gauges a commit keeps, and the function library's version.
+import Core
+import Foundation
+import Locking
+import Store
+import TestSupport
+import Testing
+
+@testable import Redis
+@testable import RedisStore
+
+/// A Redis of the test's own, a client and the states over it, with the functions loaded.
+struct StatesUnderTest {
+    let server: RedisServer
+    let tested: ClientUnderTest
+    let states: UncheckedBox<RedisStates>
+
+    init() async throws {
+        server = try await RedisServer.start()
+        tested = try ClientUnderTest(server.url)
+        try await tested.waitUntilReady()
+        states = UncheckedBox(RedisStates(client: tested.client.value))
+        let installed: Result<Void, StoreError> = try await tested.thread.wait { [client = tested.client] done in
+            RedisStates.installFunctions(on: client.value) { done($0) }
+        }
+        try installed.get()
+    }
+
+    func load(_ lookup: Lookup) async throws -> Loaded {
+        let result: Result<Loaded, StoreError> = try await tested.thread.wait { [states] done in
+            states.value.load(lookup) { done($0) }
+        }
+        return try result.get()
+    }
+
+    func commit<Outcome>(_ transition: Transition<Outcome>, enqueue: [OutboxEntry] = []) async throws -> CommitResult {
+        let (state, changes) = (transition.state, transition.changes)
+        return try await tested.thread.wait { [states] done in
+            states.value.commit(state, changes, enqueue: enqueue) { result, _ in done(result) }
+        }
+    }
+
+    func stop() async throws { try await tested.stop() }
+}
+
+/// One test at a time: each starts a redis-server, and a dozen at once would starve the other suites' timing.
+@Suite(.serialized) struct RedisStatesTests {
+    /// The real time: Redis expires the `request_id` indexes by its own clock.
+    static let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
+    let alice = UserKey(tenantID: "contoso", userID: "alice")
+
+    func registration(_ key: [UInt8] = [1, 2, 3]) -> DeviceRegistration {
+        DeviceRegistration(userID: "alice", publicKey: key, push: PushTarget(provider: .fcm, token: "tok"))
+    }
+
+    @Test func aCommittedStateLoadsByUserDeviceChallengeAndRequest() async throws {
+        let setup = try await StatesUnderTest()
+        let registered = try Rules.register(
+            "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
+            now: Self.now)
+        #expect(try await setup.commit(registered) == .durable)
+        let byUser = try #require(try await setup.load(.user(alice)).state)
+        #expect(byUser.version == 1 && byUser.devices.map(\.id) == ["phone-1"])
+        #expect(try await setup.load(.device("phone-1")).state == byUser)
+        #expect(try await setup.load(.registration(alice, deviceID: "phone-1")).heldBy == alice)
+        #expect(try await setup.load(.registration(alice, deviceID: "phone-2")).heldBy == nil)
+
+        var random = SeededRandom(seed: 1)
+        let created = try Rules.create(
+            ChallengeRequest(requestID: "r-1", userID: "alice", number: 42, context: ["app": "Outlook"]),
+            policy: TenantPolicy(), requestHeldBy: nil, user: byUser, now: Self.now + 5, random: &random)
+        guard case .created(let challenge) = created.outcome else { throw StoreError("not created") }
+        #expect(try await setup.commit(created) == .durable)
+        let byChallenge = try #require(try await setup.load(.challenge(challenge.id)).state)
+        #expect(byChallenge.version == 2 && byChallenge.challenge(challenge.id) == challenge)
+        let creation = try await setup.load(.creation(alice, RequestKey(tenantID: "contoso", requestID: "r-1")))
+        #expect(creation.heldBy == alice && creation.state == byChallenge)
+        #expect(
+            try await setup.load(.creation(alice, RequestKey(tenantID: "fabrikam", requestID: "r-1"))).heldBy == nil)
+        // The store keeps the user's deadline and the partition's gauges with the state.
+        let tag = RedisStates.tag(alice.partition)
+        #expect(
+            try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == String(challenge.expiresAt))
+        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:gauges", "pending"]) == "1")
+        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:gauges", "q:contoso"]) == "1")
+        // The request_id's index goes by itself a minute after the end of remembering, should no sweep forget it.
+        #expect(
+            try await setup.server.cli(["PEXPIRETIME", "ap:req:contoso\nr-1"])
+                == String(challenge.expiresAt + Rules.rememberMillis + 60_000))
+        // Unknown ids name no one.
+        #expect(try await setup.load(.challenge("ch_AAAAAAAAAAAAAAAAAAAAAA")).state == nil)
+        #expect(try await setup.load(.challenge("not-an-id")).state == nil)
+        #expect(try await setup.load(.device("phone-9")).state == nil)
+        try await setup.stop()
+    }
+
+    @Test func aDecisionOnAnOlderVersionIsRefusedAndWritesNothing() async throws {
+        let setup = try await StatesUnderTest()
+        let registered = try Rules.register(
+            "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
+            now: Self.now)
+        #expect(try await setup.commit(registered) == .durable)
+        let loaded = try #require(try await setup.load(.user(alice)).state)
+        // Two instances decide on version 1 at once: a second device, and a new key for the first.
+        let second = try Rules.register(
+            "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: loaded, now: Self.now + 1)
+        let rekeyed = try Rules.register(
+            "phone-1", registration([4, 5, 6]), policy: TenantPolicy(), registeredTo: alice, user: loaded,
+            now: Self.now + 1)
+        #expect(try await setup.commit(second) == .durable)
+        #expect(try await setup.commit(rekeyed) == .stale)
+        let now = try #require(try await setup.load(.user(alice)).state)
+        #expect(now.version == 2 && now.devices.map(\.id) == ["phone-1", "tablet-2"])
+        #expect(now.device("phone-1")?.publicKey == [1, 2, 3])
+        // Decided again on what is there now, it commits.
+        let again = try Rules.register(
+            "phone-1", registration([4, 5, 6]), policy: TenantPolicy(), registeredTo: alice, user: now,
+            now: Self.now + 2)
+        #expect(try await setup.commit(again) == .durable)
+        #expect(try await setup.load(.user(alice)).state?.device("phone-1")?.publicKey == [4, 5, 6])
+        try await setup.stop()
+    }
+
+    @Test func aStateThatHoldsNothingIsDeletedWithItsIndexes() async throws {
+        let setup = try await StatesUnderTest()
+        let registered = try Rules.register(
+            "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
+            now: Self.now)
+        #expect(try await setup.commit(registered) == .durable)
+        let loaded = try #require(try await setup.load(.user(alice)).state)
+        let removed = try Rules.remove("phone-1", user: loaded)
+        #expect(removed.state.isEmpty)
+        #expect(try await setup.commit(removed) == .durable)
+        #expect(try await setup.load(.user(alice)).state == nil)
+        #expect(try await setup.load(.device("phone-1")).state == nil)
+        #expect(try await setup.server.cli(["DBSIZE"]) == "0")
+        try await setup.stop()
+    }
+
+    @Test func dueUsersAndGaugesAreReadPerPartition() async throws {
+        let setup = try await StatesUnderTest()
+        let bob = UserKey(tenantID: "fabrikam", userID: "bob")
+        try #require(bob.partition != alice.partition)
+        var random = SeededRandom(seed: 2)
+        var expiries: [UserKey: UnixMillis] = [:]
+        for (user, ttl) in [(alice, 10), (bob, 60)] {
+            var device = registration()
+            device.userID = user.userID
+            let registered = try Rules.register(
+                "phone-\(user.userID)", device, policy: TenantPolicy(), registeredTo: nil,
+                user: UserState(key: user), now: Self.now)
+            #expect(try await setup.commit(registered) == .durable)
+            let stored = try #require(try await setup.load(.user(user)).state)
+            let created = try Rules.create(
+                ChallengeRequest(requestID: "r-\(user.userID)", userID: user.userID, number: 7, ttlSeconds: ttl),
+                policy: TenantPolicy(), requestHeldBy: nil, user: stored, now: Self.now, random: &random)
+            #expect(try await setup.commit(created) == .durable)
+            expiries[user] = Self.now + UnixMillis(ttl) * 1000
+        }
+        func due(_ partitions: [Partition], at now: UnixMillis) async throws -> [UserKey] {
+            let result: Result<[UserKey], StoreError> = try await setup.tested.thread.wait {
+                [states = setup.states] done in
+                states.value.dueUsers(in: partitions, now: now) { done($0) }
+            }
+            return try result.get()
+        }
+        func gauges() async throws -> Gauges {
+            let result: Result<Gauges, StoreError> = try await setup.tested.thread.wait {
+                [states = setup.states] done in
+                states.value.gauges(in: Partition.all) { done($0) }
+            }
+            return try result.get()
+        }
+        let aliceExpires = try #require(expiries[alice])
+        #expect(try await due(Partition.all, at: aliceExpires - 1).isEmpty)
+        #expect(try await due([alice.partition], at: aliceExpires) == [alice])
+        #expect(try await due([bob.partition], at: aliceExpires).isEmpty)
+        #expect(Set(try await due(Partition.all, at: try #require(expiries[bob]))) == [alice, bob])
+        var before = try await gauges()
+        #expect(before.pendingChallenges == 2 && before.queueDepth == 2)
+        #expect(before.queueDepthByTenant == ["contoso": 1, "fabrikam": 1])
+        // Alice's expiry, committed: her next deadline is the end of remembering; the gauges drop.
+        let aliceNow = try #require(try await setup.load(.user(alice)).state)
+        let ticked = Rules.tick(user: aliceNow, now: aliceExpires)
+        #expect(try await setup.commit(ticked) == .durable)
+        #expect(try await due([alice.partition], at: aliceExpires).isEmpty)
+        before = try await gauges()
+        #expect(before.pendingChallenges == 1 && before.queueDepthByTenant == ["fabrikam": 1])
+        try await setup.stop()
+    }
+
+    @Test func aSavedPolicyIsReadBackAndAnnouncedToTheOtherInstances() async throws {
+        let setup = try await StatesUnderTest()
+        let announced = Locked<[String]>([])
+        let listener = try ClientUnderTest(setup.server.url, subscribe: [RedisStates.policiesChannel]) { _, payload in
+            announced.withLock { $0.append(String(decoding: payload, as: UTF8.self)) }
+        }
+        try await listener.waitUntilReady()
+        var policy = TenantPolicy()
+        policy.passwordless = false
+        policy.target = .selected
+        policy.users = ["alice", "bob ✓"]
+        policy.maxDevicesPerUser = 2
+        policy.challengeTTLSeconds = 45
+        policy.choices = 5
+        policy.maxPendingPerUser = 3
+        policy.maxChallengesPerWindow = 9
+        policy.windowSeconds = 77
+        policy.lockoutSeconds = 300
+        let saved: Result<Void, StoreError> = try await setup.tested.thread.wait {
+            [states = setup.states, policy] done in
+            states.value.savePolicy(policy, for: "contoso") { done($0) }
+        }
+        try saved.get()
+        let loaded: Result<[String: TenantPolicy], StoreError> = try await setup.tested.thread.wait {
+            [states = setup.states] done in states.value.loadPolicies { done($0) }
+        }
+        #expect(try loaded.get() == ["contoso": policy])
+        #expect(await eventually { announced.withLock { $0 } == ["contoso"] })
+        // A damaged value is an error naming the tenant, not a default policy.
+        #expect(try await setup.server.cli(["HSET", "ap:policies", "fabrikam", "junk"]) == "1")
+        let damaged: Result<[String: TenantPolicy], StoreError> = try await setup.tested.thread.wait {
+            [states = setup.states] done in states.value.loadPolicies { done($0) }
+        }
+        #expect("\(damaged)".contains("the policy of fabrikam holds"))
+        try await listener.stop()
+        try await setup.stop()
+    }
+
+    @Test func theFunctionsAreLoadedOnceAndANewerLibraryIsNotReplaced() async throws {
+        let setup = try await StatesUnderTest()
+        let again: Result<Void, StoreError> = try await setup.tested.thread.wait {
+            [client = setup.tested.client] done in
+            RedisStates.installFunctions(on: client.value) { done($0) }
+        }
+        try again.get()
+        #expect(try await setup.server.cli(["FCALL", "approvald_version", "0"]) == String(FunctionLibrary.version))
+        // A later release's library.
+        let newer = FunctionLibrary.source.replacingOccurrences(
+            of: "return \(FunctionLibrary.version) end", with: "return 99 end")
+        #expect(try await setup.server.cli(["FUNCTION", "LOAD", "REPLACE", newer]) == "approvald")
+        let refused: Result<Void, StoreError> = try await setup.tested.thread.wait {
+            [client = setup.tested.client] done in
+            RedisStates.installFunctions(on: client.value) { done($0) }
+        }
+        #expect(throws: StoreError.self) { try refused.get() }
+        #expect("\(refused)".contains("version 99, newer than this release's \(FunctionLibrary.version)"))
+        try await setup.stop()
+    }
+}

@@ -1,0 +1,120 @@
+// A user's whole state survives the Redis value's bytes: every part, as the rules made it; damaged bytes are an
+// error that names the user, never a crash or a wrong state.
+import Core
+import Store
+import TestSupport
+import Testing
+
+@testable import RedisStore
+
+@Suite struct UserStateCodecTests {
+    static let start: UnixMillis = 1_795_600_000_000
+
+    /// A user who has been through most of what the rules do: two devices (one with a push token, one seen), a
+    /// pending challenge with context and a TTL, one approved, one denied as not-me (a lockout), one cancelled,
+    /// fallbacks, creations in the rate window.
+    static func eventfulState() throws -> UserState {
+        let driver = RulesDriver(random: SeededRandom(seed: 5))
+        let tenant = "contoso"
+        var policy = TenantPolicy()
+        policy.maxPendingPerUser = 3
+        _ = try driver.setPolicy(policy, for: tenant)
+        _ = try driver.registerDevice(
+            "phone-1", in: tenant,
+            DeviceRegistration(
+                userID: "alice", publicKey: Array(1...65), push: PushTarget(provider: .apns, token: "ab12", topic: "t"),
+                displayName: "Alice's phone ✓"),
+            now: start)
+        _ = try driver.registerDevice(
+            "tablet-2", in: tenant, DeviceRegistration(userID: "alice", publicKey: [7, 8]), now: start + 1)
+        _ = driver.noteSeen("tablet-2", now: start + 2)
+        func create(_ id: String, _ at: UnixMillis, context: ChallengeContext = [:]) throws -> Challenge {
+            let (outcome, _) = try driver.createChallenge(
+                ChallengeRequest(requestID: id, userID: "alice", number: 42, ttlSeconds: 60, context: context),
+                in: tenant, now: at)
+            guard case .created(let challenge) = outcome else { throw StoreError("\(id) was not created") }
+            return challenge
+        }
+        let approved = try create("r-approved", start + 10)
+        _ = try driver.answer(
+            approved.id, from: "phone-1",
+            Decision(kind: .approve(selectedNumber: 42), signedAtUnix: start / 1000, signature: "sig-1"),
+            now: start + 11)
+        let cancelled = try create("r-cancelled", start + 20)
+        _ = try driver.cancel(cancelled.id, in: tenant, now: start + 21)
+        _ = try create("r-pending", start + 30, context: ["app": "Outlook", "ip": "203.0.113.7"])
+        let denied = try create("r-denied", start + 40)
+        _ = try driver.answer(
+            denied.id, from: "tablet-2",
+            Decision(kind: .deny(reason: .notMe), signedAtUnix: start / 1000 + 40, signature: "sig-2"),
+            now: start + 41)
+        // Locked out now: the next create falls back, and is remembered.
+        _ = try driver.createChallenge(
+            ChallengeRequest(requestID: "r-locked", userID: "alice", number: 7), in: tenant, now: start + 50)
+        let state = driver.state(UserKey(tenantID: tenant, userID: "alice"))
+        #expect(state.devices.count == 2 && state.pending.count == 1 && state.ended.count == 3)
+        #expect(state.fallbacks.count == 1 && state.lockedUntil != nil && state.recentCreations.count == 4)
+        return state
+    }
+
+    @Test func everyPartComesBackAsItWas() throws {
+        let state = try Self.eventfulState()
+        let bytes = UserStateCodec.encode(state)
+        let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
+        #expect(decoded == state)
+        #expect(decoded.devices.map(\.displayName) == ["Alice's phone ✓", ""])
+        #expect(decoded.ended.map(\.challenge.status) == [.approved, .cancelled, .denied])
+        // Compact: no field names, varints.
+        #expect(bytes.count < 1_000)
+        let empty = UserState(key: UserKey(tenantID: "t", userID: "u"))
+        #expect(try UserStateCodec.decode(UserStateCodec.encode(empty)[...], key: empty.key, version: 0) == empty)
+    }
+
+    @Test func damagedBytesAreAnErrorNamingTheUser() throws {
+        let state = try Self.eventfulState()
+        let bytes = UserStateCodec.encode(state)
+        // Every truncation is refused (none decodes to a shorter, wrong state).
+        for length in 0..<bytes.count {
+            #expect(throws: StoreError.self) {
+                try UserStateCodec.decode(bytes[..<length], key: state.key, version: 1)
+            }
+        }
+        #expect {
+            try UserStateCodec.decode((bytes + [0])[...], key: state.key, version: 1)
+        } throws: { error in "\(error)".contains("contoso/alice") && "\(error)".contains("bytes after the end") }
+        var unknown = bytes
+        unknown[0] = 99
+        #expect {
+            try UserStateCodec.decode(unknown[...], key: state.key, version: 1)
+        } throws: { error in "\(error)".contains("an unknown format") }
+        // Random damage: an error or some state, never a crash.
+        var random = SeededRandom(seed: 9)
+        for _ in 0..<2_000 {
+            var damaged = bytes
+            for _ in 0..<3 {
+                damaged[Int.random(in: 0..<damaged.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+            }
+            _ = try? UserStateCodec.decode(damaged[...], key: state.key, version: 1)
+        }
+    }
+}
+
+@Suite struct PolicyCodecTests {
+    /// Every limit at either end of its range comes back (a lockout of 30 days is more than any count of bytes).
+    @Test(arguments: [false, true])
+    func aPolicyAtTheEndsOfItsRangesComesBack(atMaximum: Bool) throws {
+        var policy = TenantPolicy()
+        policy.passwordless = !atMaximum
+        policy.target = atMaximum ? .selected : .all
+        policy.users = atMaximum ? ["alice@contoso.com", "bob@contoso.com"] : []
+        policy.maxDevicesPerUser = atMaximum ? 100 : 1
+        policy.challengeTTLSeconds = atMaximum ? 600 : 10
+        policy.choices = atMaximum ? 10 : 2
+        policy.maxPendingPerUser = atMaximum ? 100 : 1
+        policy.maxChallengesPerWindow = atMaximum ? 100_000 : 1
+        policy.windowSeconds = atMaximum ? 86_400 : 1
+        policy.lockoutSeconds = atMaximum ? 2_592_000 : 0
+        try policy.validate()
+        #expect(try PolicyCodec.decode(PolicyCodec.encode(policy)[...], tenantID: "contoso") == policy)
+    }
+}
