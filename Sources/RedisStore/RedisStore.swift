@@ -59,8 +59,12 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private var opened: ((Result<Void, StoreError>) -> Void)?
     private var storedPolicies: [String: TenantPolicy] = [:]
     private var cachedGauges = Gauges()
-    /// Deadlines this instance committed, until they pass: swept on time; other instances' are found by looking.
+    /// Expiries this instance committed, until they pass: swept on time; other instances' deadlines, and ends of
+    /// remembering, are found by looking every `refreshSeconds`.
     private var localDeadlines = Heap<UnixMillis>()
+    /// No challenge lives longer (the longest `ttl_seconds`): a committed deadline further away is an end of
+    /// remembering, which can wait for the next look, and is not kept in `localDeadlines` for a quarter of an hour.
+    private static let expiryHorizon: UnixMillis = 600_000
     private var nextLook: UnixMillis
     private lazy var refreshTimer = loop.makeTimer { [unowned self] in refresh() }
     /// Devices with a stream here, whose deliveries are routed here.
@@ -266,7 +270,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 state, commit.changes, enqueue: enqueued, deliveries: commit.deliveries, by: settings.instanceID
             ) { [self] result, deliverHere in
                 guard result == .durable else { return completion(result) }
-                if let deadline = state.nextDeadline { localDeadlines.insert(deadline) }
+                if let deadline = state.nextDeadline, deadline <= clock() + Self.expiryHorizon {
+                    localDeadlines.insert(deadline)
+                }
                 replicated { [self] replicated in
                     if replicated == .durable, let sink {
                         for delivery in deliverHere { sink.deliver(delivery, committedHere: true) }

@@ -90,11 +90,12 @@ public protocol UserStore: AnyObject {
     /// handed out once per deadline: the sweep decides and commits them, which sets their next.
     func dueUsers(
         in partitions: [Partition], now: UnixMillis, completion: @escaping (Result<[UserKey], StoreError>) -> Void)
-    /// The earliest deadline of any partition, if known.
+    /// When to look for due users again: the earliest deadline of any partition as far as this store knows.
     var nextDeadline: UnixMillis? { get }
     var gauges: Gauges { get }
     /// Up to `limit` callbacks of these partitions due at `now`, in (due time, challenge id) order, after `cursor` if
-    /// given; `nextDueAt` is the next due time in these partitions after `now`.
+    /// given; `nextDueAt` is when to look again: the next due time in these partitions after `now` as far as this
+    /// store knows (a shared store, where other instances add callbacks, says a moment soon whatever it knows).
     func dueCallbacks(
         in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping (Result<DueCallbacks, StoreError>) -> Void)

@@ -1,0 +1,59 @@
+// An inbox message carries a delivery from the instance that committed it to the one holding the stream or long
+// poll: every kind comes back as it was, and damaged bytes are an error, never a crash or a wrong delivery.
+import Core
+import Store
+import TestSupport
+import Testing
+
+@testable import RedisStore
+
+@Suite struct DeliveryCodecTests {
+    /// One delivery of each kind, with challenges and devices as the rules made them (context, push target, an
+    /// ended challenge with its resolution).
+    static func everyKind() throws -> [Delivery] {
+        let state = try UserStateCodecTests.eventfulState()
+        let pending = try #require(state.pending.first)
+        let ended = try #require(state.ended.first?.challenge)
+        let device = try #require(state.devices.first { $0.push.provider == .apns })
+        return [
+            .queued(pending, device),
+            .ended(ended),
+            .deviceRemoved(deviceID: device.id),
+        ] + DeviceOutcome.allCases.map { .unqueued(challengeID: pending.id, deviceID: device.id, outcome: $0) }
+    }
+
+    @Test func everyKindComesBackAsItWas() throws {
+        for delivery in try Self.everyKind() {
+            #expect(try DeliveryCodec.decode(DeliveryCodec.encode(delivery)[...]) == delivery)
+        }
+    }
+
+    @Test func damagedMessagesAreRefused() throws {
+        var random = SeededRandom(seed: 11)
+        for delivery in try Self.everyKind() {
+            let bytes = DeliveryCodec.encode(delivery)
+            for length in 0..<bytes.count {
+                #expect(throws: StoreError.self) { try DeliveryCodec.decode(bytes[..<length]) }
+            }
+            #expect {
+                try DeliveryCodec.decode((bytes + [0])[...])
+            } throws: { error in "\(error)".contains("bytes after the end") }
+            var unknownFormat = bytes
+            unknownFormat[0] = 99
+            #expect {
+                try DeliveryCodec.decode(unknownFormat[...])
+            } throws: { error in "\(error)".contains("an unknown format") }
+            var unknownKind = bytes
+            unknownKind[1] = 99
+            #expect {
+                try DeliveryCodec.decode(unknownKind[...])
+            } throws: { error in "\(error)".contains("an unknown kind of delivery") }
+            // Random damage: an error or some delivery, never a crash.
+            for _ in 0..<500 {
+                var damaged = bytes
+                damaged[Int.random(in: 0..<damaged.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                _ = try? DeliveryCodec.decode(damaged[...])
+            }
+        }
+    }
+}
