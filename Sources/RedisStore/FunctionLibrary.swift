@@ -4,7 +4,7 @@
 // Keys (`{p}` is the user's partition, four digits, so that a user's keys share a cluster slot):
 //   ap:{p}:u:<tenant>\n<user>  the state: "<version>|<pending>|<queue entries>|" then UserStateCodec's bytes
 //   ap:{p}:due                 sorted set: user field → the state's next deadline
-//   ap:{p}:gauges              hash: pending, queue, q:<tenant> (queue depth by tenant)
+//   ap:{p}:gauges              hash: pending, q:<tenant> (queue depth by tenant; the total is their sum)
 //   ap:{p}:ch                  hash: challenge id → user field (challenge ids name their partition)
 //   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
 //   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id (expires a minute after the end of
@@ -20,12 +20,13 @@
 //   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
 //   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
 //   ap:instances               sorted set: instance → when it last said it is alive
-//   ap:{p}:lease               the instance that forwards the partition's callbacks (expires unless renewed)
-// A partition's gauges also count its outbox (`out`). Times are Unix milliseconds.
+//   ap:membership              hash: live (the live instances by name, which share the partitions' callbacks),
+//                              since (when that set began), before (the live set before it)
+// A partition's forward queue is the length of its outbox hash. Times are Unix milliseconds.
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 6
+    static let version = 7
 
     static let source = """
         #!lua name=approvald
@@ -56,9 +57,7 @@ enum FunctionLibrary {
 
         local function enqueue(tag, id, callback)
           local next_attempt = string.match(callback, '^%d+|(%d+)|')
-          if redis.call('HSET', 'ap:{' .. tag .. '}:out', id, callback) == 1 then
-            redis.call('HINCRBY', 'ap:{' .. tag .. '}:gauges', 'out', 1)
-          end
+          redis.call('HSET', 'ap:{' .. tag .. '}:out', id, callback)
           redis.call('ZADD', 'ap:{' .. tag .. '}:outdue', next_attempt, id)
           redis.call('ZADD', 'ap:outparts', 'LT', next_attempt, tag)
         end
@@ -119,10 +118,7 @@ enum FunctionLibrary {
             redis.call('ZADD', keys[2], args[4], args[3])
           end
           if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', new_pending - pending) end
-          if new_queue ~= queue then
-            redis.call('HINCRBY', keys[3], 'queue', new_queue - queue)
-            redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue)
-          end
+          if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue) end
           local deliveries = tonumber(args[7])
           local first_change = 8 + 3 * deliveries
           for index = first_change, #args, 3 do
@@ -169,29 +165,30 @@ enum FunctionLibrary {
         -- (value "<attempts>|<next>"), 'x' dead letter (value: the dead letter). A callback another instance
         -- finished meanwhile is left alone. → how many changed.
         local function outbox(keys, args)
+          for index = 1, #args, 5 do
+            local op = args[index]
+            if op ~= 'd' and op ~= 'r' and op ~= 'x' then return redis.error_reply('ERR unknown outbox change ' .. op) end
+          end
           local changed, touched = 0, {}
           for index = 1, #args, 5 do
             local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
               args[index + 4]
             local out, outdue = 'ap:{' .. tag .. '}:out', 'ap:{' .. tag .. '}:outdue'
-            local callback = redis.call('HGET', out, id)
-            if callback then
+            if op == 'r' then
+              local callback = redis.call('HGET', out, id)
+              if callback then
+                changed = changed + 1
+                touched[tag] = true
+                redis.call('HSET', out, id, value .. '|' .. string.match(callback, '^%d+|%d+|(.*)$'))
+                redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
+              end
+            elseif redis.call('HDEL', out, id) == 1 then
               changed = changed + 1
               touched[tag] = true
-              if op == 'r' then
-                local rest = string.match(callback, '^%d+|%d+|(.*)$')
-                redis.call('HSET', out, id, value .. '|' .. rest)
-                redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
-              else
-                redis.call('HDEL', out, id)
-                redis.call('ZREM', outdue, id)
-                redis.call('HINCRBY', 'ap:{' .. tag .. '}:gauges', 'out', -1)
-                if op == 'x' then
-                  redis.call('HSET', 'ap:dl:' .. tenant, id, value)
-                  redis.call('ZADD', 'ap:dlt:' .. tenant, string.match(value, '^%d+|(%d+)|'), id)
-                elseif op ~= 'd' then
-                  return redis.error_reply('ERR unknown outbox change ' .. op)
-                end
+              redis.call('ZREM', outdue, id)
+              if op == 'x' then
+                redis.call('HSET', 'ap:dl:' .. tenant, id, value)
+                redis.call('ZADD', 'ap:dlt:' .. tenant, string.match(value, '^%d+|(%d+)|'), id)
               end
             end
           end
@@ -303,18 +300,28 @@ enum FunctionLibrary {
           return reply
         end
 
-        -- ARGV: partition tags. → { name, sum, … } of their gauges.
+        -- ARGV: partition tags. → { name, sum, … }: pending, queue (the sum of every q:<tenant>), out (the
+        -- callbacks in their outboxes) and each q:<tenant>, over these partitions. Fields of older releases are
+        -- left out.
         local function gauges(keys, args)
-          local sums, names = {}, {}
+          local sums, names = { pending = 0, queue = 0, out = 0 }, { 'pending', 'queue', 'out' }
           for index = 1, #args do
-            local fields = redis.call('HGETALL', 'ap:{' .. args[index] .. '}:gauges')
+            local tag = args[index]
+            local fields = redis.call('HGETALL', 'ap:{' .. tag .. '}:gauges')
             for at = 1, #fields, 2 do
-              if not sums[fields[at]] then
-                sums[fields[at]] = 0
-                names[#names + 1] = fields[at]
+              local name, value = fields[at], tonumber(fields[at + 1])
+              if name == 'pending' then
+                sums.pending = sums.pending + value
+              elseif string.sub(name, 1, 2) == 'q:' then
+                if not sums[name] then
+                  sums[name] = 0
+                  names[#names + 1] = name
+                end
+                sums[name] = sums[name] + value
+                sums.queue = sums.queue + value
               end
-              sums[fields[at]] = sums[fields[at]] + tonumber(fields[at + 1])
             end
+            sums.out = sums.out + redis.call('HLEN', 'ap:{' .. tag .. '}:out')
           end
           local reply = {}
           for _, name in ipairs(names) do
@@ -324,36 +331,32 @@ enum FunctionLibrary {
           return reply
         end
 
-        -- ARGV: the instance, how long an instance counts as alive and how long a lease lasts (ms).
-        -- Says the instance is alive, shares the partitions among the live instances (partition p goes to the
-        -- (p mod n)th of the n live ones by name), renews or takes the instance's share where no other instance
-        -- holds a lease, and gives up its leases outside its share. Time is Redis's, so that instances whose clocks
-        -- differ agree on who is alive. → the partition tags it holds.
-        local function leases(keys, args)
+        -- ARGV: the instance, how long an instance counts as alive (ms). Says the instance is alive and reads who
+        -- else is: → { ms since the live set last changed, the live instances by name, the live set before that
+        -- change, the live instances that said they are alive since the change (and so have seen it) }. Time is
+        -- Redis's, so that instances whose clocks differ agree.
+        local function members(keys, args)
           local time = redis.call('TIME')
-          local me, alive, lease = args[1], tonumber(args[2]), args[3]
           local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-          redis.call('ZADD', 'ap:instances', now, me)
-          redis.call('ZREMRANGEBYSCORE', 'ap:instances', '-inf', now - alive)
-          local live = redis.call('ZRANGE', 'ap:instances', 0, -1)
+          redis.call('ZADD', 'ap:instances', now, args[1])
+          redis.call('ZREMRANGEBYSCORE', 'ap:instances', '-inf', now - tonumber(args[2]))
+          local scored = redis.call('ZRANGE', 'ap:instances', 0, -1, 'WITHSCORES')
+          local live = {}
+          for index = 1, #scored, 2 do live[#live + 1] = scored[index] end
           table.sort(live)
-          local position = 0
-          for index, name in ipairs(live) do if name == me then position = index - 1 end end
-          local held = {}
-          for partition = 0, 1023 do
-            local tag = string.format('%04d', partition)
-            local key = 'ap:{' .. tag .. '}:lease'
-            local holder = redis.call('GET', key)
-            if partition % #live == position then
-              if not holder or holder == me then
-                redis.call('SET', key, me, 'PX', lease)
-                held[#held + 1] = tag
-              end
-            elseif holder == me then
-              redis.call('DEL', key)
-            end
+          local joined = table.concat(live, ' ')
+          local stored = redis.call('HMGET', 'ap:membership', 'live', 'since', 'before')
+          local since, before = tonumber(stored[2]), stored[3] or ''
+          if stored[1] ~= joined or not since then
+            since, before = now, stored[1] or ''
+            redis.call('HSET', 'ap:membership', 'live', joined, 'since', since, 'before', before)
           end
-          return held
+          local previous, seen = {}, {}
+          for name in string.gmatch(before, '%S+') do previous[#previous + 1] = name end
+          for index = 1, #scored, 2 do
+            if tonumber(scored[index + 1]) >= since then seen[#seen + 1] = scored[index] end
+          end
+          return { now - since, live, previous, seen }
         end
 
         redis.register_function{ function_name = 'approvald_version', callback = function() return \(version) end,
@@ -367,7 +370,7 @@ enum FunctionLibrary {
         redis.register_function('approvald_route_streams', route_streams)
         redis.register_function('approvald_unroute_stream', unroute_stream)
         redis.register_function('approvald_watch', watch)
-        redis.register_function('approvald_leases', leases)
+        redis.register_function('approvald_members', members)
         redis.register_function('approvald_redrive', redrive)
         local function read_only(name, callback)
           redis.register_function{ function_name = name, callback = callback, flags = { 'no-writes' } }

@@ -1,6 +1,11 @@
-// Which partitions' callbacks this instance forwards: every instance says it is alive and renews its share of the
-// 1,024 partitions in one call (approvald_leases); a share whose lease another instance still holds is taken once
-// that lease lapses, so a killed instance's callbacks are taken over within a lease's lifetime.
+// Which partitions' callbacks this instance forwards. Every instance says it is alive each tick and reads who else
+// is (approvald_members: one write a tick, whatever the number of partitions); partition p belongs to the
+// (p mod n)th of the n live instances by name. When the live set changes, an instance keeps the partitions it
+// forwards that stay its own, and takes the rest of its share once no one else may still forward them: once every
+// other live member of the previous set has said it is alive since the change (and so dropped what it no longer
+// owns); failing that, once the new set has held for `holdDownMillis`, by when a member cut off from Redis has
+// stopped trusting its last renewal. Members of the previous set that are gone have been silent longer than an
+// instance counts as alive, so they stopped before.
 import Core
 import Redis
 import Store
@@ -8,20 +13,26 @@ import Store
 /// `@unchecked Sendable`: confined to the event loop of the client it renews on.
 final class PartitionLeases: @unchecked Sendable {
     let instanceID: String
-    /// An instance silent this long counts as gone.
+    /// An instance silent this long counts as gone (three ticks).
     let aliveMillis: UnixMillis
-    let leaseMillis: UnixMillis
+    /// How long a renewal's answer is trusted, from when it was asked (two ticks): less than `aliveMillis`, so an
+    /// instance that can no longer renew stops before the others count it as gone.
+    let trustMillis: UnixMillis
+    /// How long a new live set must hold before a partition moves from a live instance to another (three ticks):
+    /// longer than `trustMillis`, so its previous holder has stopped by then.
+    let holdDownMillis: UnixMillis
     private var partitions: [Partition] = []
     private var partitionSet: Set<Partition> = []
     private var renewedAt: UnixMillis?
 
-    init(instanceID: String, aliveMillis: UnixMillis, leaseMillis: UnixMillis) {
+    init(instanceID: String, tickMillis: UnixMillis) {
         self.instanceID = instanceID
-        self.aliveMillis = aliveMillis
-        self.leaseMillis = leaseMillis
+        aliveMillis = tickMillis * 3
+        trustMillis = tickMillis * 2
+        holdDownMillis = tickMillis * 3
     }
 
-    /// The partitions held at `now`: none once the last renewal is so old that another instance may hold them.
+    /// The partitions held at `now`: none once the last renewal is too old to trust.
     func held(now: UnixMillis) -> [Partition] { isCurrent(now) ? partitions : [] }
 
     func holds(_ partition: Partition, now: UnixMillis) -> Bool {
@@ -30,28 +41,60 @@ final class PartitionLeases: @unchecked Sendable {
 
     private func isCurrent(_ now: UnixMillis) -> Bool {
         guard let renewedAt else { return false }
-        return now - renewedAt < leaseMillis * 4 / 5
+        return now - renewedAt < trustMillis
     }
 
-    /// Says this instance is alive and renews (or takes) its share; `now` (this instance's clock) dates the renewal.
+    /// Says this instance is alive and takes its share as far as it may; `now` (this instance's clock, when asked)
+    /// dates the renewal.
     func renew(on client: RedisClient, now: UnixMillis, failed: @escaping (StoreError) -> Void) {
-        client.send(["FCALL", "approvald_leases", "0", instanceID, String(aliveMillis), String(leaseMillis)]) {
-            [self] result in
-            let read = RedisStates.read(result) { value throws(StoreError) -> [Partition] in
-                guard case .array(let tags) = value else { throw StoreError("leases: \(value)") }
-                return try tags.map { tag throws(StoreError) in
-                    guard let index = tag.string.flatMap({ Int($0) }), let partition = RedisOutbox.partition(index)
-                    else { throw StoreError("a lease: \(tag)") }
-                    return partition
-                }
+        client.send(["FCALL", "approvald_members", "0", instanceID, String(aliveMillis)]) { [self] result in
+            let read = RedisStates.read(result) { value throws(StoreError) -> Membership in
+                guard case .array(let reply) = value, reply.count == 4, case .integer(let age) = reply[0],
+                    let live = Self.names(reply[1]), let before = Self.names(reply[2]),
+                    let seen = Self.names(reply[3])
+                else { throw StoreError("members: \(value)") }
+                return Membership(age: UnixMillis(age), live: live, before: before, seenChange: Set(seen))
             }
             switch read {
-            case .success(let held):
-                partitions = held
-                partitionSet = Set(held)
-                renewedAt = now
+            case .success(let membership): apply(membership, renewedAt: now)
             case .failure(let error): failed(error)
             }
         }
+    }
+
+    /// The live instances by name, how long that set has held, the live set before it, and the live instances
+    /// that have renewed since it changed.
+    struct Membership {
+        var age: UnixMillis
+        var live: [String]
+        var before: [String]
+        var seenChange: Set<String>
+    }
+
+    /// Takes the partitions of this instance's share under `membership` that it may forward now, and gives up the
+    /// rest; `now`: when the renewal that read it was asked.
+    func apply(_ membership: Membership, renewedAt now: UnixMillis) {
+        partitions = share(of: membership, now: now)
+        partitionSet = Set(partitions)
+        renewedAt = now
+    }
+
+    private func share(of membership: Membership, now: UnixMillis) -> [Partition] {
+        guard let position = membership.live.firstIndex(of: instanceID) else { return [] }
+        let live = Set(membership.live)
+        let othersMayHold = membership.before.contains {
+            $0 != instanceID && live.contains($0) && !membership.seenChange.contains($0)
+        }
+        let free = membership.age >= holdDownMillis || !othersMayHold
+        let holding = isCurrent(now) ? partitionSet : []
+        return Partition.all.filter { partition in
+            partition.index % membership.live.count == position && (free || holding.contains(partition))
+        }
+    }
+
+    private static func names(_ value: RedisValue) -> [String]? {
+        guard case .array(let items) = value else { return nil }
+        let names = items.compactMap(\.string)
+        return names.count == items.count ? names : nil
     }
 }

@@ -27,8 +27,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         public var refreshSeconds = 1.0
         /// How long a stream's route lasts unless renewed (it is renewed every third of it).
         public var routeSeconds = 60.0
-        /// How often the instance says it is alive and renews its partition leases; an instance silent for three
-        /// times as long counts as gone, and a lease lasts five times as long.
+        /// How often the instance says it is alive and reads who else is, which decides the partitions whose
+        /// callbacks it forwards (PartitionLeases): an instance silent for three ticks counts as gone, and its
+        /// partitions are taken three ticks later.
         public var leaseTickSeconds = 2.0
 
         public init(url: RedisURL, instanceID: String) {
@@ -97,8 +98,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         outbox = RedisOutbox(client: client)
         nextLook = clock()
         leases = PartitionLeases(
-            instanceID: settings.instanceID, aliveMillis: UnixMillis(settings.leaseTickSeconds * 3000),
-            leaseMillis: UnixMillis(settings.leaseTickSeconds * 5000))
+            instanceID: settings.instanceID, tickMillis: UnixMillis(settings.leaseTickSeconds * 1000))
     }
 
     private var inboxChannel: String { "ap:inbox:\(settings.instanceID)" }

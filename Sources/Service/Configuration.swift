@@ -120,7 +120,7 @@ public struct Configuration: Sendable {
     ) throws
         -> Configuration
     {
-        try refuseWhatTheParserAbortsOn(text, source: source)
+        try TOMLGuard.check(text, source: source)
         let document: TOMLTable
         do {
             document = try TOMLTable(string: text)
@@ -135,25 +135,6 @@ public struct Configuration: Sendable {
             throw ConfigError("\(source): \(error.description)")
         }
         return config
-    }
-
-    /// toml++ (under TOMLKit 0.6.0) asserts, and so aborts the process, on a table header whose name starts with
-    /// anything but a bare-key character, a quote or `]` (`[ü]`, `[*x]`, `[` alone on its line; found by
-    /// fuzzing). Such a line gets the error the parser should have given.
-    static func refuseWhatTheParserAbortsOn(_ text: String, source: String) throws {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-\"']".unicodeScalars)
-        // Scalars, not Characters: `[` followed by a combining mark is one Character that is not "[".
-        for (index, line) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let header = line.drop { $0 == " " || $0 == "\t" }
-            guard header.first == "[" else { continue }
-            // `[` or `[[` (adjacent), then spaces, then the name: `[[[x]]` is as fatal as `[*x]`.
-            var name = header.dropFirst()
-            if name.first == "[" { name = name.dropFirst() }
-            name = name.drop { $0 == " " || $0 == "\t" }
-            if let first = name.first, allowed.contains(first) { continue }
-            throw ConfigError(
-                "\(source): line \(index + 1): a table name must start with a letter, digit, _, - or a quote")
-        }
     }
 
     /// The bytes of a key file the configuration names: a regular file of at most 1 MiB, or nil (a device, a

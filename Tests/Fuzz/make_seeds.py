@@ -111,3 +111,5 @@ write("FuzzRouter", "regression-text-before-the-slash", b"GET \xff\xff\xff\xff\x
 write("FuzzConfiguration", "regression-non-ascii-table-name", "[[\u00fclisteners]]\nport = 1\n[ \ufffd]\n\0")
 write("FuzzConfiguration", "regression-punctuation-table-name", "[log]\n[*[listeners]]\n\0")
 write("FuzzConfiguration", "regression-three-brackets", "[[[listeners]]\nport = 1\n\0")
+write("FuzzConfiguration", "regression-brace-in-array", "[log]\nlevel = [1, }]\nx = [\n}]\n\0")
+write("FuzzConfiguration", "regression-line-separator", "tenants = [\u2028]\ny = [\u0085 1]\n\0")

@@ -131,6 +131,11 @@ import Testing
         ("[[[listeners]]", "line 1: a table name must start with a letter, digit, _, - or a quote"),
         ("[\u{05A4}e]x\n", "line 1: a table name must start with a letter, digit, _, - or a quote"),
         ("[\nport = 1", "line 1: a table name must start with a letter, digit, _, - or a quote"),
+        ("x = [}]", "line 1: expected a value or ']', saw '}'"),
+        ("# a comment ]\nx = [\n  1, # a value\n  } ]", "line 4: expected a value or ']', saw '}'"),
+        ("x = { a = [ } ] }", "line 1: expected a value or ']', saw '}'"),
+        ("x = [\u{2028}]", "line 1: a Unicode line separator (U+2028) is not allowed"),
+        ("x = \"\"\"\na\n\"\"\"\ny = [1,\u{85}]", "line 4: a Unicode line separator (U+85) is not allowed"),
         ("[]", "tables with blank bare keys are explicitly prohibited"),
         (
             "[http2]\nmax_buffered_connection_bytes = 65536",
@@ -233,6 +238,21 @@ import Testing
         let policy = try #require(config.tenantPolicies["contoso"])
         #expect(!policy.passwordless && policy.target == .selected && policy.users == ["alice@contoso.com"])
         #expect(policy.choices == 4 && policy.maxPendingPerUser == 1)
+    }
+
+    /// What the guard against the TOML parser's aborts looks for is left alone inside strings and comments.
+    @Test func bracesAndCommasInStringsAndCommentsAreNotRefused() throws {
+        let config = try Configuration.parse(
+            Self.client + """
+
+                [tenants.contoso] # [} ,}
+                target = "selected"
+                users = ["a}@contoso.com", # [} ,}
+                  '''b,}@contoso.com''', "c\\"}@contoso.com", ]
+                # [}
+                """)
+        let policy = try #require(config.tenantPolicies["contoso"])
+        #expect(policy.users == ["a}@contoso.com", "b,}@contoso.com", "c\"}@contoso.com"])
     }
 
     @Test(arguments: [
