@@ -4,7 +4,8 @@
 // Keys (`{p}` is the user's partition, four digits, so that a user's keys share a cluster slot):
 //   ap:{p}:u:<tenant>\n<user>  the state: "<version>|<pending>|<queue entries>|" then UserStateCodec's bytes
 //   ap:{p}:due                 sorted set: user field → the state's next deadline
-//   ap:{p}:gauges              hash: pending, q:<tenant> (queue depth by tenant; the total is their sum)
+//   ap:dueparts                sorted set: partition → at most its earliest deadline (a commit lowers it, a look
+//                              for due users sets it again), so that a look reads only partitions with one due
 //   ap:{p}:ch                  hash: challenge id → user field (challenge ids name their partition)
 //   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
 //   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id (expires a minute after the end of
@@ -19,14 +20,17 @@
 //   ap:route:<device>          the instance that holds the device's event stream (expires unless renewed)
 //   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
 //   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
+//   ap:gauges                  hash: pending, q:<tenant> (queue depth by tenant; the total is their sum), kept by
+//                              every commit: one read gives the figures every instance reports
 //   ap:instances               sorted set: instance → when it last said it is alive
 //   ap:membership              hash: live (the live instances by name, which share the partitions' callbacks),
 //                              since (when that set began), before (the live set before it)
-// A partition's forward queue is the length of its outbox hash. Times are Unix milliseconds.
+// The forward queue is the length of the outbox hashes of the partitions ap:outparts names. Times are Unix
+// milliseconds.
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 7
+    static let version = 8
 
     static let source = """
         #!lua name=approvald
@@ -90,7 +94,7 @@ enum FunctionLibrary {
           return '1'
         end
 
-        -- KEYS: state, due, gauges, challenge index, outbox, outbox due.
+        -- KEYS: state, due, ap:gauges, challenge index, outbox, outbox due.
         -- ARGV: expected version, new state ('' to delete), user field, next deadline ('' for none), tenant, the
         -- committing instance, the number of deliveries, the deliveries as triples (kind 'd' for a device or 'c'
         -- for a challenge, its id, the message), then changes as triples: op, name, value — 'S' set a key, 'D'
@@ -116,6 +120,7 @@ enum FunctionLibrary {
             redis.call('ZREM', keys[2], args[3])
           else
             redis.call('ZADD', keys[2], args[4], args[3])
+            redis.call('ZADD', 'ap:dueparts', 'LT', args[4], string.sub(keys[2], 5, 8))
           end
           if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', new_pending - pending) end
           if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue) end
@@ -290,37 +295,49 @@ enum FunctionLibrary {
           return requeued
         end
 
-        -- ARGV: now, limit, then partition tags. → the user fields due, at most `limit` a partition.
+        -- ARGV: now, limit, then partition tags (none: every partition). → the user fields due, at most `limit` a
+        -- partition. Reads only the partitions that ap:dueparts says may have something due, and sets their entries
+        -- there to their earliest deadlines again.
         local function due_users(keys, args)
+          local asked = nil
+          if #args > 2 then
+            asked = {}
+            for index = 3, #args do asked[args[index]] = true end
+          end
           local reply = {}
-          for index = 3, #args do
-            local due = redis.call('ZRANGEBYSCORE', 'ap:{' .. args[index] .. '}:due', '-inf', args[1], 'LIMIT', 0, args[2])
-            for _, field in ipairs(due) do reply[#reply + 1] = field end
+          for _, tag in ipairs(redis.call('ZRANGEBYSCORE', 'ap:dueparts', '-inf', args[1])) do
+            if not asked or asked[tag] then
+              local key = 'ap:{' .. tag .. '}:due'
+              for _, field in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])) do
+                reply[#reply + 1] = field
+              end
+              local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+              if #first == 0 then
+                redis.call('ZREM', 'ap:dueparts', tag)
+              else
+                redis.call('ZADD', 'ap:dueparts', first[2], tag)
+              end
+            end
           end
           return reply
         end
 
-        -- ARGV: partition tags. → { name, sum, … }: pending, queue (the sum of every q:<tenant>), out (the
-        -- callbacks in their outboxes) and each q:<tenant>, over these partitions. Fields of older releases are
-        -- left out.
+        -- → { name, value, … }: pending, queue (the sum of every q:<tenant>), out (the callbacks in the outboxes of
+        -- the partitions that hold any) and each q:<tenant>.
         local function gauges(keys, args)
           local sums, names = { pending = 0, queue = 0, out = 0 }, { 'pending', 'queue', 'out' }
-          for index = 1, #args do
-            local tag = args[index]
-            local fields = redis.call('HGETALL', 'ap:{' .. tag .. '}:gauges')
-            for at = 1, #fields, 2 do
-              local name, value = fields[at], tonumber(fields[at + 1])
-              if name == 'pending' then
-                sums.pending = sums.pending + value
-              elseif string.sub(name, 1, 2) == 'q:' then
-                if not sums[name] then
-                  sums[name] = 0
-                  names[#names + 1] = name
-                end
-                sums[name] = sums[name] + value
-                sums.queue = sums.queue + value
-              end
+          local fields = redis.call('HGETALL', 'ap:gauges')
+          for at = 1, #fields, 2 do
+            local name, value = fields[at], tonumber(fields[at + 1])
+            if name == 'pending' then
+              sums.pending = value
+            elseif string.sub(name, 1, 2) == 'q:' then
+              sums[name] = value
+              names[#names + 1] = name
+              sums.queue = sums.queue + value
             end
+          end
+          for _, tag in ipairs(redis.call('ZRANGE', 'ap:outparts', 0, -1)) do
             sums.out = sums.out + redis.call('HLEN', 'ap:{' .. tag .. '}:out')
           end
           local reply = {}
@@ -372,12 +389,12 @@ enum FunctionLibrary {
         redis.register_function('approvald_watch', watch)
         redis.register_function('approvald_members', members)
         redis.register_function('approvald_redrive', redrive)
+        redis.register_function('approvald_due_users', due_users)
         local function read_only(name, callback)
           redis.register_function{ function_name = name, callback = callback, flags = { 'no-writes' } }
         end
         read_only('approvald_due_callbacks', due_callbacks)
         read_only('approvald_dead_letters', dead_letters)
-        read_only('approvald_due_users', due_users)
         read_only('approvald_gauges', gauges)
         """
 }

@@ -116,7 +116,7 @@ public final class RedisStates: @unchecked Sendable {
         let holder = "\(Self.tag(partition))|\(field)"
         var arguments = [
             "FCALL", "approvald_commit", "6", Self.stateKey(key), "ap:{\(Self.tag(partition))}:due",
-            Self.gaugesKey(partition), "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
+            Self.gaugesKey, "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
             RedisOutbox.dueKey(partition), String(state.version),
         ].map { Array($0.utf8) }
         arguments.append(state.isEmpty ? [] : Self.value(of: state, version: state.version + 1))
@@ -242,8 +242,9 @@ public final class RedisStates: @unchecked Sendable {
         in partitions: [Partition], now: UnixMillis, limit: Int = 100,
         completion: @escaping (Result<[UserKey], StoreError>) -> Void
     ) {
-        client.send(["FCALL", "approvald_due_users", "0", String(now), String(limit)] + partitions.map(Self.tag)) {
-            result in
+        // Every partition is named by none.
+        let tags = partitions.count == Partition.count ? [] : partitions.map(Self.tag)
+        client.send(["FCALL", "approvald_due_users", "0", String(now), String(limit)] + tags) { result in
             completion(
                 Self.read(result) { value throws(StoreError) in
                     guard case .array(let fields) = value else { throw StoreError("due users: \(value)") }
@@ -255,16 +256,16 @@ public final class RedisStates: @unchecked Sendable {
         }
     }
 
-    /// The gauges of these partitions, summed by Redis: the shared figures every instance reports alike.
-    public func gauges(in partitions: [Partition], completion: @escaping (Result<Gauges, StoreError>) -> Void) {
-        client.send(["FCALL", "approvald_gauges", "0"] + partitions.map(Self.tag)) { result in
+    /// The shared figures every instance reports alike.
+    public func gauges(completion: @escaping (Result<Gauges, StoreError>) -> Void) {
+        client.send(["FCALL", "approvald_gauges", "0"]) { result in
             completion(
                 Self.read(result) { value throws(StoreError) in
                     guard case .array(let pairs) = value else { throw StoreError("gauges: \(value)") }
                     var gauges = Gauges()
                     for index in stride(from: 0, to: pairs.count - 1, by: 2) {
                         guard let name = pairs[index].string, let value = pairs[index + 1].string.flatMap({ Int($0) })
-                        else { throw StoreError("a partition's gauges hold \(pairs[index]) = \(pairs[index + 1])") }
+                        else { throw StoreError("the gauges hold \(pairs[index]) = \(pairs[index + 1])") }
                         switch name {
                         case "pending": gauges.pendingChallenges = value
                         case "queue": gauges.queueDepth = value
@@ -298,7 +299,8 @@ public final class RedisStates: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
-    static func gaugesKey(_ partition: Partition) -> String { "ap:{\(tag(partition))}:gauges" }
+    /// The shared figures every commit keeps (see FunctionLibrary).
+    static let gaugesKey = "ap:gauges"
     static func field(_ key: UserKey) -> String { key.tenantID + "\n" + key.userID }
     static func stateKey(_ key: UserKey) -> String { "ap:{\(tag(key.partition))}:u:\(field(key))" }
     static func deviceKey(_ deviceID: String) -> String { "ap:dev:\(deviceID)" }

@@ -157,7 +157,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                     case .success(let policies):
                         storedPolicies = policies
                         // Open with the shared gauges already read: a restarted instance reports them at once.
-                        states.gauges(in: Partition.all) { [self] read in
+                        states.gauges { [self] read in
                             switch read {
                             case .failure(let error) where client.isReady: fail(error)
                             case .failure(let error): retryPreparing(error)
@@ -247,7 +247,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     /// Reads the shared gauges again and looks for deadlines other instances committed.
     private func refresh() {
         guard phase == .open else { return }
-        states.gauges(in: Partition.all) { [self] result in
+        states.gauges { [self] result in
             if case .success(let gauges) = result { cachedGauges = gauges }
         }
         refreshTimer.schedule(after: settings.refreshSeconds)

@@ -49,7 +49,7 @@ import Testing
         }
         func forwardQueue() async throws -> Int {
             let result: Result<Gauges, StoreError> = try await setup.tested.thread.wait {
-                [states = setup.states] done in states.value.gauges(in: Partition.all) { done($0) }
+                [states = setup.states] done in states.value.gauges { done($0) }
             }
             return try result.get().forwardQueueDepth
         }

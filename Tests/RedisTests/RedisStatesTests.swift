@@ -78,12 +78,12 @@ struct StatesUnderTest {
         #expect(creation.heldBy == alice && creation.state == byChallenge)
         #expect(
             try await setup.load(.creation(alice, RequestKey(tenantID: "fabrikam", requestID: "r-1"))).heldBy == nil)
-        // The store keeps the user's deadline and the partition's gauges with the state.
+        // The store keeps the user's deadline and the shared gauges with the state.
         let tag = RedisStates.tag(alice.partition)
         #expect(
             try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == String(challenge.expiresAt))
-        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:gauges", "pending"]) == "1")
-        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:gauges", "q:contoso"]) == "1")
+        #expect(try await setup.server.cli(["HGET", "ap:gauges", "pending"]) == "1")
+        #expect(try await setup.server.cli(["HGET", "ap:gauges", "q:contoso"]) == "1")
         // The request_id's index goes by itself a minute after the end of remembering, should no sweep forget it.
         #expect(
             try await setup.server.cli(["PEXPIRETIME", "ap:req:contoso\nr-1"])
@@ -138,7 +138,7 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
-    @Test func dueUsersAndGaugesAreReadPerPartition() async throws {
+    @Test func dueUsersAreReadPerPartitionAndTheGaugesFollowCommits() async throws {
         let setup = try await StatesUnderTest()
         let bob = UserKey(tenantID: "fabrikam", userID: "bob")
         try #require(bob.partition != alice.partition)
@@ -168,7 +168,7 @@ struct StatesUnderTest {
         func gauges() async throws -> Gauges {
             let result: Result<Gauges, StoreError> = try await setup.tested.thread.wait {
                 [states = setup.states] done in
-                states.value.gauges(in: Partition.all) { done($0) }
+                states.value.gauges { done($0) }
             }
             return try result.get()
         }
@@ -184,7 +184,14 @@ struct StatesUnderTest {
         let aliceNow = try #require(try await setup.load(.user(alice)).state)
         let ticked = Rules.tick(user: aliceNow, now: aliceExpires)
         #expect(try await setup.commit(ticked) == .durable)
+        // The index of partitions with deadlines still said alice's expiry; the look found nothing due and set it
+        // to the partition's earliest deadline, hers now the end of remembering.
+        let tag = RedisStates.tag(alice.partition)
+        #expect(try await setup.server.cli(["ZSCORE", "ap:dueparts", tag]) == String(aliceExpires))
         #expect(try await due([alice.partition], at: aliceExpires).isEmpty)
+        let remembered = try #require(ticked.state.nextDeadline)
+        #expect(try await setup.server.cli(["ZSCORE", "ap:dueparts", tag]) == String(remembered))
+        #expect(try await due(Partition.all, at: remembered - 1) == [bob])
         before = try await gauges()
         #expect(before.pendingChallenges == 1 && before.queueDepthByTenant == ["fabrikam": 1])
         try await setup.stop()
