@@ -95,13 +95,18 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
-    @Test func aDecisionOnAnOlderVersionIsRefusedAndWritesNothing() async throws {
-        let setup = try await StatesUnderTest()
+    /// alice with phone-1 registered, committed and loaded back: version 1.
+    private func aliceWithAPhone(in setup: StatesUnderTest) async throws -> UserState {
         let registered = try Rules.register(
             "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
             now: Self.now)
         #expect(try await setup.commit(registered) == .durable)
-        let loaded = try #require(try await setup.load(.user(alice)).state)
+        return try #require(try await setup.load(.user(alice)).state)
+    }
+
+    @Test func aDecisionOnAnOlderVersionIsRefusedAndWritesNothing() async throws {
+        let setup = try await StatesUnderTest()
+        let loaded = try await aliceWithAPhone(in: setup)
         // Two instances decide on version 1 at once: a second device, and a new key for the first.
         let second = try Rules.register(
             "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: loaded, now: Self.now + 1)
@@ -124,11 +129,7 @@ struct StatesUnderTest {
 
     @Test func aStateThatHoldsNothingIsDeletedWithItsIndexes() async throws {
         let setup = try await StatesUnderTest()
-        let registered = try Rules.register(
-            "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
-            now: Self.now)
-        #expect(try await setup.commit(registered) == .durable)
-        let loaded = try #require(try await setup.load(.user(alice)).state)
+        let loaded = try await aliceWithAPhone(in: setup)
         let removed = try Rules.remove("phone-1", user: loaded)
         #expect(removed.state.isEmpty)
         #expect(try await setup.commit(removed) == .durable)
