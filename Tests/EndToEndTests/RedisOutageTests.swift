@@ -4,6 +4,7 @@
 // that could lose an acknowledged write, unless told to accept it.
 import Foundation
 import Glibc
+import Locking
 import TestSupport
 import Testing
 
@@ -44,6 +45,26 @@ struct RedisOutageTests {
         #expect(after.status == 201)
         let afterID = try #require(after.json["challenge_id"] as? String)
         #expect(stream.shows("event: challenge\nid: \(afterID)"))
+    }
+
+    /// An instance that starts before its Redis keeps trying, and is ready once Redis answers: no restart needed.
+    @Test func anInstanceStartedWhileRedisIsDownIsReadyOnceRedisComes() throws {
+        let redis = try RedisServer()
+        redis.stop()
+        let comesBack = Locked<Bool?>(nil)
+        let server = UncheckedBox(redis)
+        let started = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 2) {
+            comesBack.withLock { $0 = (try? server.value.restartBlocking()) != nil }
+        }
+        // The process reports ready only once its store is open.
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig, redis: redis)
+        #expect(Date().timeIntervalSince(started) >= 2)
+        #expect(comesBack.withLock { $0 } == true)
+        #expect(broker.log(tail: 200).contains("Redis connection failed; reconnecting"))
+        #expect(try broker.curl("/readyz").status == 200)
+        let phone = try SimulatedDevice("rosa-phone")
+        #expect(try IdP(broker: broker).register(phone, user: "rosa@contoso.com").status == 201)
     }
 
     @Test func withWaitReplicasNothingIsAcknowledgedBeforeAReplicaHasIt() throws {
