@@ -3,6 +3,9 @@ import JSONText
 
 /// What the IdP asks for; compared field by field to tell an IdP retry from a conflicting reuse of `request_id`.
 public struct ChallengeRequest: Equatable, Sendable {
+    /// How long a challenge may live, whether a request or a tenant's policy sets it.
+    public static let ttlSecondsRange = 10...600
+
     public var requestID: String
     public var userID: String
     /// The two-digit number the browser shows, 0–99.
@@ -25,8 +28,8 @@ public struct ChallengeRequest: Equatable, Sendable {
         try Validate.identifier(requestID, field: "request_id")
         try Validate.userID(userID)
         guard (0...99).contains(number) else { throw CoreError(.invalidField, "number must be within 0...99") }
-        if let ttlSeconds, !(10...600).contains(ttlSeconds) {
-            throw CoreError(.invalidField, "ttl_seconds must be within 10...600")
+        if let ttlSeconds, !Self.ttlSecondsRange.contains(ttlSeconds) {
+            throw CoreError(.invalidField, "ttl_seconds must be within \(Self.ttlSecondsRange)")
         }
     }
 }

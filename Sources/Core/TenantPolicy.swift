@@ -38,7 +38,7 @@ public struct TenantPolicy: Equatable, Sendable {
             }
         }
         try check(maxDevicesPerUser, 1...100, "max_devices_per_user")
-        try check(challengeTTLSeconds, 10...600, "challenge_ttl_seconds")
+        try check(challengeTTLSeconds, ChallengeRequest.ttlSecondsRange, "challenge_ttl_seconds")
         try check(choices, 2...10, "choices")
         try check(maxPendingPerUser, 1...100, "max_pending_per_user")
         try check(maxChallengesPerWindow, 1...100_000, "max_challenges_per_window")

@@ -63,9 +63,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     /// Expiries this instance committed, until they pass: swept on time; other instances' deadlines, and ends of
     /// remembering, are found by looking every `refreshSeconds`.
     private var localDeadlines = Heap<UnixMillis>()
-    /// No challenge lives longer (the longest `ttl_seconds`): a committed deadline further away is an end of
-    /// remembering, which can wait for the next look, and is not kept in `localDeadlines` for a quarter of an hour.
-    private static let expiryHorizon: UnixMillis = 600_000
+    /// No challenge lives longer: a committed deadline further away is an end of remembering, which can wait for
+    /// the next look, and is not kept in `localDeadlines` for a quarter of an hour.
+    private static let expiryHorizon = UnixMillis(ChallengeRequest.ttlSecondsRange.upperBound) * 1000
     private var nextLook: UnixMillis
     private lazy var refreshTimer = loop.makeTimer { [unowned self] in refresh() }
     /// Devices with a stream here, whose deliveries are routed here.

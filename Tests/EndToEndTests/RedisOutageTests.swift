@@ -67,6 +67,27 @@ struct RedisOutageTests {
         #expect(try IdP(broker: broker).register(phone, user: "rosa@contoso.com").status == 201)
     }
 
+    /// A message on the instance's inbox that is not a delivery is logged and dropped; the inbox goes on serving.
+    @Test func aDamagedInboxMessageIsDroppedAndDeliveriesGoOn() throws {
+        let redis = try RedisServer()
+        let broker = try ApprovaldProcess(
+            extraConfig: brokerConfig, environment: ["APPROVALD_STORE_REDIS_INSTANCE_ID": "inbox-test"], redis: redis)
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("sara-phone")
+        #expect(try idp.register(phone, user: "sara@contoso.com").status == 201)
+        let stream = try StreamReader(broker, phone)
+        #expect(eventuallyBlocking(timeout: 5) { routed(redis, phone.id) })
+        let published = try runCommand(
+            ["redis-cli", "-p", String(redis.port), "PUBLISH", "ap:inbox:inbox-test", "\u{1}\u{9}not a delivery"],
+            timeout: 5)
+        #expect(published.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(eventuallyBlocking(timeout: 5) { broker.log(tail: 100).contains("an inbox message cannot be read") })
+        let created = try idp.challenge("after-damage", user: "sara@contoso.com")
+        #expect(created.status == 201)
+        let id = try #require(created.json["challenge_id"] as? String)
+        #expect(stream.shows("event: challenge\nid: \(id)"))
+    }
+
     @Test func withWaitReplicasNothingIsAcknowledgedBeforeAReplicaHasIt() throws {
         let primary = try RedisServer()
         let broker = try ApprovaldProcess(
