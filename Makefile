@@ -7,6 +7,11 @@ TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), and what
 # bench/broker/recovery fills a store with (sqlite3, bc).
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3 sqlite3 bc
+# What `approvald --version` and approvald_build_info say: the release, and the commit built (docker/Dockerfile passes
+# COMMIT, having no .git).
+VERSION ?= 0.13.0
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILD_INFO := Sources/CBuildInfo/generated/build_info.h
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The contract check's Python packages (schemathesis and the rest, pinned), in a virtual environment of its own.
 CONTRACT_VENV := .build/contract-venv
@@ -36,7 +41,7 @@ FUZZ_TARGETS := FuzzJSON FuzzIdPSignature FuzzDeviceAuthorization FuzzRouter Fuz
 FUZZ_BUILD := APPROVALD_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
 	-Xswiftc -enable-testing -Xswiftc -use-ld=lld
 
-.PHONY: all deps test-deps bench-deps build build-release run test check sanitize sanitize-address sanitize-thread \
+.PHONY: all deps test-deps bench-deps build-info build build-release run test check sanitize sanitize-address sanitize-thread \
 	fuzz contract lint format bench clean
 
 all: build
@@ -50,8 +55,16 @@ define apt_install
 	fi
 endef
 
-deps:
+deps: build-info
 	$(call apt_install,$(BUILD_PACKAGES))
+
+# Rewritten only when VERSION or COMMIT changed; build_info.c is touched then, as it may have been compiled before the
+# header existed.
+build-info:
+	@mkdir -p $(dir $(BUILD_INFO))
+	@printf '#define APPROVALD_VERSION "%s"\n#define APPROVALD_COMMIT "%s"\n' '$(VERSION)' '$(COMMIT)' > $(BUILD_INFO).new
+	@if cmp -s $(BUILD_INFO).new $(BUILD_INFO); then rm $(BUILD_INFO).new; \
+	else mv $(BUILD_INFO).new $(BUILD_INFO) && touch Sources/CBuildInfo/build_info.c; fi
 
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))

@@ -40,6 +40,8 @@ let package = Package(
         // hiredis's libevent adapter, compiled in C beside the CLibevent module (see its header).
         .target(name: "CHiredisLibevent", linkerSettings: [.linkedLibrary("hiredis"), .linkedLibrary("event")]),
 
+        // The version and commit the Makefile bakes in (CBuildInfo/build_info.c).
+        .target(name: "CBuildInfo"),
         .target(name: "Crypto", dependencies: ["COpenSSL"]),
         // A value behind a pthread mutex, for the few queues threads share (ThreadSanitizer sees its ordering).
         .target(name: "Locking"),
@@ -81,7 +83,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText",
+                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),

@@ -75,6 +75,8 @@ public final class Application: @unchecked Sendable {
     /// The `/metrics` document.
     public func metricsText() -> String {
         var writer = MetricsWriter()
+        writer.family("approvald_build_info", .gauge, help: "The version and commit this binary was built from.")
+        writer.sample("approvald_build_info", 1, labels: ["version": BuildInfo.version, "commit": BuildInfo.commit])
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
         responsesByStatus.write("approvald_http_requests_total", to: &writer)
         for source in service?.metricsSources ?? [] { source.writeMetrics(to: &writer) }

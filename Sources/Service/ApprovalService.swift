@@ -171,6 +171,7 @@ final class ApprovalService: @unchecked Sendable {
                 reply(result) { .json(200, Views.challenge($0)) }
             }
         case .deadLetters(let tenantID): try deadLetters(request, tenantID, responder)
+        case .redrive(let tenantID, let challengeID): try redrive(request, tenantID, challengeID, responder)
         case .deviceQueue(let deviceID):
             try authenticatedDevice(request, deviceID, route, responder) { [self] state in
                 let queue = durableQueue(of: deviceID, in: state).map(Views.deviceChallenge).joined(separator: ",")
@@ -338,6 +339,32 @@ final class ApprovalService: @unchecked Sendable {
                 let list = letters.map(Views.deadLetter).joined(separator: ",")
                 responder.respond(.json(200, "{\"dead_letters\":[\(list)]}"))
             case .failure: responder.respond(Problem.unavailable("the store could not be read").response)
+            }
+        }
+    }
+
+    /// Puts one dead letter, or all of the tenant's, back in the outbox (durably, before the 202); the forwarder
+    /// sends them as it sends new results.
+    private func redrive(
+        _ request: HTTPRequest, _ tenantID: String, _ challengeID: String?, _ responder: HTTPResponder
+    ) throws(Problem) {
+        _ = try idp(request, tenantID)
+        store.redrive(tenantID: tenantID, challengeID: challengeID, now: clock()) { [self] result in
+            switch result {
+            case .success(let requeued):
+                if requeued > 0 { forwarder.pump() }
+                logger.info(
+                    "redrive",
+                    metadata: [
+                        "tenant": "\(tenantID)", "challenge": "\(challengeID ?? "*")",
+                        "requeued": "\(requeued)",
+                    ])
+                if challengeID != nil && requeued == 0 {
+                    responder.respond(Problem.notFound("no such dead letter").response)
+                } else {
+                    responder.respond(.json(202, "{\"requeued\":\(requeued)}"))
+                }
+            case .failure: responder.respond(Problem.unavailable("the store could not be written").response)
             }
         }
     }

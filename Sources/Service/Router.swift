@@ -13,6 +13,8 @@ enum Route: Equatable, Sendable {
     case getChallenge(tenantID: String, challengeID: String)
     case cancelChallenge(tenantID: String, challengeID: String)
     case deadLetters(tenantID: String)
+    /// Sends one dead letter again (`challengeID`), or all of the tenant's (nil).
+    case redrive(tenantID: String, challengeID: String?)
     case deviceQueue(deviceID: String)
     case deviceStream(deviceID: String)
     case answer(deviceID: String, challengeID: String)
@@ -59,6 +61,12 @@ struct RouteTable: Sendable {
             .cancelChallenge(tenantID: $0[0], challengeID: $0[1])
         },
         Entry(method: "GET", pattern: ["tenants", nil, "dead-letters"]) { .deadLetters(tenantID: $0[0]) },
+        Entry(method: "POST", pattern: ["tenants", nil, "dead-letters", "retry"]) {
+            .redrive(tenantID: $0[0], challengeID: nil)
+        },
+        Entry(method: "POST", pattern: ["tenants", nil, "dead-letters", nil, "retry"]) {
+            .redrive(tenantID: $0[0], challengeID: $0[1])
+        },
         Entry(method: "GET", pattern: ["devices", nil, "challenges"]) { .deviceQueue(deviceID: $0[0]) },
         Entry(method: "GET", pattern: ["devices", nil, "stream"]) { .deviceStream(deviceID: $0[0]) },
         Entry(method: "POST", pattern: ["devices", nil, "challenges", nil, "response"]) {

@@ -1,5 +1,6 @@
 // The approvald command line: serve, simulate, verifier, dev-cert, bench.
 import ArgumentParser
+import Service
 
 @main
 struct Approvald: AsyncParsableCommand {
@@ -11,6 +12,7 @@ struct Approvald: AsyncParsableCommand {
             sign-ins end to end with `approvald simulate` in another terminal. The HTTP API is described in \
             docs/openapi.yaml, every configuration option in Config/approvald.example.toml.
             """,
+        version: BuildInfo.line,
         subcommands: [Serve.self, Simulate.self, Verifier.self, DevCert.self, Bench.self],
         defaultSubcommand: Serve.self)
 }

@@ -127,6 +127,27 @@ import Testing
     }
 }
 
+@Suite struct VersionTests {
+    /// `--version` and `approvald_build_info` name the same build: the version and commit the Makefile baked in
+    /// (Sources/CBuildInfo/generated/build_info.h, when the binary was built by make).
+    @Test func theVersionOnTheCommandLineIsTheOneOnMetrics() throws {
+        let result = try runCommand([approvaldBinary, "--version"], timeout: 10)
+        #expect(result.status == 0)
+        let line = result.stdout.trimmingCharacters(in: .newlines)
+        let match = try #require(line.wholeMatch(of: /approvald (\S+) \(([0-9a-z.-]+)\)/))
+        let (version, commit) = (String(match.1), String(match.2))
+        let header = packageRoot.appendingPathComponent("Sources/CBuildInfo/generated/build_info.h").path
+        if let baked = try? String(contentsOfFile: header, encoding: .utf8) {
+            #expect(
+                baked.contains("APPROVALD_VERSION \"\(version)\"") && baked.contains("APPROVALD_COMMIT \"\(commit)\""))
+        }
+        let broker = try ApprovaldProcess()
+        let metrics = try broker.curl("/metrics").body
+        #expect(metrics.contains("# TYPE approvald_build_info gauge\n"))
+        #expect(metrics.contains("approvald_build_info{version=\"\(version)\",commit=\"\(commit)\"} 1\n"))
+    }
+}
+
 @Suite struct DevCertTests {
     @Test func writesAPairThatCurlTrustsAndRefusesToOverwrite() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(

@@ -100,6 +100,59 @@ import Testing
                 (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 0")) == true
             })
     }
+
+    @Test func aDeadLetterRedrivenOnceTheVerifierIsMendedArrivesOnceEvenAfterAKill() throws {
+        let refusing = try RecordingServer(status: 400)
+        let port = refusing.port
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-redrive-\(UUID().uuidString)"
+        ).path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let configuration = brokerConfiguration(verifierURL: refusing.url)
+        var broker = try ApprovaldProcess(extraConfig: configuration, dataDirectory: data)
+        var idp = IdP(broker: broker)
+        #expect(try idp.register(try SimulatedDevice("grace-phone"), user: "grace@contoso.com").status == 201)
+        let challengeID = try #require(
+            try idp.challenge("signin-grace", user: "grace@contoso.com").json["challenge_id"] as? String)
+        #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
+        func deadLetters(_ idp: IdP) -> [String]? {
+            ((try? idp.call("GET", "/v1/tenants/contoso/dead-letters").json["dead_letters"]) as? [[String: Any]])?
+                .compactMap { $0["challenge_id"] as? String }
+        }
+        #expect(eventuallyBlocking { deadLetters(idp) == [challengeID] })
+        refusing.stop()
+
+        // Only the tenant's own dead letters, and only dead letters.
+        var fabrikam = IdP(broker: broker)
+        fabrikam.keyID = "fabrikam-idp"
+        fabrikam.secret = "another secret that is at least thirty-two bytes"
+        let other = try fabrikam.call("POST", "/v1/tenants/fabrikam/dead-letters/\(challengeID)/retry")
+        #expect(other.status == 404 && other.body.contains("not_found"))
+        #expect(try fabrikam.call("POST", "/v1/tenants/contoso/dead-letters/\(challengeID)/retry").status == 403)
+        #expect(try idp.call("POST", "/v1/tenants/contoso/dead-letters/ch_unknown/retry").status == 404)
+        #expect(try fabrikam.call("POST", "/v1/tenants/fabrikam/dead-letters/retry").json["requeued"] as? Int == 0)
+
+        // Acknowledged while the verifier is still down, then the broker is killed: the redrive holds.
+        let redriven = try idp.call("POST", "/v1/tenants/contoso/dead-letters/\(challengeID)/retry")
+        #expect(redriven.status == 202 && redriven.json["requeued"] as? Int == 1)
+        #expect(deadLetters(idp) == [])
+        #expect(try idp.call("POST", "/v1/tenants/contoso/dead-letters/\(challengeID)/retry").status == 404)
+        #expect(broker.stop(signal: SIGKILL) != nil)
+
+        let verifier = try RecordingServer(port: port)
+        defer { verifier.stop() }
+        broker = try ApprovaldProcess(extraConfig: configuration, dataDirectory: data, redis: broker.redis)
+        idp = IdP(broker: broker)
+        #expect(eventuallyBlocking(timeout: 20) { verifier.received.count == 1 })
+        let callback = try #require(verifier.received.first)
+        #expect(callback.headers["idempotency-key"] == challengeID)
+        #expect(
+            callback.json["outcome"] as? String == "cancelled"
+                && callback.json["request_id"] as? String == "signin-grace")
+        Thread.sleep(forTimeInterval: 1)
+        #expect(verifier.received.count == 1 && deadLetters(idp) == [])
+        #expect(try idp.call("POST", "/v1/tenants/contoso/dead-letters/retry").json["requeued"] as? Int == 0)
+    }
 }
 
 @Suite struct WakeUpTests {

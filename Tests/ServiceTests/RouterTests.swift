@@ -14,6 +14,8 @@ import Testing
         ("GET", "/v1/tenants/t/challenges/c", .getChallenge(tenantID: "t", challengeID: "c")),
         ("DELETE", "/v1/tenants/t/challenges/c", .cancelChallenge(tenantID: "t", challengeID: "c")),
         ("GET", "/v1/tenants/t/dead-letters", .deadLetters(tenantID: "t")),
+        ("POST", "/v1/tenants/t/dead-letters/retry", .redrive(tenantID: "t", challengeID: nil)),
+        ("POST", "/v1/tenants/t/dead-letters/ch_1/retry", .redrive(tenantID: "t", challengeID: "ch_1")),
         ("GET", "/v1/devices/d/challenges", .deviceQueue(deviceID: "d")),
         ("GET", "/v1/devices/d/stream", .deviceStream(deviceID: "d")),
         ("POST", "/v1/devices/d/challenges/c/response", .answer(deviceID: "d", challengeID: "c")),
