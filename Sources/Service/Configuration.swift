@@ -33,6 +33,8 @@ public struct Configuration: Sendable {
         public var teamID: String
         public var endpoint = "https://api.push.apple.com"
         public var caFile: String?
+        /// Where the key was read from (shown by `serve --check-config`; the key itself never is).
+        public var keyFile: String?
 
         public init(privateKeyPEM: String, keyID: String, teamID: String) {
             self.privateKeyPEM = privateKeyPEM
@@ -52,6 +54,8 @@ public struct Configuration: Sendable {
         public var tokenURL: String
         public var endpoint = "https://fcm.googleapis.com"
         public var caFile: String?
+        /// Where the service account was read from (shown by `serve --check-config`).
+        public var serviceAccountFile: String?
 
         public init(
             projectID: String, clientEmail: String, privateKeyID: String, privateKeyPEM: String, tokenURL: String
@@ -72,6 +76,15 @@ public struct Configuration: Sendable {
     /// How often an open device event stream gets a `: keepalive` comment.
     public var streamKeepaliveSeconds = 25.0
     public var logLevel = Logger.Level.info
+    public enum LogFormat: String, Sendable, CaseIterable {
+        /// `<time> <level> <label>: <fields> <message>`, for a terminal.
+        case text
+        /// One JSON object per line, for a log shipper.
+        case json
+    }
+    public var logFormat = LogFormat.text
+    /// One log line per request answered (method, route, status, duration, tenant).
+    public var accessLog = false
     public var dataDirectory = "data"
     /// `[store] backend = "redis"`: the Redis store's settings; nil for the embedded store (SQLite).
     public var redis: RedisStore.Settings?
@@ -175,6 +188,15 @@ public struct Configuration: Sendable {
             }
             logLevel = parsed
         }
+        if let format = try log.string("format") {
+            guard let parsed = LogFormat(rawValue: format) else {
+                throw ConfigError(
+                    "log.format: \"\(format)\" is not one of "
+                        + LogFormat.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            logFormat = parsed
+        }
+        accessLog = try log.bool("access") ?? accessLog
         try log.rejectUnknownKeys()
 
         if let entries = try root.tables("listeners") {
@@ -218,6 +240,7 @@ public struct Configuration: Sendable {
                 throw ConfigError("\(apnsSection.keyPath("endpoint")): an http:// or https:// origin is required")
             }
             settings.caFile = try apnsSection.string("ca_file")
+            settings.keyFile = keyFile
             apns = settings
         }
         try apnsSection.rejectUnknownKeys()
@@ -227,6 +250,7 @@ public struct Configuration: Sendable {
             fcm?.endpoint = try fcmSection.string("endpoint") ?? "https://fcm.googleapis.com"
             if let tokenURL = try fcmSection.string("token_endpoint") { fcm?.tokenURL = tokenURL }
             fcm?.caFile = try fcmSection.string("ca_file")
+            fcm?.serviceAccountFile = accountFile
             for url in [fcm?.endpoint, fcm?.tokenURL].compactMap({ $0 })
             where !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
                 throw ConfigError("push.fcm: \(url) is not an http:// or https:// URL")

@@ -13,7 +13,9 @@ struct Serve: ParsableCommand {
             serves until SIGTERM or SIGINT, which drain connections gracefully. Environment variables \
             APPROVALD_<SECTION>_<KEY> override the file (APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS=60, \
             APPROVALD_LISTENERS_0_PORT=9000). Exits 0 after a graceful stop, 78 for a configuration error (the \
-            message names the key), 1 when it cannot start (a port in use, an unreadable store) or recovery fails.
+            message names the key), 1 when it cannot start (a port in use, an unreadable store) or recovery fails. \
+            With --check-config it only reads and checks the configuration, prints it as it would be in effect \
+            (defaults and overrides applied, secrets masked) and exits 0, or 78 for an error.
             """)
 
     @Option(name: .long, help: "The configuration file.")
@@ -25,6 +27,11 @@ struct Serve: ParsableCommand {
     )
     var readyFile: String?
 
+    @Flag(
+        name: .long,
+        help: "Check the configuration and print it as in effect, secrets masked; exit 0, or 78 for an error.")
+    var checkConfig = false
+
     func run() throws {
         let configuration: Configuration
         do {
@@ -32,6 +39,13 @@ struct Serve: ParsableCommand {
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("approvald: configuration error: \(error.description)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
+        }
+        if checkConfig {
+            print(
+                "# \(BuildInfo.line): \(config) as in effect (defaults and APPROVALD_… overrides applied, secrets masked)"
+            )
+            print(configuration.effectiveTOML, terminator: "")
+            return
         }
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in

@@ -96,6 +96,27 @@ import Testing
         #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(first.h2cPort)"))
     }
 
+    /// `serve --check-config` reads, checks and prints; it never listens or opens a store.
+    @Test func checkConfigPrintsTheEffectiveConfigurationOrExits78() throws {
+        for name in ["Config/approvald.toml", "Config/approvald.example.toml", "docker/approvald.toml"] {
+            let path = packageRoot.appendingPathComponent(name).path
+            let result = try runCommand(
+                [approvaldBinary, "serve", "--check-config", "--config", path], timeout: 20,
+                environment: ["APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS": "42"])
+            #expect(result.status == 0, "\(name): \(result.stderr)")
+            #expect(result.stdout.hasPrefix("# approvald ") && result.stdout.contains("idle_timeout_seconds = 42\n"))
+            let secrets = result.stdout.components(separatedBy: "\nsecret = ").count - 1
+            #expect(
+                secrets > 0 && secrets == result.stdout.components(separatedBy: "\nsecret = \"(masked)\"\n").count - 1)
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-check-\(UUID()).toml")
+        try "[log]\nformat = \"yaml\"\n".write(to: directory, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let refused = try runCommand([approvaldBinary, "serve", "--check-config", "--config", directory.path])
+        #expect(refused.status == 78 && refused.stdout.isEmpty)
+        #expect(refused.stderr.contains("log.format: \"yaml\" is not one of text, json"))
+    }
+
     @Test func theShippedConfigurationsParse() throws {
         for name in ["Config/approvald.toml", "Config/approvald.example.toml", "docker/approvald.toml"] {
             let path = packageRoot.appendingPathComponent(name).path

@@ -221,6 +221,70 @@ import Testing
         }
     }
 
+    @Test func theEffectiveConfigurationReadsBackAsTheSameWithEverySecretMasked() throws {
+        let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("AuthKey-\(UUID()).p8").path
+        defer { try? FileManager.default.removeItem(atPath: keyFile) }
+        try P256PrivateKey().pem.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let secret = #"a "quoted" \ secret that is at least 32 bytes long"#
+        let config = try Configuration.parse(
+            """
+            data_directory = "/var/lib/approvald"
+            [store]
+            backend = "redis"
+            [store.redis]
+            url = "redis://:hunter2-redis-password@redis.internal:6380/2"
+            instance_id = "approvald-7"
+            command_timeout_ms = 250
+            [log]
+            format = "json"
+            access = true
+            level = "warning"
+            [[listeners]]
+            host = "0.0.0.0"
+            port = 9443
+            tls = true
+            [tls]
+            certificate = "c.pem"
+            private_key = "k.pem"
+            [http2]
+            preface_timeout_seconds = 2.5
+            [forwarding]
+            ca_file = "/etc/ca.pem"
+            [push.apns]
+            key_file = "\(keyFile)"
+            key_id = "ABC123DEFG"
+            team_id = "TEAM123456"
+            [[idp_clients]]
+            key_id = "contoso-2026"
+            secret = '\(secret)'
+            tenants = ["contoso", "adatum"]
+            verifier_url = "https://idp.example/results"
+            [tenants.contoso]
+            target = "selected"
+            users = ["b@contoso.com", "a@contoso.com"]
+            lockout_seconds = 60
+            """)
+        let effective = config.effectiveTOML
+        #expect(!effective.contains("hunter2") && !effective.contains("quoted") && !effective.contains("PRIVATE KEY"))
+        #expect(effective.contains("url = \"redis://:***@redis.internal:6380/2\""))
+        #expect(effective.contains("secret = \"(masked)\"\ntenants = [\"adatum\", \"contoso\"]"))
+        #expect(effective.contains("[log]\nlevel = \"warning\"\nformat = \"json\"\naccess = true\n"))
+        #expect(effective.contains("preface_timeout_seconds = 2.5\nidle_timeout_seconds = 300\n"))
+        // With the secret put back, the printed configuration is read as the one printed.
+        let unmasked = effective.replacingOccurrences(
+            of: "\"\(Configuration.maskedSecret)\"", with: "'\(secret)'")
+        let again = try Configuration.parse(unmasked, source: "effective")
+        #expect(again.effectiveTOML == effective)
+        #expect(again.idpClients == config.idpClients && again.tenantPolicies == config.tenantPolicies)
+        #expect(again.apns?.privateKeyPEM == config.apns?.privateKeyPEM && again.logFormat == .json && again.accessLog)
+        #expect(try Configuration.parse("").effectiveTOML == Configuration().effectiveTOML)
+        #expect {
+            try Configuration.parse("[log]\nformat = \"xml\"")
+        } throws: { error in
+            "\(error)".contains("log.format: \"xml\" is not one of text, json")
+        }
+    }
+
     @Test func readsClientsAndTenantPolicies() throws {
         let config = try Configuration.parse(
             Self.client + """
