@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev
-TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), and what
 # bench/broker/recovery fills a store with (sqlite3, bc).
 BENCH_PACKAGES := nghttp2-client valgrind util-linux python3 sqlite3 bc
@@ -13,7 +13,8 @@ VERSION ?= 0.13.0
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 BUILD_INFO := Sources/CBuildInfo/generated/build_info.h
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# The contract check's Python packages (schemathesis and the rest, pinned), in a virtual environment of its own.
+# The contract check's and deploy/check's Python packages (schemathesis, kubernetes-validate and the rest, pinned), in
+# a virtual environment of their own.
 CONTRACT_VENV := .build/contract-venv
 BIN_PATH = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_BIN_PATH = $(shell $(SWIFT) build -c release --show-bin-path)
@@ -90,8 +91,8 @@ test: check sanitize
 
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
 # binary, then those again against the release binary, whose optimised code paths differ, and once more with the
-# release binary on the Redis store (a redis-server of each broker's own), then the contract check on the release
-# binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
+# release binary on the Redis store (a redis-server of each broker's own), then the deployment files against the
+# release binary (deploy/check), then the contract check on the release binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
 # in-process tests' async work of threads.
 check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
@@ -102,6 +103,7 @@ check: test-deps $(CONTRACT_VENV)/ready
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	APPROVALD_TEST_STORE=redis APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald \
 		$(SWIFT) test --skip-build --filter EndToEndTests
+	$(CONTRACT_VENV)/bin/python deploy/check $(RELEASE_BIN_PATH)/approvald
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 	APPROVALD_CONTRACT_STORE=redis APPROVALD_CONTRACT_EXAMPLES=60 \
 		Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)

@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo",
+                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo", "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),

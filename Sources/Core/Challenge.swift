@@ -149,10 +149,13 @@ public struct Challenge: Equatable, Sendable {
     public let expiresAt: UnixMillis
     /// nil while pending.
     public internal(set) var resolution: Resolution?
+    /// The create's W3C `traceparent` (`TraceContext`), sent again with the result. Not part of the request: a
+    /// retry of the create carries a span of its own, and is still the same request.
+    public let traceparent: String?
 
     public init(
         id: String, tenantID: String, request: ChallengeRequest, choices: [Int], devices: [String],
-        createdAt: UnixMillis, expiresAt: UnixMillis, resolution: Resolution? = nil
+        createdAt: UnixMillis, expiresAt: UnixMillis, resolution: Resolution? = nil, traceparent: String? = nil
     ) {
         self.id = id
         self.tenantID = tenantID
@@ -162,6 +165,7 @@ public struct Challenge: Equatable, Sendable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.resolution = resolution
+        self.traceparent = traceparent
     }
 
     public var status: ChallengeStatus { resolution?.status ?? .pending }

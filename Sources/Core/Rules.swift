@@ -117,8 +117,8 @@ public enum Rules {
     /// - Parameter requestHeldBy: the user whose aggregate remembers `request_id` now, if any (the store's index,
     ///   which is in step with the aggregates).
     public static func create<Random: RandomNumberGenerator>(
-        _ request: ChallengeRequest, policy: TenantPolicy, requestHeldBy: UserKey?, user: UserState,
-        now: UnixMillis, random: inout Random
+        _ request: ChallengeRequest, traceparent: String? = nil, policy: TenantPolicy, requestHeldBy: UserKey?,
+        user: UserState, now: UnixMillis, random: inout Random
     ) throws(CoreError) -> Transition<CreateOutcome> {
         try Validate.tenantID(user.key.tenantID)
         try request.validate()
@@ -163,7 +163,7 @@ public enum Rules {
             id: ChallengeID.make(in: user.partition, using: &random), tenantID: tenantID, request: request,
             choices: makeChoices(correct: request.number, count: policy.choices, using: &random),
             devices: devices.map(\.id),
-            createdAt: now, expiresAt: now + ttl)
+            createdAt: now, expiresAt: now + ttl, traceparent: traceparent)
         work.state.pending.append(challenge)
         work.state.recentCreations.append(now)
         work.changes.append(.challengeSaved(challenge))

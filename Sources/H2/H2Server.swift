@@ -54,8 +54,9 @@ public final class H2Server: @unchecked Sendable {
     public let limits: H2ServerLimits
     let handler: HTTPHandler
     let logger: Logger
-    /// Called with the status of every response the server sends, its own 413/431/505 included.
-    public var onResponse: ((Int) -> Void)?
+    /// Called with the status of every response the server sends, its own 413/431/505 included, and the stream
+    /// it answers (its request's method and path; nil for a 505 to a client that did not speak HTTP/2).
+    public var onResponse: ((_ status: Int, _ stream: HTTPResponder?) -> Void)?
     /// The answer to a request refused before any handler saw it (413, 431).
     public var earlyRefusal: (EarlyRefusal) -> HTTPResponse = { $0.plainResponse }
 

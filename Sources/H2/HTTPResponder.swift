@@ -11,6 +11,8 @@ public final class HTTPResponder: @unchecked Sendable {
 
     private var method = ""
     private var path = ""
+    /// When the stream opened (`preciseMonotonicSeconds`).
+    public let openedAt = preciseMonotonicSeconds()
     private var fields = HTTPHeaders()
     private var body: [UInt8] = []
     private var headerBytes = 0
@@ -45,6 +47,10 @@ public final class HTTPResponder: @unchecked Sendable {
         self.streamID = streamID
         machine = StreamStateMachine(now: now)
     }
+
+    /// The request's `:method` and `:path` (with its query), as received.
+    public var requestMethod: String { method }
+    public var requestPath: String { path }
 
     /// Whether the request is still arriving (or was reset for taking too long): such a stream is no activity.
     var isArriving: Bool { machine.isArriving }
@@ -197,7 +203,7 @@ public final class HTTPResponder: @unchecked Sendable {
     }
 
     private func submit(status: Int, headers: HTTPHeaders, length: Int?, on connection: ServerConnection) {
-        connection.server.onResponse?(status)
+        connection.server.onResponse?(status, self)
         let provider =
             length == 0 ? nil : DataProvider(source: Unmanaged.passUnretained(self).toOpaque(), read: readResponseBody)
         connection.session?.submitResponse(

@@ -105,7 +105,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         case .armRequestTimer(let seconds): requestTimer.schedule(after: seconds)
         case .refuseHTTP1(let lingerSeconds):
             guard let bufferEvent else { return }
-            server.onResponse?(505)
+            server.onResponse?(505, nil)
             _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
             timer.schedule(after: lingerSeconds)
         case .shutWrite:

@@ -1,11 +1,11 @@
 // A delivery as the bytes of an instance inbox message: the instance that committed it publishes it to the instance
 // that holds the device's stream or the challenge's long poll, which delivers it as if committed there. Same rules
-// as UserStateCodec: a format byte, enumerations by position, damaged bytes an error.
+// as UserStateCodec: a format byte (its formats: 2 when the challenge has a traceparent, otherwise 1, which the
+// release before reads), enumerations by position, damaged bytes an error.
 import Core
 import Store
 
 enum DeliveryCodec {
-    static let format: UInt8 = 1
 
     private enum Kind: UInt8 {
         case queued = 1
@@ -16,12 +16,18 @@ enum DeliveryCodec {
 
     static func encode(_ delivery: Delivery) -> [UInt8] {
         var out = BinaryWriter()
-        out.byte(format)
+        let format: UserStateCodec.Format
+        switch delivery {
+        case .queued(let challenge, _), .ended(let challenge):
+            format = challenge.traceparent == nil ? .original : .traceparents
+        case .unqueued, .deviceRemoved: format = .original
+        }
+        out.byte(format.rawValue)
         switch delivery {
         case .queued(let challenge, let device):
             out.byte(Kind.queued.rawValue)
             out.user(challenge.user)
-            out.challenge(challenge)
+            out.challenge(challenge, format)
             out.device(device)
         case .unqueued(let challengeID, let deviceID, let outcome):
             out.byte(Kind.unqueued.rawValue)
@@ -31,7 +37,7 @@ enum DeliveryCodec {
         case .ended(let challenge):
             out.byte(Kind.ended.rawValue)
             out.user(challenge.user)
-            out.challenge(challenge)
+            out.challenge(challenge, format)
         case .deviceRemoved(let deviceID):
             out.byte(Kind.deviceRemoved.rawValue)
             out.string(deviceID)
@@ -41,19 +47,21 @@ enum DeliveryCodec {
 
     static func decode(_ bytes: ArraySlice<UInt8>) throws(StoreError) -> Delivery {
         var input = BinaryReader(bytes: bytes, subject: "an inbox message")
-        guard try input.byte() == format else { throw input.damaged("an unknown format") }
+        guard let format = UserStateCodec.Format(rawValue: try input.byte()) else {
+            throw input.damaged("an unknown format")
+        }
         let delivery: Delivery
         switch Kind(rawValue: try input.byte()) {
         case .queued:
             let key = try input.user()
-            delivery = .queued(try input.challenge(of: key), try input.device(of: key))
+            delivery = .queued(try input.challenge(of: key, format), try input.device(of: key))
         case .unqueued:
             delivery = .unqueued(
                 challengeID: try input.string(), deviceID: try input.string(),
                 outcome: try input.choice(DeviceOutcome.self))
         case .ended:
             let key = try input.user()
-            delivery = .ended(try input.challenge(of: key))
+            delivery = .ended(try input.challenge(of: key, format))
         case .deviceRemoved: delivery = .deviceRemoved(deviceID: try input.string())
         case nil: throw input.damaged("an unknown kind of delivery")
         }

@@ -10,10 +10,13 @@
 //   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
 //   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id (expires a minute after the end of
 //                              remembering, should no sweep forget it first)
-//   ap:{p}:out                 hash: challenge id → callback "<attempts>|<next attempt>|<ended>|<tenant>|<body>"
+//   ap:{p}:out                 hash: challenge id → callback
+//                              "<attempts>|<next attempt>|<ended>|<tenant>|<traceparent>|<body>"
 //   ap:{p}:outdue              sorted set: challenge id → next attempt (the outbox in due order, as with SQLite)
 //   ap:dl:<tenant>             hash: challenge id → dead letter
-//                              "<status>|<dead at>|<attempts>|<ended>|<p>|<detail bytes>|<detail><body>"
+//                              "<status>|<dead at>|<attempts>|<ended>|<p>|<detail bytes>|<detail><traceparent>|<body>"
+//                              (RedisOutbox reads callbacks and dead letters of the release before, without the
+//                              traceparent, too)
 //   ap:dlt:<tenant>            sorted set: challenge id → dead at (newest first for the list)
 //   ap:outparts                sorted set: partition → its earliest next attempt, for partitions with callbacks (a
 //                              read of due callbacks looks only where there are some)

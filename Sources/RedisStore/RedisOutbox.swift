@@ -124,9 +124,20 @@ public final class RedisOutbox: @unchecked Sendable {
     static func deadLettersKey(_ tenantID: String) -> String { "ap:dl:\(tenantID)" }
     static func deadOrderKey(_ tenantID: String) -> String { "ap:dlt:\(tenantID)" }
 
-    /// "<attempts>|<next attempt>|<ended>|<tenant>|<body>" (tenant ids hold no '|').
+    /// "<attempts>|<next attempt>|<ended>|<tenant>|<traceparent>|<body>" (tenant ids and traceparents hold no
+    /// '|'). A callback stored by the release before has no traceparent field: its body follows the tenant.
     static func value(of entry: OutboxEntry) -> String {
-        "\(entry.attempts)|\(entry.nextAttemptAt)|\(entry.endedAt)|\(entry.tenantID)|\(entry.body)"
+        "\(entry.attempts)|\(entry.nextAttemptAt)|\(entry.endedAt)|\(entry.tenantID)|\(tail(of: entry))"
+    }
+
+    /// "<traceparent>|<body>": the part of a callback that a dead letter keeps, and a redrive (approvald_redrive)
+    /// puts back as it is.
+    private static func tail(of entry: OutboxEntry) -> String { "\(entry.traceparent ?? "")|\(entry.body)" }
+
+    /// The traceparent and body of a tail; a body alone (which is JSON, `{…}`) has no traceparent.
+    private static func parseTail(_ tail: Substring) -> (traceparent: String?, body: String) {
+        guard !tail.hasPrefix("{"), let bar = tail.firstIndex(of: "|") else { return (nil, String(tail)) }
+        return (bar == tail.startIndex ? nil : String(tail[..<bar]), String(tail[tail.index(after: bar)...]))
     }
 
     static func entry(_ text: String, challengeID: String, partition: Partition) throws(StoreError) -> OutboxEntry {
@@ -134,16 +145,18 @@ public final class RedisOutbox: @unchecked Sendable {
         guard fields.count == 5, let attempts = Int(fields[0]), let next = UnixMillis(fields[1]),
             let ended = UnixMillis(fields[2])
         else { throw StoreError("the callback of \(challengeID) in Redis is damaged") }
+        let (traceparent, body) = parseTail(fields[4])
         return OutboxEntry(
-            challengeID: challengeID, tenantID: String(fields[3]), partition: partition, body: String(fields[4]),
-            endedAt: ended, attempts: attempts, nextAttemptAt: next)
+            challengeID: challengeID, tenantID: String(fields[3]), partition: partition, body: body, endedAt: ended,
+            attempts: attempts, nextAttemptAt: next, traceparent: traceparent)
     }
 
-    /// "<status>|<dead at>|<attempts>|<ended>|<partition>|<detail bytes>|<detail><body>".
+    /// "<status>|<dead at>|<attempts>|<ended>|<partition>|<detail bytes>|<detail><traceparent>|<body>" (the
+    /// release before wrote the body alone after the detail).
     static func value(of letter: DeadLetter) -> String {
         let entry = letter.entry
         return "\(letter.status)|\(letter.deadAt)|\(entry.attempts)|\(entry.endedAt)|"
-            + "\(RedisStates.tag(entry.partition))|\(letter.detail.utf8.count)|\(letter.detail)\(entry.body)"
+            + "\(RedisStates.tag(entry.partition))|\(letter.detail.utf8.count)|\(letter.detail)\(tail(of: entry))"
     }
 
     static func deadLetter(_ text: String, challengeID: String, tenantID: String) throws(StoreError) -> DeadLetter {
@@ -155,10 +168,11 @@ public final class RedisOutbox: @unchecked Sendable {
         else { throw StoreError("the dead letter of \(challengeID) in Redis is damaged") }
         let rest = fields[6].utf8
         let split = rest.index(rest.startIndex, offsetBy: detailBytes)
+        let (traceparent, body) = parseTail(Substring(rest[split...]))
         return DeadLetter(
             entry: OutboxEntry(
-                challengeID: challengeID, tenantID: tenantID, partition: partition,
-                body: String(decoding: rest[split...], as: UTF8.self), endedAt: ended, attempts: attempts),
+                challengeID: challengeID, tenantID: tenantID, partition: partition, body: body, endedAt: ended,
+                attempts: attempts, traceparent: traceparent),
             status: status, detail: String(decoding: rest[..<split], as: UTF8.self), deadAt: deadAt)
     }
 }

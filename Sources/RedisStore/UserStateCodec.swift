@@ -1,24 +1,32 @@
 // A user's whole state as the bytes of one Redis value: every request loads and commits it, and a million pending
 // challenges live in Redis's memory, so the format is compact (varints, no field names) and read in one pass.
 // The first byte is the format; a reader refuses a format it does not know rather than guess. Enumerations are
-// stored by their position in `allCases`: new cases go at the end.
+// stored by their position in `allCases`: new cases go at the end. Format 2 adds each challenge's traceparent; a
+// state without any is written in format 1, which an instance of the release before reads too.
 import Core
 import Store
 
 enum UserStateCodec {
-    static let format: UInt8 = 1
+    enum Format: UInt8 {
+        case original = 1
+        /// Each challenge ends with its traceparent.
+        case traceparents = 2
+    }
 
     static func encode(_ state: UserState) -> [UInt8] {
         var out = BinaryWriter()
         out.bytes.reserveCapacity(512)
-        out.byte(format)
+        let traced =
+            state.pending.contains { $0.traceparent != nil } || state.ended.contains { $0.challenge.traceparent != nil }
+        let format = traced ? Format.traceparents : .original
+        out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
         for device in state.devices { out.device(device) }
         out.count(state.pending.count)
-        for challenge in state.pending { out.challenge(challenge) }
+        for challenge in state.pending { out.challenge(challenge, format) }
         out.count(state.ended.count)
-        for ended in state.ended { out.challenge(ended.challenge) }
+        for ended in state.ended { out.challenge(ended.challenge, format) }
         out.count(state.fallbacks.count)
         for fallback in state.fallbacks {
             out.request(fallback.request)
@@ -38,11 +46,11 @@ enum UserStateCodec {
     /// The state of `key` at `version` from what `encode` wrote; damaged or unknown bytes are a `StoreError`.
     static func decode(_ bytes: ArraySlice<UInt8>, key: UserKey, version: UInt64) throws(StoreError) -> UserState {
         var input = BinaryReader(bytes: bytes, subject: "the state of \(key)")
-        guard try input.byte() == format else { throw input.damaged("an unknown format") }
+        guard let format = Format(rawValue: try input.byte()) else { throw input.damaged("an unknown format") }
         let lockedUntil = try input.optionalTime()
         let devices = try input.list { reader throws(StoreError) in try reader.device(of: key) }
-        let pending = try input.list { reader throws(StoreError) in try reader.challenge(of: key) }
-        let ended = try input.list { reader throws(StoreError) in try reader.challenge(of: key) }
+        let pending = try input.list { reader throws(StoreError) in try reader.challenge(of: key, format) }
+        let ended = try input.list { reader throws(StoreError) in try reader.challenge(of: key, format) }
         let fallbacks = try input.list { reader throws(StoreError) -> Fallback in
             let request = try reader.request()
             let reason = try reader.choice(FallbackReason.self)
@@ -80,7 +88,8 @@ extension BinaryWriter {
         string(request.context.json)
     }
 
-    mutating func challenge(_ challenge: Challenge) {
+    mutating func challenge(_ challenge: Challenge, _ format: UserStateCodec.Format) {
+        if format == .traceparents { optionalString(challenge.traceparent) }
         string(challenge.id)
         request(challenge.request)
         count(challenge.choices.count)
@@ -131,7 +140,8 @@ extension BinaryReader {
             context: ChallengeContext(canonicalJSON: try string()))
     }
 
-    mutating func challenge(of key: UserKey) throws(StoreError) -> Challenge {
+    mutating func challenge(of key: UserKey, _ format: UserStateCodec.Format) throws(StoreError) -> Challenge {
+        let traceparent = format == .traceparents ? try optionalString() : nil
         let id = try string()
         let request = try request()
         let choices = try list { reader throws(StoreError) in try reader.number() }
@@ -160,6 +170,6 @@ extension BinaryReader {
         }
         return Challenge(
             id: id, tenantID: key.tenantID, request: request, choices: choices, devices: devices,
-            createdAt: createdAt, expiresAt: expiresAt, resolution: resolution)
+            createdAt: createdAt, expiresAt: expiresAt, resolution: resolution, traceparent: traceparent)
     }
 }

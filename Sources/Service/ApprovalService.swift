@@ -255,15 +255,26 @@ final class ApprovalService: @unchecked Sendable {
         let challengeRequest = try decodeBody(ChallengeBody.self, from: request.body).request()
         let user = UserKey(tenantID: tenantID, userID: challengeRequest.userID)
         let requestKey = RequestKey(tenantID: tenantID, requestID: challengeRequest.requestID)
+        // An invalid traceparent is ignored (Trace Context's rule), not refused.
+        let traceparent = request.headers[field: "traceparent"].flatMap { TraceContext.traceparent($0[...]) }
         pipeline.decide(.creation(user, requestKey)) { [self] loaded throws(Problem) in
             try core(
                 Rules.create(
-                    challengeRequest, policy: store.policy(for: tenantID), requestHeldBy: loaded.heldBy,
-                    user: loaded.state ?? UserState(key: user), now: clock(), random: &random))
+                    challengeRequest, traceparent: traceparent, policy: store.policy(for: tenantID),
+                    requestHeldBy: loaded.heldBy, user: loaded.state ?? UserState(key: user), now: clock(),
+                    random: &random))
         } then: { [self] result in
             if case .success(let outcome) = result {
                 switch outcome {
-                case .created: metrics.created += 1
+                case .created(let challenge):
+                    metrics.created += 1
+                    logger.debug(
+                        "challenge created",
+                        metadata: [
+                            "tenant": "\(tenantID)", "challenge_id": "\(challenge.id)",
+                            "request_id": "\(challengeRequest.requestID)",
+                            "traceparent": "\(challenge.traceparent ?? "-")",
+                        ])
                 case .fallback(let fallback): metrics.fallbacks.increment(fallback.reason.rawValue)
                 case .replayedChallenge, .replayedFallback: metrics.duplicates += 1
                 }

@@ -35,7 +35,8 @@ public final class Broker: @unchecked Sendable {
         server = H2Server(loop: loop, limits: configuration.http2, logger: logger) { request, responder in
             application.handle(request, responder)
         }
-        server.onResponse = { application.recordResponse(status: $0) }
+        application.logsAccess = configuration.accessLog
+        server.onResponse = { application.recordResponse(status: $0, stream: $1) }
         server.earlyRefusal = { Problem($0).response }
         application.connectionCount = { [unowned server] in server.connectionCount }
     }

@@ -95,8 +95,8 @@ final class CommitPipeline: @unchecked Sendable {
             outbox.append(
                 OutboxEntry(
                     challengeID: challenge.id, tenantID: challenge.tenantID, partition: challenge.user.partition,
-                    body: Views.callback(challenge),
-                    endedAt: challenge.resolution?.at ?? clock()))
+                    body: Views.callback(challenge), endedAt: challenge.resolution?.at ?? clock(),
+                    traceparent: challenge.traceparent))
         }
         let queued = deliveries.compactMap { delivery -> String? in
             if case .queued(let challenge, _) = delivery { challenge.id } else { nil }

@@ -176,13 +176,14 @@ final class Forwarder: @unchecked Sendable {
         let signature = approvaldSignature(
             keyID: verifier.keyID, key: verifier.key, time: clock() / 1000, method: "POST", path: verifier.path,
             body: body)
-        verifier.client.send(
-            method: "POST", path: verifier.path,
-            headers: [
-                ("content-type", "application/json"), ("approvald-signature", signature),
-                ("idempotency-key", entry.challengeID),
-            ], body: body
-        ) { [self] result in completed(entry, result) }
+        var headers: HTTPHeaders = [
+            ("content-type", "application/json"), ("approvald-signature", signature),
+            ("idempotency-key", entry.challengeID),
+        ]
+        if let traceparent = entry.traceparent { headers.append(("traceparent", traceparent)) }
+        verifier.client.send(method: "POST", path: verifier.path, headers: headers, body: body) { [self] result in
+            completed(entry, result)
+        }
     }
 
     private func completed(_ entry: OutboxEntry, _ result: Result<H2ClientResponse, H2ClientError>) {
@@ -192,6 +193,7 @@ final class Forwarder: @unchecked Sendable {
         case .success(let response) where (200...299).contains(response.status):
             attempts.increment("delivered")
             latency.observe(Double(max(0, now - entry.endedAt)) / 1000)
+            logger.debug("result delivered", metadata: Self.fields(of: entry))
             return finish(entry, .delivered(challengeID: entry.challengeID))
         case .success(let response) where !RetrySchedule.isRetryable(status: response.status):
             return deadLetter(
@@ -208,7 +210,7 @@ final class Forwarder: @unchecked Sendable {
         let next = now + RetrySchedule.delayMillis(afterFailures: failures, using: &random)
         logger.debug(
             "callback to be retried",
-            metadata: ["challenge_id": "\(entry.challengeID)", "attempts": "\(failures)", "problem": "\(problem)"])
+            metadata: Self.fields(of: entry).merging(["attempts": "\(failures)", "problem": "\(problem)"]) { $1 })
         finish(
             entry, .retry(challengeID: entry.challengeID, attempts: failures, nextAttemptAt: next))
         wake(at: next)
@@ -217,14 +219,21 @@ final class Forwarder: @unchecked Sendable {
     private func deadLetter(_ entry: OutboxEntry, attempted: Bool, status: Int, detail: String) {
         attempts.increment("dead_letter")
         logger.warning(
-            "callback dead-lettered",
-            metadata: ["challenge_id": "\(entry.challengeID)", "tenant": "\(entry.tenantID)", "detail": "\(detail)"])
+            "callback dead-lettered", metadata: Self.fields(of: entry).merging(["detail": "\(detail)"]) { $1 })
         let letter = DeadLetter(
             entry: OutboxEntry(
                 challengeID: entry.challengeID, tenantID: entry.tenantID, partition: entry.partition, body: entry.body,
-                endedAt: entry.endedAt, attempts: entry.attempts + (attempted ? 1 : 0)),
+                endedAt: entry.endedAt, attempts: entry.attempts + (attempted ? 1 : 0), traceparent: entry.traceparent),
             status: status, detail: detail, deadAt: clock())
         finish(entry, .deadLetter(letter))
+    }
+
+    /// What every log line about a callback says: whose it is and the trace it belongs to.
+    private static func fields(of entry: OutboxEntry) -> Logger.Metadata {
+        [
+            "tenant": "\(entry.tenantID)", "challenge_id": "\(entry.challengeID)",
+            "traceparent": "\(entry.traceparent ?? "-")",
+        ]
     }
 
     /// Stores the outcome; the callback stays taken until then, so that a read meanwhile does not send it again.

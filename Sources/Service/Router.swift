@@ -33,47 +33,58 @@ enum Route: Equatable, Sendable {
 struct RouteTable: Sendable {
     struct Entry: Sendable {
         let method: String
+        /// The path under `/v1/` with its parameters named, as in docs/openapi.yaml: `tenants/{tenant}/policy`.
+        let template: String
         /// Segments after `/v1`; nil stands for a parameter.
         let pattern: [String?]
         /// Makes the route from the parameters, in path order.
         let route: @Sendable ([String]) -> Route
+
+        init(_ method: String, _ template: String, route: @escaping @Sendable ([String]) -> Route) {
+            self.method = method
+            self.template = "/v1/" + template
+            pattern = template.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
+            self.route = route
+        }
     }
 
     let entries: [Entry]
 
     static let api = RouteTable(entries: [
-        Entry(method: "GET", pattern: ["tenants", nil, "policy"]) { .getPolicy(tenantID: $0[0]) },
-        Entry(method: "PUT", pattern: ["tenants", nil, "policy"]) { .putPolicy(tenantID: $0[0]) },
-        Entry(method: "PUT", pattern: ["tenants", nil, "devices", nil]) {
-            .putDevice(tenantID: $0[0], deviceID: $0[1])
-        },
-        Entry(method: "DELETE", pattern: ["tenants", nil, "devices", nil]) {
-            .deleteDevice(tenantID: $0[0], deviceID: $0[1])
-        },
-        Entry(method: "GET", pattern: ["tenants", nil, "users", nil, "devices"]) {
-            .listDevices(tenantID: $0[0], userID: $0[1])
-        },
-        Entry(method: "POST", pattern: ["tenants", nil, "challenges"]) { .createChallenge(tenantID: $0[0]) },
-        Entry(method: "GET", pattern: ["tenants", nil, "challenges", nil]) {
+        Entry("GET", "tenants/{tenant}/policy") { .getPolicy(tenantID: $0[0]) },
+        Entry("PUT", "tenants/{tenant}/policy") { .putPolicy(tenantID: $0[0]) },
+        Entry("PUT", "tenants/{tenant}/devices/{device_id}") { .putDevice(tenantID: $0[0], deviceID: $0[1]) },
+        Entry("DELETE", "tenants/{tenant}/devices/{device_id}") { .deleteDevice(tenantID: $0[0], deviceID: $0[1]) },
+        Entry("GET", "tenants/{tenant}/users/{user_id}/devices") { .listDevices(tenantID: $0[0], userID: $0[1]) },
+        Entry("POST", "tenants/{tenant}/challenges") { .createChallenge(tenantID: $0[0]) },
+        Entry("GET", "tenants/{tenant}/challenges/{challenge_id}") {
             .getChallenge(tenantID: $0[0], challengeID: $0[1])
         },
-        Entry(method: "DELETE", pattern: ["tenants", nil, "challenges", nil]) {
+        Entry("DELETE", "tenants/{tenant}/challenges/{challenge_id}") {
             .cancelChallenge(tenantID: $0[0], challengeID: $0[1])
         },
-        Entry(method: "GET", pattern: ["tenants", nil, "dead-letters"]) { .deadLetters(tenantID: $0[0]) },
-        Entry(method: "POST", pattern: ["tenants", nil, "dead-letters", "retry"]) {
-            .redrive(tenantID: $0[0], challengeID: nil)
-        },
-        Entry(method: "POST", pattern: ["tenants", nil, "dead-letters", nil, "retry"]) {
+        Entry("GET", "tenants/{tenant}/dead-letters") { .deadLetters(tenantID: $0[0]) },
+        Entry("POST", "tenants/{tenant}/dead-letters/retry") { .redrive(tenantID: $0[0], challengeID: nil) },
+        Entry("POST", "tenants/{tenant}/dead-letters/{challenge_id}/retry") {
             .redrive(tenantID: $0[0], challengeID: $0[1])
         },
-        Entry(method: "GET", pattern: ["devices", nil, "challenges"]) { .deviceQueue(deviceID: $0[0]) },
-        Entry(method: "GET", pattern: ["devices", nil, "stream"]) { .deviceStream(deviceID: $0[0]) },
-        Entry(method: "POST", pattern: ["devices", nil, "challenges", nil, "response"]) {
+        Entry("GET", "devices/{device_id}/challenges") { .deviceQueue(deviceID: $0[0]) },
+        Entry("GET", "devices/{device_id}/stream") { .deviceStream(deviceID: $0[0]) },
+        Entry("POST", "devices/{device_id}/challenges/{challenge_id}/response") {
             .answer(deviceID: $0[0], challengeID: $0[1])
         },
-        Entry(method: "PUT", pattern: ["devices", nil, "push-token"]) { .pushToken(deviceID: $0[0]) },
+        Entry("PUT", "devices/{device_id}/push-token") { .pushToken(deviceID: $0[0]) },
     ])
+
+    /// The template of the path (without its query), whatever the method — `/v1/tenants/{tenant}/policy` — and
+    /// the tenant it names; nil for a path the table does not know.
+    func template(of path: Substring) -> (template: String, tenantID: Substring?)? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard segments.count >= 2, segments[0].isEmpty, segments[1] == "v1" else { return nil }
+        let parts = segments.dropFirst(2)
+        guard let entry = entries.first(where: { $0.matches(parts) }) else { return nil }
+        return (entry.template, entry.pattern.first == "tenants" ? parts.dropFirst().first : nil)
+    }
 
     /// The route `method` and `path` (without its query) name; nil when the path is not under `/v1/`. A path the
     /// table knows under other methods is 405 (with those methods in `allow`), any other 404.
@@ -87,10 +98,7 @@ struct RouteTable: Sendable {
             $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0)
         }
         var allowed: [String] = []
-        for entry in entries where entry.pattern.count == parts.count {
-            guard zip(entry.pattern, parts).allSatisfy({ literal, part in literal.map { $0 == part } ?? true }) else {
-                continue
-            }
+        for entry in entries where entry.matches(parts) {
             guard entry.method == method else {
                 allowed.append(entry.method)
                 continue
@@ -101,6 +109,14 @@ struct RouteTable: Sendable {
             throw Problem.methodNotAllowed("\(method) is not allowed here", allow: allowed)
         }
         throw Problem.notFound("no such route")
+    }
+}
+
+extension RouteTable.Entry {
+    /// Whether the path's segments after `/v1` fit the pattern.
+    func matches<Parts: Collection>(_ parts: Parts) -> Bool where Parts.Element: StringProtocol {
+        pattern.count == parts.count
+            && zip(pattern, parts).allSatisfy { literal, part in literal.map { $0 == part } ?? true }
     }
 }
 

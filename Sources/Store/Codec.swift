@@ -70,7 +70,7 @@ enum Codec {
             .text(challenge.devices.joined(separator: ",")), .integer(challenge.createdAt),
             .integer(challenge.expiresAt), .text(challenge.status.rawValue),
             resolution?.reason.map { .text($0.rawValue) } ?? .null, resolution?.device.map { .text($0) } ?? .null,
-        ] + decision + [resolution.map { .integer($0.at) } ?? .null]
+        ] + decision + [resolution.map { .integer($0.at) } ?? .null, challenge.traceparent.map { .text($0) } ?? .null]
     }
 
     static func challenge(_ row: Row) throws(StoreError) -> Challenge {
@@ -103,7 +103,7 @@ enum Codec {
         return Challenge(
             id: row.text(0), tenantID: row.text(1), request: request, choices: choices,
             devices: identifiers(row.text(8)), createdAt: row.integer(9),
-            expiresAt: row.integer(10), resolution: resolution)
+            expiresAt: row.integer(10), resolution: resolution, traceparent: row.optionalText(20))
     }
 
     // MARK: Fallbacks
@@ -132,13 +132,15 @@ enum Codec {
         [
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
             .integer(Int64(entry.attempts)), .integer(entry.nextAttemptAt), .integer(Int64(entry.partition.index)),
+            entry.traceparent.map { .text($0) } ?? .null,
         ]
     }
 
     static func outboxEntry(_ row: Row) throws(StoreError) -> OutboxEntry {
         OutboxEntry(
             challengeID: row.text(0), tenantID: row.text(1), partition: try partition(row.integer(6), "outbox"),
-            body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5))
+            body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5),
+            traceparent: row.optionalText(7))
     }
 
     /// The partition of the user a callback body names (`tenant_id`, `user_id`).
@@ -163,6 +165,7 @@ enum Codec {
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
             .integer(Int64(entry.attempts)), .integer(Int64(letter.status)), .text(letter.detail),
             .integer(letter.deadAt), .integer(Int64(entry.partition.index)),
+            entry.traceparent.map { .text($0) } ?? .null,
         ]
     }
 
@@ -171,7 +174,8 @@ enum Codec {
             entry: OutboxEntry(
                 challengeID: row.text(0), tenantID: row.text(1),
                 partition: try partition(row.integer(8), "dead_letters"),
-                body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4))),
+                body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)),
+                traceparent: row.optionalText(9)),
             status: Int(row.integer(5)), detail: row.text(6), deadAt: row.integer(7))
     }
 

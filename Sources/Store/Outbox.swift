@@ -14,10 +14,12 @@ public struct OutboxEntry: Equatable, Sendable {
     /// Attempts made so far.
     public let attempts: Int
     public let nextAttemptAt: UnixMillis
+    /// The create's `traceparent`, sent with the callback.
+    public let traceparent: String?
 
     public init(
         challengeID: String, tenantID: String, partition: Partition, body: String, endedAt: UnixMillis,
-        attempts: Int = 0, nextAttemptAt: UnixMillis? = nil
+        attempts: Int = 0, nextAttemptAt: UnixMillis? = nil, traceparent: String? = nil
     ) {
         self.challengeID = challengeID
         self.tenantID = tenantID
@@ -26,6 +28,7 @@ public struct OutboxEntry: Equatable, Sendable {
         self.endedAt = endedAt
         self.attempts = attempts
         self.nextAttemptAt = nextAttemptAt ?? endedAt
+        self.traceparent = traceparent
     }
 }
 

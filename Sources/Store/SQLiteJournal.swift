@@ -82,7 +82,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
@@ -147,6 +147,15 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     /// Takes schema `step` to `step + 1`.
     private static func migrate(_ database: SQLiteDatabase, from step: Int) throws(StoreError) {
         if step < tableMigrations.count { return try database.execute(tableMigrations[step]) }
+        if step == 3 {
+            // 3 → 4: challenges and their callbacks keep the create's traceparent (none for those before).
+            return try database.execute(
+                """
+                ALTER TABLE challenges ADD COLUMN traceparent TEXT;
+                ALTER TABLE outbox ADD COLUMN traceparent TEXT;
+                ALTER TABLE dead_letters ADD COLUMN traceparent TEXT;
+                """)
+        }
         // 2 → 3: each callback keeps its user's partition, read from the body it is sent with (every body names
         // its tenant and user).
         try database.execute(
@@ -460,7 +469,7 @@ private struct Statements: @unchecked Sendable {
             // Ending a challenge updates its row in place: its index entries stay as they are (a replace would
             // delete and insert them again) and so does its rowid, which keeps creation order.
             """
-            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT (challenge_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
                 answered_by = excluded.answered_by, decision = excluded.decision,
                 selected_number = excluded.selected_number, deny_reason = excluded.deny_reason,
@@ -471,11 +480,11 @@ private struct Statements: @unchecked Sendable {
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
         deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
         upsertLockout = try database.prepare("INSERT OR REPLACE INTO lockouts VALUES (?,?,?)")
-        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?)")
+        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?)")
         deleteCallback = try database.prepare("DELETE FROM outbox WHERE challenge_id = ?")
         retryCallback = try database.prepare(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE challenge_id = ?")
-        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?)")
+        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?,?)")
         // The partition filter is applied to the rows the due index yields: a store of its own serves every
         // partition, and an index per partition would cost each callback's insert and delete for nothing.
         let due = "(next_attempt_at, challenge_id) > (?1, ?2) AND next_attempt_at <= ?3"
@@ -492,8 +501,9 @@ private struct Statements: @unchecked Sendable {
         // A callback of that id already in the outbox (a redrive repeated) stays as it is.
         let requeue = """
             INSERT OR IGNORE INTO outbox
-                (challenge_id, tenant_id, body, ended_at, attempts, next_attempt_at, user_partition)
-            SELECT challenge_id, tenant_id, body, ended_at, 0, ?1, user_partition FROM dead_letters WHERE tenant_id = ?2
+                (challenge_id, tenant_id, body, ended_at, attempts, next_attempt_at, user_partition, traceparent)
+            SELECT challenge_id, tenant_id, body, ended_at, 0, ?1, user_partition, traceparent FROM dead_letters
+            WHERE tenant_id = ?2
             """
         requeueDeadLetter = try database.prepare(requeue + " AND challenge_id = ?3")
         deleteDeadLetter = try database.prepare("DELETE FROM dead_letters WHERE tenant_id = ? AND challenge_id = ?")

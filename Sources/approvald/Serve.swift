@@ -47,13 +47,10 @@ struct Serve: ParsableCommand {
             print(configuration.effectiveTOML, terminator: "")
             return
         }
-        let level = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "approvald")
+        LogOutput.bootstrap(format: configuration.logFormat, level: configuration.logLevel)
+        var logger = Logger(label: "approvald")
+        // Which of the instances on one Redis wrote a line.
+        if let redis = configuration.redis { logger[metadataKey: "instance"] = .string(redis.instanceID) }
         let broker = try Broker(configuration: configuration, logger: logger)
         do {
             try broker.start()

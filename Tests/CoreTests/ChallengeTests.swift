@@ -76,6 +76,43 @@ import Testing
         #expect(now.status == .approved)
     }
 
+    /// The create's traceparent stays with the challenge; a retry carries a span of its own and is still a retry.
+    @Test func aTraceparentIsKeptAndARetryWithAnotherIsStillARetry() throws {
+        let core = makeCore()
+        try register(core, "phone-1")
+        let first = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let (outcome, _) = try core.createChallenge(request(), in: tenant, traceparent: first, now: start)
+        guard case .created(let challenge) = outcome else { throw TestFailure("\(outcome)") }
+        #expect(challenge.traceparent == first)
+        let retry = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
+        let (replay, _) = try core.createChallenge(request(), in: tenant, traceparent: retry, now: start + second)
+        #expect(replay == .replayedChallenge(challenge))
+        _ = try core.answer(challenge.id, from: "phone-1", approve(42), now: start + 2 * second)
+        #expect(core.challenge(challenge.id, in: tenant)?.traceparent == first)
+    }
+
+    @Test(arguments: [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", true),
+        // A later version is read as 00 would be, its extra fields dropped.
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-follows", true),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more", false),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", false),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false),
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", false),
+        ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", false),
+        ("", false),
+    ])
+    func aTraceparentIsKeptOnlyWhenValid(header: String, valid: Bool) {
+        let kept = TraceContext.traceparent(header[...])
+        #expect(kept == (valid ? String(header.prefix(55)) : nil))
+    }
+
     @Test func aContextIsItsCanonicalJSONWhateverOrderItsFieldsCameIn() throws {
         let one: ChallengeContext = ["ip": "203.0.113.7", "app": "Outlook \"365\"\n", "z": "ü"]
         let other: ChallengeContext = ["z": "ü", "app": "Outlook \"365\"\n", "ip": "203.0.113.7"]

@@ -55,8 +55,11 @@ struct IdP {
         return "Approvald-Signature: key=\(keyID), t=\(time), v1=\(hex(mac))"
     }
 
-    func call(_ method: String, _ path: String, _ body: String? = nil, skew: Int64 = 0) throws -> Reply {
-        try send(broker, method, path, body: body, headers: [signature(method, path, body ?? "", skew: skew)])
+    func call(
+        _ method: String, _ path: String, _ body: String? = nil, skew: Int64 = 0, headers: [String] = []
+    ) throws -> Reply {
+        try send(
+            broker, method, path, body: body, headers: [signature(method, path, body ?? "", skew: skew)] + headers)
     }
 
     func register(_ device: SimulatedDevice, user: String, tenant: String = "contoso") throws -> Reply {
@@ -66,11 +69,13 @@ struct IdP {
                 + "\"push\":{\"provider\":\"none\"},\"display_name\":\"\(device.id)\"}")
     }
 
-    func challenge(_ requestID: String, user: String, number: Int = 42, tenant: String = "contoso") throws -> Reply {
+    func challenge(
+        _ requestID: String, user: String, number: Int = 42, tenant: String = "contoso", headers: [String] = []
+    ) throws -> Reply {
         try call(
             "POST", "/v1/tenants/\(tenant)/challenges",
             "{\"request_id\":\"\(requestID)\",\"user_id\":\"\(user)\",\"number\":\(number),"
-                + "\"context\":{\"app\":\"Outlook\",\"ip\":\"203.0.113.7\"}}")
+                + "\"context\":{\"app\":\"Outlook\",\"ip\":\"203.0.113.7\"}}", headers: headers)
     }
 }
 

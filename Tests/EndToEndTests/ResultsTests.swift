@@ -153,6 +153,48 @@ import Testing
         #expect(verifier.received.count == 1 && deadLetters(idp) == [])
         #expect(try idp.call("POST", "/v1/tenants/contoso/dead-letters/retry").json["requeued"] as? Int == 0)
     }
+
+    /// The create's traceparent is stored with the challenge and its result (kill -9 and a restart between) and
+    /// sent with the callback; an invalid one is ignored.
+    @Test func theCreatesTraceparentReachesTheVerifierAcrossAKill() throws {
+        let probe = try RecordingServer()
+        let port = probe.port
+        probe.stop()
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "approvald-trace-\(UUID().uuidString)"
+        ).path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let configuration = brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/approvald/results")
+        var broker = try ApprovaldProcess(extraConfig: configuration, dataDirectory: data)
+        let idp = IdP(broker: broker)
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        var ended: [String: String] = [:]
+        for (user, header) in [("trace", traceparent), ("garbled", "00-not-a-trace-01")] {
+            #expect(try idp.register(try SimulatedDevice("\(user)-phone"), user: "\(user)@contoso.com").status == 201)
+            let created = try idp.challenge(
+                "signin-\(user)", user: "\(user)@contoso.com", headers: ["traceparent: \(header)"])
+            #expect(created.status == 201)
+            let challengeID = try #require(created.json["challenge_id"] as? String)
+            #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
+            ended[user] = challengeID
+        }
+        #expect(
+            eventuallyBlocking {
+                (try? broker.curl("/metrics").body.contains("approvald_forward_queue_depth 2")) == true
+            })
+        #expect(broker.log(tail: 200).contains("traceparent=\(traceparent)"))
+        #expect(broker.stop(signal: SIGKILL) != nil)
+
+        let verifier = try RecordingServer(port: port)
+        defer { verifier.stop() }
+        broker = try ApprovaldProcess(extraConfig: configuration, dataDirectory: data, redis: broker.redis)
+        #expect(eventuallyBlocking(timeout: 20) { verifier.received.count == 2 })
+        let byChallenge = Dictionary(
+            verifier.received.map { ($0.headers["idempotency-key"] ?? "", $0.headers["traceparent"]) }
+        ) { first, _ in first }
+        #expect(byChallenge[ended["trace"] ?? ""] == .some(traceparent))
+        #expect(byChallenge[ended["garbled"] ?? ""] == .some(nil))
+    }
 }
 
 @Suite struct WakeUpTests {

@@ -6,21 +6,24 @@ import Testing
 
 @Suite struct SimulateTests {
     /// A broker whose IdP client sends results to a free local port, where the simulation's verifier listens.
-    private func broker(policy: String = "") throws -> ApprovaldProcess {
+    private func broker(policy: String = "", environment: [String: String] = [:]) throws -> ApprovaldProcess {
         let probe = try RecordingServer()
         let port = probe.port
         probe.stop()
         return try ApprovaldProcess(
-            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify") + "\n" + policy)
+            extraConfig: brokerConfiguration(verifierURL: "http://127.0.0.1:\(port)/verify") + "\n" + policy,
+            environment: environment)
     }
 
     /// A broker and a simulation against it whose verifier listens on the port the broker was told. The port is
     /// free when chosen but may be taken (by any connection's ephemeral port) before the simulation binds it: then
     /// both are made again, at most three times.
-    private func simulateWithItsVerifier(_ arguments: [String]) throws -> (ApprovaldProcess, CommandResult) {
+    private func simulateWithItsVerifier(
+        _ arguments: [String], environment: [String: String] = [:]
+    ) throws -> (ApprovaldProcess, CommandResult) {
         var attempt = 1
         while true {
-            let made = try broker()
+            let made = try broker(environment: environment)
             let run = try simulate(made, arguments)
             guard attempt < 3, run.stdout.contains("Address already in use") else { return (made, run) }
             attempt += 1
@@ -68,6 +71,44 @@ import Testing
                 let metrics = (try? broker.curl("/metrics").body) ?? ""
                 return counted.allSatisfy { metrics.contains($0) }
             })
+    }
+
+    /// JSON logs with access lines, at debug level, over every scenario: each line is one JSON object with its time,
+    /// level and message, requests are logged by route template, and nothing secret or personal is written — no
+    /// IdP secret, no device signature, no context value, no user id.
+    @Test func jsonLogsOfAFullRunParseAndHoldNoSecret() throws {
+        let (broker, run) = try simulateWithItsVerifier(
+            ["--devices", "3", "--flows", "5", "--mix", "approve,wrong_number,not_me,second_sign_in"],
+            environment: ["APPROVALD_LOG_FORMAT": "json", "APPROVALD_LOG_ACCESS": "true"])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let lines = try String(contentsOfFile: broker.logPath, encoding: .utf8).split(separator: "\n")
+        var requests = 0
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object != nil, "not a JSON object: \(line)")
+            guard let object else { continue }
+            let time = object["ts"] as? String ?? ""
+            #expect(time.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/) != nil, "\(line)")
+            #expect(object["level"] is String && object["msg"] is String, "\(line)")
+            if object["msg"] as? String == "request" {
+                requests += 1
+                let route = object["route"] as? String ?? ""
+                #expect(route.hasPrefix("/") || route == "unmatched")
+                #expect(object["status"] is Int && object["duration_ms"] is Double && object["method"] is String)
+            }
+        }
+        #expect(requests >= 20)
+        #expect(
+            lines.contains {
+                $0.contains(#""route":"/v1/tenants/{tenant}/challenges","status":201,"tenant":"contoso""#)
+            })
+        let text = lines.joined(separator: "\n")
+        for secret in [
+            "a test secret that is at least thirty-two bytes", "Approvald-Device", "sig=", "Outlook", "Stockholm",
+            "203.0.113.7", "Teams", "Lisbon", "Payroll", "@example.com", "@contoso.com",
+        ] {
+            #expect(!text.contains(secret), "the log holds \(secret)")
+        }
     }
 
     @Test func phonesThatPollGetTheirChallengesToo() throws {

@@ -13,7 +13,9 @@ import Testing
     static let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
 
     /// A user with a pending challenge whose callback joined the outbox in the same commit, due at `due`.
-    func pendingWithCallback(_ user: UserKey, due: UnixMillis, in setup: StatesUnderTest) async throws -> OutboxEntry {
+    func pendingWithCallback(
+        _ user: UserKey, due: UnixMillis, traceparent: String? = nil, in setup: StatesUnderTest
+    ) async throws -> OutboxEntry {
         var random = SeededRandom(seed: UInt64(user.userID.count))
         let registered = try Rules.register(
             "phone-\(user.userID)",
@@ -27,7 +29,8 @@ import Testing
         let challengeID = try #require(created.state.pending.first?.id)
         let entry = OutboxEntry(
             challengeID: challengeID, tenantID: user.tenantID, partition: user.partition,
-            body: "{\"challenge_id\":\"\(challengeID)\",\"note\":\"a|b\"}", endedAt: Self.now, nextAttemptAt: due)
+            body: "{\"challenge_id\":\"\(challengeID)\",\"note\":\"a|b\"}", endedAt: Self.now, nextAttemptAt: due,
+            traceparent: traceparent)
         #expect(try await setup.commit(created, enqueue: [entry]) == .durable)
         return entry
     }
@@ -54,7 +57,8 @@ import Testing
             return try result.get().forwardQueueDepth
         }
         let alice = try await pendingWithCallback(
-            UserKey(tenantID: "contoso", userID: "alice"), due: Self.now, in: setup)
+            UserKey(tenantID: "contoso", userID: "alice"), due: Self.now,
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", in: setup)
         let bob = try await pendingWithCallback(
             UserKey(tenantID: "contoso", userID: "bob"), due: Self.now + 5000, in: setup)
         try #require(alice.partition != bob.partition)
@@ -75,6 +79,7 @@ import Testing
         #expect(both.map(\.challengeID) == [bob.challengeID, alice.challengeID])
         let retried = try #require(both.last)
         #expect(retried.attempts == 1 && retried.nextAttemptAt == Self.now + 20_000 && retried.body == alice.body)
+        #expect(retried.traceparent == alice.traceparent)
 
         // Delivered: gone; told again (another instance finished it too), nothing changes.
         try await change(.delivered(challengeID: bob.challengeID))
@@ -85,7 +90,8 @@ import Testing
         let letter = DeadLetter(
             entry: OutboxEntry(
                 challengeID: retried.challengeID, tenantID: "contoso", partition: retried.partition, body: retried.body,
-                endedAt: retried.endedAt, attempts: 2), status: 500, detail: "the verifier answered 500 | twice\nagain",
+                endedAt: retried.endedAt, attempts: 2, traceparent: retried.traceparent), status: 500,
+            detail: "the verifier answered 500 | twice\nagain",
             deadAt: Self.now + 21_000)
         try await change(.deadLetter(letter))
         #expect(try await due(at: Self.now + 30_000).entries.isEmpty)
@@ -114,7 +120,8 @@ import Testing
             again.entries == [
                 OutboxEntry(
                     challengeID: alice.challengeID, tenantID: "contoso", partition: alice.partition, body: alice.body,
-                    endedAt: alice.endedAt, attempts: 0, nextAttemptAt: Self.now + 40_000)
+                    endedAt: alice.endedAt, attempts: 0, nextAttemptAt: Self.now + 40_000,
+                    traceparent: alice.traceparent)
             ])
         #expect(try await forwardQueue() == 1)
         #expect(
@@ -135,5 +142,34 @@ import Testing
         #expect(try await forwardQueue() == 0)
         #expect(try await due(at: Self.now + 50_000).entries.isEmpty)
         try await setup.stop()
+    }
+}
+
+/// Callbacks and dead letters as the release before stored them in Redis (no traceparent) are still read.
+@Suite struct RedisOutboxFormatTests {
+    @Test func aCallbackOrDeadLetterWithoutATraceparentFieldIsRead() throws {
+        let partition = Partition(65)
+        let old = try RedisOutbox.entry(
+            #"2|5000|4000|contoso|{"note":"a|b"}"#, challengeID: "ch_x", partition: partition)
+        #expect(old.body == #"{"note":"a|b"}"# && old.traceparent == nil && old.attempts == 2 && old.endedAt == 4000)
+        let traced = OutboxEntry(
+            challengeID: "ch_x", tenantID: "contoso", partition: partition, body: #"{"note":"a|b"}"#, endedAt: 4000,
+            attempts: 2, nextAttemptAt: 5000, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        #expect(
+            try RedisOutbox.entry(RedisOutbox.value(of: traced), challengeID: "ch_x", partition: partition) == traced)
+        let untraced = OutboxEntry(
+            challengeID: "ch_x", tenantID: "contoso", partition: partition, body: "{}", endedAt: 4000)
+        #expect(
+            try RedisOutbox.entry(RedisOutbox.value(of: untraced), challengeID: "ch_x", partition: partition)
+                == untraced)
+
+        let oldLetter = try RedisOutbox.deadLetter(
+            #"400|9000|3|4000|0065|7|refused{"note":"a|b"}"#, challengeID: "ch_x", tenantID: "contoso")
+        #expect(oldLetter.entry.body == #"{"note":"a|b"}"# && oldLetter.entry.traceparent == nil)
+        #expect(oldLetter.detail == "refused" && oldLetter.status == 400 && oldLetter.entry.partition == partition)
+        let letter = DeadLetter(entry: traced, status: 400, detail: "refused | twice", deadAt: 9000)
+        let read = try RedisOutbox.deadLetter(RedisOutbox.value(of: letter), challengeID: "ch_x", tenantID: "contoso")
+        #expect(read.entry.traceparent == traced.traceparent && read.entry.body == traced.body)
+        #expect(read.detail == letter.detail)
     }
 }

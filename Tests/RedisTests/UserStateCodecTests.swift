@@ -12,8 +12,8 @@ import Testing
 
     /// A user who has been through most of what the rules do: two devices (one with a push token, one seen), a
     /// pending challenge with context and a TTL, one approved, one denied as not-me (a lockout), one cancelled,
-    /// fallbacks, creations in the rate window.
-    static func eventfulState() throws -> UserState {
+    /// fallbacks, creations in the rate window; the approved one has the create's traceparent.
+    static func eventfulState(traceparent: String? = traceparent) throws -> UserState {
         let driver = RulesDriver(random: SeededRandom(seed: 5))
         let tenant = "contoso"
         var policy = TenantPolicy()
@@ -28,14 +28,16 @@ import Testing
         _ = try driver.registerDevice(
             "tablet-2", in: tenant, DeviceRegistration(userID: "alice", publicKey: [7, 8]), now: start + 1)
         _ = driver.noteSeen("tablet-2", now: start + 2)
-        func create(_ id: String, _ at: UnixMillis, context: ChallengeContext = [:]) throws -> Challenge {
+        func create(
+            _ id: String, _ at: UnixMillis, context: ChallengeContext = [:], traceparent: String? = nil
+        ) throws -> Challenge {
             let (outcome, _) = try driver.createChallenge(
                 ChallengeRequest(requestID: id, userID: "alice", number: 42, ttlSeconds: 60, context: context),
-                in: tenant, now: at)
+                in: tenant, traceparent: traceparent, now: at)
             guard case .created(let challenge) = outcome else { throw StoreError("\(id) was not created") }
             return challenge
         }
-        let approved = try create("r-approved", start + 10)
+        let approved = try create("r-approved", start + 10, traceparent: traceparent)
         _ = try driver.answer(
             approved.id, from: "phone-1",
             Decision(kind: .approve(selectedNumber: 42), signedAtUnix: start / 1000, signature: "sig-1"),
@@ -57,6 +59,8 @@ import Testing
         return state
     }
 
+    static let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
     @Test func everyPartComesBackAsItWas() throws {
         let state = try Self.eventfulState()
         let bytes = UserStateCodec.encode(state)
@@ -64,10 +68,21 @@ import Testing
         #expect(decoded == state)
         #expect(decoded.devices.map(\.displayName) == ["Alice's phone ✓", ""])
         #expect(decoded.ended.map(\.challenge.status) == [.approved, .cancelled, .denied])
+        #expect(decoded.ended.map(\.challenge.traceparent) == [Self.traceparent, nil, nil])
         // Compact: no field names, varints.
         #expect(bytes.count < 1_000)
         let empty = UserState(key: UserKey(tenantID: "t", userID: "u"))
         #expect(try UserStateCodec.decode(UserStateCodec.encode(empty)[...], key: empty.key, version: 0) == empty)
+    }
+
+    /// A state with no traceparent is written as the release before wrote it (format 1), so that its instances
+    /// still read it during an upgrade; one with a traceparent is format 2.
+    @Test func theFormatIsTheOriginalOneUnlessAChallengeHasATraceparent() throws {
+        #expect(UserStateCodec.encode(try Self.eventfulState()).first == 2)
+        let untraced = try Self.eventfulState(traceparent: nil)
+        let bytes = UserStateCodec.encode(untraced)
+        #expect(bytes.first == 1)
+        #expect(try UserStateCodec.decode(bytes[...], key: untraced.key, version: untraced.version) == untraced)
     }
 
     @Test func damagedBytesAreAnErrorNamingTheUser() throws {

@@ -138,12 +138,14 @@ func commitAndWait(_ store: SQLiteJournal, outbox: [OutboxChange]) throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var store = try openStore(directory)
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         func dead(_ id: String, tenant: String = "contoso") -> OutboxChange {
             .deadLetter(
                 DeadLetter(
                     entry: OutboxEntry(
                         challengeID: id, tenantID: tenant, partition: Partition(9),
-                        body: entry(id, endedAt: start).body, endedAt: start + 1, attempts: 3),
+                        body: entry(id, endedAt: start).body, endedAt: start + 1, attempts: 3,
+                        traceparent: id == "ch_a" ? traceparent : nil),
                     status: 400, detail: "refused", deadAt: start + 5))
         }
         try commitAndWait(
@@ -168,13 +170,14 @@ func commitAndWait(_ store: SQLiteJournal, outbox: [OutboxChange]) throws {
         let requeued = try #require(try due().first)
         #expect(requeued.challengeID == "ch_a" && requeued.attempts == 0 && requeued.nextAttemptAt == start + 100)
         #expect(requeued.partition == Partition(9) && requeued.body == entry("ch_a", endedAt: start).body)
-        #expect(requeued.endedAt == start + 1)
+        #expect(requeued.endedAt == start + 1 && requeued.traceparent == traceparent)
         #expect(try redrive("contoso", "ch_a") == 0)
         // Every one of the tenant's, after a reopen; the other tenant's stays dead.
         store.close()
         store = try openStore(directory)
         #expect(try redrive("contoso", nil) == 2)
         #expect(try due().map(\.challengeID) == ["ch_a", "ch_b", "ch_c"])
+        #expect(try due().map(\.traceparent) == [traceparent, nil, nil])
         #expect(try waitFor { store.deadLetters(tenantID: "contoso", limit: 10, completion: $0) }.isEmpty)
         #expect(try waitFor { store.deadLetters(tenantID: "fabrikam", limit: 10, completion: $0) }.count == 1)
         store.close()

@@ -60,7 +60,11 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
             let request = ChallengeRequest(
                 requestID: id, userID: user, number: 42, ttlSeconds: ttl,
                 context: ["app": "Outlook", "location": "Stockholm, SE", "quote": "\"x\"\n"])
-            let (outcome, _) = try core.createChallenge(request, in: "contoso", now: start + 10)
+            // One pending and one ended challenge keep the create's traceparent.
+            let traceparent =
+                ["pending", "approved"].contains(id) ? "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" : nil
+            let (outcome, _) = try core.createChallenge(
+                request, in: "contoso", traceparent: traceparent, now: start + 10)
             guard case .created(let challenge) = outcome else { throw StoreError("not created") }
             return challenge
         }
@@ -120,6 +124,8 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
         }
         #expect(byID[denied.id]?.resolution?.decision?.kind == .deny(reason: .notMe))
         #expect(byID[wrong.id]?.resolution?.reason == .wrongNumber)
+        #expect(byID[approved.id]?.traceparent != nil && byID[pending.id]?.traceparent != nil)
+        #expect(byID[wrong.id]?.traceparent == nil)
         // carol is not among the policy's selected users: the policy answers before the missing device does.
         #expect(state.fallbacks.count == 1 && state.fallbacks[0].reason == .policy)
         #expect(state.lockouts.count == 1 && state.lockouts[0].userID == "bob, \"the\" builder")

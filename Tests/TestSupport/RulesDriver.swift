@@ -152,12 +152,12 @@ public final class RulesDriver {
     }
 
     public func createChallenge(
-        _ request: ChallengeRequest, in tenantID: String, now: UnixMillis
+        _ request: ChallengeRequest, in tenantID: String, traceparent: String? = nil, now: UnixMillis
     ) throws(CoreError) -> (CreateOutcome, [CoreEvent]) {
         let key = UserKey(tenantID: tenantID, userID: request.userID)
         return applied(
             try Rules.create(
-                request, policy: policy(for: tenantID),
+                request, traceparent: traceparent, policy: policy(for: tenantID),
                 requestHeldBy: requestOwners[RequestKey(tenantID: tenantID, requestID: request.requestID)],
                 user: state(key), now: now, random: &random))
     }

@@ -1,0 +1,106 @@
+// Where and how log lines are written: swift-log's text lines, or one JSON object per line for a log shipper, on
+// standard error either way.
+import Foundation
+import JSONText
+import Locking
+import Logging
+
+public enum LogOutput {
+    /// Sets up the process's logging once, before any logger is made.
+    public static func bootstrap(format: Configuration.LogFormat, level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label, write: writeStandardError)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+
+    /// One write(2) per line under a lock: lines from the loop and the store's threads never interleave.
+    private static let standardError = Locked(())
+    private static func writeStandardError(_ line: String) {
+        standardError.withLock { _ in
+            var line = line
+            line.withUTF8 { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written <= 0 { return }
+                    offset += written
+                }
+            }
+        }
+    }
+}
+
+/// `{"ts":"2026-12-03T11:45:34.123Z","level":"info","msg":"…","logger":"approvald",…}`: the time in RFC 3339 (UTC,
+/// milliseconds), then the message, then the logger's and the line's metadata as fields (the line's win), in key
+/// order; integers and finite doubles given as `.stringConvertible` are JSON numbers. A field named like one of the four is written with a `field.` prefix instead of replacing it.
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+    private let write: @Sendable (String) -> Void
+
+    public init(label: String, write: @escaping @Sendable (String) -> Void) {
+        self.label = label
+        self.write = write
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+        file: String, function: String, line: UInt
+    ) {
+        var fields = metadata
+        if let explicit { fields.merge(explicit) { _, new in new } }
+        var text = "{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(level.rawValue)\",\"msg\":"
+        text += jsonString(message.description)
+        text += ",\"logger\":" + jsonString(label)
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            let name = ["ts", "level", "msg", "logger"].contains(key) ? "field.\(key)" : key
+            text += "," + jsonString(name) + ":" + Self.json(value)
+        }
+        write(text + "}\n")
+    }
+
+    private static func json(_ value: Logger.Metadata.Value) -> String {
+        switch value {
+        case .string(let string): jsonString(string)
+        case .stringConvertible(let number as Int): String(number)
+        case .stringConvertible(let number as Double) where number.isFinite: String(number)
+        case .stringConvertible(let convertible): jsonString(convertible.description)
+        case .array(let values): "[" + values.map(json).joined(separator: ",") + "]"
+        case .dictionary(let entries):
+            "{"
+                + entries.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + json($0.value) }
+                .joined(separator: ",") + "}"
+        }
+    }
+
+    /// Now, as `2026-12-03T11:45:34.123Z`.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+    }
+}
