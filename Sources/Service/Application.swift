@@ -1,6 +1,5 @@
 // approvald's request handling: routes requests to their handlers and keeps the operations metrics and the access
 // log.
-import Core
 import H2
 import Logging
 
@@ -24,34 +23,13 @@ public final class Application: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Whether every response gets an access-log line (`[log] access`).
-    public var logsAccess = false
+    /// Writes a line for every response when `[log] access` is on.
+    var accessLog: AccessLog?
 
-    /// Counts every response the server sends, by status code, and logs it when `logsAccess` is on.
+    /// Counts every response the server sends, by status code, and logs it when the access log is on.
     public func recordResponse(status: Int, stream: HTTPResponder?) {
         responsesByStatus.increment(status)
-        if logsAccess, let stream { logAccess(status: status, stream: stream) }
-    }
-
-    private static let ownPaths: Set<Substring> = ["/healthz", "/readyz", "/metrics"]
-    private static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-
-    /// One line: the method, the route's template (never the raw path, which holds user ids), the status, the time
-    /// since the stream opened, and the tenant the path names.
-    private func logAccess(status: Int, stream: HTTPResponder) {
-        let path = stream.requestPath.prefix { $0 != "?" }
-        let known = RouteTable.api.template(of: path)
-        let route = known?.template ?? (Self.ownPaths.contains(path) ? String(path) : "unmatched")
-        let milliseconds = ((preciseMonotonicSeconds() - stream.openedAt) * 1_000_000).rounded() / 1000
-        var metadata: Logger.Metadata = [
-            "method": .string(Self.methods.contains(stream.requestMethod) ? stream.requestMethod : "OTHER"),
-            "route": .string(route), "status": .stringConvertible(status),
-            "duration_ms": .stringConvertible(milliseconds),
-        ]
-        if let tenant = known?.tenantID.map(String.init), (try? Validate.tenantID(tenant)) != nil {
-            metadata["tenant"] = .string(tenant)
-        }
-        logger.info("request", metadata: metadata)
+        if let accessLog, let stream { accessLog.record(status: status, stream: stream) }
     }
 
     public func handle(_ request: HTTPRequest, _ responder: HTTPResponder) {

@@ -35,7 +35,11 @@ public final class Broker: @unchecked Sendable {
         server = H2Server(loop: loop, limits: configuration.http2, logger: logger) { request, responder in
             application.handle(request, responder)
         }
-        application.logsAccess = configuration.accessLog
+        // Access lines are at info: a level above it leaves them out, as it would any info line.
+        if configuration.accessLog && configuration.logLevel <= .info {
+            application.accessLog = AccessLog(
+                format: configuration.logFormat, instanceID: configuration.redis?.instanceID)
+        }
         server.onResponse = { application.recordResponse(status: $0, stream: $1) }
         server.earlyRefusal = { Problem($0).response }
         application.connectionCount = { [unowned server] in server.connectionCount }

@@ -24,7 +24,7 @@ public enum LogOutput {
 
     /// One write(2) per line under a lock: lines from the loop and the store's threads never interleave.
     private static let standardError = Locked(())
-    private static func writeStandardError(_ line: String) {
+    static func writeStandardError(_ line: String) {
         standardError.withLock { _ in
             var line = line
             line.withUTF8 { bytes in
@@ -41,7 +41,8 @@ public enum LogOutput {
 
 /// `{"ts":"2026-12-03T11:45:34.123Z","level":"info","msg":"…","logger":"approvald",…}`: the time in RFC 3339 (UTC,
 /// milliseconds), then the message, then the logger's and the line's metadata as fields (the line's win), in key
-/// order; integers and finite doubles given as `.stringConvertible` are JSON numbers. A field named like one of the four is written with a `field.` prefix instead of replacing it.
+/// order; integers and finite doubles given as `.stringConvertible` are JSON numbers. A field named like one of the
+/// four is written with a `field.` prefix instead of replacing it.
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
@@ -64,11 +65,14 @@ public struct JSONLogHandler: LogHandler {
     ) {
         var fields = metadata
         if let explicit { fields.merge(explicit) { _, new in new } }
-        var text = "{\"ts\":\"\(Self.timestamp())\",\"level\":\"\(level.rawValue)\",\"msg\":"
+        var timestamps = LogTimestamps()
+        var text = "{\"ts\":\"\(timestamps.now())\",\"level\":\"\(level.rawValue)\",\"msg\":"
         text += jsonString(message.description)
         text += ",\"logger\":" + jsonString(label)
-        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            let name = ["ts", "level", "msg", "logger"].contains(key) ? "field.\(key)" : key
+        let named = fields.map { key, value in
+            (name: ["ts", "level", "msg", "logger"].contains(key) ? "field.\(key)" : key, value: value)
+        }
+        for (name, value) in named.sorted(by: { $0.name < $1.name }) {
             text += "," + jsonString(name) + ":" + Self.json(value)
         }
         write(text + "}\n")
@@ -87,20 +91,49 @@ public struct JSONLogHandler: LogHandler {
                 .joined(separator: ",") + "}"
         }
     }
+}
 
-    /// Now, as `2026-12-03T11:45:34.123Z`.
-    static func timestamp() -> String {
+/// Log times in RFC 3339, UTC, to the millisecond (`2026-12-03T11:45:34.123Z`). The part up to the seconds is made
+/// once a second: the access log writes one per request.
+struct LogTimestamps {
+    private var second = Int.min
+    private var prefix = ""
+
+    /// Now, to the millisecond: `2026-12-03T11:45:34.123Z`.
+    mutating func now() -> String {
+        let now = clockNow()
+        return prefix + "." + Self.padded(now.tv_nsec / 1_000_000, 3) + "Z"
+    }
+
+    /// Now, to the second, as swift-log's text lines write it (in UTC): `2026-12-03T11:45:34+0000`.
+    mutating func nowToTheSecond() -> String {
+        _ = clockNow()
+        return prefix + "+0000"
+    }
+
+    private mutating func clockNow() -> timespec {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        var seconds = now.tv_sec
+        if now.tv_sec != second {
+            second = now.tv_sec
+            prefix = Self.prefix(of: now.tv_sec)
+        }
+        return now
+    }
+
+    /// `2026-12-03T11:45:34` for a Unix time.
+    private static func prefix(of unixSeconds: Int) -> String {
+        var seconds = unixSeconds
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + "\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+        return "\(padded(Int(parts.tm_year) + 1900, 4))-\(padded(Int(parts.tm_mon) + 1, 2))-"
+            + "\(padded(Int(parts.tm_mday), 2))T\(padded(Int(parts.tm_hour), 2)):\(padded(Int(parts.tm_min), 2)):"
+            + "\(padded(Int(parts.tm_sec), 2))"
+    }
+
+    /// `value` in decimal with leading zeros to `width` digits.
+    static func padded(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
     }
 }

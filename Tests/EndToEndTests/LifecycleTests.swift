@@ -148,6 +148,24 @@ import Testing
     }
 }
 
+@Suite struct AccessLogTests {
+    /// In the text format too, a request's line names the route's template and the tenant, never the raw path.
+    @Test func anAccessLineNamesTheRouteTemplateNotThePath() throws {
+        let broker = try ApprovaldProcess(environment: ["APPROVALD_LOG_ACCESS": "true"])
+        #expect(try broker.curl("/v1/tenants/contoso/users/bob%40example.com/devices").status == 401)
+        #expect(try broker.curl("/nothing/here?user=bob@example.com").status == 404)
+        #expect(
+            eventuallyBlocking {
+                let log = broker.log(tail: 50)
+                return log.contains(
+                    "method=GET route=/v1/tenants/{tenant}/users/{user_id}/devices status=401 tenant=contoso "
+                        + "[Service] request")
+                    && log.contains("method=GET route=unmatched status=404 [Service] request")
+            })
+        #expect(!broker.log(tail: 50).contains("example.com"))
+    }
+}
+
 @Suite struct VersionTests {
     /// `--version` and `approvald_build_info` name the same build: the version and commit the Makefile baked in
     /// (Sources/CBuildInfo/generated/build_info.h, when the binary was built by make).
