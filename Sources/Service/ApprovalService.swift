@@ -363,13 +363,16 @@ final class ApprovalService: @unchecked Sendable {
         store.redrive(tenantID: tenantID, challengeID: challengeID, now: clock()) { [self] result in
             switch result {
             case .success(let requeued):
-                if requeued > 0 { forwarder.pump() }
-                logger.info(
-                    "redrive",
-                    metadata: [
-                        "tenant": "\(tenantID)", "challenge": "\(challengeID ?? "*")",
-                        "requeued": "\(requeued)",
-                    ])
+                if requeued > 0 {
+                    forwarder.pump()
+                    // Only ids that named a dead letter are written: what else a path holds is the caller's.
+                    logger.info(
+                        "dead letters requeued",
+                        metadata: [
+                            "tenant": "\(tenantID)", "challenge_id": "\(challengeID ?? "*")",
+                            "requeued": "\(requeued)",
+                        ])
+                }
                 if challengeID != nil && requeued == 0 {
                     responder.respond(Problem.notFound("no such dead letter").response)
                 } else {
