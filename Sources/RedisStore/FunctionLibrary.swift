@@ -69,13 +69,14 @@ enum FunctionLibrary {
           redis.call('ZADD', 'ap:outparts', 'LT', next_attempt, tag)
         end
 
-        -- After a partition's callbacks changed: its entry in ap:outparts follows its earliest next attempt.
-        local function reindex(tag)
-          local first = redis.call('ZRANGE', 'ap:{' .. tag .. '}:outdue', 0, 0, 'WITHSCORES')
+        -- The partition's entry in an index of partitions (ap:outparts, ap:dueparts) set to the earliest score of its
+        -- sorted set, or removed when the set is empty.
+        local function index_earliest(index, tag, set)
+          local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
           if #first == 0 then
-            redis.call('ZREM', 'ap:outparts', tag)
+            redis.call('ZREM', index, tag)
           else
-            redis.call('ZADD', 'ap:outparts', first[2], tag)
+            redis.call('ZADD', index, first[2], tag)
           end
         end
 
@@ -200,7 +201,7 @@ enum FunctionLibrary {
               end
             end
           end
-          for tag in pairs(touched) do reindex(tag) end
+          for tag in pairs(touched) do index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
           return changed
         end
 
@@ -314,12 +315,7 @@ enum FunctionLibrary {
               for _, field in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])) do
                 reply[#reply + 1] = field
               end
-              local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-              if #first == 0 then
-                redis.call('ZREM', 'ap:dueparts', tag)
-              else
-                redis.call('ZADD', 'ap:dueparts', first[2], tag)
-              end
+              index_earliest('ap:dueparts', tag, key)
             end
           end
           return reply

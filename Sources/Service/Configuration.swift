@@ -364,6 +364,14 @@ public struct Configuration: Sendable {
         return IdPClient(keyID: keyID, secret: Array(secret.utf8), tenants: Set(tenants), verifierURL: verifier)
     }
 
+    /// A tenant policy's integer keys, as read and as `effectiveTOML` writes them.
+    static let policyIntegers: [(key: String, field: WritableKeyPath<TenantPolicy, Int> & Sendable)] = [
+        ("max_devices_per_user", \.maxDevicesPerUser), ("challenge_ttl_seconds", \.challengeTTLSeconds),
+        ("choices", \.choices), ("max_pending_per_user", \.maxPendingPerUser),
+        ("max_challenges_per_window", \.maxChallengesPerWindow), ("window_seconds", \.windowSeconds),
+        ("lockout_seconds", \.lockoutSeconds),
+    ]
+
     private static func policy(_ table: ConfigReader) throws -> TenantPolicy {
         var policy = TenantPolicy()
         policy.passwordless = try table.bool("passwordless") ?? policy.passwordless
@@ -374,13 +382,7 @@ public struct Configuration: Sendable {
             policy.target = parsed
         }
         policy.users = Set(try table.strings("users") ?? [])
-        let integers: [(String, WritableKeyPath<TenantPolicy, Int>)] = [
-            ("max_devices_per_user", \.maxDevicesPerUser), ("challenge_ttl_seconds", \.challengeTTLSeconds),
-            ("choices", \.choices), ("max_pending_per_user", \.maxPendingPerUser),
-            ("max_challenges_per_window", \.maxChallengesPerWindow), ("window_seconds", \.windowSeconds),
-            ("lockout_seconds", \.lockoutSeconds),
-        ]
-        for (key, field) in integers {
+        for (key, field) in policyIntegers {
             if let value = try table.int(key, in: Int.min...Int.max) { policy[keyPath: field] = value }
         }
         do {

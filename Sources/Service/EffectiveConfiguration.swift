@@ -3,6 +3,7 @@
 // back), it gives the same configuration.
 import Core
 import Foundation
+import JSONText
 
 extension Configuration {
     /// Stands for a secret, which is never printed.
@@ -87,13 +88,7 @@ extension Configuration {
             toml.key("passwordless", .bool(policy.passwordless))
             toml.key("target", .string(policy.target.rawValue))
             toml.key("users", .strings(policy.users.sorted()))
-            toml.key("max_devices_per_user", .integer(policy.maxDevicesPerUser))
-            toml.key("challenge_ttl_seconds", .integer(policy.challengeTTLSeconds))
-            toml.key("choices", .integer(policy.choices))
-            toml.key("max_pending_per_user", .integer(policy.maxPendingPerUser))
-            toml.key("max_challenges_per_window", .integer(policy.maxChallengesPerWindow))
-            toml.key("window_seconds", .integer(policy.windowSeconds))
-            toml.key("lockout_seconds", .integer(policy.lockoutSeconds))
+            for (key, field) in Self.policyIntegers { toml.key(key, .integer(policy[keyPath: field])) }
         }
         return toml.text
     }
@@ -119,23 +114,10 @@ struct TOMLWriter {
             }
         }
 
-        /// A TOML basic string: quotes, backslashes and control characters escaped.
+        /// A TOML basic string. Its escapes are JSON's (quotes, backslashes, control characters), and it must escape
+        /// DEL too, which JSON leaves as it is.
         static func quoted(_ value: String) -> String {
-            var text = "\""
-            for scalar in value.unicodeScalars {
-                switch scalar {
-                case "\"": text += "\\\""
-                case "\\": text += "\\\\"
-                case "\n": text += "\\n"
-                case "\t": text += "\\t"
-                case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                    text +=
-                        "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                        + String(scalar.value, radix: 16, uppercase: true)
-                default: text.unicodeScalars.append(scalar)
-                }
-            }
-            return text + "\""
+            jsonString(value).replacingOccurrences(of: "\u{7F}", with: "\\u007F")
         }
     }
 

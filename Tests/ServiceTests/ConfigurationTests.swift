@@ -278,6 +278,10 @@ import Testing
         #expect(again.idpClients == config.idpClients && again.tenantPolicies == config.tenantPolicies)
         #expect(again.apns?.privateKeyPEM == config.apns?.privateKeyPEM && again.logFormat == .json && again.accessLog)
         #expect(try Configuration.parse("").effectiveTOML == Configuration().effectiveTOML)
+        // Strings that need escaping in TOML (quotes, backslashes, control characters and DEL) read back as they were.
+        var escaped = Configuration()
+        escaped.dataDirectory = "/srv/\"a\"\\b\tc\u{1}d\u{7F}é"
+        #expect(try Configuration.parse(escaped.effectiveTOML).dataDirectory == escaped.dataDirectory)
         #expect {
             try Configuration.parse("[log]\nformat = \"xml\"")
         } throws: { error in

@@ -68,6 +68,12 @@ final class FailingStore: Journal, @unchecked Sendable {
         let letters = try await broker.idp("GET", "/v1/tenants/contoso/dead-letters")
         #expect(letters.status == 503)
         #expect(String(decoding: letters.body, as: UTF8.self).contains("\"code\":\"unavailable\""))
+        // A redrive the store cannot make durable is 503, not a 202 nor a 404.
+        for path in ["/v1/tenants/contoso/dead-letters/ch_x/retry", "/v1/tenants/contoso/dead-letters/retry"] {
+            let redrive = try await broker.idp("POST", path)
+            #expect(redrive.status == 503, "\(path)")
+            #expect(String(decoding: redrive.body, as: UTF8.self).contains("\"code\":\"unavailable\""))
+        }
         #expect(store.commits.withLock { $0 } == afterWrites)
 
         // A device's first request stores when it was seen; the next, a moment later, changes nothing.
