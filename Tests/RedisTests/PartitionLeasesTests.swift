@@ -119,11 +119,13 @@ import Testing
         #expect(try await renew(first) == everyPartition)
         // b joins: a has not seen it yet, so b waits; a keeps its half; then b takes the other.
         #expect(try await renew(second).isEmpty)
+        // a's last renewal: b may take a's partitions no sooner than 3 s after it. Taken before the call, so that a
+        // slow reply (under a sanitizer, say) cannot shorten the interval measured below.
+        let silent = Date()
         let firstHalf = try await renew(first)
         let secondHalf = try await renew(second)
         #expect(firstHalf == PartitionShareTests.share(2, 0) && secondHalf == PartitionShareTests.share(2, 1))
         // a falls silent: b takes every partition once a counts as gone (3 s), renewing every 0.3 s meanwhile.
-        let silent = Date()
         var alone = secondHalf
         while alone != everyPartition, Date().timeIntervalSince(silent) < 10 {
             try await Task.sleep(nanoseconds: 300_000_000)
