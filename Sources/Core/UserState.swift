@@ -54,6 +54,10 @@ public struct UserState: Equatable, Sendable {
     private var parts: Parts
     /// Set by the store on each commit; a commit names the version it was decided on.
     public var version: UInt64 = 0
+    /// The deadline a store that indexes users by their next deadline holds for this state, set when it reads the
+    /// state (nil: none, as for a new user): such a store rewrites its index only when a commit moves the deadline.
+    /// Not part of the state's value (`==`).
+    public var indexedDeadline: UnixMillis?
 
     public init(key: UserKey) { parts = Parts(key: key) }
 

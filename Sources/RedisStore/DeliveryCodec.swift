@@ -1,26 +1,37 @@
 // A delivery as the bytes of an instance inbox message: the instance that committed it publishes it to the instance
 // that holds the device's stream or the challenge's long poll, which delivers it as if committed there. Same rules
 // as UserStateCodec: a format byte (its formats: 2 when the challenge has a traceparent, otherwise 1, which the
-// release before reads), enumerations by position, damaged bytes an error.
+// release before reads), enumerations by position, damaged bytes an error. A challenge's end travels as its id
+// alone (`ended`): every commit that ends a challenge carries the message to Redis, where few find a long poll
+// elsewhere to publish it to, and the instance with one reads the challenge then. The release before sent the whole
+// challenge (`endedChallenge`), which is still read.
 import Core
 import Store
+
+/// What an inbox message asks of the instance that gets it.
+enum InboxMessage: Equatable {
+    case delivery(Delivery)
+    /// The challenge ended: answer its long polls with it, read from the store.
+    case ended(challengeID: String)
+}
 
 enum DeliveryCodec {
 
     private enum Kind: UInt8 {
         case queued = 1
         case unqueued
-        case ended
+        case endedChallenge
         case deviceRemoved
+        case ended
     }
 
     static func encode(_ delivery: Delivery) -> [UInt8] {
         var out = BinaryWriter()
         let format: UserStateCodec.Format
         switch delivery {
-        case .queued(let challenge, _), .ended(let challenge):
+        case .queued(let challenge, _):
             format = challenge.traceparent == nil ? .original : .traceparents
-        case .unqueued, .deviceRemoved: format = .original
+        case .unqueued, .ended, .deviceRemoved: format = .original
         }
         out.byte(format.rawValue)
         switch delivery {
@@ -36,8 +47,7 @@ enum DeliveryCodec {
             out.choice(outcome)
         case .ended(let challenge):
             out.byte(Kind.ended.rawValue)
-            out.user(challenge.user)
-            out.challenge(challenge, format)
+            out.string(challenge.id)
         case .deviceRemoved(let deviceID):
             out.byte(Kind.deviceRemoved.rawValue)
             out.string(deviceID)
@@ -45,28 +55,30 @@ enum DeliveryCodec {
         return out.bytes
     }
 
-    static func decode(_ bytes: ArraySlice<UInt8>) throws(StoreError) -> Delivery {
+    static func decode(_ bytes: ArraySlice<UInt8>) throws(StoreError) -> InboxMessage {
         var input = BinaryReader(bytes: bytes, subject: "an inbox message")
         guard let format = UserStateCodec.Format(rawValue: try input.byte()) else {
             throw input.damaged("an unknown format")
         }
-        let delivery: Delivery
+        let message: InboxMessage
         switch Kind(rawValue: try input.byte()) {
         case .queued:
             let key = try input.user()
-            delivery = .queued(try input.challenge(of: key, format), try input.device(of: key))
+            message = .delivery(.queued(try input.challenge(of: key, format), try input.device(of: key)))
         case .unqueued:
-            delivery = .unqueued(
-                challengeID: try input.string(), deviceID: try input.string(),
-                outcome: try input.choice(DeviceOutcome.self))
-        case .ended:
+            message = .delivery(
+                .unqueued(
+                    challengeID: try input.string(), deviceID: try input.string(),
+                    outcome: try input.choice(DeviceOutcome.self)))
+        case .endedChallenge:
             let key = try input.user()
-            delivery = .ended(try input.challenge(of: key, format))
-        case .deviceRemoved: delivery = .deviceRemoved(deviceID: try input.string())
+            message = .delivery(.ended(try input.challenge(of: key, format)))
+        case .deviceRemoved: message = .delivery(.deviceRemoved(deviceID: try input.string()))
+        case .ended: message = .ended(challengeID: try input.string())
         case nil: throw input.damaged("an unknown kind of delivery")
         }
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }
-        return delivery
+        return message
     }
 }
 

@@ -18,8 +18,9 @@
 //                              (RedisOutbox reads callbacks and dead letters of the release before, without the
 //                              traceparent, too)
 //   ap:dlt:<tenant>            sorted set: challenge id → dead at (newest first for the list)
-//   ap:outparts                sorted set: partition → its earliest next attempt, for partitions with callbacks (a
-//                              read of due callbacks looks only where there are some)
+//   ap:outparts                sorted set: partition → at most its earliest next attempt, for partitions with
+//                              callbacks (an enqueue lowers it; a read of due callbacks looks only where it is due,
+//                              and sets it again where nothing was)
 //   ap:route:<device>          the instance that holds the device's event stream (expires unless renewed)
 //   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
 //   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
@@ -33,7 +34,7 @@
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 8
+    static let version = 9
 
     static let source = """
         #!lua name=approvald
@@ -98,18 +99,39 @@ enum FunctionLibrary {
           return '1'
         end
 
+        -- The user's entry in the partition's due set and the partition's in ap:dueparts, for a commit whose state's
+        -- next deadline is `deadline` ('' for none). `previous` is the deadline of the state the commit was decided
+        -- on ('' for none; nil when the caller did not say, as the release before): the due set holds it, so an
+        -- unchanged deadline costs no write, and ap:dueparts only ever needs lowering.
+        local function set_deadline(due, field, deadline, previous)
+          if deadline == previous then return end
+          if deadline == '' then
+            redis.call('ZREM', due, field)
+            return
+          end
+          redis.call('ZADD', due, deadline, field)
+          if not previous or previous == '' or tonumber(deadline) < tonumber(previous) then
+            redis.call('ZADD', 'ap:dueparts', 'LT', deadline, string.sub(due, 5, 8))
+          end
+        end
+
         -- KEYS: state, due, ap:gauges, challenge index, outbox, outbox due.
-        -- ARGV: expected version, new state ('' to delete), user field, next deadline ('' for none), tenant, the
-        -- committing instance, the number of deliveries, the deliveries as triples (kind 'd' for a device or 'c'
-        -- for a challenge, its id, the message), then changes as triples: op, name, value — 'S' set a key, 'D'
-        -- delete a key, 'E' set a key that expires (value "<Unix ms>|<value>"), 'H' set a field of the challenge
-        -- index, 'h' delete one, 'O' enqueue a callback (name: challenge id, value: the callback).
+        -- ARGV: expected version, new state ('' to delete), user field, the deadlines "<next>|<previous>" (each ''
+        -- for none; the release before sends "<next>" alone), tenant, the committing instance, the number of
+        -- deliveries, the deliveries as triples (kind 'd' for a device or 'c' for a challenge, its id, the message),
+        -- then changes as triples: op, name, value — 'S' set a key, 'D' delete a key, 'E' set a key that expires
+        -- (value "<Unix ms>|<value>"), 'H' set a field of the challenge index, 'h' delete one, 'O' enqueue a callback
+        -- (name: challenge id, value: the callback).
         -- → { 1, one '1' (deliver it yourself) or '0' (published) per delivery } committed, 0 stale (nothing
         -- written).
         local function commit(keys, args)
-          local current = redis.call('GET', keys[1])
+          -- The counts at the state's head are all the check needs: the state itself stays out of Lua.
+          local current = redis.call('GETRANGE', keys[1], 0, 63)
           local version, pending, queue = 0, 0, 0
-          if current then version, pending, queue = counts(current) end
+          if current ~= '' then
+            version, pending, queue = counts(current)
+            if not version then return redis.error_reply('ERR the state at ' .. keys[1] .. ' has no counts') end
+          end
           if version ~= tonumber(args[1]) then return 0 end
           local new_pending, new_queue = 0, 0
           if args[2] == '' then
@@ -120,12 +142,8 @@ enum FunctionLibrary {
             if new_version ~= version + 1 then return redis.error_reply('ERR the new state must be version + 1') end
             redis.call('SET', keys[1], args[2])
           end
-          if args[4] == '' then
-            redis.call('ZREM', keys[2], args[3])
-          else
-            redis.call('ZADD', keys[2], args[4], args[3])
-            redis.call('ZADD', 'ap:dueparts', 'LT', args[4], string.sub(keys[2], 5, 8))
-          end
+          local deadline, previous = string.match(args[4], '^(%d*)|(%d*)$')
+          set_deadline(keys[2], args[3], deadline or args[4], previous)
           if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', new_pending - pending) end
           if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue) end
           local deliveries = tonumber(args[7])
@@ -172,13 +190,14 @@ enum FunctionLibrary {
 
         -- ARGV: changes as quintuples: op, challenge id, value, partition tag, tenant — 'd' delivered, 'r' retry
         -- (value "<attempts>|<next>"), 'x' dead letter (value: the dead letter). A callback another instance
-        -- finished meanwhile is left alone. → how many changed.
+        -- finished meanwhile is left alone. Each only removes a callback or makes it later, so ap:outparts stays at
+        -- most the earliest and is left to the next read of due callbacks. → how many changed.
         local function outbox(keys, args)
           for index = 1, #args, 5 do
             local op = args[index]
             if op ~= 'd' and op ~= 'r' and op ~= 'x' then return redis.error_reply('ERR unknown outbox change ' .. op) end
           end
-          local changed, touched = 0, {}
+          local changed = 0
           for index = 1, #args, 5 do
             local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
               args[index + 4]
@@ -187,13 +206,11 @@ enum FunctionLibrary {
               local callback = redis.call('HGET', out, id)
               if callback then
                 changed = changed + 1
-                touched[tag] = true
                 redis.call('HSET', out, id, value .. '|' .. string.match(callback, '^%d+|%d+|(.*)$'))
                 redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
               end
             elseif redis.call('HDEL', out, id) == 1 then
               changed = changed + 1
-              touched[tag] = true
               redis.call('ZREM', outdue, id)
               if op == 'x' then
                 redis.call('HSET', 'ap:dl:' .. tenant, id, value)
@@ -201,7 +218,6 @@ enum FunctionLibrary {
               end
             end
           end
-          for tag in pairs(touched) do index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
           return changed
         end
 
@@ -225,6 +241,8 @@ enum FunctionLibrary {
 
         -- ARGV: now, limit, cursor score ('' for none), cursor id, then partition tags.
         -- → { next due time after now or '', then tag, challenge id, callback for each, in (due, id) order }.
+        -- A partition ap:outparts named as due but with nothing due gets its earliest there again (acknowledgements
+        -- leave it low): its only writes, which never grow Redis's memory.
         local function due_callbacks(keys, args)
           local now, limit = tonumber(args[1]), tonumber(args[2])
           local cursor_score = args[3] ~= '' and tonumber(args[3]) or nil
@@ -234,9 +252,11 @@ enum FunctionLibrary {
           -- Only the partitions with something due are read.
           for _, tag in ipairs(redis.call('ZRANGEBYSCORE', 'ap:outparts', '-inf', args[1])) do
             if asked[tag] then
-              for _, entry in ipairs(due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])) do
+              local due = due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])
+              for _, entry in ipairs(due) do
                 entries[#entries + 1] = { entry[1], entry[2], tag }
               end
+              if #due == 0 then index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
               local later = redis.call('ZRANGEBYSCORE', 'ap:{' .. tag .. '}:outdue', '(' .. args[1], '+inf',
                 'WITHSCORES', 'LIMIT', 0, 1)
               if #later > 0 and (not next_due or tonumber(later[2]) < next_due) then
@@ -392,7 +412,8 @@ enum FunctionLibrary {
         local function read_only(name, callback)
           redis.register_function{ function_name = name, callback = callback, flags = { 'no-writes' } }
         end
-        read_only('approvald_due_callbacks', due_callbacks)
+        redis.register_function{ function_name = 'approvald_due_callbacks', callback = due_callbacks,
+          flags = { 'allow-oom' } }
         read_only('approvald_dead_letters', dead_letters)
         read_only('approvald_gauges', gauges)
         """

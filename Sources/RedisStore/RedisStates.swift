@@ -1,15 +1,33 @@
 // Users' states in Redis: each load and each commit of the user store is one call (see FunctionLibrary for the
 // keys). A commit names the version it was decided on; Redis refuses it, writing nothing, when another instance
-// committed first.
+// committed first. Loads and commits go over several connections, a user's always over the same one: Redis reads
+// at most 16 KB from a connection in one turn of its loop and fsyncs its append-only file once a turn, so a busy
+// instance's commits share fewer fsyncs over several connections than queued behind one.
 import Core
 import Redis
 import Store
 
-/// `@unchecked Sendable`: confined to the event loop of its client.
+/// `@unchecked Sendable`: confined to the event loop of its clients.
 public final class RedisStates: @unchecked Sendable {
+    /// Policies, deadlines and gauges.
     private let client: RedisClient
+    /// Users' states, by partition.
+    private let lanes: [RedisClient]
 
-    public init(client: RedisClient) { self.client = client }
+    /// `lanes`: the connections for users' states (`client` alone when empty).
+    public init(client: RedisClient, lanes: [RedisClient] = []) {
+        self.client = client
+        self.lanes = lanes.isEmpty ? [client] : lanes
+    }
+
+    /// The connection a partition's users' loads and commits go over (and so a `WAIT` after one of its commits).
+    public func lane(_ partition: Partition) -> RedisClient { lanes[partition.index % lanes.count] }
+
+    /// A device's lane for a load through the device index, which names no partition: any lane will do, and the
+    /// device id spreads them.
+    private func lane(device deviceID: String) -> RedisClient {
+        lanes[Int(deviceID.utf8.reduce(UInt32(0)) { $0 &* 31 &+ UInt32($1) } % UInt32(lanes.count))]
+    }
 
     /// Loads the function library unless the server already has this version (or refuses, naming both, when it
     /// has a newer one: instances of a later release share this Redis).
@@ -45,7 +63,7 @@ public final class RedisStates: @unchecked Sendable {
     public func load(_ lookup: Lookup, completion: @escaping (Result<Loaded, StoreError>) -> Void) {
         switch lookup {
         case .user(let key):
-            client.send(["GET", Self.stateKey(key)]) { result in
+            lane(key.partition).send(["GET", Self.stateKey(key)]) { result in
                 completion(
                     Self.read(result) { value throws(StoreError) in Loaded(state: try Self.state(value, of: key)) })
             }
@@ -53,20 +71,20 @@ public final class RedisStates: @unchecked Sendable {
             guard let partition = Partition(challengeID: challengeID) else {
                 return completion(.success(Loaded(state: nil)))
             }
-            client.send([
+            lane(partition).send([
                 "FCALL", "approvald_load_challenge", "1", "ap:{\(Self.tag(partition))}:ch", challengeID,
                 Self.tag(partition),
             ]) { result in completion(Self.read(result, Self.heldState)) }
         case .device(let deviceID):
-            client.send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) { result in
+            lane(device: deviceID).send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) { result in
                 completion(Self.read(result, Self.heldState))
             }
         case .creation(let key, let request):
-            client.send(["MGET", Self.stateKey(key), Self.requestKey(request)]) { result in
+            lane(key.partition).send(["MGET", Self.stateKey(key), Self.requestKey(request)]) { result in
                 completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
             }
         case .registration(let key, let deviceID):
-            client.send(["MGET", Self.stateKey(key), Self.deviceKey(deviceID)]) { result in
+            lane(key.partition).send(["MGET", Self.stateKey(key), Self.deviceKey(deviceID)]) { result in
                 completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
             }
         }
@@ -97,7 +115,10 @@ public final class RedisStates: @unchecked Sendable {
         }
         guard separators.count == 3, let version = UInt64(String(decoding: bytes[..<separators[0]], as: UTF8.self))
         else { throw StoreError("the state of \(key) in Redis has no version") }
-        return try UserStateCodec.decode(bytes[(separators[2] + 1)...], key: key, version: version)
+        var state = try UserStateCodec.decode(bytes[(separators[2] + 1)...], key: key, version: version)
+        // The commit that wrote the state set its deadline in the due set.
+        state.indexedDeadline = state.nextDeadline
+        return state
     }
 
     // MARK: Committing
@@ -121,7 +142,9 @@ public final class RedisStates: @unchecked Sendable {
         ].map { Array($0.utf8) }
         arguments.append(state.isEmpty ? [] : Self.value(of: state, version: state.version + 1))
         arguments.append(Array(field.utf8))
-        arguments.append(Array((state.isEmpty ? nil : state.nextDeadline).map(String.init)?.utf8 ?? "".utf8))
+        let deadline = state.isEmpty ? nil : state.nextDeadline
+        let indexed = state.indexedDeadline.map(String.init) ?? ""
+        arguments.append(Array("\(deadline.map(String.init) ?? "")|\(indexed)".utf8))
         arguments.append(Array(key.tenantID.utf8))
         arguments.append(Array(instanceID.utf8))
         arguments.append(Array(String(deliveries.count).utf8))
@@ -136,7 +159,8 @@ public final class RedisStates: @unchecked Sendable {
             switch change {
             case .deviceSaved(let device): index("S", Self.deviceKey(device.id), holder)
             case .deviceRemoved(_, let deviceID): index("D", Self.deviceKey(deviceID))
-            case .challengeSaved(let challenge):
+            // Both indexes are written once, when the challenge is created: its end changes neither.
+            case .challengeSaved(let challenge) where challenge.resolution == nil:
                 index("H", challenge.id, field)
                 // A challenge ends by its expiry at the latest.
                 index(
@@ -149,11 +173,11 @@ public final class RedisStates: @unchecked Sendable {
             case .forgotten(let request, let challengeID):
                 index("D", Self.requestKey(request))
                 if let challengeID { index("h", challengeID) }
-            case .policySaved, .lockoutSaved, .resultDue: break
+            case .challengeSaved, .policySaved, .lockoutSaved, .resultDue: break
             }
         }
         for callback in callbacks { index("O", callback.challengeID, RedisOutbox.value(of: callback)) }
-        client.send(arguments) { result in
+        lane(partition).send(arguments) { result in
             switch result {
             case .success(.array(let reply)) where reply.count == 2 && reply[0] == .integer(1):
                 let here = Array(reply[1].string?.utf8 ?? "".utf8)

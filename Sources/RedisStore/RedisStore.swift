@@ -31,6 +31,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         /// callbacks it forwards (PartitionLeases): an instance silent for three ticks counts as gone, and its
         /// partitions are taken three ticks later.
         public var leaseTickSeconds = 2.0
+        /// Connections for users' loads and commits (RedisStates), beside the one for everything else and the
+        /// subscriber's.
+        public var stateConnections = 4
 
         public init(url: RedisURL, instanceID: String) {
             self.url = url
@@ -49,7 +52,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     private let settings: Settings
     private let loop: EventLoop
+    /// Preparing Redis, routes, leases, the outbox, policies, deadlines and gauges.
     private let client: RedisClient
+    private let stateClients: [RedisClient]
     private let subscriber: RedisClient
     private let states: RedisStates
     private let outbox: RedisOutbox
@@ -94,7 +99,10 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         options.commandTimeoutSeconds = settings.commandTimeoutSeconds
         client = RedisClient(url: settings.url, loop: loop, options: options, logger: logger)
         subscriber = RedisClient(url: settings.url, loop: loop, options: options, logger: logger)
-        states = RedisStates(client: client)
+        stateClients = (0..<settings.stateConnections).map { _ in
+            RedisClient(url: settings.url, loop: loop, options: options, logger: logger)
+        }
+        states = RedisStates(client: client, lanes: stateClients)
         outbox = RedisOutbox(client: client)
         nextLook = clock()
         leases = PartitionLeases(
@@ -104,8 +112,8 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private var inboxChannel: String { "ap:inbox:\(settings.instanceID)" }
 
     /// Connects, checks that Redis persists every write before answering, installs the functions and reads the
-    /// policies; `completion` runs once, when the store is open or cannot be (unsafe persistence, newer functions).
-    /// While Redis cannot be reached it keeps trying.
+    /// policies; `completion` runs once, when the store is open with every connection ready, or cannot be (unsafe
+    /// persistence, newer functions). While Redis cannot be reached it keeps trying.
     public func open(completion: @escaping (Result<Void, StoreError>) -> Void) {
         opened = completion
         subscriber.subscribe(to: [RedisStates.policiesChannel, inboxChannel]) { [unowned self] channel, message in
@@ -126,12 +134,16 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         client.onLost = { [unowned self, logger] error in
             logger.warning("lost Redis", metadata: ["redis": "\(settings.url)", "error": "\(error)"])
         }
+        for stateClient in stateClients {
+            stateClient.onReady = { [unowned self] in openedIfConnected() }
+        }
         client.start()
+        for stateClient in stateClients { stateClient.start() }
         subscriber.start()
     }
 
     /// Whether the store can be reached now.
-    public var isReachable: Bool { phase == .open && client.isReady }
+    public var isReachable: Bool { phase == .open && client.isReady && stateClients.allSatisfy { $0.isReady } }
 
     private func prepare() {
         phase = .preparing
@@ -167,7 +179,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                                 refreshTimer.schedule(after: settings.refreshSeconds)
                                 routeTimer.schedule(after: settings.routeSeconds / 3)
                                 renewLeases()
-                                finishOpening(.success(()))
+                                openedIfConnected()
                             }
                         }
                     }
@@ -188,6 +200,12 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         finishOpening(.failure(error))
     }
 
+    /// Open once prepared and every state connection is ready (they reconnect on backoffs of their own).
+    private func openedIfConnected() {
+        guard phase == .open, stateClients.allSatisfy({ $0.isReady }) else { return }
+        finishOpening(.success(()))
+    }
+
     private func finishOpening(_ result: Result<Void, StoreError>) {
         let completion = opened
         opened = nil
@@ -196,10 +214,22 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     /// A delivery committed by another instance for a stream or long poll here.
     private func received(_ message: [UInt8]) {
+        let decoded: InboxMessage
         do throws(StoreError) {
-            sink?.deliver(try DeliveryCodec.decode(message[...]), committedHere: false)
+            decoded = try DeliveryCodec.decode(message[...])
         } catch {
-            logger.error("an inbox message cannot be read: \(error)")
+            return logger.error("an inbox message cannot be read: \(error)")
+        }
+        switch decoded {
+        case .delivery(let delivery): sink?.deliver(delivery, committedHere: false)
+        case .ended(let challengeID):
+            // Should the read fail, the long polls answer at their timeout, with the challenge read then.
+            states.load(.challenge(challengeID)) { [self] loaded in
+                guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID),
+                    !challenge.isPending
+                else { return }
+                sink?.deliver(.ended(challenge), committedHere: false)
+            }
         }
     }
 
@@ -273,7 +303,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 if let deadline = state.nextDeadline, deadline <= clock() + Self.expiryHorizon {
                     localDeadlines.insert(deadline)
                 }
-                replicated { [self] replicated in
+                replicated(on: states.lane(state.key.partition)) { [self] replicated in
                     if replicated == .durable, let sink {
                         for delivery in deliverHere { sink.deliver(delivery, committedHere: true) }
                     }
@@ -296,7 +326,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
         Self.all(steps[...]) { [self] result in
             switch result {
-            case .success: replicated(completion)
+            case .success: replicated(on: client, completion)
             case .failure(let error): completion(.failed(error))
             }
         }
@@ -331,11 +361,11 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    /// Durable once `wait_replicas` replicas have what was written (at once when it is 0).
-    private func replicated(_ completion: @escaping (CommitResult) -> Void) {
+    /// Durable once `wait_replicas` replicas have what was written over `connection` (at once when it is 0).
+    private func replicated(on connection: RedisClient, _ completion: @escaping (CommitResult) -> Void) {
         guard settings.waitReplicas > 0 else { return completion(.durable) }
         let timeout = Int(settings.commandTimeoutSeconds * 1000 / 2)
-        client.send(["WAIT", String(settings.waitReplicas), String(timeout)]) { [settings] result in
+        connection.send(["WAIT", String(settings.waitReplicas), String(timeout)]) { [settings] result in
             switch result {
             case .success(.integer(let replicas)) where replicas >= settings.waitReplicas: completion(.durable)
             case .success(let other):
@@ -388,7 +418,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         outbox.redrive(tenantID: tenantID, challengeID: challengeID, now: now, completion: completion)
     }
 
-    public var commandsSent: Int { client.commandsSent }
+    public var commandsSent: Int { stateClients.reduce(client.commandsSent) { $0 + $1.commandsSent } }
 
     public var forwardingPartitions: [Partition] { leases.held(now: clock()) }
     public func forwards(_ partition: Partition) -> Bool { leases.holds(partition, now: clock()) }
@@ -418,6 +448,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         routeTimer.cancel()
         leaseTimer.cancel()
         client.close()
+        for stateClient in stateClients { stateClient.close() }
         subscriber.close()
     }
 }

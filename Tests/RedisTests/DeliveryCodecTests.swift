@@ -1,5 +1,6 @@
 // An inbox message carries a delivery from the instance that committed it to the one holding the stream or long
-// poll: every kind comes back as it was, and damaged bytes are an error, never a crash or a wrong delivery.
+// poll: every kind comes back as it was (a challenge's end as its id), the release before's ends are still read,
+// and damaged bytes are an error, never a crash or a wrong delivery.
 import Core
 import Store
 import TestSupport
@@ -22,9 +23,31 @@ import Testing
         ] + DeviceOutcome.allCases.map { .unqueued(challengeID: pending.id, deviceID: device.id, outcome: $0) }
     }
 
-    @Test func everyKindComesBackAsItWas() throws {
+    @Test func everyKindComesBackAsItWasAndAnEndAsTheChallengesID() throws {
         for delivery in try Self.everyKind() {
-            #expect(try DeliveryCodec.decode(DeliveryCodec.encode(delivery)[...]) == delivery)
+            let expected: InboxMessage
+            if case .ended(let challenge) = delivery {
+                expected = .ended(challengeID: challenge.id)
+            } else {
+                expected = .delivery(delivery)
+            }
+            #expect(try DeliveryCodec.decode(DeliveryCodec.encode(delivery)[...]) == expected)
+        }
+    }
+
+    /// The release before published a challenge's end with the whole challenge (kind 3), in either format.
+    @Test func anEndAsTheReleaseBeforeSentItIsRead() throws {
+        for traceparent in [nil, UserStateCodecTests.traceparent] {
+            let state = try UserStateCodecTests.eventfulState(traceparent: traceparent)
+            let challenge = try #require(state.ended.first?.challenge)
+            let format: UserStateCodec.Format = traceparent == nil ? .original : .traceparents
+            var out = BinaryWriter()
+            out.byte(format.rawValue)
+            out.byte(3)
+            out.string(challenge.tenantID)
+            out.string(challenge.user.userID)
+            out.challenge(challenge, format)
+            #expect(try DeliveryCodec.decode(out.bytes[...]) == .delivery(.ended(challenge)))
         }
     }
 

@@ -127,6 +127,78 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
+    /// Calls of each command Redis ran so far, those inside functions included (`INFO commandstats`).
+    private func commandCalls(_ setup: StatesUnderTest) async throws -> [String: Int] {
+        var calls: [String: Int] = [:]
+        for line in try await setup.server.cli(["INFO", "commandstats"]).split(whereSeparator: \.isNewline) {
+            guard line.hasPrefix("cmdstat_"), let colon = line.firstIndex(of: ":") else { continue }
+            let fields = line[line.index(after: colon)...].split(separator: ",")
+            guard let first = fields.first, first.hasPrefix("calls="), let count = Int(first.dropFirst(6)) else {
+                continue
+            }
+            calls[String(line.dropFirst(8)[..<colon])] = count
+        }
+        return calls
+    }
+
+    @Test func aCommitWritesDeadlinesAndIndexesOnlyWhereTheyChange() async throws {
+        let setup = try await StatesUnderTest()
+        let registered = try await aliceWithAPhone(in: setup)
+        #expect(registered.indexedDeadline == nil)
+        var random = SeededRandom(seed: 3)
+        let created = try Rules.create(
+            ChallengeRequest(requestID: "r-1", userID: "alice", number: 42), policy: TenantPolicy(),
+            requestHeldBy: nil, user: registered, now: Self.now, random: &random)
+        guard case .created(let challenge) = created.outcome else { throw StoreError("not created") }
+        #expect(try await setup.commit(created) == .durable)
+        let tag = RedisStates.tag(alice.partition)
+        #expect(try await setup.server.cli(["ZSCORE", "ap:dueparts", tag]) == String(challenge.expiresAt))
+        let pending = try #require(try await setup.load(.user(alice)).state)
+        #expect(pending.indexedDeadline == challenge.expiresAt)
+
+        // Cancelled: the deadline moves later, to the end of remembering. The due set changes, the index of
+        // partitions keeps its lower bound, and the challenge's two indexes, written at its creation, are not
+        // written again: the state is the one SET, the due set the one ZADD.
+        let before = try await commandCalls(setup)
+        let cancelled = try Rules.cancel(challenge.id, user: pending, now: Self.now + 10)
+        let remembered = try #require(cancelled.state.nextDeadline)
+        #expect(remembered > challenge.expiresAt)
+        #expect(try await setup.commit(cancelled) == .durable)
+        var after = try await commandCalls(setup)
+        #expect(after["zadd", default: 0] - before["zadd", default: 0] == 1)
+        #expect(after["set", default: 0] - before["set", default: 0] == 1)
+        #expect(after["hset", default: 0] == before["hset", default: 0])
+        #expect(try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == String(remembered))
+        #expect(try await setup.server.cli(["ZSCORE", "ap:dueparts", tag]) == String(challenge.expiresAt))
+        #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .cancelled)
+        #expect(
+            try await setup.load(.creation(alice, RequestKey(tenantID: "contoso", requestID: "r-1"))).heldBy == alice)
+
+        // A second device: the deadline stays, and the due sets are not written.
+        let ended = try #require(try await setup.load(.user(alice)).state)
+        let second = try Rules.register(
+            "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: ended, now: Self.now + 20)
+        #expect(second.state.nextDeadline == remembered)
+        #expect(try await setup.commit(second) == .durable)
+        let kept = try await commandCalls(setup)
+        #expect(kept["zadd", default: 0] == after["zadd", default: 0])
+        #expect(kept["zrem", default: 0] == after["zrem", default: 0])
+        #expect(try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == String(remembered))
+
+        // An instance of the release before names the next deadline alone: the due set and the index are written.
+        after = kept
+        let other = "0001" == tag ? "0002" : "0001"
+        let reply = try await setup.server.cli([
+            "FCALL", "approvald_commit", "6", "ap:{\(other)}:u:contoso\nolder", "ap:{\(other)}:due", "ap:gauges",
+            "ap:{\(other)}:ch", "ap:{\(other)}:out", "ap:{\(other)}:outdue", "0", "1|0|0|", "contoso\nolder", "5000",
+            "contoso", "older-instance", "0",
+        ])
+        #expect(reply.hasPrefix("1"))
+        #expect(try await setup.server.cli(["ZSCORE", "ap:{\(other)}:due", "contoso\nolder"]) == "5000")
+        #expect(try await setup.server.cli(["ZSCORE", "ap:dueparts", other]) == "5000")
+        try await setup.stop()
+    }
+
     @Test func aStateThatHoldsNothingIsDeletedWithItsIndexes() async throws {
         let setup = try await StatesUnderTest()
         let loaded = try await aliceWithAPhone(in: setup)
