@@ -34,10 +34,6 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         /// Connections for users' loads and commits (RedisStates), beside the one for everything else and the
         /// subscriber's.
         public var stateConnections = 4
-        /// How long the forwarder's outcomes (acknowledgements, retries, dead letters) are gathered before they go
-        /// to Redis in one call. An outcome not yet stored when an instance dies is a callback sent again (at least
-        /// once, as for a crash mid-send); a stop stores them first.
-        public var outboxBatchSeconds = 0.05
 
         public init(url: RedisURL, instanceID: String) {
             self.url = url
@@ -84,11 +80,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private struct OutboxBatch {
         var changes: [OutboxChange] = []
         var completions: [(Result<Void, StoreError>) -> Void] = []
+        var scheduled = false
     }
     private var outboxBatch = OutboxBatch()
-    private lazy var outboxTimer = loop.makeTimer { [unowned self] in storeOutbox() }
-    /// A batch this large goes at once: a call's arguments stay bounded (a dead letter carries its callback's body).
-    private static let outboxBatchLimit = 500
     private lazy var leaseTimer = loop.makeTimer { [unowned self] in renewLeases() }
     public weak var sink: DeliverySink?
 
@@ -338,28 +332,20 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    /// Outcomes of deliveries (the forwarder's acknowledgements, retries, dead letters) gathered for
-    /// `outboxBatchSeconds` go to Redis in one call: at any load, a few calls a second rather than one with each
-    /// sign-in's, each of which costs Redis a turn of its loop and an fsync when the load is light.
+    /// Outcomes of deliveries (the forwarder's acknowledgements, retries, dead letters) committed in one loop turn go
+    /// to Redis in one call.
     private func batchOutbox(_ changes: [OutboxChange], _ done: @escaping (Result<Void, StoreError>) -> Void) {
-        let first = outboxBatch.changes.isEmpty
         outboxBatch.changes += changes
         outboxBatch.completions.append(done)
-        if outboxBatch.changes.count >= Self.outboxBatchLimit {
-            storeOutbox()
-        } else if first {
-            outboxTimer.schedule(after: settings.outboxBatchSeconds)
-        }
-    }
-
-    private func storeOutbox(then stored: @escaping () -> Void = {}) {
-        outboxTimer.cancel()
-        let batch = outboxBatch
-        outboxBatch = OutboxBatch()
-        guard !batch.changes.isEmpty else { return stored() }
-        outbox.commit(batch.changes) { result in
-            for completion in batch.completions { completion(result) }
-            stored()
+        guard !outboxBatch.scheduled else { return }
+        outboxBatch.scheduled = true
+        let store = Unowned(self)
+        loop.execute {
+            let batch = store.value.outboxBatch
+            store.value.outboxBatch = OutboxBatch()
+            store.value.outbox.commit(batch.changes) { result in
+                for completion in batch.completions { completion(result) }
+            }
         }
     }
 
@@ -455,21 +441,20 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    public func close() { close {} }
-
-    /// Stores the outcomes still gathered (within the command timeout), then closes every connection; `closed`
-    /// runs then.
-    public func close(then closed: @escaping () -> Void) {
-        guard phase != .closed else { return closed() }
+    public func close() {
+        guard phase != .closed else { return }
+        phase = .closed
         refreshTimer.cancel()
         routeTimer.cancel()
         leaseTimer.cancel()
-        storeOutbox { [self] in
-            phase = .closed
-            client.close()
-            for stateClient in stateClients { stateClient.close() }
-            subscriber.close()
-            closed()
-        }
+        client.close()
+        for stateClient in stateClients { stateClient.close() }
+        subscriber.close()
     }
+}
+
+/// Carries the loop-confined store into work scheduled on its own loop.
+private struct Unowned<Value: AnyObject>: @unchecked Sendable {
+    unowned let value: Value
+    init(_ value: Value) { self.value = value }
 }
