@@ -18,9 +18,8 @@
 //                              (RedisOutbox reads callbacks and dead letters of the release before, without the
 //                              traceparent, too)
 //   ap:dlt:<tenant>            sorted set: challenge id → dead at (newest first for the list)
-//   ap:outparts                sorted set: partition → at most its earliest next attempt, for partitions with
-//                              callbacks (an enqueue lowers it; a read of due callbacks looks only where it is due,
-//                              and sets it again where nothing was)
+//   ap:outparts                sorted set: partition → its earliest next attempt, for partitions with callbacks (a
+//                              read of due callbacks looks only where there are some)
 //   ap:route:<device>          the instance that holds the device's event stream (expires unless renewed)
 //   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
 //   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
@@ -190,14 +189,13 @@ enum FunctionLibrary {
 
         -- ARGV: changes as quintuples: op, challenge id, value, partition tag, tenant — 'd' delivered, 'r' retry
         -- (value "<attempts>|<next>"), 'x' dead letter (value: the dead letter). A callback another instance
-        -- finished meanwhile is left alone. Each only removes a callback or makes it later, so ap:outparts stays at
-        -- most the earliest and is left to the next read of due callbacks. → how many changed.
+        -- finished meanwhile is left alone. → how many changed.
         local function outbox(keys, args)
           for index = 1, #args, 5 do
             local op = args[index]
             if op ~= 'd' and op ~= 'r' and op ~= 'x' then return redis.error_reply('ERR unknown outbox change ' .. op) end
           end
-          local changed = 0
+          local changed, touched = 0, {}
           for index = 1, #args, 5 do
             local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
               args[index + 4]
@@ -206,11 +204,13 @@ enum FunctionLibrary {
               local callback = redis.call('HGET', out, id)
               if callback then
                 changed = changed + 1
+                touched[tag] = true
                 redis.call('HSET', out, id, value .. '|' .. string.match(callback, '^%d+|%d+|(.*)$'))
                 redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
               end
             elseif redis.call('HDEL', out, id) == 1 then
               changed = changed + 1
+              touched[tag] = true
               redis.call('ZREM', outdue, id)
               if op == 'x' then
                 redis.call('HSET', 'ap:dl:' .. tenant, id, value)
@@ -218,6 +218,7 @@ enum FunctionLibrary {
               end
             end
           end
+          for tag in pairs(touched) do index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
           return changed
         end
 
@@ -241,8 +242,6 @@ enum FunctionLibrary {
 
         -- ARGV: now, limit, cursor score ('' for none), cursor id, then partition tags.
         -- → { next due time after now or '', then tag, challenge id, callback for each, in (due, id) order }.
-        -- A partition ap:outparts named as due but with nothing due gets its earliest there again (acknowledgements
-        -- leave it low): its only writes, which never grow Redis's memory.
         local function due_callbacks(keys, args)
           local now, limit = tonumber(args[1]), tonumber(args[2])
           local cursor_score = args[3] ~= '' and tonumber(args[3]) or nil
@@ -252,11 +251,9 @@ enum FunctionLibrary {
           -- Only the partitions with something due are read.
           for _, tag in ipairs(redis.call('ZRANGEBYSCORE', 'ap:outparts', '-inf', args[1])) do
             if asked[tag] then
-              local due = due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])
-              for _, entry in ipairs(due) do
+              for _, entry in ipairs(due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])) do
                 entries[#entries + 1] = { entry[1], entry[2], tag }
               end
-              if #due == 0 then index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
               local later = redis.call('ZRANGEBYSCORE', 'ap:{' .. tag .. '}:outdue', '(' .. args[1], '+inf',
                 'WITHSCORES', 'LIMIT', 0, 1)
               if #later > 0 and (not next_due or tonumber(later[2]) < next_due) then
@@ -412,8 +409,7 @@ enum FunctionLibrary {
         local function read_only(name, callback)
           redis.register_function{ function_name = name, callback = callback, flags = { 'no-writes' } }
         end
-        redis.register_function{ function_name = 'approvald_due_callbacks', callback = due_callbacks,
-          flags = { 'allow-oom' } }
+        read_only('approvald_due_callbacks', due_callbacks)
         read_only('approvald_dead_letters', dead_letters)
         read_only('approvald_gauges', gauges)
         """
