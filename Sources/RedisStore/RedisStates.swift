@@ -13,6 +13,12 @@ public final class RedisStates: @unchecked Sendable {
     private let client: RedisClient
     /// Users' states, by partition.
     private let lanes: [RedisClient]
+    /// Device id → its user, as a load through the device index found it here. A load by device then reads that
+    /// user's state with a plain GET, no function call, and takes it only if it holds the device: a device serves
+    /// one user at a time, and a commit changes the index with the state. Otherwise the index is read again.
+    private var deviceUsers: [String: UserKey] = [:]
+    /// Past this many, `deviceUsers` starts again empty: its memory stays bounded whatever devices come by.
+    static let deviceUsersLimit = 100_000
 
     /// `lanes`: the connections for users' states (`client` alone when empty).
     public init(client: RedisClient, lanes: [RedisClient] = []) {
@@ -76,8 +82,16 @@ public final class RedisStates: @unchecked Sendable {
                 Self.tag(partition),
             ]) { result in completion(Self.read(result, Self.heldState)) }
         case .device(let deviceID):
-            lane(device: deviceID).send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) { result in
-                completion(Self.read(result, Self.heldState))
+            guard let key = deviceUsers[deviceID] else { return loadThroughIndex(device: deviceID, completion) }
+            lane(key.partition).send(["GET", Self.stateKey(key)]) { [self] result in
+                switch Self.read(result, { value throws(StoreError) in try Self.state(value, of: key) }) {
+                case .success(let state?) where state.device(deviceID) != nil:
+                    completion(.success(Loaded(state: state)))
+                case .success:
+                    deviceUsers[deviceID] = nil
+                    loadThroughIndex(device: deviceID, completion)
+                case .failure(let error): completion(.failure(error))
+                }
             }
         case .creation(let key, let request):
             lane(key.partition).send(["MGET", Self.stateKey(key), Self.requestKey(request)]) { result in
@@ -87,6 +101,19 @@ public final class RedisStates: @unchecked Sendable {
             lane(key.partition).send(["MGET", Self.stateKey(key), Self.deviceKey(deviceID)]) { result in
                 completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
             }
+        }
+    }
+
+    private func loadThroughIndex(device deviceID: String, _ completion: @escaping (Result<Loaded, StoreError>) -> Void)
+    {
+        lane(device: deviceID).send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) {
+            [self] result in
+            let loaded = Self.read(result, Self.heldState)
+            if case .success(let found) = loaded, let state = found.state, state.device(deviceID) != nil {
+                if deviceUsers.count >= Self.deviceUsersLimit { deviceUsers.removeAll() }
+                deviceUsers[deviceID] = state.key
+            }
+            completion(loaded)
         }
     }
 

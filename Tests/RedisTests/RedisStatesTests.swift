@@ -199,6 +199,36 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
+    @Test func aLoadByADeviceKnownHereReadsItsUserWithoutTheIndexUntilTheDeviceMoves() async throws {
+        let setup = try await StatesUnderTest()
+        let withPhone = try await aliceWithAPhone(in: setup)
+        // The first load goes through the device index (a function call); the next reads alice's state alone.
+        #expect(try await setup.load(.device("phone-1")).state == withPhone)
+        var before = try await commandCalls(setup)
+        #expect(try await setup.load(.device("phone-1")).state == withPhone)
+        var after = try await commandCalls(setup)
+        #expect(after["fcall", default: 0] == before["fcall", default: 0])
+        #expect(after["get", default: 0] - before["get", default: 0] == 1)
+
+        // The phone leaves alice and joins bob: alice's state no longer holds it, so the index is read again.
+        #expect(try await setup.commit(try Rules.remove("phone-1", user: withPhone)) == .durable)
+        let bob = UserKey(tenantID: "contoso", userID: "bob")
+        var device = registration()
+        device.userID = "bob"
+        let joined = try Rules.register(
+            "phone-1", device, policy: TenantPolicy(), registeredTo: nil, user: UserState(key: bob), now: Self.now)
+        #expect(try await setup.commit(joined) == .durable)
+        before = try await commandCalls(setup)
+        #expect(try await setup.load(.device("phone-1")).state?.key == bob)
+        after = try await commandCalls(setup)
+        #expect(after["fcall", default: 0] - before["fcall", default: 0] == 1)
+        // Removed everywhere: no one.
+        let bobsState = try #require(try await setup.load(.user(bob)).state)
+        #expect(try await setup.commit(try Rules.remove("phone-1", user: bobsState)) == .durable)
+        #expect(try await setup.load(.device("phone-1")).state == nil)
+        try await setup.stop()
+    }
+
     @Test func aStateThatHoldsNothingIsDeletedWithItsIndexes() async throws {
         let setup = try await StatesUnderTest()
         let loaded = try await aliceWithAPhone(in: setup)
