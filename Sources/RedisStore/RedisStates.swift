@@ -18,21 +18,22 @@ public final class RedisStates: @unchecked Sendable {
     /// one user at a time, and a commit changes the index with the state. Otherwise the index is read again.
     private var deviceUsers: [String: UserKey] = [:]
     /// Past this many, `deviceUsers` starts again empty: its memory stays bounded whatever devices come by.
-    static let deviceUsersLimit = 100_000
+    private let deviceUsersLimit: Int
 
     /// `lanes`: the connections for users' states (`client` alone when empty).
-    public init(client: RedisClient, lanes: [RedisClient] = []) {
+    public init(client: RedisClient, lanes: [RedisClient] = [], deviceUsersLimit: Int = 100_000) {
         self.client = client
         self.lanes = lanes.isEmpty ? [client] : lanes
+        self.deviceUsersLimit = deviceUsersLimit
     }
 
     /// The connection a partition's users' loads and commits go over (and so a `WAIT` after one of its commits).
     public func lane(_ partition: Partition) -> RedisClient { lanes[partition.index % lanes.count] }
 
     /// A device's lane for a load through the device index, which names no partition: any lane will do, and the
-    /// device id spreads them.
+    /// device id's hash spreads them (within this process: nothing else depends on the choice).
     private func lane(device deviceID: String) -> RedisClient {
-        lanes[Int(deviceID.utf8.reduce(UInt32(0)) { $0 &* 31 &+ UInt32($1) } % UInt32(lanes.count))]
+        lanes[Int(UInt(bitPattern: deviceID.hashValue) % UInt(lanes.count))]
     }
 
     /// Loads the function library unless the server already has this version (or refuses, naming both, when it
@@ -110,7 +111,7 @@ public final class RedisStates: @unchecked Sendable {
             [self] result in
             let loaded = Self.read(result, Self.heldState)
             if case .success(let found) = loaded, let state = found.state, state.device(deviceID) != nil {
-                if deviceUsers.count >= Self.deviceUsersLimit { deviceUsers.removeAll() }
+                if deviceUsers.count >= deviceUsersLimit { deviceUsers.removeAll() }
                 deviceUsers[deviceID] = state.key
             }
             completion(loaded)

@@ -143,7 +143,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     }
 
     /// Whether the store can be reached now.
-    public var isReachable: Bool { phase == .open && client.isReady && stateClients.allSatisfy { $0.isReady } }
+    public var isReachable: Bool { phase == .open && client.isReady && stateClientsReady }
+
+    private var stateClientsReady: Bool { stateClients.allSatisfy(\.isReady) }
 
     private func prepare() {
         phase = .preparing
@@ -202,7 +204,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     /// Open once prepared and every state connection is ready (they reconnect on backoffs of their own).
     private func openedIfConnected() {
-        guard phase == .open, stateClients.allSatisfy({ $0.isReady }) else { return }
+        guard phase == .open, stateClientsReady else { return }
         finishOpening(.success(()))
     }
 

@@ -86,6 +86,20 @@ struct RedisOutageTests {
         #expect(created.status == 201)
         let id = try #require(created.json["challenge_id"] as? String)
         #expect(stream.shows("event: challenge\nid: \(id)"))
+
+        // A challenge's end names only its id (format 1, kind 5, the id): the instance reads the challenge before it
+        // answers a long poll. Told of an end that did not happen, or of an unknown challenge, it answers none.
+        let poll = try BackgroundPoll(idp, challengeID: id, wait: 3)
+        try waitUntilWatched(redis, id)
+        for named in [id, "ch_AAAAAAAAAAAAAAAAAAAAAA"] {
+            let end = "\u{1}\u{5}" + String(UnicodeScalar(UInt8(named.utf8.count))) + named
+            let command = ["redis-cli", "-p", String(redis.port), "PUBLISH", "ap:inbox:inbox-test", end]
+            _ = try runCommand(command, timeout: 5)
+        }
+        #expect(poll.answer(within: 1.5) == nil, "a long poll ended on an end that did not happen")
+        #expect(poll.answer(within: 10)?["status"] as? String == "pending")
+        // Both were read: the one damaged message above is the only one logged as unreadable.
+        #expect(broker.log(tail: 200).components(separatedBy: "an inbox message cannot be read").count == 2)
     }
 
     @Test func withWaitReplicasNothingIsAcknowledgedBeforeAReplicaHasIt() throws {

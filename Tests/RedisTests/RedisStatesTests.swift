@@ -16,11 +16,11 @@ struct StatesUnderTest {
     let tested: ClientUnderTest
     let states: UncheckedBox<RedisStates>
 
-    init() async throws {
+    init(deviceUsersLimit: Int = 100_000) async throws {
         server = try await RedisServer.start()
         tested = try ClientUnderTest(server.url)
         try await tested.waitUntilReady()
-        states = UncheckedBox(RedisStates(client: tested.client.value))
+        states = UncheckedBox(RedisStates(client: tested.client.value, deviceUsersLimit: deviceUsersLimit))
         let installed: Result<Void, StoreError> = try await tested.thread.wait { [client = tested.client] done in
             RedisStates.installFunctions(on: client.value) { done($0) }
         }
@@ -226,6 +226,30 @@ struct StatesUnderTest {
         let bobsState = try #require(try await setup.load(.user(bob)).state)
         #expect(try await setup.commit(try Rules.remove("phone-1", user: bobsState)) == .durable)
         #expect(try await setup.load(.device("phone-1")).state == nil)
+        try await setup.stop()
+    }
+
+    /// The devices known here are bounded: past the limit the instance starts again from the index.
+    @Test func theDevicesKnownHereAreBounded() async throws {
+        let setup = try await StatesUnderTest(deviceUsersLimit: 1)
+        _ = try await aliceWithAPhone(in: setup)
+        let bob = UserKey(tenantID: "contoso", userID: "bob")
+        var device = registration()
+        device.userID = "bob"
+        let registered = try Rules.register(
+            "phone-2", device, policy: TenantPolicy(), registeredTo: nil, user: UserState(key: bob), now: Self.now)
+        #expect(try await setup.commit(registered) == .durable)
+        func indexReads(_ deviceID: String) async throws -> Int {
+            let before = try await commandCalls(setup)["fcall", default: 0]
+            #expect(try await setup.load(.device(deviceID)).state?.device(deviceID) != nil)
+            return try await commandCalls(setup)["fcall", default: 0] - before
+        }
+        #expect(try await indexReads("phone-1") == 1)
+        #expect(try await indexReads("phone-1") == 0)
+        // One device known at most: each other one pushes the last out.
+        #expect(try await indexReads("phone-2") == 1)
+        #expect(try await indexReads("phone-1") == 1)
+        #expect(try await indexReads("phone-2") == 1)
         try await setup.stop()
     }
 
