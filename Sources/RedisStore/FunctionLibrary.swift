@@ -33,14 +33,25 @@
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 9
+    static let version = 10
 
     static let source = """
         #!lua name=approvald
 
+        -- Numbers stay strings wherever they can: Redis formats a Lua number passed to redis.call with "%.17g",
+        -- which costs more than the command it is for, and turning a string into a number parses it.
         local function counts(value)
-          local version, pending, queue = string.match(value, '^(%d+)|(%d+)|(%d+)|')
-          return tonumber(version), tonumber(pending), tonumber(queue)
+          return string.match(value, '^(%d+)|(%d+)|(%d+)|')
+        end
+
+        -- Whether one count or time in decimal digits, without leading zeros, is less than another.
+        local function less(a, b)
+          return #a < #b or (#a == #b and a < b)
+        end
+
+        -- A change of a count as the decimal string HINCRBY takes.
+        local function delta(new, old)
+          return string.format('%d', tonumber(new) - tonumber(old))
         end
 
         local function user_key(partition, field)
@@ -72,7 +83,7 @@ enum FunctionLibrary {
         -- The partition's entry in an index of partitions (ap:outparts, ap:dueparts) set to the earliest score of its
         -- sorted set, or removed when the set is empty.
         local function index_earliest(index, tag, set)
-          local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+          local first = redis.call('ZRANGE', set, '0', '0', 'WITHSCORES')
           if #first == 0 then
             redis.call('ZREM', index, tag)
           else
@@ -109,7 +120,7 @@ enum FunctionLibrary {
             return
           end
           redis.call('ZADD', due, deadline, field)
-          if not previous or previous == '' or tonumber(deadline) < tonumber(previous) then
+          if not previous or previous == '' or less(deadline, previous) then
             redis.call('ZADD', 'ap:dueparts', 'LT', deadline, string.sub(due, 5, 8))
           end
         end
@@ -125,26 +136,28 @@ enum FunctionLibrary {
         -- written).
         local function commit(keys, args)
           -- The counts at the state's head are all the check needs: the state itself stays out of Lua.
-          local current = redis.call('GETRANGE', keys[1], 0, 63)
-          local version, pending, queue = 0, 0, 0
+          local current = redis.call('GETRANGE', keys[1], '0', '63')
+          local version, pending, queue = '0', '0', '0'
           if current ~= '' then
             version, pending, queue = counts(current)
             if not version then return redis.error_reply('ERR the state at ' .. keys[1] .. ' has no counts') end
           end
-          if version ~= tonumber(args[1]) then return 0 end
-          local new_pending, new_queue = 0, 0
+          if version ~= args[1] then return 0 end
+          local new_pending, new_queue = '0', '0'
           if args[2] == '' then
             redis.call('DEL', keys[1])
           else
             local new_version
             new_version, new_pending, new_queue = counts(args[2])
-            if new_version ~= version + 1 then return redis.error_reply('ERR the new state must be version + 1') end
+            if not new_version or tonumber(new_version) ~= tonumber(version) + 1 then
+              return redis.error_reply('ERR the new state must be version + 1')
+            end
             redis.call('SET', keys[1], args[2])
           end
           local deadline, previous = string.match(args[4], '^(%d*)|(%d*)$')
           set_deadline(keys[2], args[3], deadline or args[4], previous)
-          if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', new_pending - pending) end
-          if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], new_queue - queue) end
+          if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', delta(new_pending, pending)) end
+          if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], delta(new_queue, queue)) end
           local deliveries = tonumber(args[7])
           local first_change = 8 + 3 * deliveries
           for index = first_change, #args, 3 do
@@ -255,7 +268,7 @@ enum FunctionLibrary {
                 entries[#entries + 1] = { entry[1], entry[2], tag }
               end
               local later = redis.call('ZRANGEBYSCORE', 'ap:{' .. tag .. '}:outdue', '(' .. args[1], '+inf',
-                'WITHSCORES', 'LIMIT', 0, 1)
+                'WITHSCORES', 'LIMIT', '0', '1')
               if #later > 0 and (not next_due or tonumber(later[2]) < next_due) then
                 next_due = tonumber(later[2])
               end
