@@ -176,8 +176,8 @@ public final class Broker: @unchecked Sendable {
     public func shutdown() {
         application.isReady = false
         server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [loop, redisStore] in
-            redisStore?.close()
-            loop.stop()
+            guard let redisStore else { return loop.stop() }
+            redisStore.close { loop.stop() }
         }
     }
 
