@@ -97,11 +97,18 @@ struct StatesUnderTest {
 
     /// alice with phone-1 registered, committed and loaded back: version 1.
     private func aliceWithAPhone(in setup: StatesUnderTest) async throws -> UserState {
+        try await user(alice, registering: "phone-1", in: setup)
+    }
+
+    /// A new user with one device registered, committed and loaded back.
+    private func user(_ key: UserKey, registering deviceID: String, in setup: StatesUnderTest) async throws -> UserState
+    {
+        var device = registration()
+        device.userID = key.userID
         let registered = try Rules.register(
-            "phone-1", registration(), policy: TenantPolicy(), registeredTo: nil, user: UserState(key: alice),
-            now: Self.now)
+            deviceID, device, policy: TenantPolicy(), registeredTo: nil, user: UserState(key: key), now: Self.now)
         #expect(try await setup.commit(registered) == .durable)
-        return try #require(try await setup.load(.user(alice)).state)
+        return try #require(try await setup.load(.user(key)).state)
     }
 
     @Test func aDecisionOnAnOlderVersionIsRefusedAndWritesNothing() async throws {
@@ -222,11 +229,7 @@ struct StatesUnderTest {
         // The phone leaves alice and joins bob: alice's state no longer holds it, so the index is read again.
         #expect(try await setup.commit(try Rules.remove("phone-1", user: withPhone)) == .durable)
         let bob = UserKey(tenantID: "contoso", userID: "bob")
-        var device = registration()
-        device.userID = "bob"
-        let joined = try Rules.register(
-            "phone-1", device, policy: TenantPolicy(), registeredTo: nil, user: UserState(key: bob), now: Self.now)
-        #expect(try await setup.commit(joined) == .durable)
+        _ = try await user(bob, registering: "phone-1", in: setup)
         before = try await commandCalls(setup)
         #expect(try await setup.load(.device("phone-1")).state?.key == bob)
         after = try await commandCalls(setup)
@@ -242,12 +245,7 @@ struct StatesUnderTest {
     @Test func theDevicesKnownHereAreBounded() async throws {
         let setup = try await StatesUnderTest(deviceUsersLimit: 1)
         _ = try await aliceWithAPhone(in: setup)
-        let bob = UserKey(tenantID: "contoso", userID: "bob")
-        var device = registration()
-        device.userID = "bob"
-        let registered = try Rules.register(
-            "phone-2", device, policy: TenantPolicy(), registeredTo: nil, user: UserState(key: bob), now: Self.now)
-        #expect(try await setup.commit(registered) == .durable)
+        _ = try await user(UserKey(tenantID: "contoso", userID: "bob"), registering: "phone-2", in: setup)
         func indexReads(_ deviceID: String) async throws -> Int {
             let before = try await commandCalls(setup)["fcall", default: 0]
             #expect(try await setup.load(.device(deviceID)).state?.device(deviceID) != nil)

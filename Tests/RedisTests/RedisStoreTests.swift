@@ -1,6 +1,8 @@
 // The store over a real Redis: the forwarder's outcomes gathered for a moment go to Redis in one call, a full batch
-// goes at once, and a stop stores what was gathered before the connections close.
+// goes at once, and a stop stores what was gathered before the connections close (or, with Redis not answering,
+// tells those outcomes they failed and closes all the same).
 import Core
+import Foundation
 import Locking
 import Logging
 import Redis
@@ -79,6 +81,28 @@ import Testing
         #expect(told.withLock { $0 } == 63)
         let closed: Bool = try await thread.wait { done in store.value.close { done(true) } }
         #expect(closed)
+        thread.stop()
+        try await setup.stop()
+    }
+
+    @Test func aStopWhileRedisDoesNotAnswerStillClosesAndTellsTheGatheredOutcomesTheyFailed() async throws {
+        let setup = try await StatesUnderTest()
+        let (thread, store) = try await Self.storeGatheringForAMinute(on: setup)
+        let told = Locked<[Bool]>([])
+        try await thread.run {
+            let acknowledged = Commit(
+                state: nil, changes: [], outbox: [.delivered(challengeID: Self.unknownCallback(1))])
+            store.value.commit(acknowledged) { result in told.withLock { $0.append(result == .durable) } }
+        }
+        // Redis stops answering: the stop's call for the gathered outcome runs into the command timeout (1 s), and
+        // the store closes all the same.
+        setup.server.freeze()
+        let started = Date()
+        let closed: Bool = try await thread.wait { done in store.value.close { done(true) } }
+        #expect(closed)
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(told.withLock { $0 } == [false])
+        setup.server.thaw()
         thread.stop()
         try await setup.stop()
     }
