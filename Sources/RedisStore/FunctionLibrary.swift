@@ -18,22 +18,29 @@
 //                              (RedisOutbox reads callbacks and dead letters of the release before, without the
 //                              traceparent, too)
 //   ap:dlt:<tenant>            sorted set: challenge id → dead at (newest first for the list)
-//   ap:outparts                sorted set: partition → its earliest next attempt, for partitions with callbacks (a
-//                              read of due callbacks looks only where there are some)
 //   ap:route:<device>          the instance that holds the device's event stream (expires unless renewed)
 //   ap:lp:<challenge>          set: the instances with a long poll of the challenge (expires after the longest)
 //   ap:inbox:<instance>        channel: deliveries committed elsewhere for the instance's streams and long polls
-//   ap:gauges                  hash: pending, q:<tenant> (queue depth by tenant; the total is their sum), kept by
-//                              every commit: one read gives the figures every instance reports
+//   ap:gauges                  hash: c:<tenant> (the tenant's pending challenges and queue entries, packed as
+//                              pending * 10^10 + queue: one write for a commit that changes both), kept by every
+//                              commit, so that one read gives the figures every instance reports; pending and
+//                              q:<tenant>, as version 10 kept them, still count, unchanged since
 //   ap:instances               sorted set: instance → when it last said it is alive
 //   ap:membership              hash: live (the live instances by name, which share the partitions' callbacks),
 //                              since (when that set began), before (the live set before it)
-// The forward queue is the length of the outbox hashes of the partitions ap:outparts names. Times are Unix
-// milliseconds.
+// The forward queue is the length of every partition's outbox hash. Times are Unix milliseconds.
+//
+// No index says which partitions hold callbacks (version 10 kept one, ap:outparts, which an instance deletes when it
+// loads this library): keeping it cost three writes a callback, while a read of due callbacks, about once a second,
+// looks at the earliest entry of each partition it forwards, at most 1,024 cheap reads.
+import Core
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 10
+    static let version = 11
+
+    /// Keys older libraries kept and this one does not: deleted when it replaces them.
+    static let retiredKeys = ["ap:outparts"]
 
     static let source = """
         #!lua name=approvald
@@ -49,9 +56,22 @@ enum FunctionLibrary {
           return #a < #b or (#a == #b and a < b)
         end
 
-        -- A change of a count as the decimal string HINCRBY takes.
-        local function delta(new, old)
-          return string.format('%d', tonumber(new) - tonumber(old))
+        -- A tenant's counts share a field of ap:gauges: pending * 10^10 + queue. HINCRBY keeps it exact whatever its
+        -- size, and the split below is exact too, with no arithmetic beyond 2^53: each part is read from its own
+        -- digits. A part may be below zero (a challenge counted in version 10's fields ends under this one), so
+        -- the queue's part is taken within ±5 * 10^9 of zero.
+        local function count_change(new_pending, pending, new_queue, queue)
+          return string.format('%d', (tonumber(new_pending) - tonumber(pending)) * 1e10 + tonumber(new_queue)
+            - tonumber(queue))
+        end
+
+        local function split_counts(packed)
+          local sign, digits = string.match(packed, '^(%-?)(%d+)$')
+          local pending = tonumber(string.sub(digits, 1, -11)) or 0
+          local queue = tonumber(string.sub(digits, -10))
+          if queue >= 5e9 then pending, queue = pending + 1, queue - 1e10 end
+          if sign == '-' then return -pending, -queue end
+          return pending, queue
         end
 
         local function user_key(partition, field)
@@ -77,17 +97,16 @@ enum FunctionLibrary {
           local next_attempt = string.match(callback, '^%d+|(%d+)|')
           redis.call('HSET', 'ap:{' .. tag .. '}:out', id, callback)
           redis.call('ZADD', 'ap:{' .. tag .. '}:outdue', next_attempt, id)
-          redis.call('ZADD', 'ap:outparts', 'LT', next_attempt, tag)
         end
 
-        -- The partition's entry in an index of partitions (ap:outparts, ap:dueparts) set to the earliest score of its
-        -- sorted set, or removed when the set is empty.
-        local function index_earliest(index, tag, set)
-          local first = redis.call('ZRANGE', set, '0', '0', 'WITHSCORES')
+        -- The partition's entry in ap:dueparts set to the earliest deadline of its due set, or removed when the set is
+        -- empty.
+        local function index_earliest(tag, due)
+          local first = redis.call('ZRANGE', due, '0', '0', 'WITHSCORES')
           if #first == 0 then
-            redis.call('ZREM', index, tag)
+            redis.call('ZREM', 'ap:dueparts', tag)
           else
-            redis.call('ZADD', index, first[2], tag)
+            redis.call('ZADD', 'ap:dueparts', first[2], tag)
           end
         end
 
@@ -156,8 +175,9 @@ enum FunctionLibrary {
           end
           local deadline, previous = string.match(args[4], '^(%d*)|(%d*)$')
           set_deadline(keys[2], args[3], deadline or args[4], previous)
-          if new_pending ~= pending then redis.call('HINCRBY', keys[3], 'pending', delta(new_pending, pending)) end
-          if new_queue ~= queue then redis.call('HINCRBY', keys[3], 'q:' .. args[5], delta(new_queue, queue)) end
+          if new_pending ~= pending or new_queue ~= queue then
+            redis.call('HINCRBY', keys[3], 'c:' .. args[5], count_change(new_pending, pending, new_queue, queue))
+          end
           local deliveries = tonumber(args[7])
           local first_change = 8 + 3 * deliveries
           for index = first_change, #args, 3 do
@@ -208,7 +228,7 @@ enum FunctionLibrary {
             local op = args[index]
             if op ~= 'd' and op ~= 'r' and op ~= 'x' then return redis.error_reply('ERR unknown outbox change ' .. op) end
           end
-          local changed, touched = 0, {}
+          local changed = 0
           for index = 1, #args, 5 do
             local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
               args[index + 4]
@@ -217,13 +237,11 @@ enum FunctionLibrary {
               local callback = redis.call('HGET', out, id)
               if callback then
                 changed = changed + 1
-                touched[tag] = true
                 redis.call('HSET', out, id, value .. '|' .. string.match(callback, '^%d+|%d+|(.*)$'))
                 redis.call('ZADD', outdue, string.match(value, '|(%d+)$'), id)
               end
             elseif redis.call('HDEL', out, id) == 1 then
               changed = changed + 1
-              touched[tag] = true
               redis.call('ZREM', outdue, id)
               if op == 'x' then
                 redis.call('HSET', 'ap:dl:' .. tenant, id, value)
@@ -231,7 +249,6 @@ enum FunctionLibrary {
               end
             end
           end
-          for tag in pairs(touched) do index_earliest('ap:outparts', tag, 'ap:{' .. tag .. '}:outdue') end
           return changed
         end
 
@@ -258,35 +275,26 @@ enum FunctionLibrary {
         local function due_callbacks(keys, args)
           local now, limit = tonumber(args[1]), tonumber(args[2])
           local cursor_score = args[3] ~= '' and tonumber(args[3]) or nil
-          local asked = {}
-          for index = 5, #args do asked[args[index]] = true end
           local entries, next_due = {}, nil
-          -- Only the partitions with something due are read.
-          for _, tag in ipairs(redis.call('ZRANGEBYSCORE', 'ap:outparts', '-inf', args[1])) do
-            if asked[tag] then
-              for _, entry in ipairs(due_after('ap:{' .. tag .. '}:outdue', now, limit, cursor_score, args[4])) do
-                entries[#entries + 1] = { entry[1], entry[2], tag }
-              end
-              local later = redis.call('ZRANGEBYSCORE', 'ap:{' .. tag .. '}:outdue', '(' .. args[1], '+inf',
-                'WITHSCORES', 'LIMIT', '0', '1')
-              if #later > 0 and (not next_due or tonumber(later[2]) < next_due) then
-                next_due = tonumber(later[2])
-              end
-            end
+          local function consider(time)
+            if not next_due or time < next_due then next_due = time end
           end
-          -- The first partition asked for whose earliest callback falls due later.
-          local offset = 0
-          while not next_due do
-            local page = redis.call('ZRANGEBYSCORE', 'ap:outparts', '(' .. args[1], '+inf', 'WITHSCORES', 'LIMIT',
-              offset, 64)
-            if #page == 0 then break end
-            for index = 1, #page, 2 do
-              if asked[page[index]] then
-                next_due = tonumber(page[index + 1])
-                break
+          for index = 5, #args do
+            local tag = args[index]
+            local due = 'ap:{' .. tag .. '}:outdue'
+            -- The earliest entry tells whether anything is due: most partitions hold nothing or nothing due yet.
+            local first = redis.call('ZRANGE', due, '0', '0', 'WITHSCORES')
+            if #first > 0 then
+              if tonumber(first[2]) > now then
+                consider(tonumber(first[2]))
+              else
+                for _, entry in ipairs(due_after(due, now, limit, cursor_score, args[4])) do
+                  entries[#entries + 1] = { entry[1], entry[2], tag }
+                end
+                local later = redis.call('ZRANGEBYSCORE', due, '(' .. args[1], '+inf', 'WITHSCORES', 'LIMIT', '0', '1')
+                if #later > 0 then consider(tonumber(later[2])) end
               end
             end
-            offset = offset + 64
           end
           table.sort(entries, function(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end)
           local reply = { next_due and string.format('%d', next_due) or '' }
@@ -345,34 +353,46 @@ enum FunctionLibrary {
               for _, field in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', args[1], 'LIMIT', 0, args[2])) do
                 reply[#reply + 1] = field
               end
-              index_earliest('ap:dueparts', tag, key)
+              index_earliest(tag, key)
             end
           end
           return reply
         end
 
-        -- → { name, value, … }: pending, queue (the sum of every q:<tenant>), out (the callbacks in the outboxes of
-        -- the partitions that hold any) and each q:<tenant>.
+        -- → { name, value, … }: pending, queue (the sum of every q:<tenant>), out (the callbacks in every partition's
+        -- outbox) and each q:<tenant>.
         local function gauges(keys, args)
           local sums, names = { pending = 0, queue = 0, out = 0 }, { 'pending', 'queue', 'out' }
+          local function add_queue(tenant, count)
+            local name = 'q:' .. tenant
+            if not sums[name] then
+              sums[name] = 0
+              names[#names + 1] = name
+            end
+            sums[name] = sums[name] + count
+            sums.queue = sums.queue + count
+          end
           local fields = redis.call('HGETALL', 'ap:gauges')
           for at = 1, #fields, 2 do
-            local name, value = fields[at], tonumber(fields[at + 1])
-            if name == 'pending' then
-              sums.pending = value
-            elseif string.sub(name, 1, 2) == 'q:' then
-              sums[name] = value
-              names[#names + 1] = name
-              sums.queue = sums.queue + value
+            local name, value = fields[at], fields[at + 1]
+            local kind, tenant = string.sub(name, 1, 2), string.sub(name, 3)
+            if kind == 'c:' then
+              local pending, queue = split_counts(value)
+              sums.pending = sums.pending + pending
+              add_queue(tenant, queue)
+            elseif name == 'pending' then
+              sums.pending = sums.pending + tonumber(value)
+            elseif kind == 'q:' then
+              add_queue(tenant, tonumber(value))
             end
           end
-          for _, tag in ipairs(redis.call('ZRANGE', 'ap:outparts', 0, -1)) do
-            sums.out = sums.out + redis.call('HLEN', 'ap:{' .. tag .. '}:out')
+          for partition = 0, \(Partition.count - 1) do
+            sums.out = sums.out + redis.call('HLEN', string.format('ap:{%04d}:out', partition))
           end
           local reply = {}
           for _, name in ipairs(names) do
             reply[#reply + 1] = name
-            reply[#reply + 1] = tostring(sums[name])
+            reply[#reply + 1] = string.format('%d', sums[name])
           end
           return reply
         end

@@ -56,7 +56,10 @@ public final class RedisStates: @unchecked Sendable {
                 // None yet (an error reply: no such function) or an older release's.
                 client.send(["FUNCTION", "LOAD", "REPLACE", FunctionLibrary.source]) { loaded in
                     switch loaded {
-                    case .success(.bulk), .success(.status): completion(.success(()))
+                    case .success(.bulk), .success(.status):
+                        client.send(["DEL"] + FunctionLibrary.retiredKeys) { deleted in
+                            completion(deleted.map { _ in () }.mapError { StoreError("\($0)") })
+                        }
                     case .success(let other): completion(.failure(StoreError("FUNCTION LOAD answered \(other)")))
                     case .failure(let error): completion(.failure(StoreError("\(error)")))
                     }

@@ -3,6 +3,11 @@
 // The first byte is the format; a reader refuses a format it does not know rather than guess. Enumerations are
 // stored by their position in `allCases`: new cases go at the end. Format 2 adds each challenge's traceparent; a
 // state without any is written in format 1, which an instance of the release before reads too.
+//
+// An ended challenge is written without its decision's signature and its traceparent: both went out with its
+// callback, in the commit that ended it, and nothing that reads an ended challenge afterwards (a create's replay,
+// the challenge's status, a device's retry of its answer) looks at them. They were most of its bytes, and a user
+// who signs in often carries every challenge of the last 15 minutes through each commit.
 import Core
 import Store
 
@@ -16,9 +21,7 @@ enum UserStateCodec {
     static func encode(_ state: UserState) -> [UInt8] {
         var out = BinaryWriter()
         out.bytes.reserveCapacity(512)
-        let traced =
-            state.pending.contains { $0.traceparent != nil } || state.ended.contains { $0.challenge.traceparent != nil }
-        let format = traced ? Format.traceparents : .original
+        let format = state.pending.contains { $0.traceparent != nil } ? Format.traceparents : .original
         out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
@@ -26,7 +29,7 @@ enum UserStateCodec {
         out.count(state.pending.count)
         for challenge in state.pending { out.challenge(challenge, format) }
         out.count(state.ended.count)
-        for ended in state.ended { out.challenge(ended.challenge, format) }
+        for ended in state.ended { out.challenge(ended.challenge, format, keepingProof: false) }
         out.count(state.fallbacks.count)
         for fallback in state.fallbacks {
             out.request(fallback.request)
@@ -88,8 +91,9 @@ extension BinaryWriter {
         string(request.context.json)
     }
 
-    mutating func challenge(_ challenge: Challenge, _ format: UserStateCodec.Format) {
-        if format == .traceparents { optionalString(challenge.traceparent) }
+    /// `keepingProof` false: an empty signature and no traceparent (see the top of the file).
+    mutating func challenge(_ challenge: Challenge, _ format: UserStateCodec.Format, keepingProof: Bool = true) {
+        if format == .traceparents { optionalString(keepingProof ? challenge.traceparent : nil) }
         string(challenge.id)
         request(challenge.request)
         count(challenge.choices.count)
@@ -115,7 +119,7 @@ extension BinaryWriter {
             choice(reason)
         }
         time(decision.signedAtUnix)
-        string(decision.signature)
+        string(keepingProof ? decision.signature : "")
     }
 }
 

@@ -94,10 +94,16 @@ import Testing
             detail: "the verifier answered 500 | twice\nagain",
             deadAt: Self.now + 21_000)
         try await change(.deadLetter(letter))
-        #expect(try await due(at: Self.now + 30_000).entries.isEmpty)
+        let none = try await due(at: Self.now + 30_000)
+        #expect(none.entries.isEmpty && none.nextDueAt == nil)
         #expect(try await forwardQueue() == 0)
-        // No partition is left in the index of those with callbacks.
-        #expect(try await setup.server.cli(["ZCARD", "ap:outparts"]) == "0")
+        // Nothing is left of either partition's outbox.
+        for partition in [alice.partition, bob.partition] {
+            #expect(
+                try await setup.server.cli([
+                    "EXISTS", RedisOutbox.outboxKey(partition), RedisOutbox.dueKey(partition),
+                ]) == "0")
+        }
         let listed: Result<[DeadLetter], StoreError> = try await setup.tested.thread.wait { done in
             outbox.value.deadLetters(tenantID: "contoso", limit: 10) { done($0) }
         }
@@ -124,9 +130,6 @@ import Testing
                     traceparent: alice.traceparent)
             ])
         #expect(try await forwardQueue() == 1)
-        #expect(
-            try await setup.server.cli(["ZSCORE", "ap:outparts", RedisStates.tag(alice.partition)])
-                == "\(Self.now + 40_000)")
         // Several outcomes in one call, across partitions.
         let carol = try await pendingWithCallback(
             UserKey(tenantID: "contoso", userID: "carol"), due: Self.now, in: setup)
@@ -141,6 +144,37 @@ import Testing
         try batched.get()
         #expect(try await forwardQueue() == 0)
         #expect(try await due(at: Self.now + 50_000).entries.isEmpty)
+        try await setup.stop()
+    }
+
+    /// A read looks only at the partitions it names (those the instance forwards), and its next due time is the
+    /// earliest of theirs, whether or not anything is due now.
+    @Test func aReadSeesOnlyThePartitionsItNamesAndTheirEarliestLaterCallback() async throws {
+        let setup = try await StatesUnderTest()
+        let outbox = UncheckedBox(RedisOutbox(client: setup.tested.client.value))
+        func due(in partitions: [Partition], at now: UnixMillis) async throws -> DueCallbacks {
+            let result: Result<DueCallbacks, StoreError> = try await setup.tested.thread.wait { done in
+                outbox.value.dueCallbacks(in: partitions, now: now, after: nil, limit: 10) { done($0) }
+            }
+            return try result.get()
+        }
+        let alice = try await pendingWithCallback(
+            UserKey(tenantID: "contoso", userID: "alice"), due: Self.now, in: setup)
+        let bob = try await pendingWithCallback(
+            UserKey(tenantID: "contoso", userID: "bob"), due: Self.now + 7_000, in: setup)
+        let carol = try await pendingWithCallback(
+            UserKey(tenantID: "contoso", userID: "carol"), due: Self.now + 3_000, in: setup)
+        try #require(Set([alice.partition, bob.partition, carol.partition]).count == 3)
+
+        let onlyBob = try await due(in: [bob.partition], at: Self.now)
+        #expect(onlyBob.entries.isEmpty && onlyBob.nextDueAt == Self.now + 7_000)
+        let notAlice = try await due(in: [bob.partition, carol.partition], at: Self.now)
+        #expect(notAlice.entries.isEmpty && notAlice.nextDueAt == Self.now + 3_000)
+        let all = try await due(in: Partition.all, at: Self.now)
+        #expect(all.entries == [alice] && all.nextDueAt == Self.now + 3_000)
+        #expect(try await due(in: [], at: Self.now + 10_000).entries.isEmpty)
+        let later = try await due(in: Partition.all, at: Self.now + 10_000)
+        #expect(later.entries.map(\.challengeID) == [alice, carol, bob].map(\.challengeID) && later.nextDueAt == nil)
         try await setup.stop()
     }
 }

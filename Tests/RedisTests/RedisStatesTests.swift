@@ -82,8 +82,8 @@ struct StatesUnderTest {
         let tag = RedisStates.tag(alice.partition)
         #expect(
             try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == String(challenge.expiresAt))
-        #expect(try await setup.server.cli(["HGET", "ap:gauges", "pending"]) == "1")
-        #expect(try await setup.server.cli(["HGET", "ap:gauges", "q:contoso"]) == "1")
+        // One pending challenge and one queue entry, in the tenant's one field.
+        #expect(try await setup.server.cli(["HGET", "ap:gauges", "c:contoso"]) == "10000000001")
         // The request_id's index goes by itself a minute after the end of remembering, should no sweep forget it.
         #expect(
             try await setup.server.cli(["PEXPIRETIME", "ap:req:contoso\nr-1"])
@@ -331,6 +331,31 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
+    /// The packed counts are split exactly at any size and below zero, and the fields of version 10 (which stay
+    /// as they were when this library replaced it) still count.
+    @Test func theGaugesReadPackedCountsExactlyAndAddTheFieldsOfVersion10() async throws {
+        let setup = try await StatesUnderTest()
+        let fields = [
+            // Version 10's: five pending, seven queue entries of contoso's.
+            "pending", "5", "q:contoso", "7",
+            // Since: one of those pending and two of those entries ended.
+            "c:contoso", "-10000000002",
+            // 900,000,000 pending and 4,999,999,999 entries: past what a double holds exactly, packed.
+            "c:big", "9000000004999999999",
+            // Three pending and two entries fewer.
+            "c:mixed", "29999999998",
+        ]
+        #expect(try await setup.server.cli(["HSET", "ap:gauges"] + fields) == "5")
+        let result: Result<Gauges, StoreError> = try await setup.tested.thread.wait {
+            [states = setup.states] done in states.value.gauges { done($0) }
+        }
+        let gauges = try result.get()
+        #expect(gauges.pendingChallenges == 5 - 1 + 900_000_000 + 3)
+        #expect(gauges.queueDepthByTenant == ["contoso": 5, "big": 4_999_999_999, "mixed": -2])
+        #expect(gauges.queueDepth == 5 + 4_999_999_999 - 2)
+        try await setup.stop()
+    }
+
     @Test func aSavedPolicyIsReadBackAndAnnouncedToTheOtherInstances() async throws {
         let setup = try await StatesUnderTest()
         let announced = Locked<[String]>([])
@@ -371,12 +396,18 @@ struct StatesUnderTest {
 
     @Test func theFunctionsAreLoadedOnceAndANewerLibraryIsNotReplaced() async throws {
         let setup = try await StatesUnderTest()
+        // An older library's index, as version 10 kept it: replacing that library deletes it.
+        let older = FunctionLibrary.source.replacingOccurrences(
+            of: "return \(FunctionLibrary.version) end", with: "return 10 end")
+        #expect(try await setup.server.cli(["FUNCTION", "LOAD", "REPLACE", older]) == "approvald")
+        #expect(try await setup.server.cli(["ZADD", "ap:outparts", "1000", "0065"]) == "1")
         let again: Result<Void, StoreError> = try await setup.tested.thread.wait {
             [client = setup.tested.client] done in
             RedisStates.installFunctions(on: client.value) { done($0) }
         }
         try again.get()
         #expect(try await setup.server.cli(["FCALL", "approvald_version", "0"]) == String(FunctionLibrary.version))
+        #expect(try await setup.server.cli(["EXISTS", "ap:outparts"]) == "0")
         // A later release's library.
         let newer = FunctionLibrary.source.replacingOccurrences(
             of: "return \(FunctionLibrary.version) end", with: "return 99 end")
