@@ -32,7 +32,8 @@
 //
 // No index says which partitions hold callbacks (version 10 kept one, ap:outparts, which an instance deletes when it
 // loads this library): keeping it cost three writes a callback, while a read of due callbacks, about once a second,
-// looks at the earliest entry of each partition it forwards, at most 1,024 cheap reads.
+// asks with one EXISTS whether any partition it forwards holds a callback, and only then looks at the earliest entry
+// of each (at most 1,024 cheap reads).
 import Core
 
 enum FunctionLibrary {
@@ -279,9 +280,12 @@ enum FunctionLibrary {
           local function consider(time)
             if not next_due or time < next_due then next_due = time end
           end
-          for index = 5, #args do
-            local tag = args[index]
-            local due = 'ap:{' .. tag .. '}:outdue'
+          local dues = {}
+          for index = 5, #args do dues[#dues + 1] = 'ap:{' .. args[index] .. '}:outdue' end
+          -- One command tells whether any of them holds a callback: none do, mostly, when the verifiers keep up.
+          if #dues == 0 or redis.call('EXISTS', unpack(dues)) == 0 then return { '' } end
+          for index, due in ipairs(dues) do
+            local tag = args[index + 4]
             -- The earliest entry tells whether anything is due: most partitions hold nothing or nothing due yet.
             local first = redis.call('ZRANGE', due, '0', '0', 'WITHSCORES')
             if #first > 0 then
@@ -359,6 +363,18 @@ enum FunctionLibrary {
           return reply
         end
 
+        -- Every partition's outbox hash, named on first use (a library that loads may not use `string` yet).
+        local outboxes = nil
+        local function every_outbox()
+          if not outboxes then
+            outboxes = {}
+            for partition = 0, \(Partition.count - 1) do
+              outboxes[partition + 1] = string.format('ap:{%04d}:out', partition)
+            end
+          end
+          return outboxes
+        end
+
         -- → { name, value, … }: pending, queue (the sum of every q:<tenant>), out (the callbacks in every partition's
         -- outbox) and each q:<tenant>.
         local function gauges(keys, args)
@@ -386,8 +402,8 @@ enum FunctionLibrary {
               add_queue(tenant, tonumber(value))
             end
           end
-          for partition = 0, \(Partition.count - 1) do
-            sums.out = sums.out + redis.call('HLEN', string.format('ap:{%04d}:out', partition))
+          if redis.call('EXISTS', unpack(every_outbox())) > 0 then
+            for _, outbox in ipairs(every_outbox()) do sums.out = sums.out + redis.call('HLEN', outbox) end
           end
           local reply = {}
           for _, name in ipairs(names) do

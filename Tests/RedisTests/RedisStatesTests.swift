@@ -331,8 +331,8 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
-    /// The packed counts are split exactly at any size and below zero, and the fields of version 10 (which stay
-    /// as they were when this library replaced it) still count.
+    /// The packed counts are split exactly at any size and below zero, the fields of version 10 (which stay as they
+    /// were when this library replaced it) still count, and the forward queue is counted over every partition.
     @Test func theGaugesReadPackedCountsExactlyAndAddTheFieldsOfVersion10() async throws {
         let setup = try await StatesUnderTest()
         let fields = [
@@ -346,6 +346,8 @@ struct StatesUnderTest {
             "c:mixed", "29999999998",
         ]
         #expect(try await setup.server.cli(["HSET", "ap:gauges"] + fields) == "5")
+        // And a callback in the outbox of the last partition.
+        #expect(try await setup.server.cli(["HSET", "ap:{1023}:out", "ch_x", "0|1|1|contoso||{}"]) == "1")
         let result: Result<Gauges, StoreError> = try await setup.tested.thread.wait {
             [states = setup.states] done in states.value.gauges { done($0) }
         }
@@ -353,6 +355,7 @@ struct StatesUnderTest {
         #expect(gauges.pendingChallenges == 5 - 1 + 900_000_000 + 3)
         #expect(gauges.queueDepthByTenant == ["contoso": 5, "big": 4_999_999_999, "mixed": -2])
         #expect(gauges.queueDepth == 5 + 4_999_999_999 - 2)
+        #expect(gauges.forwardQueueDepth == 1)
         try await setup.stop()
     }
 
