@@ -6,8 +6,8 @@
 //
 // An ended challenge is written without its decision's signature and its traceparent: both went out with its
 // callback, in the commit that ended it, and nothing that reads an ended challenge afterwards (a create's replay,
-// the challenge's status, a device's retry of its answer) looks at them. They were most of its bytes, and a user
-// who signs in often carries every challenge of the last 15 minutes through each commit.
+// the challenge's status, a device's retry of its answer) looks at them. They were about 40 % of its bytes, and a
+// user who signs in often carries every challenge of the last 15 minutes through each commit.
 import Core
 import Store
 
