@@ -79,6 +79,10 @@ enum FunctionLibrary {
           return 'ap:{' .. partition .. '}:u:' .. field
         end
 
+        -- A partition's outbox: its callbacks by challenge id, and their next attempts.
+        local function outbox_key(tag) return 'ap:{' .. tag .. '}:out' end
+        local function outbox_due_key(tag) return 'ap:{' .. tag .. '}:outdue' end
+
         -- KEYS: ap:{p}:ch. ARGV: challenge id, partition. → { user field, state } or nil.
         local function load_challenge(keys, args)
           local field = redis.call('HGET', keys[1], args[1])
@@ -96,8 +100,8 @@ enum FunctionLibrary {
 
         local function enqueue(tag, id, callback)
           local next_attempt = string.match(callback, '^%d+|(%d+)|')
-          redis.call('HSET', 'ap:{' .. tag .. '}:out', id, callback)
-          redis.call('ZADD', 'ap:{' .. tag .. '}:outdue', next_attempt, id)
+          redis.call('HSET', outbox_key(tag), id, callback)
+          redis.call('ZADD', outbox_due_key(tag), next_attempt, id)
         end
 
         -- The partition's entry in ap:dueparts set to the earliest deadline of its due set, or removed when the set is
@@ -233,7 +237,7 @@ enum FunctionLibrary {
           for index = 1, #args, 5 do
             local op, id, value, tag, tenant = args[index], args[index + 1], args[index + 2], args[index + 3],
               args[index + 4]
-            local out, outdue = 'ap:{' .. tag .. '}:out', 'ap:{' .. tag .. '}:outdue'
+            local out, outdue = outbox_key(tag), outbox_due_key(tag)
             if op == 'r' then
               local callback = redis.call('HGET', out, id)
               if callback then
@@ -280,12 +284,15 @@ enum FunctionLibrary {
           local function consider(time)
             if not next_due or time < next_due then next_due = time end
           end
-          local dues = {}
-          for index = 5, #args do dues[#dues + 1] = 'ap:{' .. args[index] .. '}:outdue' end
+          local tags, dues = {}, {}
+          for index = 5, #args do
+            tags[#tags + 1] = args[index]
+            dues[#dues + 1] = outbox_due_key(args[index])
+          end
           -- One command tells whether any of them holds a callback: none do, mostly, when the verifiers keep up.
           if #dues == 0 or redis.call('EXISTS', unpack(dues)) == 0 then return { '' } end
           for index, due in ipairs(dues) do
-            local tag = args[index + 4]
+            local tag = tags[index]
             -- The earliest entry tells whether anything is due: most partitions hold nothing or nothing due yet.
             local first = redis.call('ZRANGE', due, '0', '0', 'WITHSCORES')
             if #first > 0 then
@@ -306,7 +313,7 @@ enum FunctionLibrary {
             local entry = entries[index]
             reply[#reply + 1] = entry[3]
             reply[#reply + 1] = entry[2]
-            reply[#reply + 1] = redis.call('HGET', 'ap:{' .. entry[3] .. '}:out', entry[2])
+            reply[#reply + 1] = redis.call('HGET', outbox_key(entry[3]), entry[2])
           end
           return reply
         end
@@ -369,7 +376,7 @@ enum FunctionLibrary {
           if not outboxes then
             outboxes = {}
             for partition = 0, \(Partition.count - 1) do
-              outboxes[partition + 1] = string.format('ap:{%04d}:out', partition)
+              outboxes[partition + 1] = outbox_key(string.format('%04d', partition))
             end
           end
           return outboxes

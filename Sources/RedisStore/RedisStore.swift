@@ -45,12 +45,14 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    /// The store's life: its first connection prepares Redis (persistence check, functions, policies) once.
+    /// The store's life: its first connection prepares Redis (persistence check, functions, policies) once. A stop
+    /// goes through `closing` (the outcomes still gathered are stored; nothing new is taken) to `closed`.
     private enum Phase {
         case connecting
         case preparing
         case open
         case failed
+        case closing
         case closed
     }
 
@@ -135,7 +137,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
             switch phase {
             case .connecting: prepare()
             case .open: caughtUp()
-            case .preparing, .failed, .closed: break
+            case .preparing, .failed, .closing, .closed: break
             }
         }
         client.onLost = { [unowned self, logger] error in
@@ -183,6 +185,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                             case .failure(let error) where client.isReady: fail(error)
                             case .failure(let error): retryPreparing(error)
                             case .success(let gauges):
+                                guard phase == .preparing else { return }
                                 cachedGauges = gauges
                                 phase = .open
                                 refreshTimer.schedule(after: settings.refreshSeconds)
@@ -199,12 +202,14 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     /// The connection went while preparing: prepare again on the next one.
     private func retryPreparing(_ error: any Error) {
+        guard phase == .preparing else { return }
         logger.warning("cannot prepare Redis yet", metadata: ["error": "\(error)"])
         phase = .connecting
         if client.isReady { prepare() }
     }
 
     private func fail(_ error: StoreError) {
+        guard phase == .preparing else { return }
         phase = .failed
         finishOpening(.failure(error))
     }
@@ -462,9 +467,10 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     public func close() { close {} }
 
     /// Stores the outcomes still gathered (within the command timeout), then closes every connection; `closed`
-    /// runs then.
+    /// runs then. Loads and commits asked for meanwhile are refused. A second stop is told at once.
     public func close(then closed: @escaping () -> Void) {
-        guard phase != .closed else { return closed() }
+        guard phase != .closing, phase != .closed else { return closed() }
+        phase = .closing
         refreshTimer.cancel()
         routeTimer.cancel()
         leaseTimer.cancel()

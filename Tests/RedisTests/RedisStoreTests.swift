@@ -1,6 +1,6 @@
 // The store over a real Redis: the forwarder's outcomes gathered for a moment go to Redis in one call, a full batch
 // goes at once, and a stop stores what was gathered before the connections close (or, with Redis not answering,
-// tells those outcomes they failed and closes all the same).
+// tells those outcomes they failed and closes all the same), taking nothing new meanwhile.
 import Core
 import Foundation
 import Locking
@@ -98,9 +98,20 @@ import Testing
         // the store closes all the same.
         setup.server.freeze()
         let started = Date()
-        let closed: Bool = try await thread.wait { done in store.value.close { done(true) } }
-        #expect(closed)
-        #expect(Date().timeIntervalSince(started) < 5)
+        let closedAt = Locked<Date?>(nil)
+        try await thread.run { store.value.close { closedAt.withLock { $0 = Date() } } }
+        // Meanwhile the store takes nothing new (an outcome would wait for a batch that never goes), and a second
+        // stop is told at once.
+        let during: CommitResult = try await thread.wait { done in
+            store.value.commit(
+                Commit(state: nil, changes: [], outbox: [.delivered(challengeID: Self.unknownCallback(2))])
+            ) { done($0) }
+        }
+        #expect(during == .failed(StoreError("the Redis store is not open")))
+        let again: Bool = try await thread.wait { done in store.value.close { done(true) } }
+        #expect(again && closedAt.withLock { $0 } == nil)
+        #expect(await eventually(timeout: 5) { closedAt.withLock { $0 } != nil })
+        #expect(try #require(closedAt.withLock { $0 }).timeIntervalSince(started) < 5)
         #expect(told.withLock { $0 } == [false])
         setup.server.thaw()
         thread.stop()
