@@ -5,8 +5,9 @@ CONFIG ?= Config/approvald.toml
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev
 TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf
-# (linux-perf, bench/redis/run PERF=1), and what bench/broker/recovery fills a store with (sqlite3, bc).
-BENCH_PACKAGES := nghttp2-client valgrind util-linux linux-perf python3 sqlite3 bc
+# (linux-perf, bench/redis/run PERF=1), what bench/broker/recovery fills a store with (sqlite3, bc), and the clocks
+# bench/redis/forgetting sets ahead (faketime).
+BENCH_PACKAGES := nghttp2-client valgrind util-linux linux-perf python3 sqlite3 bc faketime
 # What `approvald --version` and approvald_build_info say: the release, and the commit built (docker/Dockerfile passes
 # COMMIT, having no .git).
 VERSION ?= 0.16.0
