@@ -36,7 +36,8 @@ final class StaleStore: DelegatingStore, @unchecked Sendable {
 }
 
 @Suite struct StaleStoreTests {
-    func broker(staleCommits: Int) async throws -> (InProcessBroker, Locked<StaleStore?>) {
+    /// The broker, its store, and the store's directory (for the test to remove).
+    func broker(staleCommits: Int) async throws -> (InProcessBroker, Locked<StaleStore?>, directory: String) {
         let made = Locked<StaleStore?>(nil)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-\(UUID())").path
         let broker = try await InProcessBroker(
@@ -46,12 +47,15 @@ final class StaleStore: DelegatingStore, @unchecked Sendable {
                 return store
             },
             store: { loop in try! SQLiteJournal(directory: directory) { work in loop.execute(work) } })
-        return (broker, made)
+        return (broker, made, directory)
     }
 
     @Test func aStaleCommitIsDecidedAgainAndAcknowledgedOnce() async throws {
-        let (broker, store) = try await broker(staleCommits: 3)
-        defer { broker.stop() }
+        let (broker, store, directory) = try await broker(staleCommits: 3)
+        defer {
+            broker.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
         let key = try P256PrivateKey()
         let registered = try await broker.idp(
             "PUT", "/v1/tenants/contoso/devices/phone-1", InProcessBroker.registration("alice", key))
@@ -64,8 +68,11 @@ final class StaleStore: DelegatingStore, @unchecked Sendable {
     }
 
     @Test func stateThatKeepsMovingIsUnavailable() async throws {
-        let (broker, _) = try await broker(staleCommits: 1000)
-        defer { broker.stop() }
+        let (broker, _, directory) = try await broker(staleCommits: 1000)
+        defer {
+            broker.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
         let key = try P256PrivateKey()
         let registered = try await broker.idp(
             "PUT", "/v1/tenants/contoso/devices/phone-1", InProcessBroker.registration("alice", key))
