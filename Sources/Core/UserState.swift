@@ -159,20 +159,27 @@ public struct UserState: Equatable, Sendable {
     public var pendingCount: Int { pending.count }
 
     /// When `Rules.tick` next has something to do for this user: an expiry or the end of a remembering window.
-    public var nextDeadline: UnixMillis? {
+    public var nextDeadline: UnixMillis? { nextDeadline(includingEnded: true) }
+
+    /// `includingEnded` false leaves out the ends of ended challenges' windows: for a store that keeps each ended
+    /// challenge apart from the state, under keys that expire by themselves when its window ends.
+    public func nextDeadline(includingEnded: Bool) -> UnixMillis? {
         var next: UnixMillis?
         func consider(_ at: UnixMillis) { next = min(next ?? at, at) }
         for challenge in pending { consider(challenge.expiresAt) }
         // Both lists are in the order their windows end.
-        if let first = ended.first?.challenge.resolution { consider(first.at + Rules.rememberMillis) }
+        if includingEnded, let first = ended.first?.challenge.resolution { consider(first.at + Rules.rememberMillis) }
         if let first = fallbacks.first { consider(first.decidedAt + Rules.rememberMillis) }
         return next
     }
 
     /// Holds nothing a later request needs: a store may drop it. Creations in the rate window count only for a user
     /// with devices, so they do not keep an aggregate alive.
-    public var isEmpty: Bool {
-        devices.isEmpty && pending.isEmpty && ended.isEmpty && fallbacks.isEmpty && lockedUntil == nil
+    public var isEmpty: Bool { ended.isEmpty && isEmptyBesidesEnded }
+
+    /// Holds nothing a later request needs but ended challenges (see `nextDeadline(includingEnded:)`).
+    public var isEmptyBesidesEnded: Bool {
+        devices.isEmpty && pending.isEmpty && fallbacks.isEmpty && lockedUntil == nil
     }
 
     // MARK: Recovery
@@ -188,15 +195,21 @@ public struct UserState: Equatable, Sendable {
     public mutating func restore(challenge: Challenge) {
         let later = recentCreations.lastIndex { $0 <= challenge.createdAt }.map { $0 + 1 } ?? 0
         recentCreations.insert(challenge.createdAt, at: later)
-        if let resolution = challenge.resolution {
-            let after = ended.lastIndex { ($0.challenge.resolution?.at ?? 0) <= resolution.at }.map { $0 + 1 } ?? 0
-            ended.insert(EndedChallenge(challenge), at: after)
-            return
-        }
+        if challenge.resolution != nil { return remember(ended: challenge) }
         pending.append(challenge)
         for deviceID in challenge.devices where device(deviceID) != nil {
             queue.append(QueueEntry(challengeID: challenge.id, deviceID: deviceID))
         }
+    }
+
+    /// Puts back an ended challenge kept apart from the state, in the order challenges ended; one the state holds
+    /// already is left as it is.
+    public mutating func remember(ended challenge: Challenge) {
+        guard let resolution = challenge.resolution, !ended.contains(where: { $0.challenge.id == challenge.id }) else {
+            return
+        }
+        let after = ended.lastIndex { ($0.challenge.resolution?.at ?? 0) <= resolution.at }.map { $0 + 1 } ?? 0
+        ended.insert(EndedChallenge(challenge), at: after)
     }
 
     public mutating func restore(fallback: Fallback) {

@@ -6,10 +6,15 @@
 //   ap:{p}:due                 sorted set: user field → the state's next deadline
 //   ap:dueparts                sorted set: partition → at most its earliest deadline (a commit lowers it, a look
 //                              for due users sets it again), so that a look reads only partitions with one due
-//   ap:{p}:ch                  hash: challenge id → user field (challenge ids name their partition)
+//   ap:{p}:ch                  hash: challenge id → user field, while the challenge is pending (challenge ids name
+//                              their partition), and after its end until a sweep forgets it where states hold their
+//                              ended challenges (formats 1 and 2)
+//   ap:{p}:c:<challenge>       "<request_id>|<tenant>\n<user>": whose ended challenge it is, where the state keeps
+//                              it apart (format 3), until the end of its window
 //   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
-//   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id (expires a minute after the end of
-//                              remembering, should no sweep forget it first)
+//   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id, from its challenge's creation (or its
+//                              fallback's) to the end of its window, a minute later should no sweep forget a fallback
+//                              first; then "\n" and the record of the challenge once it has ended (UserStateCodec)
 //   ap:{p}:out                 hash: challenge id → callback
 //                              "<attempts>|<next attempt>|<ended>|<tenant>|<traceparent>|<body>"
 //   ap:{p}:outdue              sorted set: challenge id → next attempt (the outbox in due order, as with SQLite)
@@ -27,7 +32,10 @@
 //                              q:<tenant>, as version 10 kept them, still count, unchanged since
 //   ap:instances               sorted set: instance → when it last said it is alive
 //   ap:membership              hash: live (the live instances by name, which share the partitions' callbacks),
-//                              since (when that set began), before (the live set before it)
+//                              since (when that set began), before (the live set before it), format (the newest
+//                              state format every live instance has read since: only ever raised; none means 2)
+//   ap:formats                 hash: instance → the newest state format it reads, kept while some live instance
+//                              reads an older one than `format` says (a release before's instance names none)
 // The forward queue is the length of every partition's outbox hash. Times are Unix milliseconds.
 //
 // No index says which partitions hold callbacks (version 10 kept one, ap:outparts, which an instance deletes when it
@@ -38,7 +46,7 @@ import Core
 
 enum FunctionLibrary {
     /// Raised whenever the functions change; an instance refuses to replace a newer library.
-    static let version = 11
+    static let version = 12
 
     /// Keys older libraries kept and this one does not: deleted when it replaces them.
     static let retiredKeys = ["ap:outparts"]
@@ -83,11 +91,21 @@ enum FunctionLibrary {
         local function outbox_key(tag) return 'ap:{' .. tag .. '}:out' end
         local function outbox_due_key(tag) return 'ap:{' .. tag .. '}:outdue' end
 
-        -- KEYS: ap:{p}:ch. ARGV: challenge id, partition. → { user field, state } or nil.
+        local function challenge_key(tag, id) return 'ap:{' .. tag .. '}:c:' .. id end
+        local function request_key(tenant, request) return 'ap:req:' .. tenant .. '\\n' .. request end
+
+        -- KEYS: ap:{p}:ch. ARGV: challenge id, partition. → { user field, state } for a challenge in the partition's
+        -- hash (pending, or ended in a state of format 1 or 2), { user field, state, what ap:req holds for the
+        -- challenge's request_id (its record) } for an ended challenge kept apart, or nil.
         local function load_challenge(keys, args)
           local field = redis.call('HGET', keys[1], args[1])
-          if not field then return nil end
-          return { field, redis.call('GET', user_key(args[2], field)) }
+          if field then return { field, redis.call('GET', user_key(args[2], field)) } end
+          local named = redis.call('GET', challenge_key(args[2], args[1]))
+          if not named then return nil end
+          local request
+          request, field = string.match(named, '^([^|]*)|(.*)$')
+          local tenant = string.match(field, '^([^\\n]*)\\n')
+          return { field, redis.call('GET', user_key(args[2], field)), redis.call('GET', request_key(tenant, request)) }
         end
 
         -- KEYS: ap:dev:<device>. → { user field, state } or nil.
@@ -154,8 +172,9 @@ enum FunctionLibrary {
         -- for none; the release before sends "<next>" alone), tenant, the committing instance, the number of
         -- deliveries, the deliveries as triples (kind 'd' for a device or 'c' for a challenge, its id, the message),
         -- then changes as triples: op, name, value — 'S' set a key, 'D' delete a key, 'E' set a key that expires
-        -- (value "<Unix ms>|<value>"), 'H' set a field of the challenge index, 'h' delete one, 'O' enqueue a callback
-        -- (name: challenge id, value: the callback).
+        -- (value "<Unix ms>|<value>"), 'H' set a field of the challenge index, 'h' delete one, 'R' keep an ended
+        -- challenge apart until the end of its window (name: challenge id, value "<end of window>|<request_id>|
+        -- <record>"), 'O' enqueue a callback (name: challenge id, value: the callback).
         -- → { 1, one '1' (deliver it yourself) or '0' (published) per delivery } committed, 0 stale (nothing
         -- written).
         local function commit(keys, args)
@@ -185,9 +204,25 @@ enum FunctionLibrary {
           end
           local deliveries = tonumber(args[7])
           local first_change = 8 + 3 * deliveries
+          local now = nil
           for index = first_change, #args, 3 do
             local op, name, value = args[index], args[index + 1], args[index + 2]
             if op == 'S' then redis.call('SET', name, value)
+            elseif op == 'R' then
+              -- The challenge leaves the partition's hash for a key of its own (the user, and the request_id), and
+              -- the request_id's key holds its record, both until the end of its window. A record whose window has
+              -- passed is not written, so that a request_id used again since keeps its new holder.
+              local at, request, record = string.match(value, '^(%d+)|([^|]*)|(.*)$')
+              if not now then
+                local time = redis.call('TIME')
+                now = time[1] .. string.format('%03d', math.floor(tonumber(time[2]) / 1000))
+              end
+              if less(now, at) then
+                local tag = string.sub(keys[1], 5, 8)
+                redis.call('SET', challenge_key(tag, name), request .. '|' .. args[3], 'PXAT', at)
+                redis.call('SET', request_key(args[5], request), tag .. '|' .. args[3] .. '\\n' .. record, 'PXAT', at)
+              end
+              redis.call('HDEL', keys[4], name)
             elseif op == 'E' then
               local at, held = string.match(value, '^(%d+)|(.*)$')
               redis.call('SET', name, held, 'PXAT', at)
@@ -420,10 +455,31 @@ enum FunctionLibrary {
           return reply
         end
 
-        -- ARGV: the instance, how long an instance counts as alive (ms). Says the instance is alive and reads who
-        -- else is: → { ms since the live set last changed, the live instances by name, the live set before that
-        -- change, the live instances that said they are alive since the change (and so have seen it) }. Time is
-        -- Redis's, so that instances whose clocks differ agree.
+        -- The newest state format every live instance reads, given that `me` reads `reads`. Raised once each live
+        -- instance has said it reads a newer one, then never lowered: an instance of a release before, which says
+        -- nothing, refuses to start beside this library.
+        local function agreed_format(me, reads, live)
+          local agreed = tonumber(redis.call('HGET', 'ap:membership', 'format')) or 2
+          if tonumber(reads) <= agreed then return agreed end
+          if redis.call('HGET', 'ap:formats', me) ~= reads then redis.call('HSET', 'ap:formats', me, reads) end
+          local lowest = nil
+          for _, format in ipairs(redis.call('HMGET', 'ap:formats', unpack(live))) do
+            local read = tonumber(format) or agreed
+            if not lowest or read < lowest then lowest = read end
+          end
+          if lowest > agreed then
+            agreed = lowest
+            redis.call('HSET', 'ap:membership', 'format', tostring(agreed))
+            redis.call('DEL', 'ap:formats')
+          end
+          return agreed
+        end
+
+        -- ARGV: the instance, how long an instance counts as alive (ms), and the newest state format it reads (which
+        -- the release before does not send). Says the instance is alive and reads who else is: → { ms since the
+        -- live set last changed, the live instances by name, the live set before that change, the live instances
+        -- that said they are alive since the change (and so have seen it) }, and to a caller that sent its format,
+        -- the newest format every live instance reads. Time is Redis's, so that instances whose clocks differ agree.
         local function members(keys, args)
           local time = redis.call('TIME')
           local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -445,7 +501,8 @@ enum FunctionLibrary {
           for index = 1, #scored, 2 do
             if tonumber(scored[index + 1]) >= since then seen[#seen + 1] = scored[index] end
           end
-          return { now - since, live, previous, seen }
+          if not args[3] then return { now - since, live, previous, seen } end
+          return { now - since, live, previous, seen, agreed_format(args[1], args[3], live) }
         end
 
         redis.register_function{ function_name = 'approvald_version', callback = function() return \(version) end,

@@ -44,31 +44,34 @@ final class PartitionLeases: @unchecked Sendable {
         return now - renewedAt < trustMillis
     }
 
-    /// Says this instance is alive and takes its share as far as it may; `now` (this instance's clock, when asked)
-    /// dates the renewal.
-    func renew(on client: RedisClient, now: UnixMillis, failed: @escaping (StoreError) -> Void) {
-        client.send(["FCALL", "approvald_members", "0", instanceID, String(aliveMillis)]) { [self] result in
+    /// Says this instance is alive, and the newest state format it reads, and takes its share as far as it may;
+    /// `now` (this instance's clock, when asked) dates the renewal. `completion` gets the membership read.
+    func renew(
+        on client: RedisClient, now: UnixMillis, completion: @escaping (Result<Membership, StoreError>) -> Void
+    ) {
+        let reads = String(UserStateCodec.newest.rawValue)
+        client.send(["FCALL", "approvald_members", "0", instanceID, String(aliveMillis), reads]) { [self] result in
             let read = RedisStates.read(result) { value throws(StoreError) -> Membership in
-                guard case .array(let reply) = value, reply.count == 4, case .integer(let age) = reply[0],
+                guard case .array(let reply) = value, reply.count == 5, case .integer(let age) = reply[0],
                     let live = Self.names(reply[1]), let before = Self.names(reply[2]),
-                    let seen = Self.names(reply[3])
+                    let seen = Self.names(reply[3]), case .integer(let format) = reply[4]
                 else { throw StoreError("members: \(value)") }
-                return Membership(age: UnixMillis(age), live: live, before: before, seenChange: Set(seen))
+                return Membership(
+                    age: UnixMillis(age), live: live, before: before, seenChange: Set(seen), formatAllRead: Int(format))
             }
-            switch read {
-            case .success(let membership): apply(membership, renewedAt: now)
-            case .failure(let error): failed(error)
-            }
+            if case .success(let membership) = read { apply(membership, renewedAt: now) }
+            completion(read)
         }
     }
 
-    /// The live instances by name, how long that set has held, the live set before it, and the live instances
-    /// that have renewed since it changed.
+    /// The live instances by name, how long that set has held, the live set before it, the live instances that
+    /// have renewed since it changed, and the newest state format every live instance reads.
     struct Membership {
         var age: UnixMillis
         var live: [String]
         var before: [String]
         var seenChange: Set<String>
+        var formatAllRead = Int(UserStateCodec.Format.traceparents.rawValue)
     }
 
     /// Takes the partitions of this instance's share under `membership` that it may forward now, and gives up the

@@ -19,6 +19,11 @@ public final class RedisStates: @unchecked Sendable {
     private var deviceUsers: [String: UserKey] = [:]
     /// Past this many, `deviceUsers` starts again empty: its memory stays bounded whatever devices come by.
     private let deviceUsersLimit: Int
+    /// Whether commits keep ended challenges apart from the state (state format 3, a record and a key per challenge)
+    /// or write what releases before read (formats 1 and 2, the challenge in the partition's hash). Both are always
+    /// read. Off until every live instance has said it reads format 3 (PartitionLeases), then on for good: an instance
+    /// of a release before refuses to start beside these functions.
+    public var writesEndedApart = false
 
     /// `lanes`: the connections for users' states (`client` alone when empty).
     public init(client: RedisClient, lanes: [RedisClient] = [], deviceUsersLimit: Int = 100_000) {
@@ -77,14 +82,23 @@ public final class RedisStates: @unchecked Sendable {
                 completion(
                     Self.read(result) { value throws(StoreError) in Loaded(state: try Self.state(value, of: key)) })
             }
-        case .challenge(let challengeID):
-            guard let partition = Partition(challengeID: challengeID) else {
-                return completion(.success(Loaded(state: nil)))
+        case .challenge(let challengeID): loadChallenge(challengeID, completion)
+        case .answer(let deviceID, let challengeID):
+            load(.device(deviceID)) { [self] loaded in
+                // An ended challenge is a record apart: read with the state again, which must still hold the device.
+                guard case .success(let found) = loaded, let state = found.state, state.challenge(challengeID) == nil
+                else { return completion(loaded) }
+                loadChallenge(challengeID) { again in
+                    switch again {
+                    case .success(let named):
+                        guard let held = named.state, held.key == state.key, held.device(deviceID) != nil else {
+                            return completion(loaded)
+                        }
+                        completion(again)
+                    case .failure: completion(again)
+                    }
+                }
             }
-            lane(partition).send([
-                "FCALL", "approvald_load_challenge", "1", "ap:{\(Self.tag(partition))}:ch", challengeID,
-                Self.tag(partition),
-            ]) { result in completion(Self.read(result, Self.heldState)) }
         case .device(let deviceID):
             guard let key = deviceUsers[deviceID] else { return loadThroughIndex(device: deviceID, completion) }
             lane(key.partition).send(["GET", Self.stateKey(key)]) { [self] result in
@@ -108,6 +122,33 @@ public final class RedisStates: @unchecked Sendable {
         }
     }
 
+    /// The state of the user whose challenge it is, holding the challenge's record if it has ended.
+    private func loadChallenge(_ challengeID: String, _ completion: @escaping (Result<Loaded, StoreError>) -> Void) {
+        guard let partition = Partition(challengeID: challengeID) else {
+            return completion(.success(Loaded(state: nil)))
+        }
+        lane(partition).send([
+            "FCALL", "approvald_load_challenge", "1", "ap:{\(Self.tag(partition))}:ch", challengeID,
+            Self.tag(partition),
+        ]) { result in
+            completion(
+                Self.read(result) { value throws(StoreError) in
+                    var loaded = try Self.heldState(value)
+                    // The record is that of the challenge's request_id, which may name a later challenge by then.
+                    if case .array(let found) = value, found.count == 3, case .bulk(let bytes) = found[2],
+                        var state = loaded.state, let record = try Self.holder(bytes).record
+                    {
+                        let ended = try UserStateCodec.decode(ended: record, of: state.key)
+                        if ended.id == challengeID {
+                            state.remember(ended: ended)
+                            loaded = Loaded(state: state)
+                        }
+                    }
+                    return loaded
+                })
+        }
+    }
+
     private func loadThroughIndex(device deviceID: String, _ completion: @escaping (Result<Loaded, StoreError>) -> Void)
     {
         lane(device: deviceID).send(["FCALL", "approvald_load_device", "1", Self.deviceKey(deviceID)]) {
@@ -121,19 +162,27 @@ public final class RedisStates: @unchecked Sendable {
         }
     }
 
-    /// `{ user field, state }` from a load through an index, or nil when the index names no one.
+    /// `{ user field, state, … }` from a load through an index, or nil when the index names no one.
     private static func heldState(_ value: RedisValue) throws(StoreError) -> Loaded {
-        guard case .array(let pair) = value, pair.count == 2, let field = pair[0].string else {
+        guard case .array(let found) = value, found.count >= 2, let field = found[0].string else {
             return Loaded(state: nil)
         }
         let key = try userKey(field: field)
-        return Loaded(state: try state(pair[1], of: key))
+        return Loaded(state: try state(found[1], of: key))
     }
 
+    /// A create's state and who holds its request_id, with the record of that request's challenge if the holder is
+    /// this user and the challenge has ended.
     private static func stateAndHolder(_ value: RedisValue, of key: UserKey) throws(StoreError) -> Loaded {
         guard case .array(let pair) = value, pair.count == 2 else { throw StoreError("MGET answered \(value)") }
-        let holder = try pair[1].string.map { text throws(StoreError) in try userKey(holder: text) }
-        return Loaded(state: try state(pair[0], of: key), heldBy: holder)
+        guard case .bulk(let bytes) = pair[1] else { return Loaded(state: try state(pair[0], of: key)) }
+        let (holder, record) = try holder(bytes)
+        var state = try state(pair[0], of: key)
+        if holder == key, let record {
+            state = state ?? UserState(key: key)
+            state?.remember(ended: try UserStateCodec.decode(ended: record, of: key))
+        }
+        return Loaded(state: state, heldBy: holder)
     }
 
     /// The state a value holds: nil for none.
@@ -146,10 +195,7 @@ public final class RedisStates: @unchecked Sendable {
         }
         guard separators.count == 3, let version = UInt64(String(decoding: bytes[..<separators[0]], as: UTF8.self))
         else { throw StoreError("the state of \(key) in Redis has no version") }
-        var state = try UserStateCodec.decode(bytes[(separators[2] + 1)...], key: key, version: version)
-        // The commit that wrote the state set its deadline in the due set.
-        state.indexedDeadline = state.nextDeadline
-        return state
+        return try UserStateCodec.decode(bytes[(separators[2] + 1)...], key: key, version: version)
     }
 
     // MARK: Committing
@@ -171,9 +217,13 @@ public final class RedisStates: @unchecked Sendable {
             Self.gaugesKey, "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
             RedisOutbox.dueKey(partition), String(state.version),
         ].map { Array($0.utf8) }
-        arguments.append(state.isEmpty ? [] : Self.value(of: state, version: state.version + 1))
+        // Ended challenges kept apart are records that expire by themselves: they neither keep a state nor set its
+        // deadline.
+        let apart = writesEndedApart
+        let isEmpty = apart ? state.isEmptyBesidesEnded : state.isEmpty
+        arguments.append(isEmpty ? [] : Self.value(of: state, version: state.version + 1, endedApart: apart))
         arguments.append(Array(field.utf8))
-        let deadline = state.isEmpty ? nil : state.nextDeadline
+        let deadline = isEmpty ? nil : state.nextDeadline(includingEnded: !apart)
         let indexed = state.indexedDeadline.map(String.init) ?? ""
         arguments.append(Array("\(deadline.map(String.init) ?? "")|\(indexed)".utf8))
         arguments.append(Array(key.tenantID.utf8))
@@ -190,10 +240,10 @@ public final class RedisStates: @unchecked Sendable {
             switch change {
             case .deviceSaved(let device): index("S", Self.deviceKey(device.id), holder)
             case .deviceRemoved(_, let deviceID): index("D", Self.deviceKey(deviceID))
-            // Both indexes are written once, when the challenge is created: its end changes neither.
+            // Both indexes are written when the challenge is created, the request_id's to last while it may be
+            // pending (it ends by its expiry at the latest); kept apart, both again with its record when it ends.
             case .challengeSaved(let challenge) where challenge.resolution == nil:
                 index("H", challenge.id, field)
-                // A challenge ends by its expiry at the latest.
                 index(
                     "E", Self.requestKey(RequestKey(tenantID: key.tenantID, requestID: challenge.request.requestID)),
                     "\(challenge.expiresAt + Self.indexGraceMillis)|\(holder)")
@@ -206,6 +256,17 @@ public final class RedisStates: @unchecked Sendable {
                 if let challengeID { index("h", challengeID) }
             case .challengeSaved, .policySaved, .lockoutSaved, .resultDue: break
             }
+        }
+        // Every ended challenge the state holds: those that ended in this commit, those read with it, and those a
+        // state of format 1 or 2 held.
+        for ended in apart ? state.ended : [] {
+            let challenge = ended.challenge
+            guard let resolution = challenge.resolution else { continue }
+            arguments += [
+                Array("R".utf8), Array(challenge.id.utf8),
+                Array("\(resolution.at + Rules.rememberMillis)|\(challenge.request.requestID)|".utf8)
+                    + UserStateCodec.encode(ended: challenge),
+            ]
         }
         for callback in callbacks { index("O", callback.challengeID, RedisOutbox.value(of: callback)) }
         lane(partition).send(arguments) { result in
@@ -237,8 +298,9 @@ public final class RedisStates: @unchecked Sendable {
     }
 
     /// "<version>|<pending>|<queue entries>|" and the state's bytes: the function reads the counts for the gauges.
-    static func value(of state: UserState, version: UInt64) -> [UInt8] {
-        Array("\(version)|\(state.pendingCount)|\(state.queue.count)|".utf8) + UserStateCodec.encode(state)
+    static func value(of state: UserState, version: UInt64, endedApart: Bool) -> [UInt8] {
+        Array("\(version)|\(state.pendingCount)|\(state.queue.count)|".utf8)
+            + UserStateCodec.encode(state, endedApart: endedApart)
     }
 
     // MARK: Policies
@@ -367,9 +429,15 @@ public final class RedisStates: @unchecked Sendable {
             tenantID: String(field[..<newline]), userID: String(field[field.index(after: newline)...]))
     }
 
-    /// From "<partition>|<tenant>\n<user>".
-    static func userKey(holder: String) throws(StoreError) -> UserKey {
-        guard let bar = holder.firstIndex(of: "|") else { throw StoreError("an index entry without a partition") }
-        return try userKey(field: String(holder[holder.index(after: bar)...]))
+    /// From "<partition>|<tenant>\n<user>", and then "\n<record>" once the request's challenge has ended.
+    static func holder(_ bytes: [UInt8]) throws(StoreError) -> (key: UserKey, record: ArraySlice<UInt8>?) {
+        guard let bar = bytes.firstIndex(of: UInt8(ascii: "|")),
+            let tenantEnd = bytes[(bar + 1)...].firstIndex(of: UInt8(ascii: "\n"))
+        else { throw StoreError("an index entry without a partition or a tenant") }
+        let userEnd = bytes[(tenantEnd + 1)...].firstIndex(of: UInt8(ascii: "\n"))
+        let key = UserKey(
+            tenantID: String(decoding: bytes[(bar + 1)..<tenantEnd], as: UTF8.self),
+            userID: String(decoding: bytes[(tenantEnd + 1)..<(userEnd ?? bytes.endIndex)], as: UTF8.self))
+        return (key, userEnd.map { bytes[($0 + 1)...] })
     }
 }

@@ -276,7 +276,17 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private func renewLeases() {
         guard phase == .open else { return }
         leaseTimer.schedule(after: settings.leaseTickSeconds)
-        leases.renew(on: client, now: clock()) { [logger] error in logger.warning("cannot renew leases: \(error)") }
+        leases.renew(on: client, now: clock()) { [self] renewed in
+            switch renewed {
+            case .success(let membership):
+                if membership.formatAllRead >= Int(UserStateCodec.Format.endedApart.rawValue), !states.writesEndedApart
+                {
+                    logger.info("every live instance reads ended challenges kept apart: writing them so")
+                    states.writesEndedApart = true
+                }
+            case .failure(let error): logger.warning("cannot renew leases: \(error)")
+            }
+        }
     }
 
     private func readPolicies() {
@@ -314,7 +324,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 state, commit.changes, enqueue: enqueued, deliveries: commit.deliveries, by: settings.instanceID
             ) { [self] result, deliverHere in
                 guard result == .durable else { return completion(result) }
-                if let deadline = state.nextDeadline, deadline <= clock() + Self.expiryHorizon {
+                if let deadline = state.nextDeadline(includingEnded: !states.writesEndedApart),
+                    deadline <= clock() + Self.expiryHorizon
+                {
                     localDeadlines.insert(deadline)
                 }
                 replicated(on: states.lane(state.key.partition)) { [self] replicated in

@@ -1,13 +1,19 @@
 // A user's whole state as the bytes of one Redis value: every request loads and commits it, and a million pending
 // challenges live in Redis's memory, so the format is compact (varints, no field names) and read in one pass.
 // The first byte is the format; a reader refuses a format it does not know rather than guess. Enumerations are
-// stored by their position in `allCases`: new cases go at the end. Format 2 adds each challenge's traceparent; a
-// state without any is written in format 1, which an instance of the release before reads too.
+// stored by their position in `allCases`: new cases go at the end.
+//
+// Format 3 holds no ended challenges: each is a record of its own (`encode(ended:)`), written once when it ends, in
+// keys that expire by themselves when its window ends, and read only by a request that names it. A user who signs in
+// often would otherwise carry every challenge of the last 15 minutes through each commit, and a sweep would commit
+// again to forget each one. Formats 1 and 2 (2 adds each challenge's traceparent) hold the ended challenges in the
+// state: releases before wrote them and read no other, so they are written as long as such an instance may share
+// the Redis (see RedisStates.writesEndedApart); they are always read, and once format 3 is written such a challenge
+// becomes a record when the user's state is next committed.
 //
 // An ended challenge is written without its decision's signature and its traceparent: both went out with its
 // callback, in the commit that ended it, and nothing that reads an ended challenge afterwards (a create's replay,
-// the challenge's status, a device's retry of its answer) looks at them. They were about 40 % of its bytes, and a
-// user who signs in often carries every challenge of the last 15 minutes through each commit.
+// the challenge's status, a device's retry of its answer) looks at them.
 import Core
 import Store
 
@@ -16,20 +22,34 @@ enum UserStateCodec {
         case original = 1
         /// Each challenge ends with its traceparent.
         case traceparents = 2
+        /// As `traceparents`, and the ended challenges are records of their own.
+        case endedApart = 3
+
+        var hasTraceparents: Bool { self != .original }
+        var holdsEnded: Bool { self != .endedApart }
     }
 
-    static func encode(_ state: UserState) -> [UInt8] {
+    /// The format an instance reads at most, which it tells the others (see RedisStates.writesEndedApart).
+    static let newest = Format.endedApart
+
+    /// `endedApart`: the state in format 3, without its ended challenges (each is written with `encode(ended:)`);
+    /// otherwise with them, in format 1 unless a challenge has a traceparent (format 2), as releases before read.
+    static func encode(_ state: UserState, endedApart: Bool) -> [UInt8] {
         var out = BinaryWriter()
-        out.bytes.reserveCapacity(512)
-        let format = state.pending.contains { $0.traceparent != nil } ? Format.traceparents : .original
+        out.bytes.reserveCapacity(256)
+        // Ended challenges are written without their traceparents: the pending ones alone need format 2.
+        let format: Format =
+            endedApart ? .endedApart : state.pending.contains { $0.traceparent != nil } ? .traceparents : .original
         out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
         for device in state.devices { out.device(device) }
         out.count(state.pending.count)
         for challenge in state.pending { out.challenge(challenge, format) }
-        out.count(state.ended.count)
-        for ended in state.ended { out.challenge(ended.challenge, format, keepingProof: false) }
+        if format.holdsEnded {
+            out.count(state.ended.count)
+            for ended in state.ended { out.challenge(ended.challenge, format, keepingProof: false) }
+        }
         out.count(state.fallbacks.count)
         for fallback in state.fallbacks {
             out.request(fallback.request)
@@ -46,14 +66,18 @@ enum UserStateCodec {
         return out.bytes
     }
 
-    /// The state of `key` at `version` from what `encode` wrote; damaged or unknown bytes are a `StoreError`.
+    /// The state of `key` at `version` from what `encode` (or a release before) wrote; damaged or unknown bytes are a
+    /// `StoreError`. Its `indexedDeadline` is the deadline its writer put in the due set: in formats 1 and 2, the
+    /// ends of its ended challenges' windows count.
     static func decode(_ bytes: ArraySlice<UInt8>, key: UserKey, version: UInt64) throws(StoreError) -> UserState {
         var input = BinaryReader(bytes: bytes, subject: "the state of \(key)")
         guard let format = Format(rawValue: try input.byte()) else { throw input.damaged("an unknown format") }
         let lockedUntil = try input.optionalTime()
         let devices = try input.list { reader throws(StoreError) in try reader.device(of: key) }
         let pending = try input.list { reader throws(StoreError) in try reader.challenge(of: key, format) }
-        let ended = try input.list { reader throws(StoreError) in try reader.challenge(of: key, format) }
+        let ended =
+            format.holdsEnded
+            ? try input.list { reader throws(StoreError) in try reader.challenge(of: key, format) } : []
         let fallbacks = try input.list { reader throws(StoreError) -> Fallback in
             let request = try reader.request()
             let reason = try reader.choice(FallbackReason.self)
@@ -64,9 +88,29 @@ enum UserStateCodec {
         }
         let recentCreations = try input.list { reader throws(StoreError) in try reader.time() }
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }
-        return UserState(
+        var state = UserState(
             key: key, version: version, devices: devices, pending: pending, ended: ended, fallbacks: fallbacks,
             queue: queue, recentCreations: recentCreations, lockedUntil: lockedUntil)
+        state.indexedDeadline = state.nextDeadline(includingEnded: format.holdsEnded)
+        return state
+    }
+
+    /// An ended challenge's record: format 1 (of records), then the challenge without its proof.
+    static func encode(ended challenge: Challenge) -> [UInt8] {
+        precondition(challenge.resolution != nil, "a record of an ended challenge")
+        var out = BinaryWriter()
+        out.byte(1)
+        out.challenge(challenge, .original, keepingProof: false)
+        return out.bytes
+    }
+
+    static func decode(ended bytes: ArraySlice<UInt8>, of key: UserKey) throws(StoreError) -> Challenge {
+        var input = BinaryReader(bytes: bytes, subject: "a record of an ended challenge of \(key)")
+        guard try input.byte() == 1 else { throw input.damaged("an unknown format") }
+        let challenge = try input.challenge(of: key, .original)
+        guard challenge.resolution != nil else { throw input.damaged("a challenge that has not ended") }
+        guard input.isAtEnd else { throw input.damaged("bytes after the end") }
+        return challenge
     }
 }
 
@@ -93,7 +137,7 @@ extension BinaryWriter {
 
     /// `keepingProof` false: an empty signature and no traceparent (see the top of the file).
     mutating func challenge(_ challenge: Challenge, _ format: UserStateCodec.Format, keepingProof: Bool = true) {
-        if format == .traceparents { optionalString(keepingProof ? challenge.traceparent : nil) }
+        if format.hasTraceparents { optionalString(keepingProof ? challenge.traceparent : nil) }
         string(challenge.id)
         request(challenge.request)
         count(challenge.choices.count)
@@ -145,7 +189,7 @@ extension BinaryReader {
     }
 
     mutating func challenge(of key: UserKey, _ format: UserStateCodec.Format) throws(StoreError) -> Challenge {
-        let traceparent = format == .traceparents ? try optionalString() : nil
+        let traceparent = format.hasTraceparents ? try optionalString() : nil
         let id = try string()
         let request = try request()
         let choices = try list { reader throws(StoreError) in try reader.number() }

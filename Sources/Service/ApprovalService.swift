@@ -420,7 +420,7 @@ final class ApprovalService: @unchecked Sendable {
     ) throws(Problem) {
         let decision = try decodeBody(AnswerBody.self, from: request.body).signedDecision()
         var verified = false
-        pipeline.decide(.device(deviceID)) { [self] loaded throws(Problem) in
+        pipeline.decide(.answer(deviceID: deviceID, challengeID: challengeID)) { [self] loaded throws(Problem) in
             // The decision signature names the device and binds the challenge: it is the authentication.
             guard let state = loaded.state, let challenge = state.challenge(challengeID, queuedTo: deviceID),
                 let device = state.device(deviceID), let key = try? P256PublicKey(spkiDER: device.publicKey)

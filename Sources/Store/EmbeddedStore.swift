@@ -78,7 +78,7 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
     public func peek(_ lookup: Lookup) -> Loaded {
         switch lookup {
         case .user(let key): Loaded(state: state(of: key))
-        case .device(let deviceID): Loaded(state: devices[deviceID]?.state)
+        case .device(let deviceID), .answer(let deviceID, _): Loaded(state: devices[deviceID]?.state)
         case .challenge(let challengeID): Loaded(state: challenges[challengeID]?.state)
         case .creation(let key, let request): Loaded(state: state(of: key), heldBy: requests[request]?.state.key)
         case .registration(let key, let deviceID): Loaded(state: state(of: key), heldBy: devices[deviceID]?.state.key)

@@ -9,6 +9,9 @@ public enum Lookup: Sendable {
     case device(String)
     /// The user whose challenge it is.
     case challenge(String)
+    /// A device's answer: the user the device is registered to, holding the challenge it answers even when that has
+    /// ended (a store that keeps ended challenges apart from the state reads it then).
+    case answer(deviceID: String, challengeID: String)
     /// A create: the user's aggregate, and who holds the `request_id` now.
     case creation(UserKey, RequestKey)
     /// A registration: the user's aggregate, and who holds the device now.

@@ -161,6 +161,66 @@ struct ManyInstancesTests {
         #expect(try idps[0].challenge("max-2", user: "max@contoso.com").json["reason"] as? String == "locked_out")
     }
 
+    /// An instance of the release before, still running through a rollout, says it is alive without naming a state
+    /// format: until it is gone, the instances write what it reads (the ended challenge in the state, no key per
+    /// challenge); once it has been silent as long as an instance counts as alive, they keep ended challenges apart,
+    /// and the sign-in before is still read.
+    @Test func commitsKeepToWhatTheReleaseBeforeReadsUntilItsLastInstanceIsGone() throws {
+        let redis = try RedisServer()
+        @Sendable func cli(_ arguments: [String]) -> String {
+            let run = try? runCommand(["redis-cli", "-p", String(redis.port)] + arguments, timeout: 5)
+            return (run?.stdout ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // Alive before the instance starts (as version 11 of the functions records it), then every second.
+        _ = cli(["ZADD", "ap:instances", String(Int64(Date().timeIntervalSince1970 * 1000)), "older"])
+        let olderRuns = Locked(true)
+        let olderStopped = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            while olderRuns.withLock({ $0 }) {
+                _ = cli(["FCALL", "approvald_members", "0", "older", "6000"])
+                Thread.sleep(forTimeInterval: 1)
+            }
+            olderStopped.signal()
+        }
+        let broker = try instances(1, on: redis, verifierURL: "http://127.0.0.1:9/verify")[0]
+        let idp = IdP(broker: broker)
+        let phone = try SimulatedDevice("ola-phone")
+        #expect(try idp.register(phone, user: "ola@contoso.com").status == 201)
+        func signIn(_ requestID: String) throws -> String {
+            let created = try idp.challenge(requestID, user: "ola@contoso.com", number: 5)
+            #expect(created.status == 201)
+            let view = try #require(
+                (try phone.call(broker, "GET", "/v1/devices/ola-phone/challenges").json["challenges"]
+                    as? [[String: Any]])?.first)
+            #expect(try phone.answer(broker, view, approve: 5).status == 200)
+            return try #require(created.json["challenge_id"] as? String)
+        }
+        func challengeKeys() -> [String] {
+            cli(["--scan", "--pattern", "ap:{*}:c:*"]).split(separator: "\n").map(String.init)
+        }
+        let before = try signIn("ola-1")
+        #expect(challengeKeys().isEmpty)
+        #expect(cli(["HGET", "ap:membership", "format"]).isEmpty)
+
+        olderRuns.withLock { $0 = false }
+        #expect(olderStopped.wait(timeout: .now() + 10) == .success)
+        #expect(eventuallyBlocking(timeout: 15) { cli(["HGET", "ap:membership", "format"]) == "3" })
+        let told = eventuallyBlocking(timeout: 5) {
+            ((try? String(contentsOfFile: broker.logPath, encoding: .utf8)) ?? "")
+                .contains("every live instance reads ended challenges kept apart")
+        }
+        #expect(told)
+        // The first sign-in's challenge, held in the state until now, becomes a record with the next commit.
+        let after = try signIn("ola-2")
+        #expect(Set(challengeKeys().map { $0.split(separator: ":").last.map(String.init) }) == [before, after])
+        for (requestID, challengeID) in [("ola-1", before), ("ola-2", after)] {
+            let status = try idp.call("GET", "/v1/tenants/contoso/challenges/\(challengeID)")
+            #expect(status.json["status"] as? String == "approved", "\(requestID)")
+            let replay = try idp.challenge(requestID, user: "ola@contoso.com", number: 5)
+            #expect(replay.status == 200 && replay.json["challenge_id"] as? String == challengeID, "\(requestID)")
+        }
+    }
+
     @Test func twoDevicesAnsweringAtOnceOnTwoInstancesHaveOneWinner() throws {
         let redis = try RedisServer()
         let brokers = try instances(2, on: redis, verifierURL: "http://127.0.0.1:9/verify")

@@ -108,7 +108,9 @@ import Testing
         func renew(_ leases: UncheckedBox<PartitionLeases>) async throws -> Set<Partition> {
             let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
             let failure: StoreError? = try await setup.tested.thread.wait { [client = setup.tested.client] done in
-                leases.value.renew(on: client.value, now: now) { done($0) }
+                leases.value.renew(on: client.value, now: now) { renewed in
+                    if case .failure(let error) = renewed { done(error) }
+                }
                 // The renewal's reply comes before this one's: the client answers in order.
                 client.value.send(["PING"]) { _ in done(nil) }
             }
@@ -137,6 +139,42 @@ import Testing
         #expect(try await renew(first).isEmpty)
         #expect(try await renew(second) == secondHalf)
         #expect(try await renew(first) == firstHalf)
+        try await setup.stop()
+    }
+
+    /// Commits keep ended challenges apart (state format 3) once every live instance has said it reads them: not
+    /// while an instance of the release before, which says nothing, is alive; and for good once they all have.
+    @Test func theFormatEveryLiveInstanceReadsIsRaisedOnceAllDoAndNeverLowered() async throws {
+        let setup = try await StatesUnderTest()
+        let leases = UncheckedBox(PartitionLeases(instanceID: "new", tickMillis: 100))
+        func renew() async throws -> Int {
+            let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
+            let renewed: Result<PartitionLeases.Membership, StoreError> = try await setup.tested.thread.wait {
+                [client = setup.tested.client] done in leases.value.renew(on: client.value, now: now) { done($0) }
+            }
+            return try renewed.get().formatAllRead
+        }
+        /// What an instance of the release before sends: no format, and it reads four answers.
+        func olderSaysItIsAlive() async throws {
+            let answers: Int = try await setup.tested.thread.wait { [client = setup.tested.client] done in
+                client.value.send(["FCALL", "approvald_members", "0", "older", "300"]) { result in
+                    guard case .success(.array(let reply)) = result else { return done(-1) }
+                    done(reply.count)
+                }
+            }
+            #expect(answers == 4)
+        }
+        try await olderSaysItIsAlive()
+        #expect(try await renew() == 2)
+        #expect(try await renew() == 2)
+        // The older instance stays silent until it counts as gone (300 ms).
+        try await Task.sleep(nanoseconds: 400_000_000)
+        #expect(try await renew() == 3)
+        #expect(try await setup.server.cli(["HGET", "ap:membership", "format"]) == "3")
+        #expect(try await setup.server.cli(["EXISTS", "ap:formats"]) == "0")
+        // An older instance back (one that was running: a new one refuses these functions) changes nothing.
+        try await olderSaysItIsAlive()
+        #expect(try await renew() == 3)
         try await setup.stop()
     }
 }

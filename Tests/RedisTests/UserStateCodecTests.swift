@@ -62,73 +62,151 @@ import Testing
 
     static let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-    /// `state` as Redis keeps it: its ended challenges without their decisions' signatures and their traceparents.
-    static func stored(_ state: UserState) -> UserState {
-        let ended = state.ended.map { ended -> Challenge in
-            let challenge = ended.challenge
-            let resolution = challenge.resolution.map { resolution in
-                Resolution(
-                    status: resolution.status, reason: resolution.reason, device: resolution.device,
-                    decision: resolution.decision.map {
-                        Decision(kind: $0.kind, signedAtUnix: $0.signedAtUnix, signature: "")
-                    }, at: resolution.at)
-            }
-            return Challenge(
-                id: challenge.id, tenantID: challenge.tenantID, request: challenge.request, choices: challenge.choices,
-                devices: challenge.devices, createdAt: challenge.createdAt, expiresAt: challenge.expiresAt,
-                resolution: resolution)
+    /// An ended challenge as its record keeps it: without its decision's signature and its traceparent.
+    static func recorded(_ challenge: Challenge) -> Challenge {
+        let resolution = challenge.resolution.map { resolution in
+            Resolution(
+                status: resolution.status, reason: resolution.reason, device: resolution.device,
+                decision: resolution.decision.map {
+                    Decision(kind: $0.kind, signedAtUnix: $0.signedAtUnix, signature: "")
+                }, at: resolution.at)
         }
-        return UserState(
+        return Challenge(
+            id: challenge.id, tenantID: challenge.tenantID, request: challenge.request, choices: challenge.choices,
+            devices: challenge.devices, createdAt: challenge.createdAt, expiresAt: challenge.expiresAt,
+            resolution: resolution)
+    }
+
+    /// `state` with `ended` in place of its ended challenges.
+    static func with(_ state: UserState, ended: [Challenge]) -> UserState {
+        UserState(
             key: state.key, version: state.version, devices: Array(state.devices), pending: Array(state.pending),
             ended: ended, fallbacks: state.fallbacks, queue: Array(state.queue),
             recentCreations: Array(state.recentCreations), lockedUntil: state.lockedUntil)
     }
 
-    @Test func everyPartComesBackAsItWasExceptWhatAnEndedChallengeSentWithItsCallback() throws {
+    @Test func everyPartButTheEndedChallengesComesBackAsItWas() throws {
         let state = try Self.eventfulState()
-        let bytes = UserStateCodec.encode(state)
+        let bytes = UserStateCodec.encode(state, endedApart: true)
+        #expect(bytes.first == 3)
         let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
-        #expect(decoded == Self.stored(state))
+        #expect(decoded == Self.with(state, ended: []))
         #expect(decoded.devices.map(\.displayName) == ["Alice's phone ✓", ""])
         #expect(decoded.pending.map(\.traceparent) == [Self.traceparent])
-        #expect(decoded.ended.map(\.challenge.status) == [.approved, .cancelled, .denied])
-        #expect(decoded.ended.map(\.challenge.traceparent) == [nil, nil, nil])
-        #expect(decoded.ended.compactMap(\.challenge.resolution?.decision?.signature) == ["", ""])
+        // Without the pending challenge, the due set holds the end of the fallback's window: the ended challenges'
+        // windows end by themselves.
+        let settled = UserState(
+            key: state.key, version: state.version, devices: Array(state.devices), pending: [],
+            ended: state.ended.map(\.challenge), fallbacks: state.fallbacks, queue: [],
+            recentCreations: Array(state.recentCreations), lockedUntil: state.lockedUntil)
+        let fallbackWindow = try #require(state.fallbacks.first).decidedAt + Rules.rememberMillis
+        #expect(settled.nextDeadline != fallbackWindow)
+        let settledBytes = UserStateCodec.encode(settled, endedApart: true)
         #expect(
-            decoded.ended.compactMap(\.challenge.resolution?.decision?.kind) == [
+            try UserStateCodec.decode(settledBytes[...], key: state.key, version: 1).indexedDeadline == fallbackWindow)
+        #expect(
+            try UserStateCodec.decode(Self.olderBytes(settled, .original)[...], key: state.key, version: 1)
+                .indexedDeadline == settled.nextDeadline)
+        // Compact: no field names, varints.
+        #expect(bytes.count < 500)
+        let empty = UserState(key: UserKey(tenantID: "t", userID: "u"))
+        #expect(
+            try UserStateCodec.decode(UserStateCodec.encode(empty, endedApart: true)[...], key: empty.key, version: 0)
+                == empty)
+    }
+
+    @Test func anEndedChallengesRecordKeepsWhatTheRulesReadOfIt() throws {
+        let state = try Self.eventfulState()
+        var read = try UserStateCodec.decode(
+            UserStateCodec.encode(state, endedApart: true)[...], key: state.key, version: state.version)
+        for ended in state.ended {
+            let record = UserStateCodec.encode(ended: ended.challenge)
+            let challenge = try UserStateCodec.decode(ended: record[...], of: state.key)
+            #expect(challenge == Self.recorded(ended.challenge))
+            #expect(challenge.traceparent == nil && challenge.resolution?.decision.map(\.signature) ?? "" == "")
+            read.remember(ended: challenge)
+        }
+        #expect(read.ended.map(\.challenge.status) == [.approved, .cancelled, .denied])
+        #expect(
+            read.ended.compactMap(\.challenge.resolution?.decision?.kind) == [
                 .approve(selectedNumber: 42), .deny(reason: .notMe),
             ])
-        // What the rules read of an ended challenge still decides as it did: the same answer again is a retry.
+        // What the rules read of an ended challenge still decides as it did: the same answer again is a retry, and
+        // another device's is told the challenge has ended.
+        let answer = Decision(kind: .approve(selectedNumber: 42), signedAtUnix: Self.start / 1000 + 5, signature: "s")
         let retry = try Rules.answer(
-            decoded.ended[0].challenge.id, from: "phone-1",
-            Decision(kind: .approve(selectedNumber: 42), signedAtUnix: Self.start / 1000 + 5, signature: "sig-3"),
-            policy: TenantPolicy(), user: decoded, now: Self.start + 60)
+            read.ended[0].challenge.id, from: "phone-1", answer, policy: TenantPolicy(), user: read,
+            now: Self.start + 60)
         guard case .replayed(let replayed) = retry.outcome else {
             Issue.record("a retry of the same answer was \(retry.outcome)")
             return
         }
         #expect(replayed.status == .approved && replayed.resolution?.device == "phone-1")
-        // Compact: no field names, varints.
-        #expect(bytes.count < 1_000)
-        let empty = UserState(key: UserKey(tenantID: "t", userID: "u"))
-        #expect(try UserStateCodec.decode(UserStateCodec.encode(empty)[...], key: empty.key, version: 0) == empty)
+        #expect(throws: CoreError.self) {
+            try Rules.answer(
+                read.ended[0].challenge.id, from: "tablet-2", answer, policy: TenantPolicy(), user: read,
+                now: Self.start + 60)
+        }
+        // A record of a pending challenge, or damaged, is refused.
+        let pending = try #require(state.pending.first)
+        var out = BinaryWriter()
+        out.byte(1)
+        out.challenge(pending, .original)
+        #expect(throws: StoreError.self) { try UserStateCodec.decode(ended: out.bytes[...], of: state.key) }
+        let record = UserStateCodec.encode(ended: state.ended[0].challenge)
+        for length in 0..<record.count {
+            #expect(throws: StoreError.self) { try UserStateCodec.decode(ended: record[..<length], of: state.key) }
+        }
     }
 
-    /// A state with no traceparent is written as the release before wrote it (format 1), so that its instances
-    /// still read it during an upgrade; one with a traceparent is format 2. Ended challenges no longer have one.
-    @Test func theFormatIsTheOriginalOneUnlessAChallengeHasATraceparent() throws {
-        #expect(UserStateCodec.encode(try Self.eventfulState()).first == 2)
-        let untraced = try Self.eventfulState(traceparent: nil)
-        let bytes = UserStateCodec.encode(untraced)
-        #expect(bytes.first == 1)
-        #expect(
-            try UserStateCodec.decode(bytes[...], key: untraced.key, version: untraced.version)
-                == Self.stored(untraced))
+    /// The bytes a release before wrote: the ended challenges in the state, format 1 or 2.
+    static func olderBytes(_ state: UserState, _ format: UserStateCodec.Format) -> [UInt8] {
+        var out = BinaryWriter()
+        out.byte(format.rawValue)
+        out.optionalTime(state.lockedUntil)
+        out.count(state.devices.count)
+        for device in state.devices { out.device(device) }
+        out.count(state.pending.count)
+        for challenge in state.pending { out.challenge(challenge, format) }
+        out.count(state.ended.count)
+        for ended in state.ended { out.challenge(ended.challenge, format, keepingProof: false) }
+        out.count(state.fallbacks.count)
+        for fallback in state.fallbacks {
+            out.request(fallback.request)
+            out.choice(fallback.reason)
+            out.time(fallback.decidedAt)
+        }
+        out.count(state.queue.count)
+        for entry in state.queue {
+            out.string(entry.challengeID)
+            out.string(entry.deviceID)
+        }
+        out.count(state.recentCreations.count)
+        for at in state.recentCreations { out.time(at) }
+        return out.bytes
+    }
+
+    /// States of formats 1 and 2 are read with their ended challenges, and with the deadline their writer indexed,
+    /// which counts the end of the first one's window.
+    @Test(arguments: [UserStateCodec.Format.original, .traceparents])
+    func aStateOfTheReleaseBeforeIsReadWithItsEndedChallenges(format: UserStateCodec.Format) throws {
+        let state = try Self.eventfulState(traceparent: format == .original ? nil : Self.traceparent)
+        let bytes = Self.olderBytes(state, format)
+        let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
+        #expect(decoded == Self.with(state, ended: state.ended.map { Self.recorded($0.challenge) }))
+        #expect(decoded.ended.count == 3 && decoded.indexedDeadline == state.nextDeadline)
+    }
+
+    /// Until every live instance reads format 3, commits write exactly the bytes the release before wrote.
+    @Test(arguments: [UserStateCodec.Format.original, .traceparents])
+    func whatTheReleaseBeforeReadsIsWrittenAsItWroteIt(format: UserStateCodec.Format) throws {
+        let state = try Self.eventfulState(traceparent: format == .original ? nil : Self.traceparent)
+        #expect(UserStateCodec.encode(state, endedApart: false) == Self.olderBytes(state, format))
     }
 
     @Test func damagedBytesAreAnErrorNamingTheUser() throws {
         let state = try Self.eventfulState()
-        let bytes = UserStateCodec.encode(state)
+        let bytes = UserStateCodec.encode(state, endedApart: true)
         // Every truncation is refused (none decodes to a shorter, wrong state).
         for length in 0..<bytes.count {
             #expect(throws: StoreError.self) {
