@@ -103,7 +103,7 @@ let package = Package(
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
         .target(name: "TestSupport", dependencies: ["CNghttp2", "H2", "Locking", "Core"], path: "Tests/TestSupport"),
-        .testTarget(name: "CryptoTests", dependencies: ["Crypto"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(
             name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"],

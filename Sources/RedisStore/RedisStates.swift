@@ -89,14 +89,9 @@ public final class RedisStates: @unchecked Sendable {
                 guard case .success(let found) = loaded, let state = found.state, state.challenge(challengeID) == nil
                 else { return completion(loaded) }
                 loadChallenge(challengeID) { again in
-                    switch again {
-                    case .success(let named):
-                        guard let held = named.state, held.key == state.key, held.device(deviceID) != nil else {
-                            return completion(loaded)
-                        }
-                        completion(again)
-                    case .failure: completion(again)
-                    }
+                    guard case .success(let named) = again else { return completion(again) }
+                    let sameUser = named.state.map { $0.key == state.key && $0.device(deviceID) != nil } ?? false
+                    completion(sameUser ? again : loaded)
                 }
             }
         case .device(let deviceID):

@@ -1,17 +1,7 @@
 // SHA-256 and HMAC-SHA256 against published vectors (FIPS 180-2 examples, RFC 4231), and constant-time equality.
 import Crypto
+import TestSupport
 import Testing
-
-func hex(_ text: String) -> [UInt8] {
-    var bytes = [UInt8]()
-    var index = text.startIndex
-    while index < text.endIndex {
-        let next = text.index(index, offsetBy: 2)
-        bytes.append(UInt8(text[index..<next], radix: 16)!)
-        index = next
-    }
-    return bytes
-}
 
 func hexString(_ bytes: [UInt8]) -> String { bytes.map { String(format2: $0) }.joined() }
 

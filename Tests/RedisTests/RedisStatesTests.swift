@@ -360,6 +360,29 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
+    /// A damaged index entry or record is an error for the request that reads it: never another user, a default,
+    /// or a crash.
+    @Test func aDamagedIndexEntryOrRecordIsAnError() async throws {
+        let setup = try await StatesUnderTest()
+        let registered = try await aliceWithAPhone(in: setup)
+        let challenge = try await challenge("r-1", for: registered, at: Self.now, in: setup)
+        let pending = try #require(try await setup.load(.user(alice)).state)
+        #expect(try await setup.commit(try Rules.cancel(challenge.id, user: pending, now: Self.now + 10)) == .durable)
+        let request = RequestKey(tenantID: "contoso", requestID: "r-1")
+        // The request_id's key names alice, then bytes that are no record: every lookup that reads it fails.
+        let tag = RedisStates.tag(alice.partition)
+        #expect(try await setup.server.cli(["SET", "ap:req:contoso\nr-1", "\(tag)|contoso\nalice\nno record"]) == "OK")
+        await #expect(throws: StoreError.self) { try await setup.load(.creation(alice, request)) }
+        await #expect(throws: StoreError.self) { try await setup.load(.challenge(challenge.id)) }
+        await #expect(throws: StoreError.self) {
+            try await setup.load(.answer(deviceID: "phone-1", challengeID: challenge.id))
+        }
+        // An entry that names no partition or tenant.
+        #expect(try await setup.server.cli(["SET", "ap:req:contoso\nr-1", "nonsense"]) == "OK")
+        await #expect(throws: StoreError.self) { try await setup.load(.creation(alice, request)) }
+        try await setup.stop()
+    }
+
     /// A challenge that ends long after its expiry (its sweep delayed) is kept for a whole window after its end,
     /// its request_id's index too, which its creation set to last a window after the expiry only.
     @Test func aChallengeThatEndsLateIsKeptForAWholeWindowAfter() async throws {
@@ -372,41 +395,6 @@ struct StatesUnderTest {
             #expect(try await setup.server.cli(["PEXPIRETIME", key]) == String(Self.now + Rules.rememberMillis))
         }
         #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .expired)
-        try await setup.stop()
-    }
-
-    /// A state of the release before holds its ended challenges, and its challenges are in the partition's hash:
-    /// both are read, and the next commit makes the ended ones records.
-    @Test func aStateOfTheReleaseBeforeIsReadAndItsEndedChallengesBecomeRecords() async throws {
-        let setup = try await StatesUnderTest()
-        let registered = try await aliceWithAPhone(in: setup)
-        let challenge = try await challenge("r-1", for: registered, at: Self.now, in: setup)
-        let pending = try #require(try await setup.load(.user(alice)).state)
-        let cancelled = try Rules.cancel(challenge.id, user: pending, now: Self.now + 10)
-        // As that release wrote it: the state in format 1, the challenge in the hash, no key of its own.
-        let tag = RedisStates.tag(alice.partition)
-        let older = Array("3|0|0|".utf8) + UserStateCodecTests.olderBytes(cancelled.state, .original)
-        let stateKey = RedisStates.stateKey(alice)
-        let written = try await setup.tested.thread.wait {
-            [client = setup.tested.client] (done: @escaping (Bool) -> Void) in
-            client.value.send([Array("SET".utf8), Array(stateKey.utf8), older]) {
-                done((try? $0.get()) == .status("OK"))
-            }
-        }
-        #expect(written)
-        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:ch", challenge.id]) == "contoso\nalice")
-        let legacy = try #require(try await setup.load(.challenge(challenge.id)).state)
-        #expect(legacy.version == 3 && legacy.challenge(challenge.id)?.status == .cancelled)
-        // The next commit, whatever it is for.
-        let second = try Rules.register(
-            "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: legacy, now: Self.now + 20)
-        #expect(try await setup.commit(second) == .durable)
-        #expect(try await setup.server.cli(["HLEN", "ap:{\(tag)}:ch"]) == "0")
-        #expect(try await setup.load(.user(alice)).state?.ended.isEmpty == true)
-        #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .cancelled)
-        #expect(
-            try await setup.server.cli(["PEXPIRETIME", "ap:{\(tag)}:c:\(challenge.id)"])
-                == String(Self.now + 10 + Rules.rememberMillis))
         try await setup.stop()
     }
 
@@ -441,6 +429,9 @@ struct StatesUnderTest {
             "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: held, now: Self.now + 20)
         #expect(try await setup.commit(second) == .durable)
         #expect(try await setup.server.cli(["HLEN", "ap:{\(tag)}:ch"]) == "0")
+        #expect(
+            try await setup.server.cli(["PEXPIRETIME", "ap:{\(tag)}:c:\(challenge.id)"])
+                == String(Self.now + 10 + Rules.rememberMillis))
         #expect(try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == "")
         #expect(try await setup.load(.user(alice)).state?.ended.isEmpty == true)
         #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .cancelled)
