@@ -37,7 +37,7 @@ let package = Package(
         // hiredis's pkg-config entry adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM refuses (and a no-op on 64-bit
         // Linux): its headers are found under /usr/include instead (libhiredis-dev, installed by the Makefile).
         .systemLibrary(name: "CHiredis"),
-        // hiredis's libevent adapter, compiled in C beside the CLibevent module (see its header).
+        // hiredis on the libevent loop, an adapter in C beside the CLibevent module (see its header).
         .target(name: "CHiredisLibevent", linkerSettings: [.linkedLibrary("hiredis"), .linkedLibrary("event")]),
 
         // The version and commit the Makefile bakes in (CBuildInfo/build_info.c).

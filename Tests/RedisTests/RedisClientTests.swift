@@ -56,6 +56,17 @@ final class ClientUnderTest: Sendable {
 
     var isReady: Bool { get async throws { try await thread.run { [client] in client.value.isReady } } }
 
+    /// A client of `server` with the options `configure` sets, once it is ready.
+    static func ready(
+        on server: RedisServer, subscribe channels: [String]? = nil, _ configure: (inout RedisClient.Options) -> Void
+    ) async throws -> ClientUnderTest {
+        var options = RedisClient.Options()
+        configure(&options)
+        let tested = try ClientUnderTest(server.url, options: options, subscribe: channels)
+        try await tested.waitUntilReady()
+        return tested
+    }
+
     func waitUntilReady(timeout: Double = 10) async throws {
         guard try await eventually(timeout: timeout, { try await isReady }) else {
             throw TestFailure(description: "the client did not become ready")
@@ -113,12 +124,35 @@ final class ClientUnderTest: Sendable {
         try await tested.stop()
     }
 
+    /// A pass's commands are flushed at its end; a write the socket does not take whole (far more than its buffer)
+    /// goes on when the socket drains, and what was sent after it still comes back, in order.
+    @Test func aWriteLargerThanTheSocketTakesFinishesAndWhatFollowsIsAnsweredInOrder() async throws {
+        let server = try await RedisServer.start()
+        let tested = try await ClientUnderTest.ready(on: server) { $0.commandTimeoutSeconds = 30 }
+        let large = [UInt8](repeating: 0x61, count: 32 << 20)
+        let replies: [RedisValue] = try await tested.thread.wait { [client = tested.client] done in
+            var replies: [RedisValue] = []
+            func collect(_ result: Result<RedisValue, RedisError>) {
+                replies.append((try? result.get()) ?? .error("\(result)"))
+                if replies.count == 4 { done(replies) }
+            }
+            client.value.send(["INCR", "before"]) { result in
+                collect(result)
+                // Sent from a reply, while the large write is still going on: it goes out behind it.
+                client.value.send(["STRLEN", "large"], completion: collect)
+            }
+            client.value.send([Array("SET".utf8), Array("large".utf8), large], completion: collect)
+            client.value.send(["INCR", "after"], completion: collect)
+        }
+        #expect(replies == [.integer(1), .status("OK"), .integer(1), .integer(Int64(large.count))])
+        #expect(try await tested.send(["GET", "after"]) == .success(.bulk(Array("1".utf8))))
+        try await tested.stop()
+        #expect(tested.readied.withLock { $0 } == 1)
+    }
+
     @Test func commandsPastTheInFlightBoundFailAtOnce() async throws {
         let server = try await RedisServer.start()
-        var options = RedisClient.Options()
-        options.maxInFlight = 10
-        let tested = try ClientUnderTest(server.url, options: options)
-        try await tested.waitUntilReady()
+        let tested = try await ClientUnderTest.ready(on: server) { $0.maxInFlight = 10 }
         let outcomes: [String] = try await tested.thread.wait { [client = tested.client] done in
             var outcomes: [String] = []
             for _ in 0..<15 {
@@ -164,10 +198,7 @@ final class ClientUnderTest: Sendable {
 
     @Test func aCommandWithoutAReplyTimesOutAndTheClientReconnects() async throws {
         let server = try await RedisServer.start()
-        var options = RedisClient.Options()
-        options.commandTimeoutSeconds = 0.2
-        let tested = try ClientUnderTest(server.url, options: options)
-        try await tested.waitUntilReady()
+        let tested = try await ClientUnderTest.ready(on: server) { $0.commandTimeoutSeconds = 0.2 }
         let (slow, behind): (Result<RedisValue, RedisError>, Result<RedisValue, RedisError>) =
             try await tested.thread.wait { [client = tested.client] done in
                 var first: Result<RedisValue, RedisError>?
@@ -210,15 +241,14 @@ final class ClientUnderTest: Sendable {
 
     @Test func aFrozenServerIsFoundByTheProbeOnAQuietConnection() async throws {
         let server = try await RedisServer.start()
-        var options = RedisClient.Options()
-        options.commandTimeoutSeconds = 0.3
-        options.probeAfterQuietSeconds = 0.3
-        let tested = try ClientUnderTest(server.url, options: options)
-        try await tested.waitUntilReady()
+        let tested = try await ClientUnderTest.ready(on: server) {
+            $0.commandTimeoutSeconds = 0.3
+            $0.probeAfterQuietSeconds = 0.3
+        }
         server.freeze()
         defer { server.thaw() }
         // No command is sent: only the probe can notice.
-        #expect(try await eventually(timeout: 5) { tested.lost.withLock { !$0.isEmpty } })
+        #expect(await eventually(timeout: 5) { tested.lost.withLock { !$0.isEmpty } })
         #expect(tested.lost.withLock { $0 } == [.timedOut(seconds: 0.3)])
         server.thaw()
         try await tested.waitUntilReady()
@@ -304,20 +334,19 @@ final class ClientUnderTest: Sendable {
 
     @Test func aFrozenServerIsFoundByTheSubscribersProbe() async throws {
         let server = try await RedisServer.start()
-        var options = RedisClient.Options()
-        options.commandTimeoutSeconds = 0.3
-        options.probeAfterQuietSeconds = 0.3
-        let tested = try ClientUnderTest(server.url, options: options, subscribe: ["ap:inbox:a"]) { _, _ in }
-        try await tested.waitUntilReady()
+        let tested = try await ClientUnderTest.ready(on: server, subscribe: ["ap:inbox:a"]) {
+            $0.commandTimeoutSeconds = 0.3
+            $0.probeAfterQuietSeconds = 0.3
+        }
         // Quiet and answering: probes come and go without a loss.
         try await Task.sleep(nanoseconds: 1_000_000_000)
         #expect(tested.lost.withLock { $0 }.isEmpty)
         server.freeze()
         defer { server.thaw() }
-        #expect(try await eventually(timeout: 5) { tested.lost.withLock { !$0.isEmpty } })
+        #expect(await eventually(timeout: 5) { tested.lost.withLock { !$0.isEmpty } })
         #expect(tested.lost.withLock { $0 } == [.timedOut(seconds: 0.3)])
         server.thaw()
-        #expect(try await eventually(timeout: 5) { tested.readied.withLock { $0 } >= 2 })
+        #expect(await eventually(timeout: 5) { tested.readied.withLock { $0 } >= 2 })
         try await tested.stop()
     }
 }

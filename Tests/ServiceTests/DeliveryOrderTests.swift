@@ -84,7 +84,7 @@ final class StreamRecorder: @unchecked Sendable {
         store.hold()
         let createBody = "{\"request_id\":\"r-1\",\"user_id\":\"alice\",\"number\":42}"
         let created = Task { try await broker.idp("POST", "/v1/tenants/contoso/challenges", createBody) }
-        #expect(try await eventually { store.heldCommits >= 1 })
+        #expect(await eventually { store.heldCommits >= 1 })
 
         // Meanwhile the phone polls and opens its stream: the challenge is not there yet.
         let queuePath = "/v1/devices/phone-1/challenges"
@@ -110,7 +110,7 @@ final class StreamRecorder: @unchecked Sendable {
         store.open()
         let response = try await created.value
         #expect(response.status == 201)
-        #expect(try await eventually { recorder.received.contains("event: challenge") })
+        #expect(await eventually { recorder.received.contains("event: challenge") })
         try await Task.sleep(nanoseconds: 200_000_000)
         #expect(recorder.received.components(separatedBy: "event: challenge").count == 2)
     }

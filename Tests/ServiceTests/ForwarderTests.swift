@@ -106,7 +106,7 @@ final class ManualClock: Sendable {
         let setup = try await setUp()
         defer { setup.stop() }
         let challengeID = try await setup.endAChallenge("r-1")
-        #expect(try await eventually { setup.verifier.received.count == 1 })
+        #expect(await eventually { setup.verifier.received.count == 1 })
         let callback = setup.verifier.received[0]
         #expect(callback.method == "POST" && callback.path == "/approvald/results")
         #expect(callback.headers["idempotency-key"] == challengeID)
@@ -183,7 +183,7 @@ final class ManualClock: Sendable {
         defer { setup.stop() }
         setup.verifier.answer([503, 429], then: 200)
         let challengeID = try await setup.endAChallenge("r-2")
-        #expect(try await eventually { setup.verifier.received.count == 1 })
+        #expect(await eventually { setup.verifier.received.count == 1 })
         #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 1 })
         // Not due yet: a pump sends nothing.
         try await setup.forwarder { $0.pump() }
@@ -192,7 +192,7 @@ final class ManualClock: Sendable {
         // The first retry falls due within 1 s, the second within 2 s after it.
         setup.clock.advance(by: 1000)
         try await setup.forwarder { $0.pump() }
-        #expect(try await eventually { setup.verifier.received.count == 2 })
+        #expect(await eventually { setup.verifier.received.count == 2 })
         #expect(try await eventually { try await setup.forwarder { $0.attempts["retry"] } == 2 })
         setup.clock.advance(by: 2000)
         try await setup.forwarder { $0.pump() }

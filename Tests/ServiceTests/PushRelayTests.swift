@@ -87,7 +87,7 @@ import Testing
         try await setup.register("phone-1", user: "alice")
         let created = try await setup.create("r-1", user: "alice")
         let challengeID = try #require(created["challenge_id"] as? String)
-        #expect(try await eventually { setup.apns.received.count == 1 })
+        #expect(await eventually { setup.apns.received.count == 1 })
         let push = setup.apns.received[0]
         #expect(push.method == "POST" && push.path == "/3/device/\(Self.token)")
         #expect(push.headers["apns-topic"] == "com.example.authenticator")
@@ -126,7 +126,7 @@ import Testing
             try await setup.register("phone-\(user)", user: user)
             if index == 2 { setup.clock.advance(by: PushRelay.tokenLifetimeMillis) }
             _ = try await setup.create("r-\(user)", user: user)
-            #expect(try await eventually { setup.apns.received.count == index + 1 })
+            #expect(await eventually { setup.apns.received.count == index + 1 })
         }
         let tokens = setup.apns.received.map { $0.headers["authorization"] ?? "" }
         #expect(tokens[0] == tokens[1] && tokens[1] != tokens[2])
@@ -204,7 +204,7 @@ import Testing
         }
         #expect(try await eventually { try await setup.broker.onLoop { $0.streams.count } == 1 })
         _ = try await setup.create("r-s", user: "streamer")
-        #expect(try await eventually { recorder.received.contains("event: challenge") })
+        #expect(await eventually { recorder.received.contains("event: challenge") })
         try await Task.sleep(nanoseconds: 200_000_000)
         #expect(setup.apns.received.isEmpty)
     }
@@ -285,7 +285,7 @@ import Testing
         defer { setup.stop() }
         try await setup.register("android-1", user: "ana")
         let challengeID = try await setup.create("r-1", user: "ana")
-        #expect(try await eventually { setup.fcm.received.count == 1 })
+        #expect(await eventually { setup.fcm.received.count == 1 })
 
         // The assertion exchanged for the access token: RS256, the service account, the messaging scope.
         #expect(setup.tokens.received.count == 1)
@@ -317,12 +317,12 @@ import Testing
         // The access token is reused until it is about to expire, then fetched again.
         try await setup.register("android-2", user: "ben")
         _ = try await setup.create("r-2", user: "ben")
-        #expect(try await eventually { setup.fcm.received.count == 2 })
+        #expect(await eventually { setup.fcm.received.count == 2 })
         #expect(setup.tokens.received.count == 1)
         setup.clock.advance(by: 3600 * 1000)
         try await setup.register("android-3", user: "cai")
         _ = try await setup.create("r-3", user: "cai")
-        #expect(try await eventually { setup.fcm.received.count == 3 })
+        #expect(await eventually { setup.fcm.received.count == 3 })
         #expect(setup.tokens.received.count == 2)
         // Counted once the provider's answer is read, a moment after the provider has the request.
         #expect(try await eventually { try await setup.results("sent") == 3 })
