@@ -59,15 +59,12 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-        file: String, function: String, line: UInt
-    ) {
+    public func log(event: LogEvent) {
         var fields = metadata
-        if let explicit { fields.merge(explicit) { _, new in new } }
+        if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
         var timestamps = LogTimestamps()
-        var text = "{\"ts\":\"\(timestamps.now())\",\"level\":\"\(level.rawValue)\",\"msg\":"
-        text += jsonString(message.description)
+        var text = "{\"ts\":\"\(timestamps.now())\",\"level\":\"\(event.level.rawValue)\",\"msg\":"
+        text += jsonString(event.message.description)
         text += ",\"logger\":" + jsonString(label)
         let named = fields.map { key, value in
             (name: ["ts", "level", "msg", "logger"].contains(key) ? "field.\(key)" : key, value: value)

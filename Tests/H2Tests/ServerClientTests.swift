@@ -50,6 +50,27 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await fixture.thread.run { fixture.server.connectionCount } == 1)
     }
 
+    /// Bodies many times the high-water mark and the socket's buffer, both ways on one connection: they arrive
+    /// whole, and a small exchange sent beside them too.
+    @Test func largeBodiesBothWaysArriveWholeWithASmallExchangeBeside() async throws {
+        var limits = H2ServerLimits()
+        limits.maxRequestBodyBytes = 8 << 20
+        limits.maxBufferedResponseBytes = 8 << 20
+        limits.maxBufferedConnectionBytes = 16 << 20
+        var options = H2Client.Options()
+        options.maxResponseBodyBytes = 8 << 20
+        let fixture = try await ServerFixture(limits: limits, clientOptions: options, handler: echo)
+        let body = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 16) }
+        async let large = fixture.send("POST", "/large", body: body, timeout: 30)
+        async let small = fixture.send("GET", "/small", timeout: 30)
+        let (big, little) = try await (large, small)
+        // Compared apart from the expectation, which would print both sides whole.
+        let arrived = big.response?.body == Array("POST /large - \(body.count) ".utf8) + body
+        #expect(arrived, "\(big.error.map { "\($0)" } ?? "\(big.response?.body.count ?? 0) bytes")")
+        #expect(little.text == "GET /small - 0 ")
+        #expect(try await fixture.thread.run { fixture.server.connectionCount } == 1)
+    }
+
     @Test func answeringAfterTheClientLeftIsSafe() async throws {
         let state = HandlerState()
         let fixture = try await ServerFixture { request, responder in
