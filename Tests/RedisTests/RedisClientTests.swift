@@ -124,8 +124,8 @@ final class ClientUnderTest: Sendable {
         try await tested.stop()
     }
 
-    /// A pass's commands are flushed at its end; a write the socket does not take whole (far more than its buffer)
-    /// goes on when the socket drains, and what was sent after it still comes back, in order.
+    /// A write the socket does not take whole (far more than its buffer) goes on as the socket drains, while the
+    /// replies to what went before it are read; what was sent after it, and from those replies, comes back in order.
     @Test func aWriteLargerThanTheSocketTakesFinishesAndWhatFollowsIsAnsweredInOrder() async throws {
         let server = try await RedisServer.start()
         let tested = try await ClientUnderTest.ready(on: server) { $0.commandTimeoutSeconds = 30 }
