@@ -212,13 +212,11 @@ public final class RedisStates: @unchecked Sendable {
             Self.gaugesKey, "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
             RedisOutbox.dueKey(partition), String(state.version),
         ].map { Array($0.utf8) }
-        // Ended challenges kept apart are records that expire by themselves: they neither keep a state nor set its
-        // deadline.
         let apart = writesEndedApart
-        let isEmpty = apart ? state.isEmptyBesidesEnded : state.isEmpty
-        arguments.append(isEmpty ? [] : Self.value(of: state, version: state.version + 1, endedApart: apart))
+        arguments.append(
+            dropsOnCommit(state) ? [] : Self.value(of: state, version: state.version + 1, endedApart: apart))
         arguments.append(Array(field.utf8))
-        let deadline = isEmpty ? nil : state.nextDeadline(includingEnded: !apart)
+        let deadline = deadline(of: state)
         let indexed = state.indexedDeadline.map(String.init) ?? ""
         arguments.append(Array("\(deadline.map(String.init) ?? "")|\(indexed)".utf8))
         arguments.append(Array(key.tenantID.utf8))
@@ -277,6 +275,18 @@ public final class RedisStates: @unchecked Sendable {
             case .failure(let error): completion(.failed(StoreError("\(error)")), [])
             }
         }
+    }
+
+    /// Whether a commit of `state` deletes it. Ended challenges kept apart are records that expire by themselves:
+    /// they keep no state.
+    private func dropsOnCommit(_ state: UserState) -> Bool {
+        writesEndedApart ? state.isEmptyBesidesEnded : state.isEmpty
+    }
+
+    /// The deadline a commit of `state` puts in the due set: nil when the commit deletes the state. Ended challenges
+    /// kept apart set none: their keys expire by themselves.
+    public func deadline(of state: UserState) -> UnixMillis? {
+        dropsOnCommit(state) ? nil : state.nextDeadline(includingEnded: !writesEndedApart)
     }
 
     /// How long a `request_id`'s index outlives the end of its challenge or fallback: the remembering window and a

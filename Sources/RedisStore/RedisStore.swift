@@ -324,9 +324,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 state, commit.changes, enqueue: enqueued, deliveries: commit.deliveries, by: settings.instanceID
             ) { [self] result, deliverHere in
                 guard result == .durable else { return completion(result) }
-                if let deadline = state.nextDeadline(includingEnded: !states.writesEndedApart),
-                    deadline <= clock() + Self.expiryHorizon
-                {
+                if let deadline = states.deadline(of: state), deadline <= clock() + Self.expiryHorizon {
                     localDeadlines.insert(deadline)
                 }
                 replicated(on: states.lane(state.key.partition)) { [self] replicated in
