@@ -35,10 +35,6 @@ final class PartitionLeases: @unchecked Sendable {
     /// The partitions held at `now`: none once the last renewal is too old to trust.
     func held(now: UnixMillis) -> [Partition] { isCurrent(now) ? partitions : [] }
 
-    func holds(_ partition: Partition, now: UnixMillis) -> Bool {
-        isCurrent(now) && partitionSet.contains(partition)
-    }
-
     private func isCurrent(_ now: UnixMillis) -> Bool {
         guard let renewedAt else { return false }
         return now - renewedAt < trustMillis

@@ -38,6 +38,10 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         /// to Redis in one call. An outcome not yet stored when an instance dies is a callback sent again (at least
         /// once, as for a crash mid-send); a stop stores them first.
         public var outboxBatchSeconds = 0.05
+        /// How long a callback a commit enqueues is left to the committing instance (UserStore.committerHoldMillis):
+        /// longer than a callback's request timeout (10 s), so that a slow verifier is not sent it twice; a stopped
+        /// or killed instance's callbacks still in flight are sent by their partitions' forwarders after it.
+        public var committerHoldSeconds = 15.0
 
         public init(url: RedisURL, instanceID: String) {
             self.url = url
@@ -82,6 +86,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     /// Devices with a stream here, whose deliveries are routed here.
     private var streamed: Set<String> = []
     private lazy var routeTimer: LoopTimer = loop.makeTimer { [unowned self] in renewRoutes() }
+    /// Routes a call renews: Redis runs nothing else during a call, and 1,000 took it 1–4 ms, which the sign-ins
+    /// committing meanwhile waited for.
+    private static let routeBatch = 100
     private let leases: PartitionLeases
     private struct OutboxBatch {
         var changes: [OutboxChange] = []
@@ -258,14 +265,14 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         routeTimer.schedule(after: settings.routeSeconds / 3)
     }
 
-    /// Routes the devices' deliveries here, in calls of at most 1,000; `done` runs when all have answered.
+    /// Routes the devices' deliveries here, in calls of at most `routeBatch`; `done` runs when all have answered.
     private func route(_ deviceIDs: [String], done: @escaping () -> Void) {
         guard phase == .open, !deviceIDs.isEmpty else { return done() }
         let lifetime = String(Int(settings.routeSeconds * 1000))
         var remaining = 0
-        for start in stride(from: 0, to: deviceIDs.count, by: 1000) {
+        for start in stride(from: 0, to: deviceIDs.count, by: Self.routeBatch) {
             remaining += 1
-            let batch = deviceIDs[start..<min(start + 1000, deviceIDs.count)]
+            let batch = deviceIDs[start..<min(start + Self.routeBatch, deviceIDs.count)]
             client.send(["FCALL", "approvald_route_streams", "0", settings.instanceID, lifetime] + batch) { _ in
                 remaining -= 1
                 if remaining == 0 { done() }
@@ -454,7 +461,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     public var commandsSent: Int { stateClients.reduce(client.commandsSent) { $0 + $1.commandsSent } }
 
     public var forwardingPartitions: [Partition] { leases.held(now: clock()) }
-    public func forwards(_ partition: Partition) -> Bool { leases.holds(partition, now: clock()) }
+    public var committerHoldMillis: UnixMillis { UnixMillis(settings.committerHoldSeconds * 1000) }
 
     public func streamOpened(deviceID: String, routed: @escaping () -> Void) {
         streamed.insert(deviceID)

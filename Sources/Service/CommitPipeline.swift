@@ -92,10 +92,12 @@ final class CommitPipeline: @unchecked Sendable {
     ) {
         var outbox: [OutboxEntry] = []
         for case .resultDue(let challenge) in changes {
+            let endedAt = challenge.resolution?.at ?? clock()
             outbox.append(
                 OutboxEntry(
                     challengeID: challenge.id, tenantID: challenge.tenantID, partition: challenge.user.partition,
-                    body: Views.callback(challenge), endedAt: challenge.resolution?.at ?? clock(),
+                    body: Views.callback(challenge), endedAt: endedAt,
+                    nextAttemptAt: endedAt + store.committerHoldMillis,
                     traceparent: challenge.traceparent))
         }
         let queued = deliveries.compactMap { delivery -> String? in

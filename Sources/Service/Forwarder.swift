@@ -103,11 +103,11 @@ final class Forwarder: @unchecked Sendable {
     /// After recovery: what the outbox holds is read as it falls due.
     func start() { pump() }
 
-    /// Callbacks just made durable together with their challenges' endings: sent at once while the window has room,
-    /// otherwise read back from the store later.
+    /// Callbacks this instance just made durable together with their challenges' endings, whatever partition they
+    /// are in (the store holds them back from every read for a while: UserStore.committerHoldMillis): sent at once
+    /// while the window has room, otherwise read back from the store once due.
     func enqueued(_ entries: [OutboxEntry]) {
-        // A callback of a partition another instance forwards is sent by that one, which reads it from the store.
-        for entry in entries where store.forwards(entry.partition) {
+        for entry in entries {
             guard taken.count < settings.window else {
                 behind = true
                 return

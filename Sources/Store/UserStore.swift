@@ -115,7 +115,11 @@ public protocol UserStore: AnyObject {
     var commandsSent: Int { get }
     /// The partitions whose callbacks this instance forwards (every one for the embedded store).
     var forwardingPartitions: [Partition] { get }
-    func forwards(_ partition: Partition) -> Bool
+    /// A callback a commit enqueues is the committing instance's to send, as soon as the commit is durable, whichever
+    /// instance forwards its partition: it is stored due this long after its ending, so that no read of due
+    /// callbacks finds it before the committer's outcome replaces it (none for the embedded store, whose one
+    /// forwarder knows what it is sending).
+    var committerHoldMillis: UnixMillis { get }
     /// A device's stream opened here. On a shared store its deliveries come here from now on; `routed` runs once
     /// they do, when some committed meanwhile may have gone elsewhere: read the queue again then.
     func streamOpened(deviceID: String, routed: @escaping () -> Void)
@@ -133,7 +137,7 @@ extension UserStore {
     public var isReachable: Bool { true }
     public var commandsSent: Int { 0 }
     public var forwardingPartitions: [Partition] { Partition.all }
-    public func forwards(_ partition: Partition) -> Bool { true }
+    public var committerHoldMillis: UnixMillis { 0 }
     public func streamOpened(deviceID: String, routed: @escaping () -> Void) {}
     public func streamClosed(deviceID: String) {}
     public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {}

@@ -78,7 +78,8 @@ struct ManyInstancesTests {
         #expect(poll.answer(within: 10)?["status"] as? String == "approved", "B's long poll did not return")
         #expect(stream.shows("event: resolved\nid: \(challengeID)"))
         #expect(stream.text.contains("\"outcome\":\"approved\""))
-        // One callback, from whichever instance leases the partition.
+        // One callback: A sends it, having committed the answer, and the partition's forwarder (whichever instance
+        // that is) finds it held for A and does not send it too.
         #expect(eventuallyBlocking(timeout: 10) { verifier.received.count >= 1 })
         Thread.sleep(forTimeInterval: 2.5)
         #expect(verifier.received.compactMap { $0.headers["idempotency-key"] } == [challengeID])

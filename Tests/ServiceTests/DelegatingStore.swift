@@ -28,7 +28,7 @@ class DelegatingStore: UserStore, @unchecked Sendable {
     var gauges: Gauges { inner.gauges }
     var commandsSent: Int { inner.commandsSent }
     var forwardingPartitions: [Partition] { inner.forwardingPartitions }
-    func forwards(_ partition: Partition) -> Bool { inner.forwards(partition) }
+    var committerHoldMillis: UnixMillis { inner.committerHoldMillis }
     func dueCallbacks(
         in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping (Result<DueCallbacks, StoreError>) -> Void

@@ -161,7 +161,7 @@ final class ManualClock: Sendable {
         #expect(try await eventually { try await broker.onLoop { $0.forwarder.attempts["delivered"] } == 30 })
     }
 
-    @Test func aForwarderSendsTheCallbacksOfItsPartitionsOnly() async throws {
+    @Test func aForwarderReadsTheCallbacksOfItsPartitionsOnlyAndSendsWhatItsInstanceEnds() async throws {
         // Ten results in partition 0 and ten in partition 1 wait in the outbox; this forwarder has partition 0.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())").path
         let backlog = try storeBacklog(20, named: "ch_part_", in: directory)
@@ -169,13 +169,31 @@ final class ManualClock: Sendable {
         try #require(alice != Partition(0))
         let setup = try await setUp(directory: directory) { PartitionZeroStore($0) }
         defer { setup.stop() }
-        // A result that becomes due now, in alice's partition: not this forwarder's either.
-        _ = try await setup.endAChallenge("r-9")
-        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 10 })
+        // A result this instance ends, in alice's partition: its own to send, whoever forwards the partition.
+        let ended = try await setup.endAChallenge("r-9")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 11 })
         try await Task.sleep(nanoseconds: 300_000_000)
         let sent = Set(setup.verifier.received.compactMap { $0.headers["idempotency-key"] })
-        #expect(sent == Set(backlog.filter { $0.partition == Partition(0) }.map(\.challengeID)))
-        #expect(try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 11)
+        #expect(sent == Set(backlog.filter { $0.partition == Partition(0) }.map(\.challengeID) + [ended]))
+        #expect(try await setup.broker.onLoop { $0.gauges.forwardQueueDepth } == 10)
+    }
+
+    @Test func aCallbackItsInstanceEndsIsSentAtOnceAndHeldFromOtherInstancesReads() async throws {
+        // A shared store where other instances forward every partition, and leave a new callback to its committer.
+        let store = Locked<HeldForCommitterStore?>(nil)
+        let setup = try await setUp { inner in
+            let made = HeldForCommitterStore(inner)
+            store.withLock { $0 = made }
+            return made
+        }
+        defer { setup.stop() }
+        let challengeID = try await setup.endAChallenge("r-held")
+        #expect(await eventually { setup.verifier.received.count == 1 })
+        #expect(setup.verifier.received.first?.headers["idempotency-key"] == challengeID)
+        let enqueued = try #require(store.withLock { $0?.enqueued.first })
+        #expect(enqueued.challengeID == challengeID)
+        #expect(enqueued.nextAttemptAt == enqueued.endedAt + HeldForCommitterStore.hold)
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
     }
 
     @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {
@@ -248,8 +266,20 @@ final class ManualClock: Sendable {
     }
 }
 
+/// The embedded store, as if it were shared and other instances forwarded every partition; it keeps the callbacks
+/// commits enqueue.
+final class HeldForCommitterStore: DelegatingStore, @unchecked Sendable {
+    static let hold: UnixMillis = 15_000
+    private(set) var enqueued: [OutboxEntry] = []
+    override var forwardingPartitions: [Partition] { [] }
+    override var committerHoldMillis: UnixMillis { Self.hold }
+    override func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void) {
+        for case .enqueue(let entry) in commit.outbox { enqueued.append(entry) }
+        super.commit(commit, completion: completion)
+    }
+}
+
 /// The embedded store, as if the other partitions were leased to other instances.
 final class PartitionZeroStore: DelegatingStore, @unchecked Sendable {
     override var forwardingPartitions: [Partition] { [Partition(0)] }
-    override func forwards(_ partition: Partition) -> Bool { partition == Partition(0) }
 }
