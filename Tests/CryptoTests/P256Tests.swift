@@ -150,7 +150,7 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
 
     @Test func theBufferedGeneratorRefillsAndItsCopiesShareOneStream() {
         let generator = BufferedSecureRandom()
-        var copy = generator
+        let copy = generator
         // Past several refills of the 512-number buffer, nothing repeats, copy or not.
         let draws = (0..<1500).map { _ in generator.next() } + (0..<600).map { _ in copy.next() }
         #expect(Set(draws).count == draws.count)
