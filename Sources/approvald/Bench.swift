@@ -17,7 +17,8 @@ struct Bench: ParsableCommand {
         discussion: """
             Registers one device (a fresh P-256 key) per simulated user, then runs the timed phase: \
             'creates' sends HMAC-signed challenge creations for distinct users; 'roundtrips' runs whole sign-ins \
-            for --users users whose phones hold their event streams open (up to 100 on a connection): the IdP \
+            for --users users whose phones hold their event streams open (up to 100 on a connection), from a second \
+            after the streams were opened, so that their connecting is over before the timing starts: the IdP \
             creates a challenge, the phone gets it on its stream and answers with a signed approval of the right \
             number, and the sign-in counts once both the create and the answer are answered (one sign-in per user \
             at a time, users taking turns, so each does about requests/users; the tenant's policy must allow a \
@@ -125,6 +126,7 @@ final class BenchRunner: @unchecked Sendable {
     private var inFlight = 0
     private var filling = false
     private var nextPhase: LoopTimer?
+    private var pauseAfterPhase = 0.0
     private var holdTimer: LoopTimer?
     /// roundtrips: users without a sign-in in flight, each user's sign-in, and its stream's parser.
     /// Users without a sign-in in flight, the one idle longest first: users take turns.
@@ -193,7 +195,10 @@ final class BenchRunner: @unchecked Sendable {
                 streamParsers = (0..<userCount).map { user in
                     EventStreamParser { [unowned self] in streamEvent($0, of: user) }
                 }
-                runPhase("streams", count: userCount, step: streamStep) { [self] in
+                // A thousand phones connecting at once keep the broker busy for a moment after their requests went
+                // out (authenticating each, routing its deliveries, reading its queue): a burst of its own, which
+                // the sign-ins' latency would otherwise include.
+                runPhase("streams", count: userCount, pauseAfter: 1, step: streamStep) { [self] in
                     runPhase(
                         "roundtrips", count: bench.requests, paced: true,
                         step: { [unowned self] in roundTrip($0, $1) }, then: finish)
@@ -212,11 +217,13 @@ final class BenchRunner: @unchecked Sendable {
 
     // MARK: Phases
 
+    /// Runs `step` for each of `count`, then `then` once `pauseAfter` seconds have passed since the last completed.
     private func runPhase(
-        _ name: String, count: Int, paced: Bool = false, step: @escaping (Int, @escaping (String?) -> Void) -> Void,
-        then: @escaping () -> Void
+        _ name: String, count: Int, paced: Bool = false, pauseAfter: Double = 0,
+        step: @escaping (Int, @escaping (String?) -> Void) -> Void, then: @escaping () -> Void
     ) {
         pace = paced ? bench.rate.map { 1e9 / $0 } : nil
+        pauseAfterPhase = pauseAfter
         phase = name
         phaseCount = count
         next = 0
@@ -290,7 +297,7 @@ final class BenchRunner: @unchecked Sendable {
         // The next phase starts from the loop, not from inside this step's completion.
         let then = onPhaseDone
         onPhaseDone = nil
-        nextPhase = loop.schedule(after: 0) { then?() }
+        nextPhase = loop.schedule(after: pauseAfterPhase) { then?() }
     }
 
     /// `broker_cpu_us=…` (and `store_cpu_us=…`) per request of the phase, when the pids were given.
