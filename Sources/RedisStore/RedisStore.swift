@@ -39,8 +39,9 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         /// once, as for a crash mid-send); a stop stores them first.
         public var outboxBatchSeconds = 0.05
         /// How long a callback a commit enqueues is left to the committing instance (UserStore.committerHoldMillis):
-        /// longer than a callback's request timeout (10 s), so that a slow verifier is not sent it twice; a stopped
-        /// or killed instance's callbacks still in flight are sent by their partitions' forwarders after it.
+        /// longer than a callback's request timeout (10 s by default; the configuration raises this to 5 s more than
+        /// a longer one), so that a slow verifier is not sent it twice; a stopped or killed instance's callbacks still
+        /// in flight are sent by their partitions' forwarders after it.
         public var committerHoldSeconds = 15.0
 
         public init(url: RedisURL, instanceID: String) {

@@ -303,6 +303,10 @@ public struct Configuration: Sendable {
         }
         try tenants.rejectUnknownKeys()
         try root.rejectUnknownKeys()
+        // A new callback is its committer's for longer than one attempt to send it may take.
+        if let held = redis?.committerHoldSeconds {
+            redis?.committerHoldSeconds = max(held, forwardTimeoutSeconds + 5)
+        }
     }
 
     /// `[store]` and `[store.redis]`; the Redis keys are checked whichever backend is chosen.

@@ -98,6 +98,10 @@ import Testing
         let redis = try #require(try Configuration.parse(text).redis)
         #expect(redis.url.host == "10.0.0.5" && redis.url.port == 6380 && redis.url.database == 2)
         #expect(redis.instanceID == "east-1" && redis.waitReplicas == 1 && redis.commandTimeoutSeconds == 0.25)
+        // A new callback is left to the instance that ended its challenge for longer than one attempt may take.
+        #expect(redis.committerHoldSeconds == 15)
+        let slowVerifier = try #require(try Configuration.parse(text + "\n[forwarding]\ntimeout_seconds = 30").redis)
+        #expect(slowVerifier.committerHoldSeconds == 35)
         #expect(!redis.allowUnsafePersistence)
         let overridden = try #require(
             try Configuration.parse(
