@@ -32,6 +32,8 @@ final class BoundedClient: @unchecked Sendable {
     let limit: Int
     private(set) var inFlight = 0
     private var waiting = Deque<Request>()
+    /// Whether a request sent now would go out at once rather than wait here.
+    var hasRoom: Bool { inFlight < limit }
 
     init(_ client: H2Client, limit: Int) {
         self.client = client

@@ -107,11 +107,15 @@ final class Forwarder: @unchecked Sendable {
     /// are in (the store holds them back from every read for a while: UserStore.committerHoldMillis): sent at once
     /// while the window has room, otherwise read back from the store once due.
     func enqueued(_ entries: [OutboxEntry]) {
+        let held = store.committerHoldMillis > 0
         for entry in entries {
             guard taken.count < settings.window else {
                 behind = true
                 return
             }
+            // Held for this instance, a callback must not wait for a verifier slot past its hold (its partition's
+            // forwarder would send it too): one that cannot go out now is left to that forwarder, once due.
+            if held, let verifier = verifierOfTenant[entry.tenantID], !verifier.client.hasRoom { continue }
             take(entry)
         }
     }

@@ -196,6 +196,29 @@ final class ManualClock: Sendable {
         #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
     }
 
+    @Test func aCallbackThatWouldWaitForAVerifierSlotIsLeftToItsPartitionsForwarder() async throws {
+        var narrow = Forwarder.Settings()
+        narrow.maxInFlightPerVerifier = 1
+        // A shared store where this instance forwards every partition.
+        let setup = try await setUp(forwarding: narrow) { HeldForCommitterStore($0, forwarding: Partition.all) }
+        defer { setup.stop() }
+        func sent() -> [String] { setup.verifier.received.compactMap { $0.headers["idempotency-key"] } }
+        setup.verifier.delay(0.5)
+        let first = try await setup.endAChallenge("r-first")
+        let second = try await setup.endAChallenge("r-second")
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
+        // The slot is free again, but the second callback did not queue for it: the store holds it until its hold
+        // ends, when the partition's forwarder (here, this one) reads it.
+        try await setup.forwarder { $0.pump() }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(sent() == [first])
+        setup.verifier.delay(0)
+        setup.clock.advance(by: HeldForCommitterStore.hold)
+        try await setup.forwarder { $0.pump() }
+        #expect(await eventually { sent() == [first, second] })
+        #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 2 })
+    }
+
     @Test func failuresAreRetriedWhenDueByTheClockThenDelivered() async throws {
         let setup = try await setUp()
         defer { setup.stop() }
@@ -266,12 +289,17 @@ final class ManualClock: Sendable {
     }
 }
 
-/// The embedded store, as if it were shared and other instances forwarded every partition; it keeps the callbacks
-/// commits enqueue.
+/// The embedded store, as if it were shared and other instances forwarded every partition but `forwarded`; it keeps the
+/// callbacks commits enqueue.
 final class HeldForCommitterStore: DelegatingStore, @unchecked Sendable {
     static let hold: UnixMillis = 15_000
     private(set) var enqueued: [OutboxEntry] = []
-    override var forwardingPartitions: [Partition] { [] }
+    private let forwarded: [Partition]
+    init(_ inner: EmbeddedStore, forwarding forwarded: [Partition] = []) {
+        self.forwarded = forwarded
+        super.init(inner)
+    }
+    override var forwardingPartitions: [Partition] { forwarded }
     override var committerHoldMillis: UnixMillis { Self.hold }
     override func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void) {
         for case .enqueue(let entry) in commit.outbox { enqueued.append(entry) }
