@@ -81,8 +81,11 @@ final class PartitionLeases: @unchecked Sendable {
     private func share(of membership: Membership, now: UnixMillis) -> [Partition] {
         guard let position = membership.live.firstIndex(of: instanceID) else { return [] }
         let live = Set(membership.live)
+        // Redis dates renewals to the millisecond: one in the very millisecond of the change may have come just
+        // before it, so while the change is that young no other instance counts as having seen it.
+        let seen = membership.age == 0 ? [instanceID] : membership.seenChange
         let othersMayHold = membership.before.contains {
-            $0 != instanceID && live.contains($0) && !membership.seenChange.contains($0)
+            $0 != instanceID && live.contains($0) && !seen.contains($0)
         }
         let free = membership.age >= holdDownMillis || !othersMayHold
         let holding = isCurrent(now) ? partitionSet : []
