@@ -1,6 +1,7 @@
 // The store over a real Redis: the forwarder's outcomes gathered for a moment go to Redis in one call, a full batch
 // goes at once, and a stop stores what was gathered before the connections close (or, with Redis not answering,
-// tells those outcomes they failed and closes all the same), taking nothing new meanwhile.
+// tells those outcomes they failed and closes all the same), taking nothing new meanwhile; after a reconnect, every
+// stream is routed here again in short calls before the streams are told to read again.
 import Core
 import Foundation
 import Locking
@@ -114,6 +115,47 @@ import Testing
         #expect(try #require(closedAt.withLock { $0 }).timeIntervalSince(started) < 5)
         #expect(told.withLock { $0 } == [false])
         setup.server.thaw()
+        thread.stop()
+        try await setup.stop()
+    }
+
+    /// After the subscriber's connection comes back, every stream held here is routed here again (in calls of at most
+    /// 100 devices, so that no call keeps Redis long), and only then are the streams told to read again.
+    @Test func aReconnectRoutesEveryStreamAgainInShortCallsThenResyncs() async throws {
+        let setup = try await StatesUnderTest()
+        let (thread, store) = try await Self.storeGatheringForAMinute(on: setup)
+        final class ResyncCounter: DeliverySink, @unchecked Sendable {
+            let resyncs = Locked(0)
+            func deliver(_ delivery: Delivery, committedHere: Bool) {}
+            func resync() { resyncs.withLock { $0 += 1 } }
+        }
+        let sink = ResyncCounter()
+        let devices = (0..<250).map { "phone-\($0)" }
+        let routed = Locked(0)
+        try await thread.run {
+            store.value.sink = sink
+            for device in devices { store.value.streamOpened(deviceID: device) { routed.withLock { $0 += 1 } } }
+        }
+        #expect(await eventually(timeout: 5) { routed.withLock { $0 } == devices.count })
+        func routes() async throws -> Int {
+            Int(try await setup.server.cli(["EVAL", "return #redis.call('KEYS', 'ap:route:*')", "0"])) ?? -1
+        }
+        #expect(try await routes() == devices.count)
+        // The routes lapse, and the subscriber's connection drops.
+        _ = try await setup.server.cli([
+            "EVAL", "for _, key in ipairs(redis.call('KEYS', 'ap:route:*')) do redis.call('DEL', key) end", "0",
+        ])
+        // The slow log keeps every call from here, and the commands inside them.
+        _ = try await setup.server.cli(["CONFIG", "SET", "slowlog-max-len", "10000"])
+        _ = try await setup.server.cli(["CONFIG", "SET", "slowlog-log-slower-than", "0"])
+        _ = try await setup.server.cli(["SLOWLOG", "RESET"])
+        _ = try await setup.server.cli(["CLIENT", "KILL", "TYPE", "pubsub"])
+        #expect(await eventually(timeout: 10) { sink.resyncs.withLock { $0 } == 1 })
+        #expect(try await routes() == devices.count)
+        let calls = try await setup.server.cli(["SLOWLOG", "GET", "10000"])
+        #expect(calls.components(separatedBy: "approvald_route_streams").count - 1 == 3)
+        let closed: Bool = try await thread.wait { done in store.value.close { done(true) } }
+        #expect(closed)
         thread.stop()
         try await setup.stop()
     }

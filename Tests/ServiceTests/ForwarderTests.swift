@@ -167,7 +167,7 @@ final class ManualClock: Sendable {
         let backlog = try storeBacklog(20, named: "ch_part_", in: directory)
         let alice = UserKey(tenantID: "contoso", userID: "alice").partition
         try #require(alice != Partition(0))
-        let setup = try await setUp(directory: directory) { PartitionZeroStore($0) }
+        let setup = try await setUp(directory: directory) { SharedStoreDouble($0, forwarding: [Partition(0)], hold: 0) }
         defer { setup.stop() }
         // A result this instance ends, in alice's partition: its own to send, whoever forwards the partition.
         let ended = try await setup.endAChallenge("r-9")
@@ -180,9 +180,9 @@ final class ManualClock: Sendable {
 
     @Test func aCallbackItsInstanceEndsIsSentAtOnceAndHeldFromOtherInstancesReads() async throws {
         // A shared store where other instances forward every partition, and leave a new callback to its committer.
-        let store = Locked<HeldForCommitterStore?>(nil)
+        let store = Locked<SharedStoreDouble?>(nil)
         let setup = try await setUp { inner in
-            let made = HeldForCommitterStore(inner)
+            let made = SharedStoreDouble(inner)
             store.withLock { $0 = made }
             return made
         }
@@ -192,7 +192,7 @@ final class ManualClock: Sendable {
         #expect(setup.verifier.received.first?.headers["idempotency-key"] == challengeID)
         let enqueued = try #require(store.withLock { $0?.enqueued.first })
         #expect(enqueued.challengeID == challengeID)
-        #expect(enqueued.nextAttemptAt == enqueued.endedAt + HeldForCommitterStore.hold)
+        #expect(enqueued.nextAttemptAt == enqueued.endedAt + SharedStoreDouble.hold)
         #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 1 })
     }
 
@@ -200,7 +200,7 @@ final class ManualClock: Sendable {
         var narrow = Forwarder.Settings()
         narrow.maxInFlightPerVerifier = 1
         // A shared store where this instance forwards every partition.
-        let setup = try await setUp(forwarding: narrow) { HeldForCommitterStore($0, forwarding: Partition.all) }
+        let setup = try await setUp(forwarding: narrow) { SharedStoreDouble($0, forwarding: Partition.all) }
         defer { setup.stop() }
         func sent() -> [String] { setup.verifier.received.compactMap { $0.headers["idempotency-key"] } }
         setup.verifier.delay(0.5)
@@ -213,7 +213,7 @@ final class ManualClock: Sendable {
         try await Task.sleep(nanoseconds: 300_000_000)
         #expect(sent() == [first])
         setup.verifier.delay(0)
-        setup.clock.advance(by: HeldForCommitterStore.hold)
+        setup.clock.advance(by: SharedStoreDouble.hold)
         try await setup.forwarder { $0.pump() }
         #expect(await eventually { sent() == [first, second] })
         #expect(try await eventually { try await setup.forwarder { $0.attempts["delivered"] } == 2 })
@@ -289,25 +289,22 @@ final class ManualClock: Sendable {
     }
 }
 
-/// The embedded store, as if it were shared and other instances forwarded every partition but `forwarded`; it keeps the
-/// callbacks commits enqueue.
-final class HeldForCommitterStore: DelegatingStore, @unchecked Sendable {
+/// The embedded store, as if it were shared: other instances forward every partition but `forwarded`, and a new
+/// callback is held for its committer for `hold`; it keeps the callbacks commits enqueue.
+final class SharedStoreDouble: DelegatingStore, @unchecked Sendable {
     static let hold: UnixMillis = 15_000
     private(set) var enqueued: [OutboxEntry] = []
     private let forwarded: [Partition]
-    init(_ inner: EmbeddedStore, forwarding forwarded: [Partition] = []) {
+    private let hold: UnixMillis
+    init(_ inner: EmbeddedStore, forwarding forwarded: [Partition] = [], hold: UnixMillis = SharedStoreDouble.hold) {
         self.forwarded = forwarded
+        self.hold = hold
         super.init(inner)
     }
     override var forwardingPartitions: [Partition] { forwarded }
-    override var committerHoldMillis: UnixMillis { Self.hold }
+    override var committerHoldMillis: UnixMillis { hold }
     override func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void) {
         for case .enqueue(let entry) in commit.outbox { enqueued.append(entry) }
         super.commit(commit, completion: completion)
     }
-}
-
-/// The embedded store, as if the other partitions were leased to other instances.
-final class PartitionZeroStore: DelegatingStore, @unchecked Sendable {
-    override var forwardingPartitions: [Partition] { [Partition(0)] }
 }
