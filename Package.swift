@@ -33,6 +33,9 @@ let package = Package(
         .systemLibrary(
             name: "CLibevent", pkgConfig: "libevent_openssl", providers: [.apt(["libevent-dev", "libssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // The HTTP/1.1 request parser (nodejs/http-parser), which has no pkg-config entry: its header is in
+        // /usr/include.
+        .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // hiredis's pkg-config entry adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM refuses (and a no-op on 64-bit
         // Linux): its headers are found under /usr/include instead (libhiredis-dev, installed by the Makefile).
@@ -62,7 +65,7 @@ let package = Package(
         .target(
             name: "H2",
             dependencies: [
-                "CNghttp2", "CLibevent", "COpenSSL", "Locking",
+                "CNghttp2", "CLibevent", "COpenSSL", "CHTTPParser", "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [withoutExclusivityChecks]),

@@ -1,8 +1,7 @@
 // The life of one server connection, without I/O: which timer runs, when the session ends, and how many resets
 // the client may make the server send. ServerConnection feeds it inputs and carries out the actions.
 
-/// `waitingForPreface → idle ⇄ open → draining → closing → closed`, or `waitingForPreface → refusingHTTP1 →
-/// closed` for a client that does not speak HTTP/2. A stream counts as activity once its request is complete (or
+/// `waitingForPreface → idle ⇄ open → draining → closing → closed`. A stream counts as activity once its request is complete (or
 /// answered early): one whose request is still arriving leaves the connection idle, so a header block or body
 /// that never ends cannot hold it.
 struct ConnectionStateMachine {
@@ -17,23 +16,16 @@ struct ConnectionStateMachine {
         case draining
         /// The session is ending (GOAWAY queued with its error code): what is queued is written, then it closes.
         case closing
-        /// A client that is not HTTP/2 got 505; what it still sends is discarded until it closes, or the linger
-        /// time ends. Once the 505 is written, the write side is shut (`writeShut`).
-        case refusingHTTP1(writeShut: Bool)
         case closed
     }
 
     enum Action: Equatable {
         case none
-        /// (Re)arms the connection timer: the preface's or the linger's.
+        /// Arms the connection timer with the preface timeout.
         case armTimer(seconds: Double)
         /// Arms the connection timer with the idle timeout, a duration every connection shares.
         case armIdleTimer(seconds: Double)
         case cancelTimer
-        /// Writes the 505 and arms the timer for the linger time.
-        case refuseHTTP1(lingerSeconds: Double)
-        /// Shuts the socket's write side: the 505 is out.
-        case shutWrite
         /// Ends the session: GOAWAY with this code, written before the socket closes.
         case endSession(H2ErrorCode)
         /// Graceful shutdown: GOAWAY(NO_ERROR), streamed responses end; with no stream open, the session ends too.
@@ -48,8 +40,6 @@ struct ConnectionStateMachine {
         var preface: Double
         var idle: Double
         var request: Double
-        /// How long a refused HTTP/1.x client may go on sending before the socket closes.
-        var linger = 2.0
     }
 
     private(set) var state = State.waitingForPreface
@@ -70,11 +60,11 @@ struct ConnectionStateMachine {
     /// Streams whose request is still arriving.
     var arrivingStreams: Int { streams - activeStreams }
 
-    /// Whether the client has sent its preface and is not being refused: frames may go out.
+    /// Whether the client has sent its preface: frames may go out.
     var speaksHTTP2: Bool {
         switch state {
         case .idle, .open, .draining, .closing: true
-        case .waitingForPreface, .refusingHTTP1, .closed: false
+        case .waitingForPreface, .closed: false
         }
     }
 
@@ -89,18 +79,11 @@ struct ConnectionStateMachine {
         return .armIdleTimer(seconds: timeouts.idle)
     }
 
-    /// The first bytes are not HTTP/2's preface, or TLS chose http/1.1 by ALPN.
-    mutating func notHTTP2() -> Action {
+    /// The first bytes are not HTTP/2's preface (a client that chose h2 by ALPN and then spoke something else).
+    mutating func badPreface() -> Action {
         guard state == .waitingForPreface else { return .none }
-        state = .refusingHTTP1(writeShut: false)
-        return .refuseHTTP1(lingerSeconds: timeouts.linger)
-    }
-
-    /// Everything written so far has reached the socket.
-    mutating func outputDrained() -> Action {
-        guard state == .refusingHTTP1(writeShut: false) else { return .none }
-        state = .refusingHTTP1(writeShut: true)
-        return .shutWrite
+        state = .closed
+        return .close
     }
 
     mutating func streamOpened() {
@@ -130,10 +113,10 @@ struct ConnectionStateMachine {
         }
     }
 
-    /// The connection timer fired: the preface, idle or linger time is up.
+    /// The connection timer fired: the preface or idle time is up.
     mutating func timerFired() -> Action {
         switch state {
-        case .waitingForPreface, .refusingHTTP1:
+        case .waitingForPreface:
             state = .closed
             return .close
         case .idle:
@@ -172,7 +155,7 @@ struct ConnectionStateMachine {
         case .idle, .open, .draining:
             state = .closing
             return .endSession(.enhanceYourCalm)
-        case .waitingForPreface, .closing, .refusingHTTP1, .closed:
+        case .waitingForPreface, .closing, .closed:
             return .none
         }
     }
@@ -183,7 +166,7 @@ struct ConnectionStateMachine {
         case .idle, .open:
             state = streams == 0 ? .closing : .draining
             return .goAway(endSession: streams == 0)
-        case .waitingForPreface, .refusingHTTP1, .closing:
+        case .waitingForPreface, .closing:
             state = .closed
             return .close
         case .draining, .closed:

@@ -1,6 +1,7 @@
-// The HTTP/2 server: listeners (h2c with prior knowledge, TLS with ALPN h2), connections, graceful shutdown.
+// The server: listeners, each serving HTTP/2 and HTTP/1.1 on one port (TLS: by ALPN; cleartext: h2c with prior
+// knowledge, or HTTP/1.1), the connections, the budget of unsent bytes over all of them, graceful shutdown.
 import CLibevent
-import CNghttp2
+import COpenSSL
 import Glibc
 import Logging
 
@@ -12,7 +13,8 @@ public struct H2ServerLimits: Sendable {
     public var maxRequestBodyBytes = 16 * 1024
     /// Larger header blocks (names + values + 32 per field, as RFC 9113 counts) get 431.
     public var maxHeaderBlockBytes = 16 * 1024
-    /// A connection that has not sent the HTTP/2 preface (or finished TLS) by then is closed.
+    /// A connection that has not finished TLS and said which protocol it speaks (ALPN, or its first bytes), or
+    /// whose HTTP/2 preface has not arrived, by then is closed.
     public var prefaceTimeoutSeconds = 10.0
     /// A connection with no open stream for this long is sent GOAWAY and closed.
     public var idleTimeoutSeconds = 300.0
@@ -24,9 +26,13 @@ public struct H2ServerLimits: Sendable {
     /// Past this many unsent response bytes over all connections, new streams are refused everywhere and the
     /// connections holding the most are closed until the total is back under three quarters of it.
     public var maxBufferedBytesTotal = 64 << 20
-    /// A request's headers and body must arrive within this; past it the stream is reset.
+    /// A request's headers and body must arrive within this; past it the stream is reset (HTTP/2), or the
+    /// request answered 408 and the connection closed (HTTP/1.1).
     public var requestTimeoutSeconds = 10.0
-    /// Frames stop being serialised while a connection's socket buffer holds more than this.
+    /// HTTP/1.1: a client that takes nothing of what is queued for it for this long is dropped.
+    public var sendTimeoutSeconds = 30.0
+    /// Frames stop being serialised (HTTP/2), and pipelined requests stop being read (HTTP/1.1), while a
+    /// connection's socket buffer holds more than this.
     public var outputHighWaterBytes = 64 * 1024
     /// nghttp2's RST_STREAM flood guard: a bucket of `burst` resets refilled at `ratePerSecond`.
     public var streamResetBurst: UInt64 = 1000
@@ -46,7 +52,7 @@ public struct H2ServerLimits: Sendable {
 /// A request handler. It runs on the loop thread and answers through the responder, now or later.
 public typealias HTTPHandler = (HTTPRequest, HTTPResponder) -> Void
 
-/// Serves HTTP/2 on one event loop.
+/// Serves HTTP/2 and HTTP/1.1 on one event loop.
 ///
 /// `@unchecked Sendable`: all state is confined to the loop's thread (checked in debug builds).
 public final class H2Server: @unchecked Sendable {
@@ -54,14 +60,14 @@ public final class H2Server: @unchecked Sendable {
     public let limits: H2ServerLimits
     let handler: HTTPHandler
     let logger: Logger
-    /// Called with the status of every response the server sends, its own 413/431/505 included, and the stream
-    /// it answers (its request's method and path; nil for a 505 to a client that did not speak HTTP/2).
+    /// Called with the status of every response the server sends, its own refusals included, and the exchange it
+    /// answers (its request's method and path; nil for an HTTP/1.1 request refused before its head was read).
     public var onResponse: ((_ status: Int, _ stream: HTTPResponder?) -> Void)?
-    /// The answer to a request refused before any handler saw it (413, 431).
+    /// The answer to a request refused before any handler saw it (413, 431, and HTTP/1.1's 400, 408, 417, 505).
     public var earlyRefusal: (EarlyRefusal) -> HTTPResponse = { $0.plainResponse }
 
     private var listeners: [Listener] = []
-    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var connections: [ObjectIdentifier: ServedConnection] = [:]
     private var shutdownCompletion: (() -> Void)?
     private var shutdownDeadline: LoopTimer?
     let callbacks: ServerCallbacks
@@ -78,8 +84,13 @@ public final class H2Server: @unchecked Sendable {
         sessionOptions = SessionOptions(limits: limits)
     }
 
-    /// The number of open connections.
+    /// The number of open connections, those whose protocol is not known yet included.
     public var connectionCount: Int { connections.count }
+
+    /// The number of open connections that speak `httpProtocol`.
+    public func connectionCount(speaking httpProtocol: HTTPProtocol) -> Int {
+        connections.values.reduce(0) { $0 + ($1.httpProtocol == httpProtocol ? 1 : 0) }
+    }
     /// Connections accepted since start.
     public private(set) var acceptedConnections = 0
 
@@ -133,26 +144,61 @@ public final class H2Server: @unchecked Sendable {
         }
         var enabled: Int32 = 1
         setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &enabled, socklen_t(MemoryLayout<Int32>.size))
-        guard let connection = ServerConnection(server: self, socket: socket, tls: tls) else {
+        // The bufferevent owns the socket from here on (BEV_OPT_CLOSE_ON_FREE), and the connection that holds it
+        // frees it once.
+        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
+        let created: OpaquePointer?
+        if let tls {
+            guard let ssl = tls.makeSession() else {
+                close(socket)
+                return
+            }
+            created = bufferevent_openssl_socket_new(loop.base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
+            if created == nil { SSL_free(ssl) }
+        } else {
+            created = bufferevent_socket_new(loop.base, socket, options)
+        }
+        guard let created else {
+            close(socket)
             logger.warning("could not set up a connection")
             return
         }
-        adopt(connection)
+        adopt(IncomingConnection(server: self, bufferEvent: created, isSecure: tls != nil))
     }
 
-    /// Serves HTTP/2 over a bufferevent that is not a socket's (one end of an in-memory pair), which the
+    /// Serves a bufferevent that is not a socket's (one end of an in-memory pair, for the fuzz targets), which the
     /// connection frees when it closes.
     func serve(bufferEvent: OpaquePointer) {
-        guard let connection = ServerConnection(server: self, bufferEvent: bufferEvent) else { return }
-        adopt(connection)
+        adopt(IncomingConnection(server: self, bufferEvent: bufferEvent, isSecure: false))
     }
 
-    private func adopt(_ connection: ServerConnection) {
+    private func adopt(_ connection: ServedConnection) {
         connections[ObjectIdentifier(connection)] = connection
         acceptedConnections += 1
     }
 
-    func connectionClosed(_ connection: ServerConnection) {
+    /// A connection's protocol is known: an HTTP/2 or HTTP/1.1 connection takes its bufferevent over.
+    func classified(
+        _ incoming: IncomingConnection, as httpProtocol: HTTPProtocol, bufferEvent: OpaquePointer, isSecure: Bool
+    ) {
+        connections[ObjectIdentifier(incoming)] = nil
+        let connection: ServedConnection
+        switch httpProtocol {
+        case .h2:
+            guard let h2 = ServerConnection(server: self, bufferEvent: bufferEvent) else {
+                logger.warning("could not set up an HTTP/2 session")
+                return
+            }
+            connection = h2
+        case .http1:
+            connection = HTTP1ServerConnection(server: self, bufferEvent: bufferEvent, isSecure: isSecure)
+        }
+        connections[ObjectIdentifier(connection)] = connection
+        connection.begin()
+        if isShuttingDown { connection.drain() }
+    }
+
+    func connectionClosed(_ connection: ServedConnection) {
         connections[ObjectIdentifier(connection)] = nil
         if isShuttingDown && connections.isEmpty { finishShutdown() }
         if trimming == nil {

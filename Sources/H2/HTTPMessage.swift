@@ -82,12 +82,39 @@ public enum EarlyRefusal: Equatable, Sendable {
     case bodyTooLarge(limit: Int)
     /// The header block is larger than the limit: 431.
     case headerBlockTooLarge(limit: Int)
+    /// HTTP/1.1 the server does not accept (RFC 9112's strict rules): 400, and the connection closes.
+    case malformed(String)
+    /// The request did not arrive within the request timeout: 408, and the connection closes.
+    case requestTimeout(seconds: Double)
+    /// An HTTP version other than 1.0 and 1.1 in an HTTP/1.x request line: 505.
+    case versionNotSupported
+    /// An `Expect` other than `100-continue`: 417.
+    case expectationFailed
 
-    /// A plain-text answer, for servers whose owner says nothing else.
-    public var plainResponse: HTTPResponse {
+    /// The status code of the answer.
+    public var status: Int {
         switch self {
-        case .bodyTooLarge(let limit): .text(413, "the request body is larger than \(limit) bytes\n")
-        case .headerBlockTooLarge(let limit): .text(431, "the header block is larger than \(limit) bytes\n")
+        case .bodyTooLarge: 413
+        case .headerBlockTooLarge: 431
+        case .malformed: 400
+        case .requestTimeout: 408
+        case .versionNotSupported: 505
+        case .expectationFailed: 417
         }
     }
+
+    /// What went wrong, in a sentence.
+    public var detail: String {
+        switch self {
+        case .bodyTooLarge(let limit): "the request body is larger than \(limit) bytes"
+        case .headerBlockTooLarge(let limit): "the header block is larger than \(limit) bytes"
+        case .malformed(let why): "malformed HTTP/1.1 request: \(why)"
+        case .requestTimeout(let seconds): "the request did not arrive within \(seconds) s"
+        case .versionNotSupported: "HTTP/1.0, HTTP/1.1 and HTTP/2 are served"
+        case .expectationFailed: "only Expect: 100-continue is supported"
+        }
+    }
+
+    /// A plain-text answer, for servers whose owner says nothing else.
+    public var plainResponse: HTTPResponse { .text(status, detail + "\n") }
 }

@@ -1,21 +1,12 @@
-// One accepted connection: the HTTP/2 preface check (HTTP/1.x gets 505), the server session's streams, the
-// timers, the budget of resets it may make the server send, the unsent response bytes it holds, and draining for
+// One HTTP/2 connection on the server: the preface check, the server session's streams, the timers, the budget of resets it may make the server send, the unsent response bytes it holds, and draining for
 // shutdown. Its lifecycle is ConnectionStateMachine's; this type carries out the machine's actions.
 import CLibevent
 import CNghttp2
 import COpenSSL
 import Glibc
 
-private let clientPreface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-private let http2Required: [UInt8] = {
-    let text = "HTTP/2 required: use h2 over TLS (ALPN h2), or h2c with prior knowledge.\n"
-    return Array(
-        ("HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n"
-            + "content-length: \(text.utf8.count)\r\n\r\n" + text).utf8)
-}()
-
 /// `@unchecked Sendable`: confined to its server's loop thread.
-final class ServerConnection: SessionConnection, @unchecked Sendable {
+final class ServerConnection: SessionConnection, ServedConnection, @unchecked Sendable {
     /// Unowned and unchecked: the server holds every connection until it closes, and the hot path would otherwise
     /// pay a reference count on each use.
     unowned(unsafe) let server: H2Server
@@ -26,7 +17,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     let maxBufferedConnectionBytes: Int
     private var machine: ConnectionStateMachine
     /// Open streams, newest first, linked through the responders: no hashing per stream, no table per connection.
-    private var newestStream: HTTPResponder?
+    private var newestStream: H2Stream?
     /// The preface, idle or linger timer (one at a time), and the timer of requests still arriving.
     private var timer: LoopTimer!
     private var requestTimer: LoopTimer!
@@ -41,30 +32,10 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
     /// read, not per stream).
     private var readTime = 0.0
 
-    /// A connection on an accepted socket, plain or TLS; it owns the socket from here on (closed here until a
-    /// bufferevent holds it, then by the bufferevent, BEV_OPT_CLOSE_ON_FREE, freed once in close or deinit).
-    convenience init?(server: H2Server, socket: Int32, tls: TLSServerContext?) {
-        let base = server.loop.base
-        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
-        let created: OpaquePointer?
-        if let tls {
-            guard let ssl = tls.makeSession() else {
-                Glibc.close(socket)
-                return nil
-            }
-            created = bufferevent_openssl_socket_new(base, socket, ssl, BUFFEREVENT_SSL_ACCEPTING, options)
-            if created == nil { SSL_free(ssl) }
-        } else {
-            created = bufferevent_socket_new(base, socket, options)
-        }
-        guard let created else {
-            Glibc.close(socket)
-            return nil
-        }
-        self.init(server: server, bufferEvent: created)
-    }
+    var httpProtocol: HTTPProtocol? { .h2 }
 
-    /// A connection over any bufferevent: a socket's, or one end of an in-memory pair (the H2 fuzz target).
+    /// Takes over `bufferEvent` (a socket's, plain or TLS, or one end of an in-memory pair), which it frees when it
+    /// closes.
     init?(server: H2Server, bufferEvent: OpaquePointer) {
         self.server = server
         let limits = server.limits
@@ -95,6 +66,10 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE))
     }
 
+    func begin() {
+        readable()
+    }
+
     /// Carries out what the machine decided.
     private func perform(_ action: ConnectionStateMachine.Action) {
         switch action {
@@ -103,13 +78,6 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         case .armIdleTimer(let seconds): timer.scheduleShared(after: seconds)
         case .cancelTimer: timer.cancel()
         case .armRequestTimer(let seconds): requestTimer.schedule(after: seconds)
-        case .refuseHTTP1(let lingerSeconds):
-            guard let bufferEvent else { return }
-            server.onResponse?(505, nil)
-            _ = http2Required.withUnsafeBytes { bufferevent_write(bufferEvent, $0.baseAddress, $0.count) }
-            timer.schedule(after: lingerSeconds)
-        case .shutWrite:
-            if let bufferEvent { shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) }
         case .endSession(let code):
             if code == .enhanceYourCalm {
                 server.logger.notice("a client provoked too many stream resets: closing its connection")
@@ -127,46 +95,34 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     override func readable() {
         guard let bufferEvent, !closed, let input = bufferevent_get_input(bufferEvent) else { return }
-        switch machine.state {
-        case .refusingHTTP1:
-            // Read and dropped: closing with the client's request unread would make the kernel send a reset, and
-            // the client could lose its 505.
-            evbuffer_drain(input, evbuffer_get_length(input))
-            return
-        case .waitingForPreface:
+        if machine.state == .waitingForPreface {
             guard checkPreface(input) else { return }
-        default: break
         }
         readTime = monotonicSeconds()
         receive(from: input)
         if !closed { perform(machine.readEnded()) }
     }
 
-    /// Until the 24-byte preface is complete, compares what arrived with it. HTTP/1.x (or anything else) gets 505.
+    /// Until the 24-byte preface is complete, compares what arrived with it; anything else closes the connection.
     private func checkPreface(_ input: OpaquePointer) -> Bool {
-        var head = [UInt8](repeating: 0, count: clientPreface.count)
+        var head = [UInt8](repeating: 0, count: ProtocolDetection.preface.count)
         let available = max(0, Int(evbuffer_copyout(input, &head, head.count)))
-        guard head.prefix(available).elementsEqual(clientPreface.prefix(available)) else {
-            perform(machine.notHTTP2())
+        switch ProtocolDetection.classify(head.prefix(available)) {
+        case .http1:
+            perform(machine.badPreface())
             return false
+        case .undecided:
+            return false
+        case .http2:
+            perform(machine.prefaceReceived())
+            return true
         }
-        guard available == clientPreface.count else { return false }
-        perform(machine.prefaceReceived())
-        return true
     }
 
     override func writable() {
-        switch machine.state {
-        case .refusingHTTP1:
-            guard let bufferEvent, evbuffer_get_length(bufferevent_get_output(bufferEvent)) == 0 else { return }
-            perform(machine.outputDrained())
-        case .waitingForPreface:
-            // Nothing of ours (not even SETTINGS) goes out before the client's preface: an HTTP/1.x client must see
-            // its 505 and nothing else.
-            break
-        default:
-            super.writable()
-        }
+        // Nothing of ours (not even SETTINGS) goes out before the client's preface.
+        guard machine.state != .waitingForPreface else { return }
+        super.writable()
     }
 
     func resetAfterSending(_ streamID: Int32) {
@@ -196,11 +152,6 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
 
     override func sessionFailed(_ reason: String) {
         server.logger.debug("closing a connection after a protocol error", metadata: ["nghttp2": "\(reason)"])
-    }
-
-    /// The TLS handshake is done: a client that chose http/1.1 by ALPN gets 505.
-    override func connected() {
-        if let tlsSession, negotiatedProtocol(tlsSession) == "http/1.1" { perform(machine.notHTTP2()) }
     }
 
     // MARK: Timers, resets and draining
@@ -266,7 +217,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
             reset(id, .refusedStream)
             return
         }
-        let stream = HTTPResponder(connection: self, streamID: id, now: readTime)
+        let stream = H2Stream(connection: self, streamID: id, now: readTime)
         stream.olderStream = newestStream
         newestStream?.newerStream = stream
         newestStream = stream
@@ -274,7 +225,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         session?.setStreamUserData(id, Unmanaged.passUnretained(stream).toOpaque())
     }
 
-    fileprivate func streamClosed(_ stream: HTTPResponder) {
+    fileprivate func streamClosed(_ stream: H2Stream) {
         guard stream.isLinked(newest: newestStream) else { return }
         let wasActive = !stream.isArriving
         unlink(stream)
@@ -282,7 +233,7 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         perform(machine.streamClosed(wasActive: wasActive))
     }
 
-    private func unlink(_ stream: HTTPResponder) {
+    private func unlink(_ stream: H2Stream) {
         if let newer = stream.newerStream {
             newer.olderStream = stream.olderStream
         } else {
@@ -293,8 +244,8 @@ final class ServerConnection: SessionConnection, @unchecked Sendable {
         stream.newerStream = nil
     }
 
-    private func openStreams() -> [HTTPResponder] {
-        var streams: [HTTPResponder] = []
+    private func openStreams() -> [H2Stream] {
+        var streams: [H2Stream] = []
         var next = newestStream
         while let stream = next {
             streams.append(stream)
@@ -323,9 +274,9 @@ private func withConnection<Result>(
 
 /// Calls `body` with the request stream `id`, borrowed, found through nghttp2's stream user data.
 @inline(__always)
-private func withStream<Result>(_ session: OpaquePointer?, _ id: Int32, _ body: (HTTPResponder) -> Result) -> Result? {
+private func withStream<Result>(_ session: OpaquePointer?, _ id: Int32, _ body: (H2Stream) -> Result) -> Result? {
     guard let pointer = NGHTTP2Session.streamUserData(session, id) else { return nil }
-    return Unmanaged<HTTPResponder>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
+    return Unmanaged<H2Stream>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
 }
 
 /// The server's nghttp2 callback table.
@@ -367,7 +318,7 @@ final class ServerCallbacks: Sendable {
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { session, streamID, _, context in
             guard let pointer = NGHTTP2Session.streamUserData(session, streamID) else { return 0 }
-            let stream = Unmanaged<HTTPResponder>.fromOpaque(pointer).takeUnretainedValue()
+            let stream = Unmanaged<H2Stream>.fromOpaque(pointer).takeUnretainedValue()
             withConnection(context) { $0.streamClosed(stream) }
             return 0
         }

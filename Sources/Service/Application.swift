@@ -9,8 +9,8 @@ public final class Application: @unchecked Sendable {
     /// Whether start-up has finished (later: the store is open and recovered); `/readyz` reports it.
     public var isReady = false
     private var responsesByStatus = StatusCounter()
-    /// Open connections, read when `/metrics` is written.
-    public var connectionCount: () -> Int = { 0 }
+    /// Open connections by protocol, read when `/metrics` is written.
+    public var connectionCount: (HTTPProtocol) -> Int = { _ in 0 }
     /// The broker's API; nil until recovery has finished.
     var service: ApprovalService?
 
@@ -85,8 +85,12 @@ public final class Application: @unchecked Sendable {
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
         responsesByStatus.write("approvald_http_requests_total", to: &writer)
         for source in service?.metricsSources ?? [] { source.writeMetrics(to: &writer) }
-        writer.family("approvald_http_connections", .gauge, help: "Open HTTP/2 connections.")
-        writer.sample("approvald_http_connections", connectionCount())
+        writer.family("approvald_http_connections", .gauge, help: "Open HTTP connections, by protocol.")
+        for httpProtocol in HTTPProtocol.allCases {
+            writer.sample(
+                "approvald_http_connections", connectionCount(httpProtocol), labels: ["protocol": httpProtocol.rawValue]
+            )
+        }
         writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")
         writer.sample("process_resident_memory_bytes", ProcessMetrics.residentMemoryBytes())
         writer.family("process_open_fds", .gauge, help: "Number of open file descriptors.")

@@ -42,7 +42,7 @@ public final class Broker: @unchecked Sendable {
         }
         server.onResponse = { application.recordResponse(status: $0, stream: $1) }
         server.earlyRefusal = { Problem($0).response }
-        application.connectionCount = { [unowned server] in server.connectionCount }
+        application.connectionCount = { [unowned server] in server.connectionCount(speaking: $0) }
     }
 
     /// Opens every listener. Throws, naming the listener, when one cannot be opened.
@@ -58,7 +58,10 @@ public final class Broker: @unchecked Sendable {
             boundListeners.append(BoundListener(host: listener.host, port: port, tls: listener.tls))
             logger.info(
                 "listening",
-                metadata: ["address": "\(listener.host):\(port)", "protocol": "\(listener.tls ? "h2" : "h2c")"])
+                metadata: [
+                    "address": "\(listener.host):\(port)",
+                    "protocols": "\(listener.tls ? "h2, http/1.1 (ALPN)" : "h2c (prior knowledge), http/1.1")",
+                ])
         }
         if let redis = configuration.redis { return openRedis(redis) }
         let loop = self.loop

@@ -269,6 +269,8 @@ public struct Configuration: Sendable {
             try section.seconds("idle_timeout_seconds", in: 0.1...86_400) ?? http2.idleTimeoutSeconds
         http2.requestTimeoutSeconds =
             try section.seconds("request_timeout_seconds", in: 0.1...600) ?? http2.requestTimeoutSeconds
+        http2.sendTimeoutSeconds =
+            try section.seconds("send_timeout_seconds", in: 0.1...3600) ?? http2.sendTimeoutSeconds
         http2.maxBufferedResponseBytes =
             try section.int("max_buffered_response_bytes", in: 16_384...64 << 20) ?? http2.maxBufferedResponseBytes
         http2.maxBufferedConnectionBytes =

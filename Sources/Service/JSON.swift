@@ -35,7 +35,7 @@ struct Problem: Error {
     /// An RFC 9457 problem document with the stable machine `code`.
     var response: HTTPResponse {
         let body =
-            "{\"type\":\"about:blank\",\"title\":\(jsonString(Self.titles[status] ?? "Error")),\"status\":\(status),"
+            "{\"type\":\"about:blank\",\"title\":\(jsonString(HTTPStatus.reasonPhrase(status))),\"status\":\(status),"
             + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
         var headers: HTTPHeaders = ["content-type": "application/problem+json"]
         if !allow.isEmpty { headers.append("allow", allow.joined(separator: ", ")) }
@@ -44,11 +44,16 @@ struct Problem: Error {
 
     /// The problem for a request the server refused before it reached a handler.
     init(_ refusal: EarlyRefusal) {
-        switch refusal {
-        case .bodyTooLarge(let limit): self.init(413, "too_large", "the request body is larger than \(limit) bytes")
-        case .headerBlockTooLarge(let limit):
-            self.init(431, "header_too_large", "the header block is larger than \(limit) bytes")
-        }
+        let code =
+            switch refusal {
+            case .bodyTooLarge: "too_large"
+            case .headerBlockTooLarge: "header_too_large"
+            case .malformed: "malformed_request"
+            case .requestTimeout: "request_timeout"
+            case .versionNotSupported: "http_version_not_supported"
+            case .expectationFailed: "expectation_failed"
+            }
+        self.init(refusal.status, code, refusal.detail)
     }
 
     // The catalogue: every code the API answers with, one constructor each.
@@ -62,12 +67,6 @@ struct Problem: Error {
         Problem(405, "method_not_allowed", detail, allow: allow)
     }
     static func unavailable(_ detail: String) -> Problem { Problem(503, "unavailable", detail) }
-
-    private static let titles = [
-        400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-        409: "Conflict", 410: "Gone", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-        503: "Service Unavailable",
-    ]
 }
 
 /// Builds one JSON object as text.

@@ -24,8 +24,11 @@ import Testing
         #expect(Set(expected).subtracting(metrics).isEmpty, "\(Set(expected).subtracting(metrics))")
     }
 
-    @Test func aSignInFromCreationToApproval() throws {
+    /// Every call of both parties over h2c, and again over HTTP/1.1 (the event stream a chunked response).
+    @Test(arguments: CleartextProtocol.allCases)
+    func aSignInFromCreationToApproval(over cleartextProtocol: CleartextProtocol) throws {
         let broker = try ApprovaldProcess(extraConfig: brokerConfig)
+        broker.cleartextProtocol = cleartextProtocol
         let idp = IdP(broker: broker)
         let phone = try SimulatedDevice("alice-phone")
         let tablet = try SimulatedDevice("alice-tablet")
@@ -80,6 +83,9 @@ import Testing
         #expect(metrics.contains("approvald_challenges_resolved_total{outcome=\"approved\"} 1"))
         #expect(metrics.contains("approvald_queue_depth 0"))
         #expect(metrics.contains("approvald_pending_challenges 0"))
+        #expect(
+            metrics.contains(
+                "approvald_http_connections{protocol=\"\(cleartextProtocol == .h2c ? "h2" : "http/1.1")\"} 3"))
     }
 
     @Test func streamsCarryKeepalivesAndTenantGauges() throws {

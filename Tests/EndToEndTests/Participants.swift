@@ -19,14 +19,14 @@ struct Reply {
     }
 }
 
-/// Sends one request with curl over h2c; `headers` are extra header lines.
+/// Sends one request with curl on the plain listener (`broker.cleartextProtocol`); `headers` are extra header lines.
 func send(
     _ broker: ApprovaldProcess, _ method: String, _ path: String, body: String?, headers: [String]
 ) throws -> Reply {
     let headerFile = broker.directory.appendingPathComponent("headers-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: headerFile) }
     var arguments = [
-        "curl", "-sS", "--http2-prior-knowledge", "--max-time", "20", "-X", method, "-D", headerFile,
+        "curl", "-sS", broker.cleartextProtocol.curlFlag, "--max-time", "20", "-X", method, "-D", headerFile,
         "-w", "\n%{http_code}",
     ]
     for header in headers { arguments += ["-H", header] }
@@ -150,7 +150,7 @@ final class StreamReader {
         let path = "/v1/devices/\(device.id)/stream"
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
-            "curl", "-sS", "-N", "--http2-prior-knowledge", "--max-time", "60", "-H",
+            "curl", "-sS", "-N", broker.cleartextProtocol.curlFlag, "--max-time", "60", "-H",
             try device.authorization("GET", path, ""), broker.h2cURL + path,
         ]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))

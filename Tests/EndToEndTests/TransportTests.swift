@@ -1,5 +1,5 @@
 // The real binary over real clients: curl (h2c prior knowledge, TLS with ALPN), nghttp, and the project's own
-// H2 client, on the operations routes.
+// H2 client, on the operations routes (HTTP/1.1: HTTP1TransportTests).
 import Foundation
 import H2
 import Logging
@@ -75,22 +75,6 @@ import Testing
         #expect(result.status == 0)
         #expect(result.stdout.contains("The negotiated protocol: h2"))
         #expect(result.stdout.contains(":status: 200"))
-    }
-
-    @Test func http1GetsA505ThenTheConnectionCloses() throws {
-        let broker = try ApprovaldProcess()
-        let plain = try runCommand(["curl", "-sS", "--http1.1", "-i", broker.h2cURL + "/healthz"])
-        #expect(plain.stdout.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported"))
-        #expect(plain.stdout.contains("HTTP/2 required"))
-        let overTLS = try runCommand(
-            ["curl", "-sS", "--http1.1", "-i", "--cacert", broker.certificatePath, broker.tlsURL + "/healthz"])
-        #expect(overTLS.stdout.hasPrefix("HTTP/1.1 505 HTTP Version Not Supported"))
-        // On a raw socket: the answer, then the server closes.
-        let raw = try RawHTTP2Connection(port: broker.h2cPort)
-        try raw.send(Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-        let answer = String(decoding: try raw.readToEnd(timeout: 5), as: UTF8.self)
-        #expect(answer.hasPrefix("HTTP/1.1 505 "))
-        #expect(answer.hasSuffix("h2c with prior knowledge.\n"))  // nothing after the body: no HTTP/2 frames
     }
 
     @Test func unknownRoutesAndMethodsGetProblemDocuments() throws {

@@ -41,17 +41,13 @@ private func idleMachine() -> ConnectionStateMachine {
         #expect(connection.state == .closed)
     }
 
-    @Test func aClientThatIsNotHTTP2IsRefusedThenLingersUntilItsTimeIsUp() {
+    @Test func aClientThatChoseH2ButSendsNoPrefaceIsClosed() {
         var connection = machine()
-        check(connection.notHTTP2(), .refuseHTTP1(lingerSeconds: 2))
-        #expect(connection.state == .refusingHTTP1(writeShut: false))
-        check(connection.outputDrained(), .shutWrite)
-        check(connection.outputDrained(), .none)
-        check(connection.readEnded(), .none)
-        check(connection.timerFired(), .close)
-        // Once past the preface, the answer is never 505.
+        check(connection.badPreface(), .close)
+        #expect(connection.state == .closed)
+        // Once past the preface, nothing.
         var speaking = idleMachine()
-        check(speaking.notHTTP2(), .none)
+        check(speaking.badPreface(), .none)
         #expect(speaking.state == .idle)
     }
 
@@ -135,10 +131,7 @@ private func idleMachine() -> ConnectionStateMachine {
         #expect(idle.state == .closing)
         var early = machine()
         check(early.shutdownRequested(), .close)
-        var refusing = machine()
-        _ = refusing.notHTTP2()
-        check(refusing.shutdownRequested(), .close)
-        check(refusing.shutdownGraceEnded(), .none)
+        check(early.shutdownGraceEnded(), .none)
     }
 }
 

@@ -84,8 +84,19 @@ public struct ApprovaldError: Error, CustomStringConvertible {
 public let storeUnderTest = ProcessInfo.processInfo.environment["APPROVALD_TEST_STORE"] ?? "sqlite"
 public let testsRunOnRedis = storeUnderTest == "redis"
 
+/// How the tests' curl calls reach the plain listener.
+public enum CleartextProtocol: String, CaseIterable, Sendable {
+    /// h2c with prior knowledge.
+    case h2c
+    case http1 = "http/1.1"
+
+    public var curlFlag: String { self == .h2c ? "--http2-prior-knowledge" : "--http1.1" }
+}
+
 /// A running approvald with its own configuration and data in a temporary directory.
 public final class ApprovaldProcess: @unchecked Sendable {
+    /// What the curl helpers speak on the plain listener (`curl(_:_:)`, and the end-to-end tests' participants).
+    public var cleartextProtocol = CleartextProtocol.h2c
     public let directory: URL
     /// The Redis it stores in, when the suite runs on Redis.
     public let redis: RedisServer?
@@ -208,10 +219,10 @@ public final class ApprovaldProcess: @unchecked Sendable {
         return kilobytes * 1024
     }
 
-    /// GET over h2c with curl; returns status and body.
+    /// GET over the plain listener with curl; returns status and body.
     public func curl(_ path: String, _ extra: [String] = []) throws -> (status: Int, body: String) {
         let result = try runCommand(
-            ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "\n%{http_code}"] + extra + [
+            ["curl", "-sS", cleartextProtocol.curlFlag, "--max-time", "10", "-w", "\n%{http_code}"] + extra + [
                 h2cURL + path
             ])
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)

@@ -118,6 +118,12 @@ public final class RawHTTP2Connection {
         setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// A send that the peer does not make room for within `seconds` fails (EAGAIN) instead of blocking.
+    public func setSendTimeout(seconds: Int) {
+        var limit = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
@@ -210,6 +216,17 @@ public final class RawHTTP2Connection {
     public func readToEnd(timeout: Double = 5) throws -> [UInt8] {
         let deadline = Date().addingTimeInterval(timeout)
         while try fill(until: deadline) {}
+        defer { buffer = [] }
+        return buffer
+    }
+
+    /// Reads raw bytes until what has arrived satisfies `enough` (and returns it all), or the peer closes, or the
+    /// time is up (nil).
+    public func read(timeout: Double = 5, until enough: ([UInt8]) -> Bool) -> [UInt8]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !enough(buffer) {
+            guard (try? fill(until: deadline)) == true else { return nil }
+        }
         defer { buffer = [] }
         return buffer
     }

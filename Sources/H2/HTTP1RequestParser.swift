@@ -1,0 +1,413 @@
+// HTTP/1.1 requests from bytes, one at a time. http-parser (Debian's libhttp-parser) reads the syntax. Debian
+// builds it without HTTP_PARSER_STRICT, so what that leaves open of API.md's rules is checked here, in one place:
+// obsolete line folding, a bare CR or a NUL in the head (`HeadScanner`), field names that are not tokens, the
+// Transfer-Encoding and Content-Length policy, Host, Expect (`checkHead`), chunk framing (`ChunkFraming`), and the
+// size of the head and of the body. No I/O: the connection feeds it bytes.
+import CHTTPParser
+
+/// The parts of a complete request head the connection needs besides the request itself.
+struct HTTP1RequestHead: Equatable {
+    var method: String
+    /// The path with its query, as the request line sent it (absolute-form reduced to its path).
+    var path: String
+    /// Every field, names lowercased, in order.
+    var fields: HTTPHeaders
+    /// Whether the connection may carry another request after this one's response (RFC 9112 §9.3).
+    var keepAlive: Bool
+    /// The client waits for `100 Continue` before it sends the body.
+    var expectsContinue: Bool
+
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.method == rhs.method && lhs.path == rhs.path && lhs.keepAlive == rhs.keepAlive
+            && lhs.expectsContinue == rhs.expectsContinue && Array(lhs.fields).elementsEqual(Array(rhs.fields), by: ==)
+    }
+}
+
+/// `@unchecked Sendable` would be wrong: a parser belongs to one connection on one loop, and is never shared.
+final class HTTP1RequestParser {
+    enum Outcome: Equatable {
+        /// Everything given was consumed; the request is not complete.
+        case needMore
+        /// The head is complete and passed the rules (`head`); the body, if any, follows.
+        case head
+        /// The request is complete (`head` and `body`); the parser waits for `nextRequest()`.
+        case message
+        /// The request is refused; the connection answers and closes.
+        case refused(EarlyRefusal)
+    }
+
+    private enum Phase {
+        case head, body, complete
+    }
+
+    private let parser: UnsafeMutablePointer<http_parser>
+    let maxHeadBytes: Int
+    let maxBodyBytes: Int
+    private var phase = Phase.head
+    private var scanner = HeadScanner()
+    private var headBytes = 0
+
+    // What the callbacks gather.
+    private var target: [UInt8] = []
+    private var fields = HTTPHeaders()
+    private var name: [UInt8] = []
+    private var value: [UInt8] = []
+    private var inValue = false
+    private var bodyOverflowed = false
+    private var badFieldName = false
+    private var pausedAt: Outcome?
+    private var framing = ChunkFraming()
+    /// The bytes of the current `parse` call, and the chunk data http-parser found in them (offsets into them, and
+    /// whether each range ends its chunk).
+    private var parsing: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)
+    private var dataRanges: [(range: Range<Int>, endsChunk: Bool)] = []
+
+    /// The complete head (after `.head`) and body (after `.message`).
+    private(set) var head: HTTP1RequestHead?
+    private(set) var body: [UInt8] = []
+
+    init(maxHeadBytes: Int, maxBodyBytes: Int) {
+        self.maxHeadBytes = maxHeadBytes
+        self.maxBodyBytes = maxBodyBytes
+        parser = .allocate(capacity: 1)
+        http_parser_init(parser, HTTP_REQUEST)
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit { parser.deallocate() }
+
+    /// Forgets the request just completed: the parser reads the next one.
+    func nextRequest() {
+        http_parser_init(parser, HTTP_REQUEST)
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        phase = .head
+        scanner = HeadScanner()
+        headBytes = 0
+        target = []
+        fields = HTTPHeaders()
+        name = []
+        value = []
+        inValue = false
+        badFieldName = false
+        framing = ChunkFraming()
+        head = nil
+        body = []
+    }
+
+    /// Parses from the start of `bytes` and says how many it consumed. It stops after a complete head and after a
+    /// complete request: the caller acts on them, then calls again with what is left.
+    func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> (consumed: Int, outcome: Outcome) {
+        guard phase != .complete, let base = bytes.baseAddress, !bytes.isEmpty else { return (0, .needMore) }
+        // A head is never read much past its limit: the rest waits in the connection's buffer (and the socket).
+        let offered = phase == .head ? min(bytes.count, maxHeadBytes - headBytes + 1) : bytes.count
+        let wasHead = phase == .head
+        pausedAt = nil
+        parsing = UnsafeBufferPointer(start: base, count: offered)
+        dataRanges.removeAll(keepingCapacity: true)
+        let consumed = base.withMemoryRebound(to: CChar.self, capacity: offered) {
+            http_parser_execute(parser, &callbackTable, $0, offered)
+        }
+        parsing = UnsafeBufferPointer(start: nil, count: 0)
+        let error = approvald_http_errno(parser)
+        if !wasHead, parser.pointee.flags & UInt32(F_CHUNKED.rawValue) != 0,
+            let violation = framing.scan(UnsafeBufferPointer(start: base, count: consumed), data: dataRanges)
+        {
+            return (consumed, .refused(.malformed(violation)))
+        }
+        if wasHead {
+            if let violation = scanner.scan(UnsafeBufferPointer(start: base, count: consumed)) {
+                return (consumed, .refused(.malformed(violation)))
+            }
+            headBytes += consumed
+            if phase == .head && headBytes > maxHeadBytes {
+                return (consumed, .refused(.headerBlockTooLarge(limit: maxHeadBytes)))
+            }
+        }
+        switch error {
+        case HPE_OK:
+            return (consumed, .needMore)
+        case HPE_PAUSED:
+            http_parser_pause(parser, 0)
+            let outcome = pausedAt ?? .needMore
+            if outcome == .head, let refusal = checkHead() { return (consumed, .refused(refusal)) }
+            return (consumed, outcome)
+        case HPE_CB_body where bodyOverflowed:
+            return (consumed, .refused(.bodyTooLarge(limit: maxBodyBytes)))
+        case HPE_HEADER_OVERFLOW:
+            return (consumed, .refused(.headerBlockTooLarge(limit: maxHeadBytes)))
+        default:
+            return (consumed, .refused(.malformed(String(cString: http_errno_description(error)))))
+        }
+    }
+
+    // MARK: The rules http-parser leaves to its user
+
+    /// API.md's rules on a complete head: the version, Host, Transfer-Encoding against Content-Length, the
+    /// declared length against the limit, Expect, the request target.
+    private func checkHead() -> EarlyRefusal? {
+        guard let head else { return .malformed("no request head") }
+        guard !badFieldName else { return .malformed("a field name that is not a token") }
+        guard parser.pointee.http_major == 1, parser.pointee.http_minor <= 1 else { return .versionNotSupported }
+        var hosts = 0
+        var contentLengths: [String] = []
+        var transferCodings: [String] = []
+        var expectations: [String] = []
+        for (name, value) in head.fields {
+            switch name {
+            case "host": hosts += 1
+            case "content-length": contentLengths.append(value)
+            case "transfer-encoding": transferCodings.append(value)
+            case "expect": expectations.append(value)
+            default: break
+            }
+        }
+        let isHTTP11 = parser.pointee.http_minor == 1
+        if isHTTP11 ? hosts != 1 : hosts > 1 { return .malformed("an HTTP/1.1 request needs exactly one Host") }
+        if !transferCodings.isEmpty {
+            guard contentLengths.isEmpty else { return .malformed("both Content-Length and Transfer-Encoding") }
+            guard isHTTP11, transferCodings.count == 1, Self.isChunked(transferCodings[0]) else {
+                return .malformed("a Transfer-Encoding other than chunked")
+            }
+        }
+        if !contentLengths.isEmpty {
+            guard contentLengths.count == 1, let length = Self.decimal(contentLengths[0]) else {
+                return .malformed("a malformed or repeated Content-Length")
+            }
+            if length > maxBodyBytes { return .bodyTooLarge(limit: maxBodyBytes) }
+        }
+        if !expectations.isEmpty && !(expectations.count == 1 && Self.isContinue(expectations[0])) {
+            return .expectationFailed
+        }
+        guard head.path.first == "/" || (head.path == "*" && head.method == "OPTIONS") else {
+            return .malformed("the request target is not a path")
+        }
+        return nil
+    }
+
+    private static func isChunked(_ value: String) -> Bool {
+        value.trimmingASCIISpaces().lowercased() == "chunked"
+    }
+
+    private static func isContinue(_ value: String) -> Bool {
+        value.trimmingASCIISpaces().lowercased() == "100-continue"
+    }
+
+    /// One or more digits and nothing else, within Int.
+    private static func decimal(_ value: String) -> Int? {
+        let digits = value.trimmingASCIISpaces()
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
+            return nil
+        }
+        return Int(digits)
+    }
+
+    /// `http://host/path` (absolute-form, RFC 9112 §3.2.2) becomes `/path`; any other target stays as sent.
+    private static func originForm(_ target: String) -> String {
+        for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
+            let rest = target.dropFirst(scheme.count)
+            guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+            let path = String(rest[slash...])
+            return path.hasPrefix("?") ? "/" + path : path
+        }
+        return target
+    }
+
+    // MARK: From the callbacks
+
+    fileprivate func appendTarget(_ bytes: UnsafeBufferPointer<UInt8>) {
+        target.append(contentsOf: bytes)
+    }
+
+    fileprivate func appendFieldName(_ bytes: UnsafeBufferPointer<UInt8>) {
+        // Trailer fields of a chunked body are read and dropped.
+        guard phase == .head else { return }
+        if inValue { commitField() }
+        name.append(contentsOf: bytes)
+    }
+
+    fileprivate func appendFieldValue(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard phase == .head else { return }
+        inValue = true
+        value.append(contentsOf: bytes)
+    }
+
+    private func commitField() {
+        if name.isEmpty || !name.allSatisfy(isTokenCharacter) { badFieldName = true }
+        for index in name.indices where (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(name[index]) {
+            name[index] |= 0x20
+        }
+        name.withUnsafeBufferPointer { nameBytes in
+            value.withUnsafeBufferPointer { valueBytes in fields.append(name: nameBytes, value: trimmed(valueBytes)) }
+        }
+        name.removeAll(keepingCapacity: true)
+        value.removeAll(keepingCapacity: true)
+        inValue = false
+    }
+
+    /// The value without the spaces and tabs http-parser leaves at its end.
+    private func trimmed(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var end = bytes.count
+        while end > 0 && (bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t")) { end -= 1 }
+        return UnsafeBufferPointer(rebasing: bytes[..<end])
+    }
+
+    fileprivate func headersComplete() {
+        if inValue || !name.isEmpty { commitField() }
+        let method = String(cString: http_method_str(http_method(rawValue: UInt32(parser.pointee.method))))
+        var expectsContinue = false
+        for (name, value) in fields where name == "expect" { expectsContinue = Self.isContinue(value) }
+        head = HTTP1RequestHead(
+            method: method, path: Self.originForm(String(decoding: target, as: UTF8.self)), fields: fields,
+            keepAlive: http_should_keep_alive(parser) != 0, expectsContinue: expectsContinue)
+        phase = .body
+        pausedAt = .head
+        http_parser_pause(parser, 1)
+    }
+
+    /// False when the body passes the limit: http-parser then stops with HPE_CB_body.
+    fileprivate func appendBody(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if let start = bytes.baseAddress, let base = parsing.baseAddress {
+            let offset = start - base
+            // http-parser counts down what is left of the chunk as it hands its data over.
+            dataRanges.append((offset..<offset + bytes.count, parser.pointee.content_length == 0))
+        }
+        guard body.count + bytes.count <= maxBodyBytes else {
+            bodyOverflowed = true
+            return false
+        }
+        body.append(contentsOf: bytes)
+        return true
+    }
+
+    fileprivate func messageComplete() {
+        phase = .complete
+        pausedAt = .message
+        http_parser_pause(parser, 1)
+    }
+
+}
+
+/// http-parser's callback table: each callback recovers the parser and forwards. Written once, then only read.
+nonisolated(unsafe) private var callbackTable: http_parser_settings = {
+    var settings = http_parser_settings()
+    http_parser_settings_init(&settings)
+    settings.on_url = { parser, at, length in
+        withParser(parser) { $0.appendTarget(bytes(at, length)) }
+        return 0
+    }
+    settings.on_header_field = { parser, at, length in
+        withParser(parser) { $0.appendFieldName(bytes(at, length)) }
+        return 0
+    }
+    settings.on_header_value = { parser, at, length in
+        withParser(parser) { $0.appendFieldValue(bytes(at, length)) }
+        return 0
+    }
+    settings.on_headers_complete = { parser in
+        withParser(parser) { $0.headersComplete() }
+        return 0
+    }
+    settings.on_body = { parser, at, length in
+        withParser(parser) { $0.appendBody(bytes(at, length)) } == true ? 0 : 1
+    }
+    settings.on_message_complete = { parser in
+        withParser(parser) { $0.messageComplete() }
+        return 0
+    }
+    return settings
+}()
+
+/// The rules on the raw bytes of a head that http-parser does not enforce: no NUL, no CR without LF after it, no
+/// line that starts with a space or tab (obsolete line folding, RFC 9112 §5.2). Fed the head in pieces.
+struct HeadScanner {
+    private var previous: UInt8 = 0
+
+    /// The first violation in `bytes`, which continue what was scanned before; nil if there is none.
+    mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        for byte in bytes {
+            defer { previous = byte }
+            if byte == 0 { return "a NUL in the request head" }
+            if previous == UInt8(ascii: "\r") && byte != UInt8(ascii: "\n") { return "a bare CR in the request head" }
+            if previous == UInt8(ascii: "\n") && (byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")) {
+                return "obsolete line folding"
+            }
+        }
+        return nil
+    }
+}
+
+/// The framing of a chunked body, which http-parser built without HTTP_PARSER_STRICT does not check: each
+/// chunk's data is followed by CRLF, and no CR in the size lines or trailers goes without its LF. Fed the body's
+/// bytes in pieces, with where the chunk data is in each piece.
+struct ChunkFraming {
+    private var previous: UInt8 = 0
+    /// Of the CRLF that must follow a chunk's data, the bytes still to come.
+    private var terminatorLeft = 0
+
+    mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>, data: [(range: Range<Int>, endsChunk: Bool)]) -> String? {
+        var dataIndex = 0
+        var offset = 0
+        while offset < bytes.count {
+            if dataIndex < data.count, data[dataIndex].range.lowerBound == offset {
+                offset = max(offset + 1, data[dataIndex].range.upperBound)
+                if data[dataIndex].endsChunk { terminatorLeft = 2 }
+                previous = 0
+                dataIndex += 1
+                continue
+            }
+            let byte = bytes[offset]
+            defer {
+                previous = byte
+                offset += 1
+            }
+            if terminatorLeft > 0 {
+                guard byte == (terminatorLeft == 2 ? UInt8(ascii: "\r") : UInt8(ascii: "\n")) else {
+                    return "chunk data not followed by CRLF"
+                }
+                terminatorLeft -= 1
+                continue
+            }
+            if byte == 0 { return "a NUL in the chunk framing" }
+            if previous == UInt8(ascii: "\r") && byte != UInt8(ascii: "\n") { return "a bare CR in the chunk framing" }
+        }
+        return nil
+    }
+}
+
+/// `tchar` of RFC 9110 §5.6.2: what a field name is made of.
+private func isTokenCharacter(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"):
+        true
+    default:
+        "!#$%&'*+-.^_`|~".utf8.contains(byte)
+    }
+}
+
+private func bytes(_ at: UnsafePointer<CChar>?, _ length: Int) -> UnsafeBufferPointer<UInt8> {
+    guard let at else { return UnsafeBufferPointer(start: nil, count: 0) }
+    return UnsafeRawPointer(at).withMemoryRebound(to: UInt8.self, capacity: length) {
+        UnsafeBufferPointer(start: $0, count: length)
+    }
+}
+
+@inline(__always)
+private func withParser<Result>(
+    _ parser: UnsafeMutablePointer<http_parser>?, _ body: (HTTP1RequestParser) -> Result
+)
+    -> Result?
+{
+    guard let context = parser?.pointee.data else { return nil }
+    return Unmanaged<HTTP1RequestParser>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate func trimmingASCIISpaces() -> Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let start = firstIndex(where: { !isSpace($0) }) else { return "" }
+        let end = lastIndex(where: { !isSpace($0) })!
+        return self[start...end]
+    }
+}

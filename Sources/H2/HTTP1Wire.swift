@@ -1,0 +1,68 @@
+// What an HTTP/1.1 server writes: status lines and header blocks, chunks of a streamed body, `100 Continue`.
+
+enum HTTP1Wire {
+    /// How the body's end is known.
+    enum Framing: Equatable {
+        /// `content-length` (the whole body is known).
+        case contentLength(Int)
+        /// `transfer-encoding: chunked` (a body streamed over time).
+        case chunked
+        /// No body at all (1xx, 204, 304).
+        case none
+    }
+
+    static let continueResponse: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+    static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    /// Statuses whose responses carry neither a body nor its length (RFC 9110 §8.6, §15.3.5).
+    static func hasNoContent(_ status: Int) -> Bool {
+        (100..<200).contains(status) || status == 204 || status == 304
+    }
+
+    /// The status line and header block. The framing and connection fields are the server's: a handler's own
+    /// `content-length`, `transfer-encoding` or `connection` is left out, and so is any field whose name or value
+    /// could split the response (CR, LF or NUL in it, or an empty name).
+    static func head(status: Int, headers: HTTPHeaders, framing: Framing, keepAlive: Bool) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128 + headers.count * 48)
+        bytes.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
+        headers.forEachField { name, value in
+            guard isSafe(name: name, value: value) else { return true }
+            bytes.append(contentsOf: name)
+            bytes.append(contentsOf: ": ".utf8)
+            bytes.append(contentsOf: value)
+            bytes.append(contentsOf: "\r\n".utf8)
+            return true
+        }
+        switch framing {
+        case .contentLength(let length): bytes.append(contentsOf: "content-length: \(length)\r\n".utf8)
+        case .chunked: bytes.append(contentsOf: "transfer-encoding: chunked\r\n".utf8)
+        case .none: break
+        }
+        if !keepAlive { bytes.append(contentsOf: "connection: close\r\n".utf8) }
+        bytes.append(contentsOf: "\r\n".utf8)
+        return bytes
+    }
+
+    /// One chunk of a chunked body: its size in hex, the bytes, CRLF.
+    static func chunk(_ data: [UInt8]) -> [UInt8] {
+        var bytes = Array(String(data.count, radix: 16).utf8)
+        bytes.reserveCapacity(bytes.count + data.count + 4)
+        bytes.append(contentsOf: "\r\n".utf8)
+        bytes.append(contentsOf: data)
+        bytes.append(contentsOf: "\r\n".utf8)
+        return bytes
+    }
+
+    private static let serverFields: [[UInt8]] = ["content-length", "transfer-encoding", "connection"].map {
+        Array($0.utf8)
+    }
+
+    private static func isSafe(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
+        let splits: (UInt8) -> Bool = { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
+        guard !name.isEmpty, !name.contains(where: { splits($0) || $0 == UInt8(ascii: ":") || $0 == 0x20 }),
+            !value.contains(where: splits)
+        else { return false }
+        return !serverFields.contains { $0.elementsEqual(name) }
+    }
+}
