@@ -16,16 +16,9 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
 
     init?(client: H2Client) {
         let loop = client.loop
-        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue | BEV_OPT_DEFER_CALLBACKS.rawValue)
-        let created: OpaquePointer?
-        if let tls = client.tls {
-            guard let ssl = tls.makeSession(host: client.host) else { return nil }
-            created = bufferevent_openssl_socket_new(loop.base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, options)
-            if let created { bufferevent_openssl_set_allow_dirty_shutdown(created, 1) }
-        } else {
-            created = bufferevent_socket_new(loop.base, -1, options)
-        }
-        guard let created else { return nil }
+        guard
+            let created = makeClientBufferEvent(loop: loop, tls: client.tls, offer: client.alpnOffer, host: client.host)
+        else { return nil }
         super.init(loop: loop, bufferEvent: created, outputHighWater: 64 * 1024)
         self.client = client
         bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
@@ -46,42 +39,21 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     override func event(_ what: Int16) {
         guard isReady || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
             if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
-                fail(.connectFailed(connectError()))
+                fail(.connectFailed(connectFailure(of: bufferEvent, authority: client?.authority ?? "peer")))
             }
             return
         }
         super.event(what)
     }
 
-    private func connectError() -> String {
-        var details: [String] = []
-        if let bufferEvent {
-            let dnsError = bufferevent_socket_get_dns_error(bufferEvent)
-            if dnsError != 0 { details.append("DNS: \(String(cString: evutil_gai_strerror(dnsError)))") }
-            while case let code = bufferevent_get_openssl_error(bufferEvent), code != 0 {
-                var buffer = [CChar](repeating: 0, count: 256)
-                ERR_error_string_n(code, &buffer, buffer.count)
-                details.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-            }
-            if let ssl = tlsSession, case let verify = SSL_get_verify_result(ssl), verify != X509_V_OK {
-                details.append("certificate: \(String(cString: X509_verify_cert_error_string(verify)))")
-            }
-        }
-        if details.isEmpty && errno != 0 { details.append(String(cString: strerror(errno))) }
-        return "\(client?.authority ?? "peer"): "
-            + (details.isEmpty ? "connection closed" : details.joined(separator: "; "))
-    }
-
     override func connected() {
         connectTimer = nil
         guard let client else { return close() }
-        // Small frames go out at once: with Nagle's algorithm, a request written while the peer delays its ACK
-        // waits up to 40 ms (with a few hundred requests in flight, that was the whole wake-up rate).
-        var enabled: Int32 = 1
-        setsockopt(
-            bufferevent_getfd(bufferEvent), Int32(IPPROTO_TCP), TCP_NODELAY, &enabled,
-            socklen_t(MemoryLayout<Int32>.size))
+        // With a few hundred requests in flight, Nagle's delays were the whole wake-up rate.
+        disableNagle(bufferEvent)
         if let tlsSession, negotiatedProtocol(tlsSession) != "h2" {
+            // A peer offered both that chose http/1.1 is the client's to move to HTTP/1.1; else it is a failure.
+            if negotiatedProtocol(tlsSession) == "http/1.1" { return fail(.peerChoseHTTP1) }
             return fail(.connectFailed("\(client.authority) did not agree to h2 by ALPN"))
         }
         guard

@@ -1,5 +1,6 @@
 // The HTTP/2 client on the loop: h2c or TLS (verified peer, SNI, ALPN h2), many requests multiplexed on one
-// connection, a timeout per request, and a new connection after GOAWAY or a drop.
+// connection, a timeout per request, and a new connection after GOAWAY or a drop. The request and error types
+// are every client's (HTTPClient).
 import CLibevent
 import CNghttp2
 import Logging
@@ -23,6 +24,10 @@ public enum H2ClientError: Error, Equatable, CustomStringConvertible {
     case responseTooLarge
     /// The client was closed.
     case closed
+    /// Offered h2 and http/1.1 by ALPN, the server chose http/1.1 (NegotiatingClient moves to HTTP/1.1).
+    case peerChoseHTTP1
+    /// The response was not HTTP/1.1 as RFC 9112 writes it.
+    case malformedResponse(String)
 
     public var description: String {
         switch self {
@@ -32,6 +37,8 @@ public enum H2ClientError: Error, Equatable, CustomStringConvertible {
         case .streamReset(let code): "stream reset (HTTP/2 error \(code))"
         case .responseTooLarge: "response too large"
         case .closed: "client closed"
+        case .peerChoseHTTP1: "the server chose http/1.1 by ALPN"
+        case .malformedResponse(let why): "malformed HTTP/1.1 response: \(why)"
         }
     }
 
@@ -39,18 +46,23 @@ public enum H2ClientError: Error, Equatable, CustomStringConvertible {
     public var isTransient: Bool { self != .responseTooLarge && self != .closed }
 }
 
+/// What every client of an origin is bounded by.
+public struct HTTPClientOptions: Sendable {
+    public var connectTimeoutSeconds = 5.0
+    public var requestTimeoutSeconds = 10.0
+    public var maxResponseBodyBytes = 1 << 20
+    /// Requests waiting for a connection beyond this fail at once instead of queueing without bound.
+    public var maxQueuedRequests = 100_000
+    /// HTTP/1.1: persistent connections to the origin at most (each carries one request at a time).
+    public var maxConnections = 64
+    public init() {}
+}
+
 /// A client for one origin (`http://host:port` for h2c, `https://host:port` for TLS).
 ///
 /// `@unchecked Sendable`: confined to its loop's thread.
-public final class H2Client: @unchecked Sendable {
-    public struct Options: Sendable {
-        public var connectTimeoutSeconds = 5.0
-        public var requestTimeoutSeconds = 10.0
-        public var maxResponseBodyBytes = 1 << 20
-        /// Requests waiting for a connection beyond this fail at once instead of queueing without bound.
-        public var maxQueuedRequests = 100_000
-        public init() {}
-    }
+public final class H2Client: HTTPClient, @unchecked Sendable {
+    public typealias Options = HTTPClientOptions
 
     let loop: EventLoop
     let host: String
@@ -65,6 +77,8 @@ public final class H2Client: @unchecked Sendable {
     private var waiting: [ClientRequest] = []
     private var isClosed = false
     let callbacks = ClientCallbacks.shared
+    /// What TLS connections offer by ALPN: h2 alone, or both for a client that lets the server choose.
+    var alpnOffer = ALPNOffer.h2
 
     /// - Parameter origin: `http://host:port` or `https://host:port`; `tls` is required for https.
     public init(
@@ -86,7 +100,7 @@ public final class H2Client: @unchecked Sendable {
     }
 
     /// The `:authority` sent with each request.
-    var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var authority: String { Origin.authority(host: host, port: port) }
 
     /// Sends a request; `completion` runs on the loop exactly once.
     ///
@@ -207,6 +221,8 @@ final class ClientRequest {
     var responseBody: [UInt8] = []
     var onData: ((UnsafeBufferPointer<UInt8>) -> Void)?
     var responseEnded = false
+    /// The HTTP/1.1 connection carrying the request, while one does.
+    weak var http1Connection: HTTP1ClientConnection?
 
     init(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
@@ -235,6 +251,13 @@ struct Origin {
     let secure: Bool
     let host: String
     let port: Int
+
+    /// `host:port`, an IPv6 host in brackets: the `:authority` or `Host` of a request.
+    var authority: String { Self.authority(host: host, port: port) }
+
+    static func authority(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 
     init?(_ text: String) {
         let rest: Substring

@@ -292,26 +292,27 @@ nonisolated(unsafe) private var callbackTable: http_parser_settings = {
     var settings = http_parser_settings()
     http_parser_settings_init(&settings)
     settings.on_url = { parser, at, length in
-        withParser(parser) { $0.appendTarget(bytes(at, length)) }
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.appendTarget(httpParserBytes(at, length)) }
         return 0
     }
     settings.on_header_field = { parser, at, length in
-        withParser(parser) { $0.appendFieldName(bytes(at, length)) }
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.appendFieldName(httpParserBytes(at, length)) }
         return 0
     }
     settings.on_header_value = { parser, at, length in
-        withParser(parser) { $0.appendFieldValue(bytes(at, length)) }
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.appendFieldValue(httpParserBytes(at, length)) }
         return 0
     }
     settings.on_headers_complete = { parser in
-        withParser(parser) { $0.headersComplete() }
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.headersComplete() }
         return 0
     }
     settings.on_body = { parser, at, length in
-        withParser(parser) { $0.appendBody(bytes(at, length)) } == true ? 0 : 1
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.appendBody(httpParserBytes(at, length)) } == true
+            ? 0 : 1
     }
     settings.on_message_complete = { parser in
-        withParser(parser) { $0.messageComplete() }
+        withHTTPParser(parser, as: HTTP1RequestParser.self) { $0.messageComplete() }
         return 0
     }
     return settings
@@ -385,21 +386,21 @@ private func isTokenCharacter(_ byte: UInt8) -> Bool {
     }
 }
 
-private func bytes(_ at: UnsafePointer<CChar>?, _ length: Int) -> UnsafeBufferPointer<UInt8> {
+/// The bytes http-parser hands a data callback.
+func httpParserBytes(_ at: UnsafePointer<CChar>?, _ length: Int) -> UnsafeBufferPointer<UInt8> {
     guard let at else { return UnsafeBufferPointer(start: nil, count: 0) }
     return UnsafeRawPointer(at).withMemoryRebound(to: UInt8.self, capacity: length) {
         UnsafeBufferPointer(start: $0, count: length)
     }
 }
 
+/// Calls `body` with the Swift object an http-parser's `data` points at, borrowed.
 @inline(__always)
-private func withParser<Result>(
-    _ parser: UnsafeMutablePointer<http_parser>?, _ body: (HTTP1RequestParser) -> Result
-)
-    -> Result?
-{
+func withHTTPParser<Owner: AnyObject, Result>(
+    _ parser: UnsafeMutablePointer<http_parser>?, as: Owner.Type, _ body: (Owner) -> Result
+) -> Result? {
     guard let context = parser?.pointee.data else { return nil }
-    return Unmanaged<HTTP1RequestParser>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
+    return Unmanaged<Owner>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
 }
 
 extension String {

@@ -1,4 +1,5 @@
-// What an HTTP/1.1 server writes: status lines and header blocks, chunks of a streamed body, `100 Continue`.
+// What HTTP/1.1 writes: a server's status lines and header blocks, chunks of a streamed body, `100 Continue`;
+// a client's request heads.
 
 enum HTTP1Wire {
     /// How the body's end is known.
@@ -20,26 +21,35 @@ enum HTTP1Wire {
     }
 
     /// The status line and header block. The framing and connection fields are the server's: a handler's own
-    /// `content-length`, `transfer-encoding` or `connection` is left out, and so is any field whose name or value
-    /// could split the response (CR, LF or NUL in it, or an empty name).
+    /// `content-length`, `transfer-encoding`, `connection` or `host` is left out, and so is any field whose name or
+    /// value could split the response (CR, LF or NUL in it, or an empty name).
     static func head(status: Int, headers: HTTPHeaders, framing: Framing, keepAlive: Bool) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(128 + headers.count * 48)
         bytes.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
-        headers.forEachField { name, value in
-            guard isSafe(name: name, value: value) else { return true }
-            bytes.append(contentsOf: name)
-            bytes.append(contentsOf: ": ".utf8)
-            bytes.append(contentsOf: value)
-            bytes.append(contentsOf: "\r\n".utf8)
-            return true
-        }
+        appendFields(headers, to: &bytes)
         switch framing {
         case .contentLength(let length): bytes.append(contentsOf: "content-length: \(length)\r\n".utf8)
         case .chunked: bytes.append(contentsOf: "transfer-encoding: chunked\r\n".utf8)
         case .none: break
         }
         if !keepAlive { bytes.append(contentsOf: "connection: close\r\n".utf8) }
+        bytes.append(contentsOf: "\r\n".utf8)
+        return bytes
+    }
+
+    /// A client's request line and header block: `Host`, the handler's fields (those that could split the request,
+    /// and framing or connection fields, left out), and the body's length.
+    static func requestHead(
+        method: String, path: String, authority: String, headers: HTTPHeaders, contentLength: Int
+    ) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128 + headers.count * 48)
+        bytes.append(contentsOf: "\(method) \(path) HTTP/1.1\r\nhost: \(authority)\r\n".utf8)
+        appendFields(headers, to: &bytes)
+        if contentLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
+            bytes.append(contentsOf: "content-length: \(contentLength)\r\n".utf8)
+        }
         bytes.append(contentsOf: "\r\n".utf8)
         return bytes
     }
@@ -54,7 +64,19 @@ enum HTTP1Wire {
         return bytes
     }
 
-    private static let serverFields: [[UInt8]] = ["content-length", "transfer-encoding", "connection"].map {
+    private static func appendFields(_ headers: HTTPHeaders, to bytes: inout [UInt8]) {
+        headers.forEachField { name, value in
+            guard isSafe(name: name, value: value) else { return true }
+            bytes.append(contentsOf: name)
+            bytes.append(contentsOf: ": ".utf8)
+            bytes.append(contentsOf: value)
+            bytes.append(contentsOf: "\r\n".utf8)
+            return true
+        }
+    }
+
+    /// Fields the wire format writes itself.
+    private static let framingFields: [[UInt8]] = ["content-length", "transfer-encoding", "connection", "host"].map {
         Array($0.utf8)
     }
 
@@ -63,6 +85,6 @@ enum HTTP1Wire {
         guard !name.isEmpty, !name.contains(where: { splits($0) || $0 == UInt8(ascii: ":") || $0 == 0x20 }),
             !value.contains(where: splits)
         else { return false }
-        return !serverFields.contains { $0.elementsEqual(name) }
+        return !framingFields.contains { $0.elementsEqual(name) }
     }
 }

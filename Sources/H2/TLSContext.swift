@@ -1,4 +1,5 @@
-// OpenSSL contexts for the server (certificate, TLS 1.2+, ALPN h2) and the client (peer verification, SNI, ALPN).
+// OpenSSL contexts for the server (certificate, TLS 1.2+, ALPN h2 or http/1.1) and the client (peer verification,
+// SNI, ALPN).
 import COpenSSL
 import Glibc
 
@@ -12,9 +13,24 @@ public struct TLSError: Error, CustomStringConvertible {
     }
 }
 
-/// ALPN protocol list in wire format: the server prefers h2, and accepts http/1.1 only to answer it with 505.
+/// ALPN protocol lists in wire format. The server prefers h2 and serves http/1.1 too.
 private let serverALPN: [UInt8] = [2] + Array("h2".utf8) + [8] + Array("http/1.1".utf8)
-private let clientALPN: [UInt8] = [2] + Array("h2".utf8)
+
+/// What a client connection offers by ALPN.
+public enum ALPNOffer: Sendable {
+    case h2
+    case http1
+    /// Both, h2 preferred: the server's choice decides.
+    case either
+
+    var wireFormat: [UInt8] {
+        switch self {
+        case .h2: [2] + Array("h2".utf8)
+        case .http1: [8] + Array("http/1.1".utf8)
+        case .either: [2] + Array("h2".utf8) + [8] + Array("http/1.1".utf8)
+        }
+    }
+}
 
 private func makeContext(_ method: OpaquePointer?) throws -> OpaquePointer {
     guard let context = SSL_CTX_new(method) else { throw TLSError("SSL_CTX_new") }
@@ -68,7 +84,7 @@ public final class TLSServerContext: @unchecked Sendable {
     func makeSession() -> OpaquePointer? { SSL_new(context) }
 }
 
-/// The client side: peers verified against the system's CAs or a configured CA file, ALPN h2 only.
+/// The client side: peers verified against the system's CAs or a configured CA file; ALPN is set per connection.
 public final class TLSClientContext: @unchecked Sendable {
     let context: OpaquePointer
 
@@ -87,21 +103,21 @@ public final class TLSClientContext: @unchecked Sendable {
             }
         }
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        guard
-            clientALPN.withUnsafeBufferPointer({ SSL_CTX_set_alpn_protos(context, $0.baseAddress, UInt32($0.count)) })
-                == 0
-        else {
-            SSL_CTX_free(context)
-            throw TLSError("cannot set ALPN")
-        }
         self.context = context
     }
 
     deinit { SSL_CTX_free(context) }
 
-    /// A session for one connection to `host`: SNI for names, and the certificate checked against the name or IP.
-    func makeSession(host: String) -> OpaquePointer? {
+    /// A session for one connection to `host`: SNI for names, the certificate checked against the name or IP, and
+    /// `offer` by ALPN.
+    func makeSession(host: String, offer: ALPNOffer) -> OpaquePointer? {
         guard let session = SSL_new(context) else { return nil }
+        let protocols = offer.wireFormat
+        guard protocols.withUnsafeBufferPointer({ SSL_set_alpn_protos(session, $0.baseAddress, UInt32($0.count)) }) == 0
+        else {
+            SSL_free(session)
+            return nil
+        }
         let isIPAddress = host.contains(":") || host.split(separator: ".").allSatisfy { UInt8($0) != nil }
         if isIPAddress {
             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(session), host)

@@ -1,20 +1,22 @@
-// An HTTP/2 client with a bound on requests in flight: the rest wait here, in order, instead of piling up in the
-// connection (where they would all run their timeouts while queued, and every send would walk a long queue).
+// A client with a bound on requests in flight: the rest wait here, in order, instead of piling up in the
+// connection or the pool (where they would all run their timeouts while queued).
 import DequeModule
 import Foundation
 import H2
 import Logging
 
-/// A client for `url`'s origin (TLS for https, trusting `caFile` or else the system's CAs), and the path with query
-/// to request there.
+/// A client for `url`'s origin (TLS for https, trusting `caFile` or else the system's CAs) that speaks
+/// `clientProtocol`, and the path with query to request there.
 func connect(
-    to url: String, caFile: String?, options: H2Client.Options = H2Client.Options(), loop: EventLoop, logger: Logger
-) throws -> (client: H2Client, path: String) {
+    to url: String, speaking clientProtocol: ClientProtocol = .h2, caFile: String?,
+    options: HTTPClientOptions = HTTPClientOptions(), loop: EventLoop, logger: Logger
+) throws -> (client: any HTTPClient, path: String) {
     guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme) else {
         throw ConfigError("\(url) is not an http:// or https:// URL")
     }
     let tls = scheme == "https" ? try TLSClientContext(caFile: caFile) : nil
-    let client = try H2Client(loop: loop, origin: url, tls: tls, options: options, logger: logger)
+    let client = try makeHTTPClient(
+        loop: loop, origin: url, tls: tls, speaking: clientProtocol, options: options, logger: logger)
     return (client, (parsed.path.isEmpty ? "/" : parsed.path) + (parsed.query.map { "?\($0)" } ?? ""))
 }
 
@@ -28,14 +30,14 @@ final class BoundedClient: @unchecked Sendable {
         let completion: (Result<H2ClientResponse, H2ClientError>) -> Void
     }
 
-    let client: H2Client
+    let client: any HTTPClient
     let limit: Int
     private(set) var inFlight = 0
     private var waiting = Deque<Request>()
     /// Whether a request sent now would go out at once rather than wait here.
     var hasRoom: Bool { inFlight < limit }
 
-    init(_ client: H2Client, limit: Int) {
+    init(_ client: any HTTPClient, limit: Int) {
         self.client = client
         self.limit = limit
     }

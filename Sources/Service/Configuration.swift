@@ -102,12 +102,19 @@ public struct Configuration: Sendable {
         public var secret: [UInt8]
         public var tenants: Set<String>
         public var verifierURL: String
+        /// How results reach the verifier: over https, h2 or http/1.1 as it chooses by ALPN; over http, HTTP/1.1,
+        /// or h2c with prior knowledge when `verifier_protocol = "h2c"`.
+        public var verifierProtocol: ClientProtocol
 
-        public init(keyID: String, secret: [UInt8], tenants: Set<String>, verifierURL: String) {
+        public init(
+            keyID: String, secret: [UInt8], tenants: Set<String>, verifierURL: String,
+            verifierProtocol: ClientProtocol? = nil
+        ) {
             self.keyID = keyID
             self.secret = secret
             self.tenants = tenants
             self.verifierURL = verifierURL
+            self.verifierProtocol = verifierProtocol ?? (verifierURL.hasPrefix("https://") ? .negotiated : .http1)
         }
     }
 
@@ -366,8 +373,20 @@ public struct Configuration: Sendable {
         guard let verifier = try entry.string("verifier_url"),
             verifier.hasPrefix("http://") || verifier.hasPrefix("https://")
         else { throw ConfigError("\(entry.keyPath("verifier_url")): an http:// or https:// URL is required") }
+        var verifierProtocol: ClientProtocol?
+        switch try entry.string("verifier_protocol") {
+        case nil: break
+        case "h2c" where verifier.hasPrefix("http://"): verifierProtocol = .h2
+        case "http/1.1" where verifier.hasPrefix("http://"): verifierProtocol = .http1
+        case let other?:
+            throw ConfigError(
+                "\(entry.keyPath("verifier_protocol")): \"\(other)\" is not one of \"h2c\" or \"http/1.1\" for an "
+                    + "http:// verifier_url (https negotiates by ALPN)")
+        }
         try entry.rejectUnknownKeys()
-        return IdPClient(keyID: keyID, secret: Array(secret.utf8), tenants: Set(tenants), verifierURL: verifier)
+        return IdPClient(
+            keyID: keyID, secret: Array(secret.utf8), tenants: Set(tenants), verifierURL: verifier,
+            verifierProtocol: verifierProtocol)
     }
 
     /// A tenant policy's integer keys, as read and as `effectiveTOML` writes them.

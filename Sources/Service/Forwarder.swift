@@ -86,14 +86,17 @@ final class Forwarder: @unchecked Sendable {
         self.clock = clock
         self.logger = logger
         self.outbox = outbox
-        var options = H2Client.Options()
+        var options = HTTPClientOptions()
         options.requestTimeoutSeconds = settings.timeoutSeconds
+        // An HTTP/1.1 verifier gets a connection per callback in flight, as many as an HTTP/2 one gets streams.
+        options.maxConnections = settings.maxInFlightPerVerifier
         var byTenant: [String: Verifier] = [:]
         for client in clients {
-            let (h2, path) = try connect(
-                to: client.verifierURL, caFile: settings.caFile, options: options, loop: loop, logger: logger)
+            let (http, path) = try connect(
+                to: client.verifierURL, speaking: client.verifierProtocol, caFile: settings.caFile, options: options,
+                loop: loop, logger: logger)
             let verifier = Verifier(
-                client: BoundedClient(h2, limit: settings.maxInFlightPerVerifier), path: path, keyID: client.keyID,
+                client: BoundedClient(http, limit: settings.maxInFlightPerVerifier), path: path, keyID: client.keyID,
                 key: HMACSHA256.Key(client.secret))
             for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
         }

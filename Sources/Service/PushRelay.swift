@@ -37,7 +37,7 @@ final class PushRelay: @unchecked Sendable {
         let key: RSAPrivateKey
         let tokenURL: String
         let tokenPath: String
-        let tokenClient: H2Client
+        let tokenClient: any HTTPClient
         let client: BoundedClient
     }
 

@@ -36,8 +36,15 @@ struct Simulate: AsyncParsableCommand {
 
     @Option(help: "The broker's configuration file: where to reach it, the IdP client's key, its verifier URL.")
     var config = "Config/approvald.toml"
-    @Option(help: "The broker (http:// for h2c, https:// for TLS); default: the configuration's first listener.")
+    @Option(help: "The broker (http:// or https://); default: the configuration's first listener.")
     var url: String?
+    @Option(
+        name: .customLong("protocol"),
+        help: """
+            What the IdP and the phones speak: h2 (h2c with prior knowledge over http://, ALPN h2 over https://), \
+            http/1.1, or negotiated (https only: as the broker chooses by ALPN).
+            """)
+    var httpProtocol = ClientProtocol.h2
     @Option(
         help: """
             Where the phones connect (their streams, polls and answers), when not --url: another instance on the \
@@ -126,6 +133,7 @@ struct SimulationSetup: Sendable {
     /// Where the phones connect: `url` unless --device-url names another instance.
     let deviceURL: String
     let caFile: String?
+    let httpProtocol: ClientProtocol
     let keyID: String
     let secret: [UInt8]
     let tenant: String
@@ -164,6 +172,7 @@ struct SimulationSetup: Sendable {
         self.url = url
         deviceURL = command.deviceURL ?? url
         caFile = command.caFile ?? configuration.tlsCertificatePath
+        httpProtocol = command.httpProtocol
         verifierURL = client.verifierURL
         verifierAddress = command.noVerifier ? nil : Self.localAddress(of: client.verifierURL)
         devices = command.devices
@@ -219,8 +228,8 @@ struct FlowReport: Sendable {
 final class Simulation: Sendable {
     private let setup: SimulationSetup
     private let loop: EventLoop
-    private let idp: H2Client
-    private let phoneClients: [H2Client]
+    private let idp: any HTTPClient
+    private let phoneClients: [any HTTPClient]
     /// Distinguishes this run's users, phones and requests from earlier runs' on the same broker.
     private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     private let events = Mailbox<String, DeviceEvent>()
@@ -237,15 +246,15 @@ final class Simulation: Sendable {
         let tls =
             [setup.url, setup.deviceURL].contains { $0.hasPrefix("https://") }
             ? try TLSClientContext(caFile: setup.caFile) : nil
-        var options = H2Client.Options()
+        var options = HTTPClientOptions()
         options.requestTimeoutSeconds = 40
         let loop = self.loop
         var logger = Logger(label: "approvald-simulate")
         logger.logLevel = .error
-        func client(_ origin: String) throws -> H2Client {
-            try H2Client(
-                loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil, options: options,
-                logger: logger)
+        func client(_ origin: String) throws -> any HTTPClient {
+            try makeHTTPClient(
+                loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil,
+                speaking: setup.httpProtocol, options: options, logger: logger)
         }
         idp = try client(setup.url)
         phoneClients = try (0..<setup.devices).map { _ in try client(setup.deviceURL) }
@@ -350,7 +359,7 @@ final class Simulation: Sendable {
     // MARK: One sign-in
 
     private func signIn(
-        _ index: Int, _ scenario: Scenario, _ phone: SimulatedPhone, _ client: H2Client
+        _ index: Int, _ scenario: Scenario, _ phone: SimulatedPhone, _ client: any HTTPClient
     ) async
         -> FlowReport
     {
@@ -444,7 +453,9 @@ final class Simulation: Sendable {
     }
 
     /// The phone's copy of the challenge: from its event stream, or by polling its queue.
-    private func nextChallenge(_ challengeID: String, _ phone: SimulatedPhone, _ client: H2Client) async -> JSONValue? {
+    private func nextChallenge(
+        _ challengeID: String, _ phone: SimulatedPhone, _ client: any HTTPClient
+    ) async -> JSONValue? {
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
             switch setup.delivery {
@@ -465,7 +476,7 @@ final class Simulation: Sendable {
     }
 
     private func respond(
-        _ phone: SimulatedPhone, _ client: H2Client, _ view: JSONValue, decision: String, selected: Int?,
+        _ phone: SimulatedPhone, _ client: any HTTPClient, _ view: JSONValue, decision: String, selected: Int?,
         reason: String?
     ) async -> Answer {
         let challengeID = view["challenge_id"]?.string ?? ""
@@ -595,7 +606,7 @@ final class Simulation: Sendable {
     }
 
     private func deviceRequest(
-        _ phone: SimulatedPhone, _ client: H2Client, _ method: String, _ path: String
+        _ phone: SimulatedPhone, _ client: any HTTPClient, _ method: String, _ path: String
     ) async
         -> (Int, String)
     {
@@ -604,7 +615,7 @@ final class Simulation: Sendable {
 
     /// A request on the loop; status 0 and the error's text when no response came.
     private func send(
-        _ client: H2Client, _ method: String, _ path: String, body: String = "", headers: HTTPHeaders = []
+        _ client: any HTTPClient, _ method: String, _ path: String, body: String = "", headers: HTTPHeaders = []
     ) async -> (Int, String) {
         var fields = headers
         if !body.isEmpty { fields.append("content-type", "application/json") }
@@ -624,14 +635,14 @@ final class Simulation: Sendable {
     }
 
     /// Opens the phone's event stream for the whole run; its events go to the phone's mailbox.
-    private func openStream(_ phone: SimulatedPhone, on client: H2Client) {
+    private func openStream(_ phone: SimulatedPhone, on client: any HTTPClient) {
         let path = "/v1/devices/\(phone.device)/stream"
         let header = phone.authorization("GET", path)
         let events = self.events
         loop.execute {
             let parser = EventStreamParser { events.deliver($0, for: phone.device) }
             client.send(
-                method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400,
+                method: "GET", path: path, headers: [("authorization", header)], body: [], timeoutSeconds: 86_400,
                 onData: { parser.feed($0) }
             ) { result in
                 if case .success(let response) = result, response.status != 200 {
@@ -753,3 +764,5 @@ final class UncheckedBox<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
 }
+
+extension ClientProtocol: ExpressibleByArgument {}

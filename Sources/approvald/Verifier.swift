@@ -5,7 +5,7 @@ import H2
 
 struct Verifier: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Receive and print the broker's signed results, as an IdP's verifier would (h2c, for trying out).",
+        abstract: "Receive and print the broker's signed results, as an IdP's verifier would (for trying out).",
         discussion: """
             Listens on --host and --port (make run's configuration sends results to 127.0.0.1:9090) and checks the \
             Approvald-Signature of every POST against the IdP client's key: a valid result is printed and \
@@ -22,7 +22,7 @@ struct Verifier: ParsableCommand {
         let loop = try EventLoop()
         let server = makeVerifierServer(loop: loop, keyID: keyID, secret: secret) { say($0.line) }
         let bound = try server.listen(host: host, port: port)
-        say("approvald verifier: listening on \(host):\(bound) (h2c) for key \(keyID)")
+        say("approvald verifier: listening on \(host):\(bound) (HTTP/1.1 and h2c) for key \(keyID)")
         signal(SIGPIPE, SIG_IGN)
         let watchers = loop.watchTermination { _ in loop.stop() }
         loop.run()

@@ -22,8 +22,9 @@ final class HandlerState: @unchecked Sendable {
 }
 
 @Suite struct AnsweringTests {
-    @Test func answersAtOnceWithHeadersAndBody() async throws {
-        let fixture = try await ServerFixture(handler: echo)
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func answersAtOnceWithHeadersAndBody(over clientProtocol: ClientProtocol) async throws {
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol, handler: echo)
         let result = try await fixture.send(
             "POST", "/a/b?c=d", headers: [("x-test", "hello")], body: Array("body".utf8))
         let expected = "POST /a/b?c=d hello 4 body"
@@ -33,9 +34,14 @@ final class HandlerState: @unchecked Sendable {
         #expect(result.response?.headers[field: "content-length"] == "\(expected.utf8.count)")
     }
 
-    @Test func answersAfterAnAsynchronousStepManyAtOnceOnOneConnection() async throws {
+    /// HTTP/2 multiplexes them on one connection; HTTP/1.1 spreads them over its pool, never past its bound.
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func answersAfterAnAsynchronousStepManyAtOnce(over clientProtocol: ClientProtocol) async throws {
         let state = HandlerState()
-        let fixture = try await ServerFixture { request, responder in
+        var options = HTTPClientOptions()
+        options.maxConnections = 8
+        let fixture = try await ServerFixture(clientOptions: options, clientProtocol: clientProtocol) {
+            request, responder in
             // Answer from a timer, as after a durable commit.
             state.timers.append(state.loop!.schedule(after: 0.05) { responder.respond(.text(200, request.path)) })
         }
@@ -47,7 +53,8 @@ final class HandlerState: @unchecked Sendable {
             return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
         }
         #expect((0..<200).allSatisfy { results[$0] == "/item/\($0)" })
-        #expect(try await fixture.thread.run { fixture.server.connectionCount } == 1)
+        let connections = try await fixture.thread.run { fixture.server.acceptedConnections }
+        #expect(clientProtocol == .h2 ? connections == 1 : connections == 8)
     }
 
     /// Bodies many times the high-water mark and the socket's buffer, both ways on one connection: they arrive
@@ -57,7 +64,7 @@ final class HandlerState: @unchecked Sendable {
         limits.maxRequestBodyBytes = 8 << 20
         limits.maxBufferedResponseBytes = 8 << 20
         limits.maxBufferedConnectionBytes = 16 << 20
-        var options = H2Client.Options()
+        var options = HTTPClientOptions()
         options.maxResponseBodyBytes = 8 << 20
         let fixture = try await ServerFixture(limits: limits, clientOptions: options, handler: echo)
         let body = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 16) }
@@ -88,9 +95,11 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await fixture.send("GET", "/other").text == "ok")
     }
 
-    @Test func streamsABodyOverTimeAndEndsIt() async throws {
+    /// HTTP/1.1: a chunked response.
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func streamsABodyOverTimeAndEndsIt(over clientProtocol: ClientProtocol) async throws {
         let state = HandlerState()
-        let fixture = try await ServerFixture { _, responder in
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { _, responder in
             responder.startStream(status: 200, headers: [("content-type", "text/event-stream")])
             for (index, line) in ["a\n", "b\n", "c\n"].enumerated() {
                 state.timers.append(
@@ -109,16 +118,18 @@ final class HandlerState: @unchecked Sendable {
         // Streamed to the client as it arrives: each chunk on its own, in order, and no body at the end.
         let streamed = try await fixture.thread.wait { done in
             fixture.client.send(
-                method: "GET", path: "/events", onData: { state.chunks.append(String(decoding: $0, as: UTF8.self)) }
+                method: "GET", path: "/events", headers: [], body: [], timeoutSeconds: nil,
+                onData: { state.chunks.append(String(decoding: $0, as: UTF8.self)) }
             ) { done($0) }
         }
         #expect(streamed.status == 200 && streamed.response?.body == [])
         #expect(state.chunks == ["a\n", "b\n", "c\n"])
     }
 
-    @Test func aStreamThatTheClientLeavesIsClosedOnTheServer() async throws {
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func aStreamThatTheClientLeavesIsClosedOnTheServer(over clientProtocol: ClientProtocol) async throws {
         let state = HandlerState()
-        let fixture = try await ServerFixture { _, responder in
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { _, responder in
             responder.startStream(status: 200, headers: [])
             responder.write(Array("hello\n".utf8))
             responder.onClose = { state.counters["closed", default: 0] += 1 }
@@ -170,8 +181,9 @@ final class HandlerState: @unchecked Sendable {
 }
 
 @Suite struct ClientTests {
-    @Test func timesOutARequestThatIsNeverAnswered() async throws {
-        let fixture = try await ServerFixture { _, _ in }
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func timesOutARequestThatIsNeverAnswered(over clientProtocol: ClientProtocol) async throws {
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { _, _ in }
         let started = Date()
         #expect(try await fixture.send("GET", "/never", timeout: 0.2).error == .timeout)
         // Near the request's own 0.2 s, not some longer default (a sanitizer on a busy machine takes its time).
@@ -195,10 +207,12 @@ final class HandlerState: @unchecked Sendable {
         }
     }
 
-    @Test func reconnectsAfterGOAWAY() async throws {
+    /// HTTP/2: after GOAWAY; HTTP/1.1: after the server closed the idle connection.
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func reconnectsAfterTheIdleTimeout(over clientProtocol: ClientProtocol) async throws {
         var limits = H2ServerLimits()
         limits.idleTimeoutSeconds = 0.2
-        let fixture = try await ServerFixture(limits: limits, handler: echo)
+        let fixture = try await ServerFixture(limits: limits, clientProtocol: clientProtocol, handler: echo)
         #expect(try await fixture.send("GET", "/one").status == 200)
         // The idle timeout sends GOAWAY and closes; the next request opens a new connection.
         #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 0 } })
@@ -206,8 +220,9 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await fixture.thread.run { fixture.server.acceptedConnections } == 2)
     }
 
-    @Test func reportsADroppedConnectionThenReconnects() async throws {
-        let fixture = try await ServerFixture { request, responder in
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func reportsADroppedConnectionThenReconnects(over clientProtocol: ClientProtocol) async throws {
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { request, responder in
             if request.path != "/hang" { echo(request, responder) }
         }
         let hanging = Task { try await fixture.send("GET", "/hang", timeout: 5) }
@@ -248,10 +263,11 @@ final class HandlerState: @unchecked Sendable {
         #expect(peak <= 16 && peak > 1)
     }
 
-    @Test func refusesAnOversizedResponse() async throws {
-        var options = H2Client.Options()
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func refusesAnOversizedResponse(over clientProtocol: ClientProtocol) async throws {
+        var options = HTTPClientOptions()
         options.maxResponseBodyBytes = 1000
-        let fixture = try await ServerFixture(clientOptions: options) { _, responder in
+        let fixture = try await ServerFixture(clientOptions: options, clientProtocol: clientProtocol) { _, responder in
             responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 0, count: 5000)))
         }
         #expect(try await fixture.send("GET", "/big").error == .responseTooLarge)
@@ -275,20 +291,28 @@ final class HandlerState: @unchecked Sendable {
         return (try TLSServerContext(certificateChainPath: certificate, privateKeyPath: key), certificate)
     }
 
-    @Test(arguments: ["localhost", "127.0.0.1"])
-    func verifiesThePeerAgainstAConfiguredCA(host: String) async throws {
+    /// Over h2, http/1.1 and negotiated (which takes h2, the server's preference).
+    @Test(arguments: ["localhost", "127.0.0.1"], [ClientProtocol.h2, .http1, .negotiated])
+    func verifiesThePeerAgainstAConfiguredCA(host: String, clientProtocol: ClientProtocol) async throws {
         let (server, caFile) = try Self.certificate()
         let fixture = try await ServerFixture(
-            tls: server, clientTLS: try TLSClientContext(caFile: caFile), clientHost: host, handler: echo)
+            tls: server, clientTLS: try TLSClientContext(caFile: caFile), clientHost: host,
+            clientProtocol: clientProtocol, handler: echo)
         let result = try await fixture.send("GET", "/secure")
         #expect(result.status == 200)
         #expect(result.text?.hasPrefix("GET /secure") == true)
+        let spoken = try await fixture.thread.run {
+            HTTPProtocol.allCases.first { fixture.server.connectionCount(speaking: $0) == 1 }
+        }
+        #expect(spoken == (clientProtocol == .http1 ? .http1 : .h2))
     }
 
-    @Test func refusesAPeerTheSystemStoreDoesNotTrust() async throws {
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func refusesAPeerTheSystemStoreDoesNotTrust(over clientProtocol: ClientProtocol) async throws {
         let (server, _) = try Self.certificate()
         let fixture = try await ServerFixture(
-            tls: server, clientTLS: try TLSClientContext(), clientHost: "localhost", handler: echo)
+            tls: server, clientTLS: try TLSClientContext(), clientHost: "localhost", clientProtocol: clientProtocol,
+            handler: echo)
         guard case .failure(.connectFailed(let why)) = try await fixture.send("GET", "/") else {
             Issue.record("a self-signed peer was trusted")
             return
@@ -308,9 +332,10 @@ final class HandlerState: @unchecked Sendable {
 }
 
 @Suite struct ShutdownTests {
-    @Test func letsRequestsInFlightFinishThenCompletes() async throws {
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func letsRequestsInFlightFinishThenCompletes(over clientProtocol: ClientProtocol) async throws {
         let state = HandlerState()
-        let fixture = try await ServerFixture { _, responder in
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { _, responder in
             state.timers.append(state.loop!.schedule(after: 0.3) { responder.respond(.text(200, "finished")) })
         }
         state.loop = fixture.loop
@@ -325,8 +350,10 @@ final class HandlerState: @unchecked Sendable {
         #expect(throws: RawConnectionError.self) { try RawHTTP2Connection(port: fixture.port) }
     }
 
-    @Test func endsStreamedResponsesAndStopsAtTheGraceDeadline() async throws {
-        let fixture = try await ServerFixture { request, responder in
+    /// HTTP/1.1: the streamed response and the request left unanswered are on two connections of the pool.
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func endsStreamedResponsesAndStopsAtTheGraceDeadline(over clientProtocol: ClientProtocol) async throws {
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { request, responder in
             if request.path == "/events" {
                 responder.startStream(status: 200, headers: [])
                 responder.write(Array("event\n".utf8))
@@ -334,7 +361,9 @@ final class HandlerState: @unchecked Sendable {
         }
         let stream = Task { try await fixture.send("GET", "/events", timeout: 10) }
         let stuck = Task { try await fixture.send("GET", "/stuck", timeout: 10) }
-        #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 1 } })
+        let connections = clientProtocol == .h2 ? 1 : 2
+        #expect(
+            try await eventually { try await fixture.thread.run { fixture.server.connectionCount == connections } })
         try await Task.sleep(nanoseconds: 100_000_000)
         let started = Date()
         let _: Bool = try await fixture.thread.wait { done in fixture.server.shutdown(graceSeconds: 0.5) { done(true) }

@@ -12,12 +12,13 @@ let testLogger: Logger = {
     return logger
 }()
 
-/// A server on 127.0.0.1 with the given handler, and a client for it, both on one loop thread.
+/// A server on 127.0.0.1 with the given handler, and a client for it (HTTP/2 unless told otherwise), both on one
+/// loop thread.
 final class ServerFixture: @unchecked Sendable {
     let thread: LoopThread
     var loop: EventLoop { thread.loop }
     private(set) var server: H2Server!
-    private(set) var client: H2Client!
+    private(set) var client: (any HTTPClient)!
     private(set) var port = 0
 
     /// Loop-bound objects a test made besides the server and client, released with them.
@@ -35,8 +36,8 @@ final class ServerFixture: @unchecked Sendable {
 
     init(
         limits: H2ServerLimits = H2ServerLimits(), tls: TLSServerContext? = nil, clientTLS: TLSClientContext? = nil,
-        clientHost: String = "127.0.0.1", clientOptions: H2Client.Options = H2Client.Options(),
-        handler: @escaping HTTPHandler
+        clientHost: String = "127.0.0.1", clientOptions: HTTPClientOptions = HTTPClientOptions(),
+        clientProtocol: ClientProtocol = .h2, handler: @escaping HTTPHandler
     ) async throws {
         thread = try LoopThread()
         let handler = UncheckedBox(handler)
@@ -44,9 +45,9 @@ final class ServerFixture: @unchecked Sendable {
             server = H2Server(loop: loop, limits: limits, logger: testLogger, handler: handler.value)
             port = try server.listen(host: "127.0.0.1", port: 0, tls: tls)
             let scheme = tls == nil ? "http" : "https"
-            client = try H2Client(
-                loop: loop, origin: "\(scheme)://\(clientHost):\(port)", tls: clientTLS, options: clientOptions,
-                logger: testLogger)
+            client = try makeHTTPClient(
+                loop: loop, origin: "\(scheme)://\(clientHost):\(port)", tls: clientTLS, speaking: clientProtocol,
+                options: clientOptions, logger: testLogger)
         }
     }
 
@@ -56,9 +57,9 @@ final class ServerFixture: @unchecked Sendable {
     ) async throws -> Result<H2ClientResponse, H2ClientError> {
         let headerCopy = UncheckedBox(headers)
         return try await thread.wait { [self] done in
-            client.send(method: method, path: path, headers: headerCopy.value, body: body, timeoutSeconds: timeout) {
-                done($0)
-            }
+            client.send(
+                method: method, path: path, headers: headerCopy.value, body: body, timeoutSeconds: timeout, onData: nil
+            ) { done($0) }
         }
     }
 }

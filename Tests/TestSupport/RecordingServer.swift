@@ -1,4 +1,4 @@
-// A peer for the tests (a verifier, APNs, FCM): an h2c server on a loop thread of its own that records every
+// A peer for the tests (a verifier, APNs, FCM): an h2c and HTTP/1.1 server on a loop thread of its own that records every
 // request and answers with the statuses it is given, in order, then with its default, optionally after a delay.
 // Usable from blocking and async tests alike.
 import Dispatch
@@ -27,12 +27,15 @@ public final class RecordingServer: @unchecked Sendable {
         var status = 200
         var delaySeconds = 0.0
         var bodies: [Int: String] = [:]
+        var protocols: Set<HTTPProtocol> = []
     }
 
     private final class Shared: @unchecked Sendable {
         let state = Locked(State())
         /// Answers waiting for their delay; touched on the loop only.
         var timers: [LoopTimer] = []
+        /// The server, once made (weak: the server's handler holds this); touched on the loop only.
+        weak var server: H2Server?
     }
 
     private let thread: LoopThread
@@ -57,8 +60,10 @@ public final class RecordingServer: @unchecked Sendable {
                 for field in request.headers { headers[field.name.lowercased()] = field.value }
                 let callback = Callback(
                     method: request.method, path: request.path, headers: headers, body: request.body)
+                let spoken = HTTPProtocol.allCases.filter { shared.server?.connectionCount(speaking: $0) ?? 0 > 0 }
                 let (status, delay, body) = shared.state.withLock { state in
                     state.received.append(callback)
+                    state.protocols.formUnion(spoken)
                     let status = state.script.isEmpty ? state.status : state.script.removeFirst()
                     return (status, state.delaySeconds, state.bodies[status] ?? "")
                 }
@@ -70,6 +75,7 @@ public final class RecordingServer: @unchecked Sendable {
                 guard delay > 0 else { return answer() }
                 shared.timers.append(loop.schedule(after: delay, answer))
             }
+            shared.server = server
             made.withLock { value in
                 value = Result { (UncheckedBox(server), try server.listen(host: "127.0.0.1", port: port)) }
             }
@@ -102,6 +108,9 @@ public final class RecordingServer: @unchecked Sendable {
     public func delay(_ seconds: Double) { shared.state.withLock { $0.delaySeconds = seconds } }
 
     public var received: [Callback] { shared.state.withLock { $0.received } }
+
+    /// The protocols of the connections open while requests arrived.
+    public var protocols: Set<HTTPProtocol> { shared.state.withLock { $0.protocols } }
 
     /// Closes the listener and every connection, then stops the loop; the server is released only after that.
     public func stop() {
