@@ -10,7 +10,7 @@ TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-
 BENCH_PACKAGES := nghttp2-client valgrind util-linux linux-perf python3 sqlite3 bc faketime
 # What `approvald --version` and approvald_build_info say: the release, and the commit built (docker/Dockerfile passes
 # COMMIT, having no .git).
-VERSION ?= 0.17.2
+VERSION ?= 0.18.0
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 BUILD_INFO := Sources/CBuildInfo/generated/build_info.h
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -39,7 +39,7 @@ SANITIZER_ENV = SWIFT_BACKTRACE=enable=no APPROVALD_SANITIZED=1 \
 FUZZ_SECONDS ?= 60
 TEST_FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := FuzzJSON FuzzIdPSignature FuzzDeviceAuthorization FuzzRouter FuzzEventStream FuzzConfiguration \
-	FuzzH2Server
+	FuzzH2Server FuzzHTTP1Server
 FUZZ_BUILD := APPROVALD_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
 	-Xswiftc -enable-testing -Xswiftc -use-ld=lld
 

@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "CNghttp2", "CLibevent", "COpenSSL", "CHTTPParser", "Locking",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: [withoutExclusivityChecks]),
         // A Redis client on the event loop (hiredis, async): timeouts, reconnect, probes, login.
@@ -137,10 +138,17 @@ if Context.environment["APPROVALD_FUZZ"] == "1" {
         ("FuzzRouter", ["H2", "Service"]),
         ("FuzzEventStream", ["Phone"]),
         ("FuzzConfiguration", ["Service"]),
-        ("FuzzH2Server", ["CLibevent", "H2", .product(name: "Logging", package: "swift-log")]),
+        ("FuzzH2Server", ["FuzzServer"]),
+        ("FuzzHTTP1Server", ["FuzzServer"]),
     ]
     package.targets.append(.target(name: "CFuzzer", path: "Tests/Fuzz/CFuzzer"))
     package.targets.append(.target(name: "FuzzSupport", dependencies: ["CFuzzer"], path: "Tests/Fuzz/FuzzSupport"))
+    // The server fuzz targets' shared harness: one connection's bytes through the real server.
+    package.targets.append(
+        .target(
+            name: "FuzzServer",
+            dependencies: ["CLibevent", "H2", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/Fuzz/FuzzServer"))
     for target in fuzzTargets {
         package.targets.append(
             .executableTarget(

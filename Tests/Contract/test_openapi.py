@@ -1,7 +1,7 @@
 """The broker against its OpenAPI description (docs/openapi.yaml), with schemathesis.
 
-Every operation is called with generated inputs, valid and invalid, over HTTP/2 with prior knowledge (the broker
-speaks nothing else), signed as the contract asks: IdP requests with a real HMAC over the exact bytes sent, device
+Every operation is called with generated inputs, valid and invalid, over HTTP/2 with prior knowledge or over
+HTTP/1.1 (APPROVALD_HTTP_VERSION "2" or "1.1": the broker serves both on one port), signed as the contract asks: IdP requests with a real HMAC over the exact bytes sent, device
 requests with a real P-256 device key. Each response must match the description (status, content type, headers,
 body schema), invalid input must be refused with a 4xx, and nothing may yield a 5xx.
 
@@ -40,6 +40,7 @@ TENANT = os.environ.setdefault("APPROVALD_TENANT", "demo")
 # schemathesis.toml fixes every operation's tenant and device_id to these.
 DEVICE = os.environ.setdefault("APPROVALD_DEVICE", "contract-phone")
 EXAMPLES = int(os.environ.get("APPROVALD_CONTRACT_EXAMPLES", "60"))
+HTTP_VERSION = os.environ.get("APPROVALD_HTTP_VERSION", "2")
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC))
@@ -99,8 +100,9 @@ def device_authorization(phone: Phone, method: str, path: str, body: bytes) -> s
 
 @pytest.fixture(scope="session")
 def client():
-    # http1=False: HTTP/2 with prior knowledge on http:// URLs.
-    with httpx.Client(base_url=BASE_URL, http1=False, http2=True, timeout=40) as client:
+    # HTTP/2: http1=False makes it prior knowledge on http:// URLs.
+    over_http2 = HTTP_VERSION == "2"
+    with httpx.Client(base_url=BASE_URL, http1=not over_http2, http2=over_http2, timeout=40) as client:
         yield client
 
 

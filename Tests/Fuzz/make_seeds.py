@@ -113,3 +113,31 @@ write("FuzzConfiguration", "regression-punctuation-table-name", "[log]\n[*[liste
 write("FuzzConfiguration", "regression-three-brackets", "[[[listeners]]\nport = 1\n\0")
 write("FuzzConfiguration", "regression-brace-in-array", "[log]\nlevel = [1, }]\nx = [\n}]\n\0")
 write("FuzzConfiguration", "regression-line-separator", "tenants = [\u2028]\ny = [\u0085 1]\n\0")
+
+# The HTTP/1.1 server: a shape of each request it serves and of each strictness rule it refuses (API.md, Transport).
+for name, data in {
+    "get": "GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    "pipelined": "GET /a HTTP/1.1\r\nHost: fuzz\r\n\r\nPOST /echo HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 5\r\n\r\n"
+    "hello\r\nGET /hold HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n",
+    "chunked": "POST /echo HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n",
+    "stream": "GET /stream HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 3\r\n\r\nabc",
+    "expect-continue": "POST /echo HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi",
+    "http10": "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+    "absolute-form-upgrade": "GET http://fuzz/x HTTP/1.1\r\nHost: fuzz\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    "cl-and-te": "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te-not-chunked": "POST / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    "cl-malformed": "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 1x\r\n\r\nx",
+    "cl-conflicting": "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
+    "obs-fold": "GET / HTTP/1.1\r\nHost: fuzz\r\nX: a\r\n b\r\n\r\n",
+    "bare-cr": "GET / HTTP/1.1\r\nHost: fuzz\r\nX: a\rb\r\n\r\n",
+    "nul": "GET / HTTP/1.1\r\nHost: fuzz\r\nX: a\0b\r\n\r\n",
+    "space-before-colon": "GET / HTTP/1.1\r\nHost: fuzz\r\nX : a\r\n\r\n",
+    "head-too-large": "GET / HTTP/1.1\r\nHost: fuzz\r\nX: " + "a" * 16400 + "\r\n\r\n",
+    "bad-chunk-size": "POST / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "chunk-without-crlf": "POST / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
+    "body-too-large": "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 99999\r\n\r\n",
+    "no-host": "GET / HTTP/1.1\r\n\r\n",
+    "version": "GET / HTTP/2.0\r\nHost: fuzz\r\n\r\n",
+    "expectation": "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 1\r\nExpect: x\r\n\r\nx",
+}.items():
+    write("FuzzHTTP1Server", name, data)

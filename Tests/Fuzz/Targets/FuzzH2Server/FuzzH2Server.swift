@@ -1,71 +1,14 @@
-import CLibevent
-// libFuzzer target: the bytes a client sends the HTTP/2 server. Each input is one connection over an in-memory
-// bufferevent pair (no socket): the server reads it all, answers what it can, and the connection is closed and
-// freed. Handlers answer at once, stream a body, or hold the request until the connection goes.
+// libFuzzer target: the bytes a client sends the server as HTTP/2 (FuzzServer). The preface comes first, so that the
+// input reaches HTTP/2 framing rather than the protocol detection alone; an input that starts with its own preface
+// bytes tests the detection.
+import FuzzServer
 import FuzzSupport
-import Logging
 
-@testable import H2
-
-private let loop: EventLoop = {
-    // swift-format-ignore: NeverUseForceTry
-    try! EventLoop()
-}()
-nonisolated(unsafe) private var held: [HTTPResponder] = []
-private let server: H2Server = {
-    var logger = Logger(label: "fuzz")
-    logger.logLevel = .critical
-    var limits = H2ServerLimits()
-    limits.maxBufferedResponseBytes = 16_384
-    limits.maxBufferedConnectionBytes = 65_536
-    return H2Server(loop: loop, limits: limits, logger: logger) { request, responder in
-        switch request.pathOnly {
-        case "/stream":
-            responder.startStream(status: 200, headers: ["content-type": "text/event-stream"])
-            responder.write(Array(repeating: UInt8(ascii: "x"), count: request.body.count * 64))
-        case "/hold":
-            held.append(responder)
-        default:
-            responder.respond(HTTPResponse(status: 200, headers: ["x-method": request.method], body: request.body))
-        }
-    }
-}()
-
-/// Runs the loop until nothing is left to do now (bounded: a connection may keep itself busy).
-private func settle() {
-    for _ in 0..<64 {
-        guard event_base_loop(loop.base, Int32(EVLOOP_NONBLOCK)) == 0 else { return }
-    }
-}
+private let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
 @_cdecl("FuzzH2Server_main")
 public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    fuzzerMain(argc, argv, fuzzH2Server)
-}
-
-private func fuzzH2Server(_ input: UnsafeBufferPointer<UInt8>) {
-    var pair: [OpaquePointer?] = [nil, nil]
-    guard bufferevent_pair_new(loop.base, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue), &pair) == 0,
-        let serverEnd = pair[0], let clientEnd = pair[1]
-    else { return }
-    server.serve(bufferEvent: serverEnd)
-    bufferevent_enable(clientEnd, Int16(EV_READ | EV_WRITE))
-    // The preface comes first, so that the input reaches HTTP/2 framing rather than the preface check alone;
-    // an input that starts with its own preface bytes tests the check.
-    let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-    if input.first != UInt8(ascii: "P") { bufferevent_write(clientEnd, preface, preface.count) }
-    bufferevent_write(clientEnd, input.baseAddress, input.count)
-    settle()
-    for responder in held { responder.respond(HTTPResponse(status: 204)) }
-    held.removeAll()
-    settle()
-    if let input = bufferevent_get_input(clientEnd) { evbuffer_drain(input, evbuffer_get_length(input)) }
-    settle()
-    // The client goes: flushed as finished, the pair tells the server's end EOF, and the server closes and
-    // frees it.
-    bufferevent_flush(clientEnd, Int16(EV_WRITE), BEV_FINISHED)
-    bufferevent_free(clientEnd)
-    settle()
-    precondition(server.connectionCount == 0, "a connection outlived its client")
-    precondition(server.bufferedResponseBytes == 0, "unsent bytes counted after every connection closed")
+    fuzzerMain(argc, argv) { input in
+        serveOneConnection(input, prefix: input.first == UInt8(ascii: "P") ? [] : preface)
+    }
 }
