@@ -114,11 +114,9 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
         let request = ClientRequest(
-            method: method, path: path, headers: headers, body: body, completion: completion)
-        request.onData = onData
-        request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) {
-            [unowned self, unowned request] in
-            timedOut(request)
+            method: method, path: path, headers: headers, body: body, onData: onData, completion: completion)
+        request.startTimer(on: loop, seconds: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self] in
+            timedOut($0)
         }
         dispatch(request)
     }
@@ -226,13 +224,20 @@ final class ClientRequest {
 
     init(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
+        onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
         completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
     ) {
         self.method = method
         self.path = path
         self.headers = headers
         self.body = body
+        self.onData = onData
         self.completion = completion
+    }
+
+    /// Arms the request's timeout: `timedOut` gets the request after `seconds` unless it finished first.
+    func startTimer(on loop: EventLoop, seconds: Double, _ timedOut: @escaping (ClientRequest) -> Void) {
+        timer = loop.schedule(after: seconds) { [unowned self] in timedOut(self) }
     }
 
     var isFinished: Bool { completion == nil }

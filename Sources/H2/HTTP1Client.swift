@@ -46,11 +46,10 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
-        let request = ClientRequest(method: method, path: path, headers: headers, body: body, completion: completion)
-        request.onData = onData
-        request.timer = loop.schedule(after: timeoutSeconds ?? options.requestTimeoutSeconds) {
-            [unowned self, unowned request] in
-            timedOut(request)
+        let request = ClientRequest(
+            method: method, path: path, headers: headers, body: body, onData: onData, completion: completion)
+        request.startTimer(on: loop, seconds: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self] in
+            timedOut($0)
         }
         dispatch(request)
     }

@@ -39,7 +39,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
         bufferevent_enable(created, Int16(EV_READ | EV_WRITE))
         let timeout = client.options.connectTimeoutSeconds
         connectTimer = client.loop.schedule(after: timeout) { [unowned self] in
-            fail(.connectFailed("no connection to \(authority) within \(timeout) s"))
+            abort(.connectFailed("no connection to \(authority) within \(timeout) s"))
         }
         guard
             bufferevent_socket_connect_hostname(
@@ -49,7 +49,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
             // Reported through the event callback too; make sure it is reported once, later.
             client.loop.execute { [weak self] in
                 guard let self else { return }
-                fail(.connectFailed("cannot connect to \(authority)"))
+                abort(.connectFailed("cannot connect to \(authority)"))
             }
             return
         }
@@ -91,12 +91,12 @@ final class HTTP1ClientConnection: @unchecked Sendable {
         } else if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
             switch state {
             case .connecting:
-                fail(.connectFailed(connectFailure(of: bufferEvent, authority: authority)))
+                abort(.connectFailed(connectFailure(of: bufferEvent, authority: authority)))
             case .busy where answering && what & Int16(BEV_EVENT_EOF) != 0:
                 // A body read until the connection closes ends here.
                 readable(endOfStream: true)
             default:
-                fail(.connectionLost)
+                abort(.connectionLost)
             }
         }
     }
@@ -122,7 +122,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
         if outcome == .needMore && endOfStream { outcome = parser.parse(UnsafeBufferPointer(start: nil, count: 0)).1 }
         switch outcome {
         case .needMore:
-            if endOfStream { fail(.connectionLost) }
+            if endOfStream { abort(.connectionLost) }
         case .response:
             let response = H2ClientResponse(status: parser.status, headers: parser.fields, body: parser.body)
             let keep = parser.keepAlive && evbuffer_get_length(input) == 0 && !endOfStream
@@ -138,9 +138,9 @@ final class HTTP1ClientConnection: @unchecked Sendable {
                 close()
             }
         case .tooLarge:
-            fail(.responseTooLarge)
+            abort(.responseTooLarge)
         case .malformed(let why):
-            fail(.malformedResponse(why))
+            abort(.malformedResponse(why))
         }
     }
 
@@ -148,7 +148,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
 
     /// Ends the request under way with `error` — or, when it never reached the server on a reused connection, has
     /// the client send it again — and closes.
-    private func fail(_ error: H2ClientError) {
+    func abort(_ error: H2ClientError) {
         let ended = state
         state = .closed
         connectTimer = nil
@@ -169,11 +169,6 @@ final class HTTP1ClientConnection: @unchecked Sendable {
         }
     }
 
-    /// Fails the request under way with `error` and closes.
-    func abort(_ error: H2ClientError) {
-        fail(error)
-    }
-
     /// Closes without a word to the request under way: its owner has finished it (a timeout).
     func abandon() {
         state = .closed
@@ -181,7 +176,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
     }
 
     private func close() {
-        if case .closed = state {} else { state = .closed }
+        state = .closed
         connectTimer = nil
         guard let bufferEvent else { return }
         self.bufferEvent = nil

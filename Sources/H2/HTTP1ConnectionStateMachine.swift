@@ -6,6 +6,10 @@
 /// is closed by lingering: the last answer is written, the write side shut, and what the client still sends is
 /// read and dropped until it closes or the linger time ends (closing at once could make the kernel reset the
 /// connection, and the client lose the answer).
+///
+/// The timer is armed when a pass over what arrived ends (`readEnded`), not per request: a pass that answers many
+/// pipelined requests costs one timer operation, or none when the timer already runs for the right deadline. An
+/// idle timer that fires early (requests came and went since it was armed) is armed again for what is left.
 struct HTTP1ConnectionStateMachine {
     enum State: Equatable {
         /// Between requests: the idle timer runs until the next request's first byte.
@@ -31,8 +35,8 @@ struct HTTP1ConnectionStateMachine {
         case cancelTimer
         /// Hands the complete request to its handler.
         case dispatch
-        /// Answers with this refusal (and `connection: close`); what is queued is written, then the connection
-        /// lingers.
+        /// Cancels the timer and answers with this refusal (and `connection: close`); what is queued is written,
+        /// then the connection lingers.
         case refuse(EarlyRefusal)
         /// Reads the next request, if one is waiting in the input buffer.
         case readNext
@@ -51,14 +55,26 @@ struct HTTP1ConnectionStateMachine {
         var linger = 2.0
     }
 
+    /// What the timer is armed for.
+    enum Deadline: Equatable {
+        /// The request arriving since this time.
+        case request(since: Double)
+        case idle
+        case linger
+    }
+
     private(set) var state: State
     let timeouts: Timeouts
     /// The server shuts down: the request being handled is the last, and its answer says `connection: close`.
     private(set) var isDraining = false
+    private(set) var armed: Deadline?
+    /// When the connection was last found idle at the end of a pass.
+    private var idleSince: Double
 
     init(timeouts: Timeouts, now: Double) {
         self.timeouts = timeouts
         state = .receiving(since: now)
+        idleSince = now
     }
 
     /// Whether bytes that arrive are a request to read (rather than left waiting, or dropped while closing).
@@ -81,16 +97,33 @@ struct HTTP1ConnectionStateMachine {
     // MARK: Inputs
 
     /// The connection is set up: the timer of its first request.
-    func start() -> Action {
-        guard case .receiving = state else { return .none }
+    mutating func start() -> Action {
+        guard case .receiving(let since) = state else { return .none }
+        armed = .request(since: since)
         return .armTimer(seconds: timeouts.request)
     }
 
     /// Some of a request has been read.
-    mutating func requestBegan(now: Double) -> Action {
-        guard state == .idle else { return .none }
+    mutating func requestBegan(now: Double) {
+        guard state == .idle else { return }
         state = .receiving(since: now)
-        return .armTimer(seconds: timeouts.request)
+    }
+
+    /// A pass over what has arrived has ended: the timer must run for the request still arriving, or for the idle
+    /// time, unless it already does.
+    mutating func readEnded(now: Double) -> Action {
+        switch state {
+        case .receiving(let since) where armed != .request(since: since):
+            armed = .request(since: since)
+            return .armTimer(seconds: max(0, since + timeouts.request - now))
+        case .idle:
+            idleSince = now
+            guard armed != .idle else { return .none }
+            armed = .idle
+            return .armIdleTimer(seconds: timeouts.idle)
+        default:
+            return .none
+        }
     }
 
     /// A complete request, its head within the rules.
@@ -104,11 +137,12 @@ struct HTTP1ConnectionStateMachine {
     mutating func requestRefused(_ refusal: EarlyRefusal) -> Action {
         guard readsRequests else { return .none }
         state = .closing(writeShut: false)
+        armed = nil
         return .refuse(refusal)
     }
 
     /// The handler answered with a complete response. Returns whether the response keeps the connection (else it
-    /// says `connection: close`; when it does, the next request is read), and what to do once it is queued.
+    /// says `connection: close`), and what to do once it is queued: read the next request, if it does.
     mutating func responded(requestKeepsAlive: Bool) -> (keepAlive: Bool, then: Action) {
         guard state == .handling else { return (false, .none) }
         guard requestKeepsAlive && !isDraining else {
@@ -116,7 +150,7 @@ struct HTTP1ConnectionStateMachine {
             return (false, .none)
         }
         state = .idle
-        return (true, .armIdleTimer(seconds: timeouts.idle))
+        return (true, .readNext)
     }
 
     /// The handler began a streamed response.
@@ -138,6 +172,7 @@ struct HTTP1ConnectionStateMachine {
         switch state {
         case .closing(writeShut: false):
             state = .closing(writeShut: true)
+            armed = .linger
             return .shutWrite(lingerSeconds: timeouts.linger)
         case .idle, .receiving:
             // Reading stops between requests while the output is over its mark.
@@ -148,8 +183,20 @@ struct HTTP1ConnectionStateMachine {
     }
 
     /// The connection's timer fired.
-    mutating func timerFired() -> Action {
+    mutating func timerFired(now: Double) -> Action {
+        let deadline = armed
+        armed = nil
         switch state {
+        case .idle where deadline == .idle && now < idleSince + timeouts.idle:
+            armed = .idle
+            return .armTimer(seconds: idleSince + timeouts.idle - now)
+        case .receiving(let since) where now < since + timeouts.request:
+            armed = .request(since: since)
+            return .armTimer(seconds: since + timeouts.request - now)
+        case .closing(writeShut: false):
+            // An earlier deadline: the answer is still being written (a client that takes nothing is dropped by
+            // the send timeout), and the linger time starts once it is.
+            return .none
         case .idle, .closing:
             state = .closed
             return .close

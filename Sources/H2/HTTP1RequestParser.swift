@@ -43,6 +43,8 @@ final class HTTP1RequestParser {
     private let parser: UnsafeMutablePointer<http_parser>
     let maxHeadBytes: Int
     let maxBodyBytes: Int
+    /// `http` or `https`: the request's `:scheme`.
+    let scheme: String
     private var phase = Phase.head
     private var scanner = HeadScanner()
     private var headBytes = 0
@@ -54,7 +56,7 @@ final class HTTP1RequestParser {
     private var value: [UInt8] = []
     private var inValue = false
     private var bodyOverflowed = false
-    private var badFieldName = false
+    private var facts = FieldFacts()
     private var pausedAt: Outcome?
     private var framing = ChunkFraming()
     /// The bytes of the current `parse` call, and the chunk data http-parser found in them (offsets into them, and
@@ -66,9 +68,10 @@ final class HTTP1RequestParser {
     private(set) var head: HTTP1RequestHead?
     private(set) var body: [UInt8] = []
 
-    init(maxHeadBytes: Int, maxBodyBytes: Int) {
+    init(maxHeadBytes: Int, maxBodyBytes: Int, scheme: String = "http") {
         self.maxHeadBytes = maxHeadBytes
         self.maxBodyBytes = maxBodyBytes
+        self.scheme = scheme
         parser = .allocate(capacity: 1)
         http_parser_init(parser, HTTP_REQUEST)
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
@@ -88,7 +91,7 @@ final class HTTP1RequestParser {
         name = []
         value = []
         inValue = false
-        badFieldName = false
+        facts = FieldFacts()
         framing = ChunkFraming()
         head = nil
         body = []
@@ -142,74 +145,48 @@ final class HTTP1RequestParser {
 
     // MARK: The rules http-parser leaves to its user
 
-    /// API.md's rules on a complete head: the version, Host, Transfer-Encoding against Content-Length, the
-    /// declared length against the limit, Expect, the request target.
+    /// API.md's rules on a complete head: the field names, the version, Host, Transfer-Encoding against
+    /// Content-Length, the declared length against the limit, Expect, the request target.
     private func checkHead() -> EarlyRefusal? {
         guard let head else { return .malformed("no request head") }
-        guard !badFieldName else { return .malformed("a field name that is not a token") }
+        guard !facts.badFieldName else { return .malformed("a field name that is not a token") }
         guard parser.pointee.http_major == 1, parser.pointee.http_minor <= 1 else { return .versionNotSupported }
-        var hosts = 0
-        var contentLengths: [String] = []
-        var transferCodings: [String] = []
-        var expectations: [String] = []
-        for (name, value) in head.fields {
-            switch name {
-            case "host": hosts += 1
-            case "content-length": contentLengths.append(value)
-            case "transfer-encoding": transferCodings.append(value)
-            case "expect": expectations.append(value)
-            default: break
-            }
-        }
         let isHTTP11 = parser.pointee.http_minor == 1
-        if isHTTP11 ? hosts != 1 : hosts > 1 { return .malformed("an HTTP/1.1 request needs exactly one Host") }
-        if !transferCodings.isEmpty {
-            guard contentLengths.isEmpty else { return .malformed("both Content-Length and Transfer-Encoding") }
-            guard isHTTP11, transferCodings.count == 1, Self.isChunked(transferCodings[0]) else {
+        if isHTTP11 ? facts.hosts != 1 : facts.hosts > 1 {
+            return .malformed("an HTTP/1.1 request needs exactly one Host")
+        }
+        if facts.transferCodings > 0 {
+            guard facts.contentLengths == 0 else { return .malformed("both Content-Length and Transfer-Encoding") }
+            guard isHTTP11, facts.transferCodings == 1, facts.chunked else {
                 return .malformed("a Transfer-Encoding other than chunked")
             }
         }
-        if !contentLengths.isEmpty {
-            guard contentLengths.count == 1, let length = Self.decimal(contentLengths[0]) else {
+        if facts.contentLengths > 0 {
+            guard facts.contentLengths == 1, let length = facts.contentLength else {
                 return .malformed("a malformed or repeated Content-Length")
             }
             if length > maxBodyBytes { return .bodyTooLarge(limit: maxBodyBytes) }
         }
-        if !expectations.isEmpty && !(expectations.count == 1 && Self.isContinue(expectations[0])) {
-            return .expectationFailed
-        }
+        if facts.expectations > 0 && !(facts.expectations == 1 && head.expectsContinue) { return .expectationFailed }
         guard head.path.first == "/" || (head.path == "*" && head.method == "OPTIONS") else {
             return .malformed("the request target is not a path")
         }
         return nil
     }
 
-    private static func isChunked(_ value: String) -> Bool {
-        value.trimmingASCIISpaces().lowercased() == "chunked"
-    }
-
-    private static func isContinue(_ value: String) -> Bool {
-        value.trimmingASCIISpaces().lowercased() == "100-continue"
-    }
-
-    /// One or more digits and nothing else, within Int.
-    private static func decimal(_ value: String) -> Int? {
-        let digits = value.trimmingASCIISpaces()
-        guard !digits.isEmpty, digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else {
-            return nil
-        }
-        return Int(digits)
-    }
-
     /// `http://host/path` (absolute-form, RFC 9112 §3.2.2) becomes `/path`; any other target stays as sent.
-    private static func originForm(_ target: String) -> String {
-        for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
-            let rest = target.dropFirst(scheme.count)
-            guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
-            let path = String(rest[slash...])
+    private static func originForm(_ target: [UInt8]) -> String {
+        guard target.first != UInt8(ascii: "/") else { return String(decoding: target, as: UTF8.self) }
+        for scheme in ["http://", "https://"] where target.count >= scheme.utf8.count {
+            guard zip(target, scheme.utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else { continue }
+            let rest = target.dropFirst(scheme.utf8.count)
+            guard let slash = rest.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) else {
+                return "/"
+            }
+            let path = String(decoding: rest[slash...], as: UTF8.self)
             return path.hasPrefix("?") ? "/" + path : path
         }
-        return target
+        return String(decoding: target, as: UTF8.self)
     }
 
     // MARK: From the callbacks
@@ -231,18 +208,37 @@ final class HTTP1RequestParser {
         value.append(contentsOf: bytes)
     }
 
+    /// The field read: its name lowercased, the facts the rules need noted, appended to the fields (after the
+    /// request's pseudo-header fields, which go first).
     private func commitField() {
-        if name.isEmpty || !name.allSatisfy(isTokenCharacter) { badFieldName = true }
+        if fields.isEmpty { appendPseudoFields() }
         for index in name.indices where (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(name[index]) {
             name[index] |= 0x20
         }
         name.withUnsafeBufferPointer { nameBytes in
-            value.withUnsafeBufferPointer { valueBytes in fields.append(name: nameBytes, value: trimmed(valueBytes)) }
+            value.withUnsafeBufferPointer { valueBytes in
+                let value = trimmed(valueBytes)
+                facts.note(name: nameBytes, value: value)
+                fields.append(name: nameBytes, value: value)
+            }
         }
         name.removeAll(keepingCapacity: true)
         value.removeAll(keepingCapacity: true)
         inValue = false
     }
+
+    /// `:method`, `:scheme` and `:path`, as HTTP/2 requests begin. The authority is the `host` field
+    /// (`HTTPRequest.authority` reads either).
+    private func appendPseudoFields() {
+        method = String(cString: http_method_str(http_method(rawValue: UInt32(parser.pointee.method))))
+        path = Self.originForm(target)
+        fields.append(":method", method)
+        fields.append(":scheme", scheme)
+        fields.append(":path", path)
+    }
+
+    private var method = ""
+    private var path = ""
 
     /// The value without the spaces and tabs http-parser leaves at its end.
     private func trimmed(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
@@ -253,12 +249,10 @@ final class HTTP1RequestParser {
 
     fileprivate func headersComplete() {
         if inValue || !name.isEmpty { commitField() }
-        let method = String(cString: http_method_str(http_method(rawValue: UInt32(parser.pointee.method))))
-        var expectsContinue = false
-        for (name, value) in fields where name == "expect" { expectsContinue = Self.isContinue(value) }
+        if fields.isEmpty { appendPseudoFields() }
         head = HTTP1RequestHead(
-            method: method, path: Self.originForm(String(decoding: target, as: UTF8.self)), fields: fields,
-            keepAlive: http_should_keep_alive(parser) != 0, expectsContinue: expectsContinue)
+            method: method, path: path, fields: fields, keepAlive: http_should_keep_alive(parser) != 0,
+            expectsContinue: facts.expectsContinue)
         phase = .body
         pausedAt = .head
         http_parser_pause(parser, 1)
@@ -327,6 +321,8 @@ struct HeadScanner {
     mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
         for byte in bytes {
             defer { previous = byte }
+            // Most bytes are printable and follow no CR: nothing to check.
+            if byte > 0x20 && previous != UInt8(ascii: "\r") { continue }
             if byte == 0 { return "a NUL in the request head" }
             if previous == UInt8(ascii: "\r") && byte != UInt8(ascii: "\n") { return "a bare CR in the request head" }
             if previous == UInt8(ascii: "\n") && (byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")) {
@@ -375,6 +371,61 @@ struct ChunkFraming {
     }
 }
 
+/// What the rules need to know of a request's fields, noted as each is read (names lowercased), without making
+/// Strings of them.
+struct FieldFacts {
+    var badFieldName = false
+    var hosts = 0
+    var contentLengths = 0
+    /// The last `content-length`, nil when it is not a decimal within Int.
+    var contentLength: Int?
+    var transferCodings = 0
+    /// The last `transfer-encoding` is `chunked` (case-insensitive) and nothing else.
+    var chunked = false
+    var expectations = 0
+    /// The last `expect` is `100-continue` (case-insensitive).
+    var expectsContinue = false
+
+    mutating func note(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        if name.isEmpty || !name.allSatisfy(isTokenCharacter) { badFieldName = true }
+        switch name.count {
+        case 4 where name.elementsEqual("host".utf8):
+            hosts += 1
+        case 6 where name.elementsEqual("expect".utf8):
+            expectations += 1
+            expectsContinue = Self.equalsIgnoringCase(value, "100-continue")
+        case 14 where name.elementsEqual("content-length".utf8):
+            contentLengths += 1
+            contentLength = Self.decimal(value)
+        case 17 where name.elementsEqual("transfer-encoding".utf8):
+            transferCodings += 1
+            chunked = Self.equalsIgnoringCase(value, "chunked")
+        default:
+            break
+        }
+    }
+
+    private static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: StaticString) -> Bool {
+        bytes.count == lowercase.utf8CodeUnitCount
+            && zip(bytes, UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount))
+                .allSatisfy { $0 | 0x20 == $1 }
+    }
+
+    /// One or more digits and nothing else, within Int.
+    private static func decimal(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !bytes.isEmpty else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = scaled.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+            guard !overflow, !carry else { return nil }
+            value = sum
+        }
+        return value
+    }
+}
+
 /// `tchar` of RFC 9110 §5.6.2: what a field name is made of.
 private func isTokenCharacter(_ byte: UInt8) -> Bool {
     switch byte {
@@ -401,14 +452,4 @@ func withHTTPParser<Owner: AnyObject, Result>(
 ) -> Result? {
     guard let context = parser?.pointee.data else { return nil }
     return Unmanaged<Owner>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
-}
-
-extension String {
-    /// Without leading and trailing spaces and tabs.
-    fileprivate func trimmingASCIISpaces() -> Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = firstIndex(where: { !isSpace($0) }) else { return "" }
-        let end = lastIndex(where: { !isSpace($0) })!
-        return self[start...end]
-    }
 }

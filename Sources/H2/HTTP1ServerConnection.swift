@@ -10,7 +10,6 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     /// Unowned and unchecked: the server holds every connection until it closes.
     unowned(unsafe) let server: H2Server
     private var bufferEvent: OpaquePointer?
-    private let scheme: String
     private var machine: HTTP1ConnectionStateMachine
     private let parser: HTTP1RequestParser
     private var timer: LoopTimer!
@@ -29,13 +28,13 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     init(server: H2Server, bufferEvent: OpaquePointer, isSecure: Bool) {
         self.server = server
         self.bufferEvent = bufferEvent
-        scheme = isSecure ? "https" : "http"
         let limits = server.limits
         machine = HTTP1ConnectionStateMachine(
             timeouts: .init(idle: limits.idleTimeoutSeconds, request: limits.requestTimeoutSeconds),
             now: monotonicSeconds())
         parser = HTTP1RequestParser(
-            maxHeadBytes: limits.maxHeaderBlockBytes, maxBodyBytes: limits.maxRequestBodyBytes)
+            maxHeadBytes: limits.maxHeaderBlockBytes, maxBodyBytes: limits.maxRequestBodyBytes,
+            scheme: isSecure ? "https" : "http")
         let context = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(bufferEvent, onReadable, onWritable, onEvent, context)
         // Reading stops while this much waits unread (a request with its handler, and what was pipelined after it).
@@ -46,7 +45,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         if let output = bufferevent_get_output(bufferEvent) {
             outputWatch = evbuffer_add_cb(output, onOutputChanged, context)
         }
-        timer = server.loop.makeTimer { [unowned self] in perform(machine.timerFired()) }
+        timer = server.loop.makeTimer { [unowned self] in perform(machine.timerFired(now: monotonicSeconds())) }
         perform(machine.start())
         bufferevent_enable(bufferEvent, Int16(EV_READ | EV_WRITE))
     }
@@ -103,7 +102,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         reading = true
         defer {
             reading = false
-            if closeRequested { close() }
+            if closeRequested { close() } else { perform(machine.readEnded(now: monotonicSeconds())) }
         }
         let outputMark = server.limits.outputHighWaterBytes
         while machine.readsRequests, !closeRequested, evbuffer_get_length(input) > 0 {
@@ -113,7 +112,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
             let (consumed, outcome) = parser.parse(
                 UnsafeBufferPointer(start: chunk.iov_base.assumingMemoryBound(to: UInt8.self), count: chunk.iov_len))
             evbuffer_drain(input, consumed)
-            if consumed > 0 { perform(machine.requestBegan(now: monotonicSeconds())) }
+            if consumed > 0 && machine.state == .idle { machine.requestBegan(now: monotonicSeconds()) }
             switch outcome {
             case .needMore:
                 if consumed == 0 { return }
@@ -132,16 +131,9 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         guard let head = parser.head else { return }
         let body = parser.body
         parser.nextRequest()
-        var fields: HTTPHeaders = [(":method", head.method), (":scheme", scheme)]
-        if let host = head.fields[field: "host"] { fields.append(":authority", host) }
-        fields.append(":path", head.path)
-        head.fields.forEachField { name, value in
-            fields.append(name: name, value: value)
-            return true
-        }
         let exchange = HTTP1Exchange(connection: self, head: head)
         self.exchange = exchange
-        server.handler(HTTPRequest(method: head.method, path: head.path, fields: fields, body: body), exchange)
+        server.handler(HTTPRequest(method: head.method, path: head.path, fields: head.fields, body: body), exchange)
     }
 
     // MARK: Answering (from the exchange)
@@ -153,7 +145,6 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         write(response, omittingBody: exchange.isHead, keepAlive: keepAlive)
         finishExchange()
         perform(then)
-        if keepAlive { readRequests() }
         return true
     }
 
@@ -189,12 +180,16 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         finished?.closed()
     }
 
+    /// The head and the body in one write.
     private func write(_ response: HTTPResponse, omittingBody: Bool, keepAlive: Bool) {
         let framing: HTTP1Wire.Framing =
             HTTP1Wire.hasNoContent(response.status) ? .none : .contentLength(response.body.count)
-        append(
-            HTTP1Wire.head(status: response.status, headers: response.headers, framing: framing, keepAlive: keepAlive))
-        if !omittingBody, case .contentLength = framing { append(response.body) }
+        let body = omittingBody || framing == .none ? [] : response.body
+        var bytes = HTTP1Wire.head(
+            status: response.status, headers: response.headers, framing: framing, keepAlive: keepAlive,
+            reserving: body.count)
+        bytes.append(contentsOf: body)
+        append(bytes)
     }
 
     /// Queues bytes for the client; one that has left more than the connection's budget unread is dropped.

@@ -23,10 +23,17 @@ enum HTTP1Wire {
     /// The status line and header block. The framing and connection fields are the server's: a handler's own
     /// `content-length`, `transfer-encoding`, `connection` or `host` is left out, and so is any field whose name or
     /// value could split the response (CR, LF or NUL in it, or an empty name).
-    static func head(status: Int, headers: HTTPHeaders, framing: Framing, keepAlive: Bool) -> [UInt8] {
+    /// `reserving` makes room for that many more bytes after the head (the body the caller appends).
+    static func head(
+        status: Int, headers: HTTPHeaders, framing: Framing, keepAlive: Bool, reserving extra: Int = 0
+    ) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(128 + headers.count * 48)
-        bytes.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
+        bytes.reserveCapacity(128 + headers.count * 48 + extra)
+        if let line = statusLines[status] {
+            bytes.append(contentsOf: line)
+        } else {
+            bytes.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reasonPhrase(status))\r\n".utf8)
+        }
         appendFields(headers, to: &bytes)
         switch framing {
         case .contentLength(let length): bytes.append(contentsOf: "content-length: \(length)\r\n".utf8)
@@ -80,11 +87,21 @@ enum HTTP1Wire {
         Array($0.utf8)
     }
 
+    /// The status lines of the statuses with a reason phrase, made once.
+    private static let statusLines: [Int: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: (100..<600).compactMap { status in
+            let phrase = HTTPStatus.reasonPhrase(status)
+            return phrase.hasSuffix("Error") || ["Informational", "Success", "Redirection"].contains(phrase)
+                ? nil : (status, Array("HTTP/1.1 \(status) \(phrase)\r\n".utf8))
+        })
+
     private static func isSafe(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
-        let splits: (UInt8) -> Bool = { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
-        guard !name.isEmpty, !name.contains(where: { splits($0) || $0 == UInt8(ascii: ":") || $0 == 0x20 }),
-            !value.contains(where: splits)
-        else { return false }
-        return !framingFields.contains { $0.elementsEqual(name) }
+        guard !name.isEmpty else { return false }
+        for byte in name where byte <= 0x20 || byte >= 0x7f || byte == UInt8(ascii: ":") { return false }
+        for byte in value where byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") || byte == 0 { return false }
+        switch name.count {
+        case 4, 10, 14, 17: return !framingFields.contains { $0.elementsEqual(name) }
+        default: return true
+        }
     }
 }

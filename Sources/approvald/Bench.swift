@@ -30,7 +30,13 @@ struct Bench: ParsableCommand {
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case creates, roundtrips, streams }
 
-    @Option(help: "The broker (h2c http:// or TLS https://).") var url = "http://127.0.0.1:8080"
+    @Option(help: "The broker (http:// or TLS https://).") var url = "http://127.0.0.1:8080"
+    @Option(
+        help: """
+            What the IdP's clients speak: h2 (h2c with prior knowledge over http://), http/1.1 (a pool of persistent \
+            connections per client), or negotiated (https only). The phones speak HTTP/2.
+            """)
+    var idpProtocol = ClientProtocol.h2
     @Option(help: "Where the phones connect, when not --url: another instance on the same store.")
     var deviceURL: String?
     @Option(help: "CA file for https (default: the system's).") var caFile: String?
@@ -45,7 +51,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Register the devices for APNs wake-ups (a hex token each), so that creates make pushes.")
     var apns = false
     @Option(
-        help: "The IdP's HTTP/2 connections (phones have their own: one each in streams, one per 100 in roundtrips).")
+        help: """
+            The IdP's clients: HTTP/2 connections, or HTTP/1.1 pools that share --concurrency connections (phones have \
+            their own: one each in streams, one per 100 in roundtrips).
+            """)
     var connections = 4
     @Option(help: "streams: how long to hold the streams open, in seconds.") var hold = 60.0
     @Option(
@@ -93,7 +102,7 @@ final class BenchRunner: @unchecked Sendable {
     private let loop: EventLoop
     private let bench: Bench
     /// The IdP's connections: registrations and creates.
-    private let idpClients: [H2Client]
+    private let idpClients: [any HTTPClient]
     /// The phones' connections: event streams and answers (none in creates mode).
     private let deviceClients: [H2Client]
     /// Distinguishes this run's users and devices from earlier runs' on the same broker.
@@ -141,7 +150,7 @@ final class BenchRunner: @unchecked Sendable {
         concurrency = bench.mode == .roundtrips ? min(bench.concurrency, userCount) : bench.concurrency
         // Before any connection exists: its connect timeout would run while the keys are made.
         keys = try (0..<userCount).map { _ in try P256PrivateKey() }
-        var options = H2Client.Options()
+        var options = HTTPClientOptions()
         options.requestTimeoutSeconds = 30
         func clients(_ count: Int, to origin: String) throws -> [H2Client] {
             try (0..<count).map { _ in
@@ -150,7 +159,13 @@ final class BenchRunner: @unchecked Sendable {
                     logger: logger)
             }
         }
-        idpClients = try clients(bench.connections, to: bench.url)
+        var idpOptions = options
+        idpOptions.maxConnections = max(1, (bench.concurrency - 1) / bench.connections + 1)
+        idpClients = try (0..<bench.connections).map { _ in
+            try makeHTTPClient(
+                loop: loop, origin: bench.url, tls: bench.url.hasPrefix("https://") ? tls : nil,
+                speaking: bench.idpProtocol, options: idpOptions, logger: logger)
+        }
         let phones = bench.deviceURL ?? bench.url
         switch bench.mode {
         case .creates: deviceClients = []
@@ -447,7 +462,7 @@ final class BenchRunner: @unchecked Sendable {
     }
 
     private func send(
-        _ client: H2Client, _ method: String, _ path: String, _ body: String, _ headers: HTTPHeaders,
+        _ client: any HTTPClient, _ method: String, _ path: String, _ body: String, _ headers: HTTPHeaders,
         _ done: @escaping (Int, String) -> Void
     ) {
         var fields = headers

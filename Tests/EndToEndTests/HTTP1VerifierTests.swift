@@ -68,23 +68,9 @@ private final class HTTP1Verifier {
         let data = directory.appendingPathComponent("data").path
         var broker = try ApprovaldProcess(extraConfig: config, dataDirectory: data)
         var idp = IdP(broker: broker)
-        var ended: [String] = []
-        func endOne(_ index: Int) throws {
-            let phone = try SimulatedDevice("phone-\(index)")
-            #expect(try idp.register(phone, user: "user-\(index)@contoso.com").status == 201)
-            let created = try idp.challenge("signin-\(index)", user: "user-\(index)@contoso.com")
-            let challengeID = try #require(created.json["challenge_id"] as? String)
-            #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
-            ended.append(challengeID)
-        }
-        for index in 0..<3 { try endOne(index) }
+        var ended = try (0..<3).map { try idp.cancelledSignIn($0) }
         // The verifier is down: the results wait, retried.
-        #expect(
-            eventuallyBlocking {
-                let metrics = (try? broker.curl("/metrics").body) ?? ""
-                return metrics.contains("approvald_forward_queue_depth 3")
-                    && metrics.contains("approvald_forward_attempts_total{result=\"retry\"}")
-            })
+        #expect(resultsAreRetried(broker, count: 3))
         #expect(broker.stop(signal: SIGKILL) != nil)
 
         broker = try ApprovaldProcess(extraConfig: config, dataDirectory: data, redis: broker.redis)
@@ -92,7 +78,7 @@ private final class HTTP1Verifier {
         let verifier = try HTTP1Verifier(port: port, in: directory, tls: overTLS ? (certificate, key) : nil)
         #expect(eventuallyBlocking(timeout: 20) { verifier.keys == Set(ended) })
         // Now up: the next results go out at once, on the connections the pool keeps.
-        for index in 3..<8 { try endOne(index) }
+        ended += try (3..<8).map { try idp.cancelledSignIn($0) }
         #expect(eventuallyBlocking(timeout: 10) { verifier.keys == Set(ended) })
         let received = verifier.received
         #expect(received.allSatisfy { $0["valid"] as? Bool == true && $0["version"] as? String == "HTTP/1.1" })

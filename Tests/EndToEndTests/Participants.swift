@@ -3,6 +3,7 @@
 import Crypto
 import Foundation
 import TestSupport
+import Testing
 
 struct Reply {
     let status: Int
@@ -60,6 +61,17 @@ struct IdP {
     ) throws -> Reply {
         try send(
             broker, method, path, body: body, headers: [signature(method, path, body ?? "", skew: skew)] + headers)
+    }
+
+    /// Registers `phone-<index>` for `user-<index>@contoso.com`, creates a challenge for it and cancels it: a result
+    /// for the verifier. Returns the challenge's id.
+    func cancelledSignIn(_ index: Int) throws -> String {
+        let phone = try SimulatedDevice("phone-\(index)")
+        #expect(try register(phone, user: "user-\(index)@contoso.com").status == 201)
+        let created = try challenge("signin-\(index)", user: "user-\(index)@contoso.com")
+        let challengeID = try #require(created.json["challenge_id"] as? String)
+        #expect(try call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
+        return challengeID
     }
 
     func register(_ device: SimulatedDevice, user: String, tenant: String = "contoso") throws -> Reply {
@@ -165,5 +177,14 @@ final class StreamReader {
     /// Waits (bounded) until the stream has shown `fragment`.
     func shows(_ fragment: String, within seconds: Double = 10) -> Bool {
         eventuallyBlocking(timeout: seconds) { text.contains(fragment) }
+    }
+}
+
+/// Waits (bounded) until `count` results wait for their verifier and have been retried at least once.
+func resultsAreRetried(_ broker: ApprovaldProcess, count: Int) -> Bool {
+    eventuallyBlocking {
+        let metrics = (try? broker.curl("/metrics").body) ?? ""
+        return metrics.contains("approvald_forward_queue_depth \(count)")
+            && metrics.contains("approvald_forward_attempts_total{result=\"retry\"}")
     }
 }

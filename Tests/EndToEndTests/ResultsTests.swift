@@ -67,21 +67,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: data) }
         var broker = try ApprovaldProcess(extraConfig: brokerConfiguration(verifierURL: url), dataDirectory: data)
         var idp = IdP(broker: broker)
-        var ended: [String] = []
-        for index in 0..<3 {
-            let phone = try SimulatedDevice("phone-\(index)")
-            #expect(try idp.register(phone, user: "user-\(index)@contoso.com").status == 201)
-            let created = try idp.challenge("signin-\(index)", user: "user-\(index)@contoso.com")
-            let challengeID = try #require(created.json["challenge_id"] as? String)
-            #expect(try idp.call("DELETE", "/v1/tenants/contoso/challenges/\(challengeID)").status == 200)
-            ended.append(challengeID)
-        }
-        #expect(
-            eventuallyBlocking {
-                let metrics = (try? broker.curl("/metrics").body) ?? ""
-                return metrics.contains("approvald_forward_queue_depth 3")
-                    && metrics.contains("approvald_forward_attempts_total{result=\"retry\"}")
-            })
+        let ended = try (0..<3).map { try idp.cancelledSignIn($0) }
+        #expect(resultsAreRetried(broker, count: 3))
         #expect(broker.stop(signal: SIGKILL) != nil)
 
         broker = try ApprovaldProcess(

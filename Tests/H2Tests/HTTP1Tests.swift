@@ -281,21 +281,51 @@ private func check<Value: Equatable>(
         check(connection.requestReceived(), .dispatch)
         #expect(connection.state == .handling && !connection.readsRequests)
         // Nothing of the next request is read while this one is with its handler.
-        check(connection.requestBegan(now: 1), .none)
+        connection.requestBegan(now: 1)
+        #expect(connection.state == .handling)
         let (keepAlive, then) = connection.responded(requestKeepsAlive: true)
-        #expect(keepAlive && then == .armIdleTimer(seconds: 300))
+        #expect(keepAlive && then == .readNext)
         #expect(connection.state == .idle)
-        check(connection.requestBegan(now: 5), .armTimer(seconds: 10))
+        // The pass ends idle: the idle timer, once.
+        check(connection.readEnded(now: 2), .armIdleTimer(seconds: 300))
+        check(connection.readEnded(now: 3), .none)
+        connection.requestBegan(now: 5)
         #expect(connection.state == .receiving(since: 5))
+        // The pass ends with the request still arriving: its timer, for what is left of its time, once.
+        check(connection.readEnded(now: 6), .armTimer(seconds: 9))
+        check(connection.readEnded(now: 7), .none)
+    }
+
+    @Test func manyRequestsInOnePassCostOneTimerAndAnEarlyIdleTimerIsArmedAgain() {
+        var connection = HTTP1ConnectionStateMachine(timeouts: http1Timeouts, now: 0)
+        _ = connection.start()
+        for _ in 0..<32 {
+            _ = connection.requestReceived()
+            _ = connection.responded(requestKeepsAlive: true)
+            connection.requestBegan(now: 1)
+        }
+        _ = connection.requestReceived()
+        _ = connection.responded(requestKeepsAlive: true)
+        check(connection.readEnded(now: 1), .armIdleTimer(seconds: 300))
+        // More requests later; the idle timer armed at 1 fires at 301, 100 s after the last pass ended.
+        connection.requestBegan(now: 200)
+        _ = connection.requestReceived()
+        _ = connection.responded(requestKeepsAlive: true)
+        check(connection.readEnded(now: 201), .none)
+        check(connection.timerFired(now: 301), .armTimer(seconds: 200))
+        check(connection.timerFired(now: 501), .close)
     }
 
     @Test func aRequestThatTakesTooLongIs408ThenTheConnectionLingersAndCloses() {
         var connection = HTTP1ConnectionStateMachine(timeouts: http1Timeouts, now: 0)
-        check(connection.timerFired(), .refuse(.requestTimeout(seconds: 10)))
+        _ = connection.start()
+        // A timer that fires before the request's deadline is armed again for what is left of it.
+        check(connection.timerFired(now: 4), .armTimer(seconds: 6))
+        check(connection.timerFired(now: 10), .refuse(.requestTimeout(seconds: 10)))
         #expect(connection.discardsInput)
         check(connection.outputDrained(), .shutWrite(lingerSeconds: 2))
         check(connection.outputDrained(), .none)
-        check(connection.timerFired(), .close)
+        check(connection.timerFired(now: 12), .close)
         #expect(connection.state == .closed)
     }
 
@@ -303,13 +333,16 @@ private func check<Value: Equatable>(
         var connection = HTTP1ConnectionStateMachine(timeouts: http1Timeouts, now: 0)
         _ = connection.requestReceived()
         _ = connection.responded(requestKeepsAlive: true)
-        check(connection.timerFired(), .close)
+        _ = connection.readEnded(now: 1)
+        check(connection.timerFired(now: 301), .close)
     }
 
     @Test func aRefusalOrConnectionCloseEndsTheConnection() {
         var refused = HTTP1ConnectionStateMachine(timeouts: http1Timeouts, now: 0)
         check(refused.requestRefused(.headerBlockTooLarge(limit: 1)), .refuse(.headerBlockTooLarge(limit: 1)))
         check(refused.requestReceived(), .none)
+        // Until its answer is written, no earlier deadline closes it.
+        check(refused.timerFired(now: 10), .none)
         var closing = HTTP1ConnectionStateMachine(timeouts: http1Timeouts, now: 0)
         _ = closing.requestReceived()
         let (keepAlive, then) = closing.responded(requestKeepsAlive: false)
@@ -325,7 +358,8 @@ private func check<Value: Equatable>(
         _ = connection.requestReceived()
         check(connection.streamStarted(), true)
         #expect(connection.discardsInput && !connection.readsRequests)
-        check(connection.timerFired(), .none)
+        check(connection.timerFired(now: 10), .none)
+        check(connection.readEnded(now: 10), .none)
         check(connection.streamEnded(), .endStream)
         check(connection.outputDrained(), .shutWrite(lingerSeconds: 2))
     }
