@@ -18,24 +18,44 @@ import Testing
     /// A broker and a simulation against it whose verifier listens on the port the broker was told. The port is
     /// free when chosen but may be taken (by any connection's ephemeral port) before the simulation binds it: then
     /// both are made again, at most three times.
+    /// `overTLS`: the simulation reaches the broker's TLS listener instead of its plain one.
     private func simulateWithItsVerifier(
-        _ arguments: [String], environment: [String: String] = [:]
+        _ arguments: [String], environment: [String: String] = [:], overTLS: Bool = false
     ) throws -> (ApprovaldProcess, CommandResult) {
         var attempt = 1
         while true {
             let made = try broker(environment: environment)
-            let run = try simulate(made, arguments)
+            let run = try simulate(
+                made, (overTLS ? ["--ca-file", made.certificatePath] : []) + arguments,
+                url: overTLS ? made.tlsURL : made.h2cURL)
             guard attempt < 3, run.stdout.contains("Address already in use") else { return (made, run) }
             attempt += 1
         }
     }
 
-    private func simulate(_ broker: ApprovaldProcess, _ arguments: [String]) throws -> CommandResult {
+    /// `url`: the broker's plain listener unless given.
+    private func simulate(_ broker: ApprovaldProcess, _ arguments: [String], url: String? = nil) throws -> CommandResult
+    {
         try runCommand(
             [
                 approvaldBinary, "simulate", "--config", broker.directory.appendingPathComponent("approvald.toml").path,
-                "--url", broker.h2cURL,
+                "--url", url ?? broker.h2cURL,
             ] + arguments, timeout: 60)
+    }
+
+    /// Every party over HTTP/1.1: the IdP and the phones (their event streams chunked) on the TLS listener with
+    /// ALPN http/1.1, and on the plain one; the results to the simulation's verifier over HTTP/1.1 too.
+    @Test(arguments: [true, false])
+    func everyPartyOverHTTP1(overTLS: Bool) throws {
+        let (_, run) = try simulateWithItsVerifier(
+            [
+                "--protocol", "http/1.1", "--devices", "3", "--flows", "4", "--mix",
+                "approve,wrong_number,second_sign_in",
+            ],
+            overTLS: overTLS)
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("4 as expected, 0 not"))
+        #expect(run.stdout.contains("results at the verifier: 4 of 4, 4 with a valid signature"))
     }
 
     @Test func everyScenarioEndsAsPromisedAndItsResultReachesTheVerifier() throws {
