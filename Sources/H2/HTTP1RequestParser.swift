@@ -5,25 +5,20 @@
 // size of the head and of the body. No I/O: the connection feeds it bytes.
 import CHTTPParser
 
-/// The parts of a complete request head the connection needs besides the request itself.
-struct HTTP1RequestHead: Equatable {
+/// A complete request head.
+struct HTTP1RequestHead {
     var method: String
     /// The path with its query, as the request line sent it (absolute-form reduced to its path).
     var path: String
-    /// Every field, names lowercased, in order.
+    /// `:method`, `:scheme` and `:path`, then every field as sent, names lowercased.
     var fields: HTTPHeaders
     /// Whether the connection may carry another request after this one's response (RFC 9112 §9.3).
     var keepAlive: Bool
     /// The client waits for `100 Continue` before it sends the body.
     var expectsContinue: Bool
-
-    static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.method == rhs.method && lhs.path == rhs.path && lhs.keepAlive == rhs.keepAlive
-            && lhs.expectsContinue == rhs.expectsContinue && Array(lhs.fields).elementsEqual(Array(rhs.fields), by: ==)
-    }
 }
 
-/// `@unchecked Sendable` would be wrong: a parser belongs to one connection on one loop, and is never shared.
+/// Not Sendable: a parser belongs to one connection on one loop, and is never shared.
 final class HTTP1RequestParser {
     enum Outcome: Equatable {
         /// Everything given was consumed; the request is not complete.
@@ -107,8 +102,8 @@ final class HTTP1RequestParser {
         pausedAt = nil
         parsing = UnsafeBufferPointer(start: base, count: offered)
         dataRanges.removeAll(keepingCapacity: true)
-        let consumed = base.withMemoryRebound(to: CChar.self, capacity: offered) {
-            http_parser_execute(parser, &callbackTable, $0, offered)
+        let consumed = base.withMemoryRebound(to: CChar.self, capacity: offered) { data in
+            withUnsafePointer(to: requestCallbacks) { http_parser_execute(parser, $0, data, offered) }
         }
         parsing = UnsafeBufferPointer(start: nil, count: 0)
         let error = approvald_http_errno(parser)
@@ -281,8 +276,8 @@ final class HTTP1RequestParser {
 
 }
 
-/// http-parser's callback table: each callback recovers the parser and forwards. Written once, then only read.
-nonisolated(unsafe) private var callbackTable: http_parser_settings = {
+/// http-parser's callback table: each callback recovers the parser and forwards. Made once, then only read.
+private let requestCallbacks: http_parser_settings = {
     var settings = http_parser_settings()
     http_parser_settings_init(&settings)
     settings.on_url = { parser, at, length in

@@ -53,8 +53,8 @@ final class HTTP1ResponseParser {
 
     /// Parses `bytes` (an empty buffer: the connection closed, which ends a body read until close).
     func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> (consumed: Int, outcome: Outcome) {
-        let consumed = bytes.withMemoryRebound(to: CChar.self) {
-            http_parser_execute(parser, &responseCallbacks, $0.baseAddress, $0.count)
+        let consumed = bytes.withMemoryRebound(to: CChar.self) { data in
+            withUnsafePointer(to: responseCallbacks) { http_parser_execute(parser, $0, data.baseAddress, data.count) }
         }
         let error = approvald_http_errno(parser)
         if overflowed { return (consumed, .tooLarge) }
@@ -126,7 +126,7 @@ final class HTTP1ResponseParser {
 }
 
 /// http-parser's callback table for responses: each callback recovers the parser and forwards.
-nonisolated(unsafe) private var responseCallbacks: http_parser_settings = {
+private let responseCallbacks: http_parser_settings = {
     var settings = http_parser_settings()
     http_parser_settings_init(&settings)
     settings.on_header_field = { parser, at, length in
