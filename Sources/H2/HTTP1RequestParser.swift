@@ -16,6 +16,8 @@ struct HTTP1RequestHead {
     var keepAlive: Bool
     /// The client waits for `100 Continue` before it sends the body.
     var expectsContinue: Bool
+    /// An HTTP/1.0 request: a body streamed to it cannot be chunked.
+    var isHTTP10: Bool
 }
 
 /// Not Sendable: a parser belongs to one connection on one loop, and is never shared.
@@ -247,7 +249,7 @@ final class HTTP1RequestParser {
         if fields.isEmpty { appendPseudoFields() }
         head = HTTP1RequestHead(
             method: method, path: path, fields: fields, keepAlive: http_should_keep_alive(parser) != 0,
-            expectsContinue: facts.expectsContinue)
+            expectsContinue: facts.expectsContinue, isHTTP10: parser.pointee.http_minor == 0)
         phase = .body
         pausedAt = .head
         http_parser_pause(parser, 1)

@@ -13,8 +13,9 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     private var machine: HTTP1ConnectionStateMachine
     private let parser: HTTP1RequestParser
     private var timer: LoopTimer!
-    /// The request with its handler (or streaming its response).
+    /// The request with its handler (or streaming its response), and how a streamed response is framed.
     private var exchange: HTTP1Exchange?
+    private var streamFraming = HTTP1Wire.Framing.chunked
     private var outputWatch: OpaquePointer?
     private(set) var bufferedResponseBytes = 0
     /// Inside `readRequests()`: a close is deferred to its end, and a response does not start another read.
@@ -75,7 +76,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
             if let bufferEvent { shutdown(bufferevent_getfd(bufferEvent), Int32(SHUT_WR)) }
             timer.schedule(after: lingerSeconds)
         case .endStream:
-            append(HTTP1Wire.lastChunk)
+            if streamFraming == .chunked { append(HTTP1Wire.lastChunk) }
             finishExchange()
         case .close: close()
         }
@@ -148,10 +149,12 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         return true
     }
 
+    /// Chunked, or for an HTTP/1.0 client until the connection closes (which a streamed response's does anyway).
     func startStream(_ exchange: HTTP1Exchange, status: Int, headers: HTTPHeaders) -> Bool {
         guard exchange === self.exchange, !closed, machine.streamStarted() else { return false }
         server.onResponse?(status, exchange)
-        append(HTTP1Wire.head(status: status, headers: headers, framing: .chunked, keepAlive: true))
+        streamFraming = exchange.isHTTP10 ? .untilClose : .chunked
+        append(HTTP1Wire.head(status: status, headers: headers, framing: streamFraming, keepAlive: !exchange.isHTTP10))
         return true
     }
 
@@ -159,7 +162,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     func writeChunk(_ exchange: HTTP1Exchange, _ bytes: [UInt8]) -> Bool {
         guard exchange === self.exchange, !closed, machine.state == .streaming else { return false }
         guard !bytes.isEmpty else { return true }
-        append(HTTP1Wire.chunk(bytes))
+        append(streamFraming == .chunked ? HTTP1Wire.chunk(bytes) : bytes)
         guard bufferedResponseBytes <= server.limits.maxBufferedResponseBytes else {
             close()
             return false
@@ -260,12 +263,14 @@ final class HTTP1Exchange: HTTPResponder, @unchecked Sendable {
     let keepAlive: Bool
     /// A HEAD request's answer has a head and no body.
     let isHead: Bool
+    let isHTTP10: Bool
     private var isStreaming = false
 
     init(connection: HTTP1ServerConnection, head: HTTP1RequestHead) {
         self.connection = connection
         keepAlive = head.keepAlive
         isHead = head.method == "HEAD"
+        isHTTP10 = head.isHTTP10
         super.init()
         method = head.method
         path = head.path

@@ -8,6 +8,9 @@ enum HTTP1Wire {
         case contentLength(Int)
         /// `transfer-encoding: chunked` (a body streamed over time).
         case chunked
+        /// The body ends when the connection closes (a body streamed over time to an HTTP/1.0 client, which does
+        /// not know chunks).
+        case untilClose
         /// No body at all (1xx, 204, 304).
         case none
     }
@@ -38,7 +41,7 @@ enum HTTP1Wire {
         switch framing {
         case .contentLength(let length): bytes.append(contentsOf: "content-length: \(length)\r\n".utf8)
         case .chunked: bytes.append(contentsOf: "transfer-encoding: chunked\r\n".utf8)
-        case .none: break
+        case .untilClose, .none: break
         }
         if !keepAlive { bytes.append(contentsOf: "connection: close\r\n".utf8) }
         bytes.append(contentsOf: "\r\n".utf8)

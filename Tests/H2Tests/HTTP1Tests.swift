@@ -1,5 +1,6 @@
 // HTTP/1.1 without a socket: the request parser and each strictness rule of API.md (Transport), what the server
 // writes, how a cleartext connection's first bytes classify it, and the connection's lifecycle.
+import TestSupport
 import Testing
 
 @testable import H2
@@ -247,6 +248,9 @@ private func isMalformed(_ refusal: EarlyRefusal?) -> Bool {
         let streamed = String(
             decoding: HTTP1Wire.head(status: 200, headers: [:], framing: .chunked, keepAlive: true), as: UTF8.self)
         #expect(streamed == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        let untilClose = String(
+            decoding: HTTP1Wire.head(status: 200, headers: [:], framing: .untilClose, keepAlive: false), as: UTF8.self)
+        #expect(untilClose == "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
         #expect(
             String(decoding: HTTP1Wire.chunk(Array(repeating: 0x61, count: 26)), as: UTF8.self) == "1a\r\n"
                 + String(repeating: "a", count: 26) + "\r\n")
@@ -383,5 +387,26 @@ private func check<Value: Equatable>(
         _ = connection.requestReceived()
         _ = connection.responded(requestKeepsAlive: true)
         check(connection.outputDrained(), .readNext)
+    }
+}
+
+@Suite struct HTTP1StreamedResponseTests {
+    /// A body streamed over time is chunked for HTTP/1.1, and for HTTP/1.0 (which knows no chunks) ends with the
+    /// connection; either way the connection closes after it.
+    @Test(arguments: [
+        ("1.1", "1a\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\nend\r\n0\r\n\r\n"), ("1.0", "abcdefghijklmnopqrstuvwxyzend"),
+    ])
+    func aStreamedBodyIsChunkedOrEndsWithTheConnection(version: String, body: String) async throws {
+        let fixture = try await ServerFixture { _, responder in
+            responder.startStream(status: 200, headers: [("content-type", "text/event-stream")])
+            responder.write(Array("abcdefghijklmnopqrstuvwxyz".utf8))
+            responder.write(Array("end".utf8))
+            responder.endStream()
+        }
+        let raw = try RawHTTP2Connection(port: fixture.port)
+        try raw.send(Array("GET /events HTTP/\(version)\r\nHost: x\r\n\r\n".utf8))
+        let answer = String(decoding: try raw.readToEnd(timeout: 5), as: UTF8.self)
+        let framing = version == "1.1" ? "transfer-encoding: chunked\r\n" : "connection: close\r\n"
+        #expect(answer == "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\(framing)\r\n\(body)")
     }
 }
