@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "TestSupport"]),
+        .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "Locking", "TestSupport"]),
         .testTarget(
             name: "ServiceTests",
             dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport"]),

@@ -86,10 +86,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     )
         throws
     {
-        guard let parsed = Origin(origin) else {
-            throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(origin)")
-        }
-        guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
+        let parsed = try Origin(origin, tls: tls)
         self.loop = loop
         host = parsed.host
         port = parsed.port
@@ -113,12 +110,10 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
-        let request = ClientRequest(
-            method: method, path: path, headers: headers, body: body, onData: onData, completion: completion)
-        request.startTimer(on: loop, seconds: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self] in
-            timedOut($0)
-        }
-        dispatch(request)
+        dispatch(
+            ClientRequest(
+                method: method, path: path, headers: headers, body: body, onData: onData, completion: completion,
+                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds, { [unowned self] in timedOut($0) })))
     }
 
     private func dispatch(_ request: ClientRequest) {
@@ -222,10 +217,12 @@ final class ClientRequest {
     /// The HTTP/1.1 connection carrying the request, while one does.
     weak var http1Connection: HTTP1ClientConnection?
 
+    /// `timeout`: on `loop`, `timedOut` gets the request after `seconds` unless it has finished by then.
     init(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void,
+        timeout: (loop: EventLoop, seconds: Double, timedOut: (ClientRequest) -> Void)
     ) {
         self.method = method
         self.path = path
@@ -233,11 +230,8 @@ final class ClientRequest {
         self.body = body
         self.onData = onData
         self.completion = completion
-    }
-
-    /// Arms the request's timeout: `timedOut` gets the request after `seconds` unless it finished first.
-    func startTimer(on loop: EventLoop, seconds: Double, _ timedOut: @escaping (ClientRequest) -> Void) {
-        timer = loop.schedule(after: seconds) { [unowned self] in timedOut(self) }
+        let timedOut = timeout.timedOut
+        timer = timeout.loop.schedule(after: timeout.seconds) { [unowned self] in timedOut(self) }
     }
 
     var isFinished: Bool { completion == nil }
@@ -262,6 +256,15 @@ struct Origin {
 
     static func authority(host: String, port: Int) -> String {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Throws `connectFailed` for text that is not an origin, or an https origin without a TLS context.
+    init(_ text: String, tls: TLSClientContext?) throws {
+        guard let parsed = Origin(text) else {
+            throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(text)")
+        }
+        guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
+        self = parsed
     }
 
     init?(_ text: String) {

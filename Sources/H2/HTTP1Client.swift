@@ -20,10 +20,7 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
 
     /// - Parameter origin: `http://host:port` or `https://host:port`; `tls` is required for https.
     public init(loop: EventLoop, origin: String, tls: TLSClientContext?, options: HTTPClientOptions) throws {
-        guard let parsed = Origin(origin) else {
-            throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(origin)")
-        }
-        guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
+        let parsed = try Origin(origin, tls: tls)
         self.loop = loop
         host = parsed.host
         port = parsed.port
@@ -46,12 +43,10 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
-        let request = ClientRequest(
-            method: method, path: path, headers: headers, body: body, onData: onData, completion: completion)
-        request.startTimer(on: loop, seconds: timeoutSeconds ?? options.requestTimeoutSeconds) { [unowned self] in
-            timedOut($0)
-        }
-        dispatch(request)
+        dispatch(
+            ClientRequest(
+                method: method, path: path, headers: headers, body: body, onData: onData, completion: completion,
+                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds, { [unowned self] in timedOut($0) })))
     }
 
     /// On an idle connection, a new one while the pool has room, or in line.

@@ -32,7 +32,6 @@ struct HTTP1ConnectionStateMachine {
         case armTimer(seconds: Double)
         /// Arms the timer with the idle timeout, a duration every connection shares.
         case armIdleTimer(seconds: Double)
-        case cancelTimer
         /// Hands the complete request to its handler.
         case dispatch
         /// Cancels the timer and answers with this refusal (and `connection: close`); what is queued is written,
@@ -66,7 +65,7 @@ struct HTTP1ConnectionStateMachine {
     private(set) var state: State
     let timeouts: Timeouts
     /// The server shuts down: the request being handled is the last, and its answer says `connection: close`.
-    private(set) var isDraining = false
+    private var isDraining = false
     private(set) var armed: Deadline?
     /// When the connection was last found idle at the end of a pass.
     private var idleSince: Double

@@ -37,33 +37,39 @@ final class HTTP1RequestParser {
         case head, body, complete
     }
 
+    /// Everything of the request being read: a new one for each request.
+    private struct Reading {
+        var phase = Phase.head
+        var scanner = HeadScanner()
+        var headBytes = 0
+        var target: [UInt8] = []
+        var method = ""
+        var path = ""
+        var fields = HTTPHeaders()
+        var facts = FieldFacts()
+        var framing = ChunkFraming()
+        var bodyOverflowed = false
+        var head: HTTP1RequestHead?
+        var body: [UInt8] = []
+    }
+
     private let parser: UnsafeMutablePointer<http_parser>
     let maxHeadBytes: Int
     let maxBodyBytes: Int
     /// `http` or `https`: the request's `:scheme`.
     let scheme: String
-    private var phase = Phase.head
-    private var scanner = HeadScanner()
-    private var headBytes = 0
-
-    // What the callbacks gather.
-    private var target: [UInt8] = []
-    private var fields = HTTPHeaders()
-    private var name: [UInt8] = []
-    private var value: [UInt8] = []
-    private var inValue = false
-    private var bodyOverflowed = false
-    private var facts = FieldFacts()
+    private var request = Reading()
+    /// Apart from `request`: completing a field, it hands the field to code that changes `request`.
+    private var fieldReader = FieldReader()
     private var pausedAt: Outcome?
-    private var framing = ChunkFraming()
     /// The bytes of the current `parse` call, and the chunk data http-parser found in them (offsets into them, and
     /// whether each range ends its chunk).
     private var parsing: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)
     private var dataRanges: [(range: Range<Int>, endsChunk: Bool)] = []
 
     /// The complete head (after `.head`) and body (after `.message`).
-    private(set) var head: HTTP1RequestHead?
-    private(set) var body: [UInt8] = []
+    var head: HTTP1RequestHead? { request.head }
+    var body: [UInt8] { request.body }
 
     init(maxHeadBytes: Int, maxBodyBytes: Int, scheme: String = "http") {
         self.maxHeadBytes = maxHeadBytes
@@ -80,27 +86,17 @@ final class HTTP1RequestParser {
     func nextRequest() {
         http_parser_init(parser, HTTP_REQUEST)
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        phase = .head
-        scanner = HeadScanner()
-        headBytes = 0
-        target = []
-        fields = HTTPHeaders()
-        name = []
-        value = []
-        inValue = false
-        facts = FieldFacts()
-        framing = ChunkFraming()
-        head = nil
-        body = []
+        request = Reading()
+        fieldReader = FieldReader()
     }
 
     /// Parses from the start of `bytes` and says how many it consumed. It stops after a complete head and after a
     /// complete request: the caller acts on them, then calls again with what is left.
     func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> (consumed: Int, outcome: Outcome) {
-        guard phase != .complete, let base = bytes.baseAddress, !bytes.isEmpty else { return (0, .needMore) }
+        guard request.phase != .complete, let base = bytes.baseAddress, !bytes.isEmpty else { return (0, .needMore) }
         // A head is never read much past its limit: the rest waits in the connection's buffer (and the socket).
-        let offered = phase == .head ? min(bytes.count, maxHeadBytes - headBytes + 1) : bytes.count
-        let wasHead = phase == .head
+        let wasHead = request.phase == .head
+        let offered = wasHead ? min(bytes.count, maxHeadBytes - request.headBytes + 1) : bytes.count
         pausedAt = nil
         parsing = UnsafeBufferPointer(start: base, count: offered)
         dataRanges.removeAll(keepingCapacity: true)
@@ -110,16 +106,16 @@ final class HTTP1RequestParser {
         parsing = UnsafeBufferPointer(start: nil, count: 0)
         let error = approvald_http_errno(parser)
         if !wasHead, parser.pointee.flags & UInt32(F_CHUNKED.rawValue) != 0,
-            let violation = framing.scan(UnsafeBufferPointer(start: base, count: consumed), data: dataRanges)
+            let violation = request.framing.scan(UnsafeBufferPointer(start: base, count: consumed), data: dataRanges)
         {
             return (consumed, .refused(.malformed(violation)))
         }
         if wasHead {
-            if let violation = scanner.scan(UnsafeBufferPointer(start: base, count: consumed)) {
+            if let violation = request.scanner.scan(UnsafeBufferPointer(start: base, count: consumed)) {
                 return (consumed, .refused(.malformed(violation)))
             }
-            headBytes += consumed
-            if phase == .head && headBytes > maxHeadBytes {
+            request.headBytes += consumed
+            if request.phase == .head && request.headBytes > maxHeadBytes {
                 return (consumed, .refused(.headerBlockTooLarge(limit: maxHeadBytes)))
             }
         }
@@ -131,7 +127,7 @@ final class HTTP1RequestParser {
             let outcome = pausedAt ?? .needMore
             if outcome == .head, let refusal = checkHead() { return (consumed, .refused(refusal)) }
             return (consumed, outcome)
-        case HPE_CB_body where bodyOverflowed:
+        case HPE_CB_body where request.bodyOverflowed:
             return (consumed, .refused(.bodyTooLarge(limit: maxBodyBytes)))
         case HPE_HEADER_OVERFLOW:
             return (consumed, .refused(.headerBlockTooLarge(limit: maxHeadBytes)))
@@ -145,7 +141,8 @@ final class HTTP1RequestParser {
     /// API.md's rules on a complete head: the field names, the version, Host, Transfer-Encoding against
     /// Content-Length, the declared length against the limit, Expect, the request target.
     private func checkHead() -> EarlyRefusal? {
-        guard let head else { return .malformed("no request head") }
+        let facts = request.facts
+        guard let head = request.head else { return .malformed("no request head") }
         guard !facts.badFieldName else { return .malformed("a field name that is not a token") }
         guard parser.pointee.http_major == 1, parser.pointee.http_minor <= 1 else { return .versionNotSupported }
         let isHTTP11 = parser.pointee.http_minor == 1
@@ -189,68 +186,46 @@ final class HTTP1RequestParser {
     // MARK: From the callbacks
 
     fileprivate func appendTarget(_ bytes: UnsafeBufferPointer<UInt8>) {
-        target.append(contentsOf: bytes)
+        request.target.append(contentsOf: bytes)
     }
 
     fileprivate func appendFieldName(_ bytes: UnsafeBufferPointer<UInt8>) {
         // Trailer fields of a chunked body are read and dropped.
-        guard phase == .head else { return }
-        if inValue { commitField() }
-        name.append(contentsOf: bytes)
+        guard request.phase == .head else { return }
+        fieldReader.appendName(bytes, completing: commitField)
     }
 
     fileprivate func appendFieldValue(_ bytes: UnsafeBufferPointer<UInt8>) {
-        guard phase == .head else { return }
-        inValue = true
-        value.append(contentsOf: bytes)
+        guard request.phase == .head else { return }
+        fieldReader.appendValue(bytes)
     }
 
-    /// The field read: its name lowercased, the facts the rules need noted, appended to the fields (after the
-    /// request's pseudo-header fields, which go first).
-    private func commitField() {
-        if fields.isEmpty { appendPseudoFields() }
-        for index in name.indices where (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(name[index]) {
-            name[index] |= 0x20
-        }
-        name.withUnsafeBufferPointer { nameBytes in
-            value.withUnsafeBufferPointer { valueBytes in
-                let value = trimmed(valueBytes)
-                facts.note(name: nameBytes, value: value)
-                fields.append(name: nameBytes, value: value)
-            }
-        }
-        name.removeAll(keepingCapacity: true)
-        value.removeAll(keepingCapacity: true)
-        inValue = false
+    /// A field read: the facts the rules need noted, appended to the fields (after the request's pseudo-header
+    /// fields, which go first).
+    private func commitField(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        if request.fields.isEmpty { appendPseudoFields() }
+        request.facts.note(name: name, value: value)
+        request.fields.append(name: name, value: value)
     }
 
     /// `:method`, `:scheme` and `:path`, as HTTP/2 requests begin. The authority is the `host` field
     /// (`HTTPRequest.authority` reads either).
     private func appendPseudoFields() {
-        method = String(cString: http_method_str(http_method(rawValue: UInt32(parser.pointee.method))))
-        path = Self.originForm(target)
-        fields.append(":method", method)
-        fields.append(":scheme", scheme)
-        fields.append(":path", path)
-    }
-
-    private var method = ""
-    private var path = ""
-
-    /// The value without the spaces and tabs http-parser leaves at its end.
-    private func trimmed(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
-        var end = bytes.count
-        while end > 0 && (bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t")) { end -= 1 }
-        return UnsafeBufferPointer(rebasing: bytes[..<end])
+        request.method = String(cString: http_method_str(http_method(rawValue: UInt32(parser.pointee.method))))
+        request.path = Self.originForm(request.target)
+        request.fields.append(":method", request.method)
+        request.fields.append(":scheme", scheme)
+        request.fields.append(":path", request.path)
     }
 
     fileprivate func headersComplete() {
-        if inValue || !name.isEmpty { commitField() }
-        if fields.isEmpty { appendPseudoFields() }
-        head = HTTP1RequestHead(
-            method: method, path: path, fields: fields, keepAlive: http_should_keep_alive(parser) != 0,
-            expectsContinue: facts.expectsContinue, isHTTP10: parser.pointee.http_minor == 0)
-        phase = .body
+        fieldReader.finish(commitField)
+        if request.fields.isEmpty { appendPseudoFields() }
+        request.head = HTTP1RequestHead(
+            method: request.method, path: request.path, fields: request.fields,
+            keepAlive: http_should_keep_alive(parser) != 0, expectsContinue: request.facts.expectsContinue,
+            isHTTP10: parser.pointee.http_minor == 0)
+        request.phase = .body
         pausedAt = .head
         http_parser_pause(parser, 1)
     }
@@ -262,16 +237,16 @@ final class HTTP1RequestParser {
             // http-parser counts down what is left of the chunk as it hands its data over.
             dataRanges.append((offset..<offset + bytes.count, parser.pointee.content_length == 0))
         }
-        guard body.count + bytes.count <= maxBodyBytes else {
-            bodyOverflowed = true
+        guard request.body.count + bytes.count <= maxBodyBytes else {
+            request.bodyOverflowed = true
             return false
         }
-        body.append(contentsOf: bytes)
+        request.body.append(contentsOf: bytes)
         return true
     }
 
     fileprivate func messageComplete() {
-        phase = .complete
+        request.phase = .complete
         pausedAt = .message
         http_parser_pause(parser, 1)
     }
@@ -432,21 +407,4 @@ private func isTokenCharacter(_ byte: UInt8) -> Bool {
     default:
         "!#$%&'*+-.^_`|~".utf8.contains(byte)
     }
-}
-
-/// The bytes http-parser hands a data callback.
-func httpParserBytes(_ at: UnsafePointer<CChar>?, _ length: Int) -> UnsafeBufferPointer<UInt8> {
-    guard let at else { return UnsafeBufferPointer(start: nil, count: 0) }
-    return UnsafeRawPointer(at).withMemoryRebound(to: UInt8.self, capacity: length) {
-        UnsafeBufferPointer(start: $0, count: length)
-    }
-}
-
-/// Calls `body` with the Swift object an http-parser's `data` points at, borrowed.
-@inline(__always)
-func withHTTPParser<Owner: AnyObject, Result>(
-    _ parser: UnsafeMutablePointer<http_parser>?, as: Owner.Type, _ body: (Owner) -> Result
-) -> Result? {
-    guard let context = parser?.pointee.data else { return nil }
-    return Unmanaged<Owner>.fromOpaque(context)._withUnsafeGuaranteedRef(body)
 }

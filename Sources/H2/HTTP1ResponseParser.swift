@@ -15,9 +15,7 @@ final class HTTP1ResponseParser {
 
     private let parser: UnsafeMutablePointer<http_parser>
     let maxBodyBytes: Int
-    private var name: [UInt8] = []
-    private var value: [UInt8] = []
-    private var inValue = false
+    private var fieldReader = FieldReader()
     private var complete = false
     private var overflowed = false
 
@@ -40,9 +38,7 @@ final class HTTP1ResponseParser {
     func reset() {
         http_parser_init(parser, HTTP_RESPONSE)
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        name = []
-        value = []
-        inValue = false
+        fieldReader = FieldReader()
         complete = false
         overflowed = false
         status = 0
@@ -74,29 +70,19 @@ final class HTTP1ResponseParser {
     // MARK: From the callbacks
 
     fileprivate func appendFieldName(_ bytes: UnsafeBufferPointer<UInt8>) {
-        if inValue { commitField() }
-        name.append(contentsOf: bytes)
+        fieldReader.appendName(bytes, completing: appendField)
     }
 
     fileprivate func appendFieldValue(_ bytes: UnsafeBufferPointer<UInt8>) {
-        inValue = true
-        value.append(contentsOf: bytes)
+        fieldReader.appendValue(bytes)
     }
 
-    private func commitField() {
-        for index in name.indices where (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(name[index]) {
-            name[index] |= 0x20
-        }
-        name.withUnsafeBufferPointer { nameBytes in
-            value.withUnsafeBufferPointer { fields.append(name: nameBytes, value: $0) }
-        }
-        name.removeAll(keepingCapacity: true)
-        value.removeAll(keepingCapacity: true)
-        inValue = false
+    private func appendField(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        fields.append(name: name, value: value)
     }
 
     fileprivate func headersComplete() {
-        if inValue || !name.isEmpty { commitField() }
+        fieldReader.finish(appendField)
         status = Int(parser.pointee.status_code)
     }
 

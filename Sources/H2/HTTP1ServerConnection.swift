@@ -65,7 +65,6 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
         case .none: break
         case .armTimer(let seconds): timer.schedule(after: seconds)
         case .armIdleTimer(let seconds): timer.scheduleShared(after: seconds)
-        case .cancelTimer: timer.cancel()
         case .dispatch: dispatch()
         case .refuse(let refusal):
             timer.cancel()
@@ -140,7 +139,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     // MARK: Answering (from the exchange)
 
     func respond(_ exchange: HTTP1Exchange, _ response: HTTPResponse) -> Bool {
-        guard exchange === self.exchange, !closed else { return false }
+        guard exchange === self.exchange, !closed, machine.state == .handling else { return false }
         let (keepAlive, then) = machine.responded(requestKeepsAlive: exchange.keepAlive)
         server.onResponse?(response.status, exchange)
         write(response, omittingBody: exchange.isHead, keepAlive: keepAlive)
@@ -264,7 +263,6 @@ final class HTTP1Exchange: HTTPResponder, @unchecked Sendable {
     /// A HEAD request's answer has a head and no body.
     let isHead: Bool
     let isHTTP10: Bool
-    private var isStreaming = false
 
     init(connection: HTTP1ServerConnection, head: HTTP1RequestHead) {
         self.connection = connection
@@ -278,27 +276,24 @@ final class HTTP1Exchange: HTTPResponder, @unchecked Sendable {
 
     override public var isOpen: Bool { connection != nil }
 
+    // The connection's machine decides what each may do: answer while handling, write while streaming.
+
     @discardableResult
     override public func respond(_ response: HTTPResponse) -> Bool {
-        guard !isStreaming else { return false }
-        return connection?.respond(self, response) ?? false
+        connection?.respond(self, response) ?? false
     }
 
     @discardableResult
     override public func startStream(status: Int, headers: HTTPHeaders) -> Bool {
-        guard connection?.startStream(self, status: status, headers: headers) == true else { return false }
-        isStreaming = true
-        return true
+        connection?.startStream(self, status: status, headers: headers) ?? false
     }
 
     @discardableResult
     override public func write(_ bytes: [UInt8]) -> Bool {
-        guard isStreaming else { return false }
-        return connection?.writeChunk(self, bytes) ?? false
+        connection?.writeChunk(self, bytes) ?? false
     }
 
     override public func endStream() {
-        guard isStreaming else { return }
         connection?.endStream(self)
     }
 

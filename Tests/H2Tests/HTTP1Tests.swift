@@ -410,3 +410,87 @@ private func check<Value: Equatable>(
         #expect(answer == "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\(framing)\r\n\(body)")
     }
 }
+
+@Suite struct HTTP1ClientTests {
+    /// Sends GETs one after another on one HTTP/1.1 client for `peer`, each once the one before has its result.
+    private func results(
+        _ paths: [String], to peer: ScriptedPeer
+    ) async throws -> [Result<H2ClientResponse, H2ClientError>] {
+        let thread = try LoopThread()
+        defer { thread.stop() }
+        return try await thread.wait { done in
+            // swift-format-ignore: NeverUseForceTry
+            let client = try! HTTP1Client(
+                loop: thread.loop, origin: "http://127.0.0.1:\(peer.port)", tls: nil, options: HTTPClientOptions())
+            var results: [Result<H2ClientResponse, H2ClientError>] = []
+            func next() {
+                guard results.count < paths.count else { return done(results) }
+                client.send(method: "GET", path: paths[results.count]) { result in
+                    results.append(result)
+                    next()
+                }
+            }
+            next()
+        }
+    }
+
+    @Test func aMalformedAnswerFailsTheRequest() async throws {
+        let peer = try ScriptedPeer(connections: [[.answer("garbage\r\n\r\n")]])
+        let result = try await results(["/"], to: peer)[0]
+        guard case .failure(.malformedResponse) = result else {
+            Issue.record("expected malformedResponse, got \(result)")
+            return
+        }
+    }
+
+    /// The kept connection is closed under the second request before any answer: it is sent again on a new
+    /// connection, once.
+    @Test func aRequestOnAKeptConnectionFoundClosedIsSentAgainOnANewOne() async throws {
+        let peer = try ScriptedPeer(connections: [
+            [.answer("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none"), .closeAfterRequest],
+            [.answer("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\ntwo")],
+        ])
+        let answers = try await results(["/one", "/two"], to: peer).map { try $0.get().body }
+        #expect(answers == [Array("one".utf8), Array("two".utf8)])
+        #expect(peer.acceptedConnections == 2)
+    }
+
+    /// Found closed again on the new connection, the request fails rather than going round.
+    @Test func aRequestIsSentAgainOnlyOnce() async throws {
+        let peer = try ScriptedPeer(connections: [
+            [.answer("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none"), .closeAfterRequest], [.closeAfterRequest],
+        ])
+        let outcomes = try await results(["/one", "/two"], to: peer)
+        #expect(outcomes[0].status == 200)
+        #expect(outcomes[1].error == .connectionLost)
+    }
+
+    @Test func aBodyWithoutALengthEndsWithTheConnectionAndAnInterimAnswerIsSkipped() async throws {
+        let peer = try ScriptedPeer(connections: [
+            [.answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-a: b \r\n\r\nuntil the end")]
+        ])
+        let response = try #require(try await results(["/"], to: peer)[0].response)
+        #expect(response.body == Array("until the end".utf8))
+        #expect(response.headers[field: "x-a"] == "b")
+    }
+
+    @Test func aConnectionRefusedFailsFast() async throws {
+        // Bound and closed at once: nothing listens on the port.
+        let port = try ScriptedPeer(connections: []).port
+        let thread = try LoopThread()
+        defer { thread.stop() }
+        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+            // swift-format-ignore: NeverUseForceTry
+            let client = try! HTTP1Client(
+                loop: thread.loop, origin: "http://127.0.0.1:\(port)", tls: nil, options: HTTPClientOptions())
+            client.send(method: "GET", path: "/") { result in
+                done(result)
+                _ = client
+            }
+        }
+        guard case .failure(.connectFailed) = result else {
+            Issue.record("expected connectFailed, got \(result)")
+            return
+        }
+    }
+}

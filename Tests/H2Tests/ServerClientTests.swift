@@ -148,22 +148,7 @@ final class HandlerState: @unchecked Sendable {
         let state = HandlerState()
         var limits = H2ServerLimits()
         limits.maxBufferedResponseBytes = 128 * 1024
-        let fixture = try await ServerFixture(limits: limits) { _, responder in
-            responder.startStream(status: 200, headers: [])
-            let chunk = [UInt8](repeating: 0x61, count: 16 * 1024)
-            let timer = state.loop!.makeTimer {}
-            var writeNext: (() -> Void)!
-            writeNext = {
-                if responder.write(chunk) {
-                    state.counters["accepted", default: 0] += chunk.count
-                    state.timers.append(state.loop!.schedule(after: 0.001) { writeNext() })
-                } else {
-                    state.counters["refused", default: 0] += 1
-                }
-            }
-            state.timers.append(timer)
-            writeNext()
-        }
+        let fixture = try await ServerFixture(limits: limits, handler: Self.flood(state))
         state.loop = fixture.loop
         let raw = try RawHTTP2Connection(port: fixture.port)
         try raw.sendPreface()
@@ -177,6 +162,43 @@ final class HandlerState: @unchecked Sendable {
         #expect(accepted >= 128 * 1024)
         let reset = try raw.readFrame(timeout: 5) { $0.type == Frame.rstStream && $0.streamID == 1 }
         #expect(reset?.errorCode == 8)  // CANCEL
+    }
+}
+
+extension BackPressureTests {
+    /// A handler that streams 16 KiB chunks a millisecond apart until a write is refused, counting both.
+    static func flood(_ state: HandlerState) -> HTTPHandler {
+        { _, responder in
+            responder.startStream(status: 200, headers: [])
+            let chunk = [UInt8](repeating: 0x61, count: 16 * 1024)
+            var writeNext: (() -> Void)!
+            writeNext = {
+                if responder.write(chunk) {
+                    state.counters["accepted", default: 0] += chunk.count
+                    state.timers.append(state.loop!.schedule(after: 0.001) { writeNext() })
+                } else {
+                    state.counters["refused", default: 0] += 1
+                }
+            }
+            writeNext()
+        }
+    }
+
+    /// HTTP/1.1 has no window: what the socket buffers take goes out, the rest waits in the connection up to the
+    /// limit, and then the client is dropped.
+    @Test func anHTTP1ClientThatDoesNotReadIsDroppedNotBufferedWithoutBound() async throws {
+        let state = HandlerState()
+        var limits = H2ServerLimits()
+        limits.maxBufferedResponseBytes = 128 * 1024
+        let fixture = try await ServerFixture(limits: limits, handler: Self.flood(state))
+        state.loop = fixture.loop
+        let raw = try RawHTTP2Connection(port: fixture.port)
+        raw.setReceiveBuffer(bytes: 4096)
+        try raw.send(Array("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(try await eventually { try await fixture.thread.run { state.counters["refused"] == 1 } })
+        #expect(try await fixture.thread.run { state.counters["accepted"] ?? 0 } >= 128 * 1024)
+        #expect(try await eventually { try await fixture.thread.run { fixture.server.connectionCount == 0 } })
+        #expect(try await fixture.thread.run { fixture.server.bufferedResponseBytes } == 0)
     }
 }
 

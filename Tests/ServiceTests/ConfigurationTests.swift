@@ -312,6 +312,24 @@ import Testing
         #expect(policy.choices == 4 && policy.maxPendingPerUser == 1)
     }
 
+    /// https verifiers negotiate by ALPN; http ones speak HTTP/1.1 unless told h2c; anything else is refused.
+    @Test func theVerifierProtocolFollowsTheSchemeUnlessH2cIsAsked() throws {
+        #expect(try Configuration.parse(Self.client).idpClients[0].verifierProtocol == .negotiated)
+        let plain = Self.client.replacingOccurrences(of: "https://idp.example", with: "http://idp.example")
+        #expect(try Configuration.parse(plain).idpClients[0].verifierProtocol == .http1)
+        #expect(try Configuration.parse(plain + "\nverifier_protocol = \"h2c\"").idpClients[0].verifierProtocol == .h2)
+        #expect(
+            try Configuration.parse(plain + "\nverifier_protocol = \"http/1.1\"").idpClients[0].verifierProtocol
+                == .http1)
+        for (text, refused) in [(Self.client, "h2c"), (plain, "h2"), (plain, "spdy")] {
+            #expect {
+                try Configuration.parse(text + "\nverifier_protocol = \"\(refused)\"")
+            } throws: { error in
+                "\(error)".contains("verifier_protocol") && "\(error)".contains("\"\(refused)\"")
+            }
+        }
+    }
+
     /// What the guard against the TOML parser's aborts looks for is left alone inside strings and comments.
     @Test func bracesAndCommasInStringsAndCommentsAreNotRefused() throws {
         let config = try Configuration.parse(
