@@ -62,10 +62,14 @@ let package = Package(
             name: "Store",
             dependencies: ["Core", "CSQLite", "Locking", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: [withoutExclusivityChecks]),
+        // The libevent loop: timers, signals, clocks, cross-thread wake-ups. Everything that does I/O runs on one.
+        .target(name: "EventLoop", dependencies: ["CLibevent", "Locking"], swiftSettings: [withoutExclusivityChecks]),
+        // Listeners, TLS and ALPN, HTTP/2 (nghttp2) and HTTP/1.1 (http-parser) behind one request/response
+        // interface, and the client for both.
         .target(
-            name: "H2",
+            name: "HTTP",
             dependencies: [
-                "CNghttp2", "CLibevent", "COpenSSL", "CHTTPParser", "Locking",
+                "EventLoop", "CNghttp2", "CLibevent", "COpenSSL", "CHTTPParser", "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -74,20 +78,21 @@ let package = Package(
         .target(
             name: "Redis",
             dependencies: [
-                "CHiredis", "CHiredisLibevent", "H2", .product(name: "Logging", package: "swift-log"),
+                "CHiredis", "CHiredisLibevent", "EventLoop", .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ], swiftSettings: [withoutExclusivityChecks]),
         // User state, indexes, deadlines and the outbox in Redis, for many instances of the broker.
         .target(
             name: "RedisStore",
             dependencies: [
-                "Core", "Store", "Redis", .product(name: "HeapModule", package: "swift-collections"),
+                "Core", "Store", "Redis", "EventLoop", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: [withoutExclusivityChecks]),
         .target(
             name: "Service",
             dependencies: [
-                "H2", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo", "Locking",
+                "EventLoop", "HTTP", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -98,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "H2", "Crypto", "JSONText", "Phone", "Locking",
+                "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Phone", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -106,24 +111,28 @@ let package = Package(
             ]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
-        .target(name: "TestSupport", dependencies: ["CNghttp2", "H2", "Locking", "Core"], path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport", dependencies: ["CNghttp2", "EventLoop", "HTTP", "Locking", "Core"],
+            path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(
             name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "H2Tests", dependencies: ["H2", "Crypto", "Locking", "TestSupport"]),
+        .testTarget(name: "HTTPTests", dependencies: ["EventLoop", "HTTP", "Crypto", "Locking", "TestSupport"]),
         .testTarget(
             name: "ServiceTests",
-            dependencies: ["Service", "H2", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport"]),
+            dependencies: [
+                "Service", "EventLoop", "HTTP", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport",
+            ]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "JSONText"]),
         .testTarget(
             name: "RedisTests",
             dependencies: [
-                "Redis", "RedisStore", "Core", "Store", "H2", "Locking", "TestSupport",
+                "Redis", "RedisStore", "Core", "Store", "EventLoop", "Locking", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["H2", "Crypto", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["HTTP", "Crypto", "TestSupport"]),
     ]
 )
 
@@ -133,9 +142,9 @@ let package = Package(
 if Context.environment["APPROVALD_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzJSON", ["JSONText", "Service"]),
-        ("FuzzIdPSignature", ["H2", "Service"]),
-        ("FuzzDeviceAuthorization", ["Crypto", "H2", "Service"]),
-        ("FuzzRouter", ["H2", "Service"]),
+        ("FuzzIdPSignature", ["HTTP", "Service"]),
+        ("FuzzDeviceAuthorization", ["Crypto", "HTTP", "Service"]),
+        ("FuzzRouter", ["HTTP", "Service"]),
         ("FuzzEventStream", ["Phone"]),
         ("FuzzConfiguration", ["Service"]),
         ("FuzzH2Server", ["FuzzServer"]),
@@ -147,7 +156,7 @@ if Context.environment["APPROVALD_FUZZ"] == "1" {
     package.targets.append(
         .target(
             name: "FuzzServer",
-            dependencies: ["CLibevent", "H2", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CLibevent", "EventLoop", "HTTP", .product(name: "Logging", package: "swift-log")],
             path: "Tests/Fuzz/FuzzServer"))
     for target in fuzzTargets {
         package.targets.append(

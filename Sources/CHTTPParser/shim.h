@@ -1,4 +1,4 @@
-// The HTTP/1.1 request parser (Debian's libhttp-parser-dev, nodejs/http-parser 2.9), as the H2 module sees it.
+// The HTTP/1.1 request parser (Debian's libhttp-parser-dev, nodejs/http-parser 2.9), as the HTTP module sees it.
 #ifndef APPROVALD_CHTTPPARSER_SHIM_H
 #define APPROVALD_CHTTPPARSER_SHIM_H
 #include <http_parser.h>

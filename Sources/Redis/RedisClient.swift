@@ -7,7 +7,7 @@
 import CHiredis
 import CHiredisLibevent
 import DequeModule
-import H2
+import EventLoop
 import Logging
 
 /// `@unchecked Sendable`: confined to the event loop it was made on; hiredis calls back on that loop only.

@@ -7,8 +7,8 @@
 // published meanwhile are lost. Partitions' callbacks are forwarded by the instance that leases them
 // (PartitionLeases).
 import Core
+import EventLoop
 import Foundation
-import H2
 import HeapModule
 import Logging
 import Redis

@@ -3,7 +3,8 @@
 // process's log format straight to standard error rather than through swift-log: at a line per request, a metadata
 // dictionary, its merge and sort cost about as much as handling a create (see the README's figures).
 import Core
-import H2
+import EventLoop
+import HTTP
 import JSONText
 
 /// `@unchecked Sendable`: used on the event loop only (its timestamp cache is not shared).

@@ -1,6 +1,7 @@
 // approvald's request handling: routes requests to their handlers and keeps the operations metrics and the access
 // log.
-import H2
+import EventLoop
+import HTTP
 import Logging
 
 /// `@unchecked Sendable`: owned by the event loop; every method runs on the loop's thread.

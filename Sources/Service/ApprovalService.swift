@@ -3,8 +3,9 @@
 // polls.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import Store
 

@@ -1,7 +1,7 @@
 // Who is calling: IdP clients by HMAC (key rotation, tenant scope), devices by P-256 request signatures.
 import Core
 import Crypto
-import H2
+import HTTP
 
 /// The signed message of both schemes: `t + "\n" + METHOD + "\n" + path-with-query + "\n" + body`.
 func signedMessage(time: String, _ request: HTTPRequest) -> [UInt8] {

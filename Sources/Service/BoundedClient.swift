@@ -1,8 +1,9 @@
 // A client with a bound on requests in flight: the rest wait here, in order, instead of piling up in the
 // connection or the pool (where they would all run their timeouts while queued).
 import DequeModule
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 
 /// A client for `url`'s origin (TLS for https, trusting `caFile` or else the system's CAs) that speaks
@@ -27,7 +28,7 @@ final class BoundedClient: @unchecked Sendable {
         let path: String
         let headers: HTTPHeaders
         let body: [UInt8]
-        let completion: (Result<H2ClientResponse, H2ClientError>) -> Void
+        let completion: (Result<HTTPClientResponse, HTTPClientError>) -> Void
     }
 
     let client: any HTTPClient
@@ -44,7 +45,7 @@ final class BoundedClient: @unchecked Sendable {
 
     func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         let request = Request(method: method, path: path, headers: headers, body: body, completion: completion)
         if inFlight < limit { start(request) } else { waiting.append(request) }

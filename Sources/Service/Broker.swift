@@ -2,8 +2,9 @@
 // signal handling and graceful shutdown.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import RedisStore
 import Store
@@ -19,7 +20,7 @@ public final class Broker: @unchecked Sendable {
     public let configuration: Configuration
     public let loop: EventLoop
     public let application: Application
-    let server: H2Server
+    let server: HTTPServer
     let logger: Logger
     private var signalWatchers: [SignalWatcher] = []
     private var journal: SQLiteJournal?
@@ -32,7 +33,7 @@ public final class Broker: @unchecked Sendable {
         loop = try EventLoop()
         let application = Application(logger: logger)
         self.application = application
-        server = H2Server(loop: loop, limits: configuration.http2, logger: logger) { request, responder in
+        server = HTTPServer(loop: loop, limits: configuration.http2, logger: logger) { request, responder in
             application.handle(request, responder)
         }
         // Access lines are at info: a level above it leaves them out, as it would any info line.

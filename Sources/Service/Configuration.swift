@@ -2,7 +2,7 @@
 import Core
 import Crypto
 import Foundation
-import H2
+import HTTP
 import Logging
 import Redis
 import RedisStore
@@ -25,7 +25,7 @@ public struct Configuration: Sendable {
     /// PEM certificate chain and key for TLS listeners.
     public var tlsCertificatePath: String?
     public var tlsPrivateKeyPath: String?
-    public var http2 = H2ServerLimits()
+    public var http2 = HTTPServerLimits()
     /// APNs provider credentials (token-based): wake-ups to iOS devices. Nil: not configured.
     public struct APNs: Sendable {
         public var privateKeyPEM: String

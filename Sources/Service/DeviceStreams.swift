@@ -1,6 +1,7 @@
 // Open device event streams (server-sent events over one HTTP/2 stream each), with a keepalive comment.
 import Core
-import H2
+import EventLoop
+import HTTP
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class DeviceStreams: @unchecked Sendable {

@@ -1,7 +1,8 @@
 // Time: expiries and the ends of remembering windows, swept partition by partition when the store's next deadline
 // comes, each due user decided and committed like any request (under its version).
 import Core
-import H2
+import EventLoop
+import HTTP
 import Store
 
 /// `@unchecked Sendable`: confined to the event loop.

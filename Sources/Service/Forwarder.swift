@@ -6,8 +6,9 @@
 import Core
 import Crypto
 import DequeModule
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import Store
 
@@ -193,7 +194,7 @@ final class Forwarder: @unchecked Sendable {
         }
     }
 
-    private func completed(_ entry: OutboxEntry, _ result: Result<H2ClientResponse, H2ClientError>) {
+    private func completed(_ entry: OutboxEntry, _ result: Result<HTTPClientResponse, HTTPClientError>) {
         let now = clock()
         let problem: String
         switch result {

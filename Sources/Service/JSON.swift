@@ -2,7 +2,7 @@
 // milliseconds, refusals as problem documents. Request bodies are read in JSONBody.swift.
 import Core
 import Foundation
-import H2
+import HTTP
 import JSONText
 
 /// A refusal on its way to becoming a problem document.

@@ -1,7 +1,8 @@
 // Long polls of a challenge's status (`GET …/challenges/{id}?wait=N`): held until the challenge ends or the wait
 // runs out, on a timer each, never by polling.
 import Core
-import H2
+import EventLoop
+import HTTP
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class LongPolls: @unchecked Sendable {

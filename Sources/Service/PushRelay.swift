@@ -6,8 +6,9 @@
 // that device; a token the provider no longer knows (APNs 410, FCM UNREGISTERED) is cleared from the device.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import HeapModule
 import JSONText
 import Logging

@@ -1,6 +1,6 @@
 // The API's route table: which operation a method and path under /v1 name. 404 and 405 follow from the table.
 import Foundation
-import H2
+import HTTP
 
 /// An operation of the API, with the identifiers its path carries (percent-decoded, not yet validated).
 enum Route: Equatable, Sendable {

@@ -3,8 +3,9 @@
 import ArgumentParser
 import Crypto
 import DequeModule
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Histogram
 import JSONText
 import Logging

@@ -4,8 +4,9 @@
 import ArgumentParser
 import Crypto
 import Dispatch
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import JSONText
 import Locking
 import Logging
@@ -234,7 +235,7 @@ final class Simulation: Sendable {
     private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     private let events = Mailbox<String, DeviceEvent>()
     private let results = Mailbox<String, ReceivedResult>()
-    private let verifier: UncheckedBox<H2Server?>
+    private let verifier: UncheckedBox<HTTPServer?>
     private let started = ContinuousClock.now
     private let loopEnded = DispatchSemaphore(value: 0)
     private let hmacKey: HMACSHA256.Key

@@ -1,7 +1,8 @@
 // `approvald verifier`: a small IdP verifier for trying the broker out, printing each result it receives.
 import ArgumentParser
+import EventLoop
 import Foundation
-import H2
+import HTTP
 
 struct Verifier: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,8 +3,9 @@
 // the broker keeps as a dead letter), and hands it on. `approvald verifier` prints what it receives;
 // `approvald simulate` matches it with the sign-ins it runs.
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import Service
 
@@ -29,11 +30,11 @@ struct ReceivedResult: Sendable {
 /// An h2c server on `loop` that verifies and acknowledges results; `onResult` runs on the loop for each POST.
 func makeVerifierServer(
     loop: EventLoop, keyID: String, secret: String, onResult: @escaping (ReceivedResult) -> Void
-) -> H2Server {
+) -> HTTPServer {
     var logger = Logger(label: "approvald-verifier")
     logger.logLevel = .error
     let key = HMACSHA256.Key(Array(secret.utf8))
-    return H2Server(loop: loop, logger: logger) { request, responder in
+    return HTTPServer(loop: loop, logger: logger) { request, responder in
         guard request.method == "POST" else {
             responder.respond(HTTPResponse(status: 405, headers: [:], body: []))
             return

@@ -1,7 +1,7 @@
 // The real binary over real clients: curl (h2c prior knowledge, TLS with ALPN), nghttp, and the project's own
-// H2 client, on the operations routes (HTTP/1.1: HTTP1TransportTests).
+// HTTP/2 client, on the operations routes (HTTP/1.1: HTTP1TransportTests).
 import Foundation
-import H2
+import HTTP
 import Logging
 import TestSupport
 import Testing

@@ -1,7 +1,7 @@
 // The client against a real redis-server of the test's own: replies, pipelining, login, timeouts, and what happens
 // when the server is killed, restarted or frozen.
 import Foundation
-import H2
+import EventLoop
 import Locking
 import Logging
 import TestSupport

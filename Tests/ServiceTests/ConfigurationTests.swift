@@ -1,7 +1,7 @@
 // Configuration parsing: defaults, every section, environment overrides, and errors that name the key.
 import Crypto
 import Foundation
-import H2
+import HTTP
 import TestSupport
 import Testing
 

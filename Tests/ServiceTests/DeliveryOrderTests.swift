@@ -2,8 +2,9 @@
 // device's queue nor sent on a stream opened meanwhile, and once durable the stream gets it exactly once.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Locking
 import Store
 import TestSupport

@@ -4,7 +4,7 @@ import Core
 import Crypto
 import Dispatch
 import Foundation
-import H2
+import HTTP
 import Locking
 import Store
 import TestSupport

@@ -2,8 +2,9 @@
 // end-to-end test cannot arrange, such as a store that fails or holds its commits.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import Store
 import TestSupport
@@ -14,7 +15,7 @@ final class InProcessBroker: @unchecked Sendable {
     static let secret = Array("a secret of at least thirty-two bytes, for tests".utf8)
 
     let thread: LoopThread
-    private let parts: UncheckedBox<(server: H2Server, client: H2Client, service: ApprovalService)>
+    private let parts: UncheckedBox<(server: HTTPServer, client: H2Client, service: ApprovalService)>
     var client: H2Client { parts.value.client }
     /// The server's h2c port, for raw clients.
     let port: Int
@@ -46,7 +47,7 @@ final class InProcessBroker: @unchecked Sendable {
                 apns: apns, fcm: fcm, logger: logger, clock: clock)
             application.service = service
             service.start()
-            let server = H2Server(loop: loop, logger: logger) { application.handle($0, $1) }
+            let server = HTTPServer(loop: loop, logger: logger) { application.handle($0, $1) }
             server.earlyRefusal = { Problem($0).response }
             let port = try server.listen(host: "127.0.0.1", port: 0)
             let client = try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)
@@ -81,10 +82,10 @@ final class InProcessBroker: @unchecked Sendable {
 
     func send(
         _ method: String, _ path: String, _ body: String = "", headers: HTTPHeaders = [:]
-    ) async throws -> H2ClientResponse {
+    ) async throws -> HTTPClientResponse {
         let box = UncheckedBox(headers)
         let client = client
-        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+        let result: Result<HTTPClientResponse, HTTPClientError> = try await thread.wait { done in
             client.send(method: method, path: path, headers: box.value, body: Array(body.utf8)) { done($0) }
         }
         return try result.get()
@@ -94,7 +95,7 @@ final class InProcessBroker: @unchecked Sendable {
     func idp(
         _ method: String, _ path: String, _ body: String = "", at time: Int64? = nil
     ) async throws
-        -> H2ClientResponse
+        -> HTTPClientResponse
     {
         try await send(
             method, path, body, headers: ["approvald-signature": Self.signature(method, path, body, at: time)])

@@ -1,6 +1,6 @@
 // The Prometheus text writer, the process gauges and problem documents.
 import Foundation
-import H2
+import HTTP
 import JSONText
 import Testing
 

@@ -4,7 +4,7 @@
 import Core
 import Crypto
 import Foundation
-import H2
+import HTTP
 import Store
 import TestSupport
 import Testing

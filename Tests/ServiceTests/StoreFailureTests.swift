@@ -2,8 +2,9 @@
 // a request that changes nothing never reaches the store.
 import Core
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Locking
 import Logging
 import Store

@@ -1,8 +1,9 @@
 // An event loop on a thread of its own, stopped and joined before its objects are released, and bounded waits
 // for work done on it: shared by the in-process and the end-to-end tests.
 import Dispatch
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Locking
 
 public struct TimedOut: Error, CustomStringConvertible {

@@ -2,8 +2,9 @@
 // request and answers with the statuses it is given, in order, then with its default, optionally after a delay.
 // Usable from blocking and async tests alike.
 import Dispatch
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Locking
 import Logging
 
@@ -35,12 +36,12 @@ public final class RecordingServer: @unchecked Sendable {
         /// Answers waiting for their delay; touched on the loop only.
         var timers: [LoopTimer] = []
         /// The server, once made (weak: the server's handler holds this); touched on the loop only.
-        weak var server: H2Server?
+        weak var server: HTTPServer?
     }
 
     private let thread: LoopThread
     private let shared = Shared()
-    private let server: UncheckedBox<H2Server>
+    private let server: UncheckedBox<HTTPServer>
     public let port: Int
     public var origin: String { "http://127.0.0.1:\(port)" }
     /// Where the tests' verifiers receive results.
@@ -52,10 +53,10 @@ public final class RecordingServer: @unchecked Sendable {
         let loop = thread.loop
         let shared = self.shared
         shared.state.withLock { $0.status = status }
-        let made = Locked<Result<(UncheckedBox<H2Server>, Int), any Error>?>(nil)
+        let made = Locked<Result<(UncheckedBox<HTTPServer>, Int), any Error>?>(nil)
         let ready = DispatchSemaphore(value: 0)
         loop.execute {
-            let server = H2Server(loop: loop, logger: Logger(label: "test-verifier")) { request, responder in
+            let server = HTTPServer(loop: loop, logger: Logger(label: "test-verifier")) { request, responder in
                 var headers: [String: String] = [:]
                 for field in request.headers { headers[field.name.lowercased()] = field.value }
                 let callback = Callback(

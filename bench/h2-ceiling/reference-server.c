@@ -1,6 +1,6 @@
 /*
  * The reference ceiling: nghttp2 + libevent and nothing else. Every request gets 200 with the same headers and
- * body approvald's /healthz sends. Same I/O pattern as approvald's H2 layer (a bufferevent per connection,
+ * body approvald's /healthz sends. Same I/O pattern as approvald's HTTP layer (a bufferevent per connection,
  * nghttp2_session_mem_recv over the input chains, nghttp2_session_mem_send into the output buffer up to 64 KiB),
  * so that h2load measures what the Swift layer costs on top of the stack it is built on.
  *

@@ -2,22 +2,23 @@
 // pair (no socket). The server reads it all, answers what it can, and the connection is closed and freed; then
 // nothing of it may be left. Handlers answer at once, stream a body, or hold the request until the connection goes.
 import CLibevent
+import EventLoop
 import Logging
 
-@testable import H2
+@testable import HTTP
 
 private let loop: EventLoop = {
     // swift-format-ignore: NeverUseForceTry
     try! EventLoop()
 }()
 nonisolated(unsafe) private var held: [HTTPResponder] = []
-private let server: H2Server = {
+private let server: HTTPServer = {
     var logger = Logger(label: "fuzz")
     logger.logLevel = .critical
-    var limits = H2ServerLimits()
+    var limits = HTTPServerLimits()
     limits.maxBufferedResponseBytes = 16_384
     limits.maxBufferedConnectionBytes = 65_536
-    return H2Server(loop: loop, limits: limits, logger: logger) { request, responder in
+    return HTTPServer(loop: loop, limits: limits, logger: logger) { request, responder in
         switch request.pathOnly {
         case "/stream":
             responder.startStream(status: 200, headers: ["content-type": "text/event-stream"])

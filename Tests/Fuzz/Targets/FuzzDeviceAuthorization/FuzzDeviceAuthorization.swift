@@ -2,7 +2,7 @@ import Crypto
 // libFuzzer target: the `Authorization: Approvald-Device …` header a device sends. The input is the header's
 // value, a newline, and the body; authentication must refuse it with a Problem and never crash.
 import FuzzSupport
-import H2
+import HTTP
 
 @testable import Service
 

@@ -1,7 +1,7 @@
 // libFuzzer target: the `Approvald-Signature` header an IdP sends. The input is the header's value, a newline, and
 // the body; authentication must refuse it with a Problem (it holds no valid MAC) and never crash.
 import FuzzSupport
-import H2
+import HTTP
 
 @testable import Service
 

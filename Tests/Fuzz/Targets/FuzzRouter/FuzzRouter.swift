@@ -1,7 +1,7 @@
 // libFuzzer target: the method and path of a request. The input is the method, a space, and the path with its
 // query; the route table must name a route, give 404 or 405, or say the path is not the API's, and never crash.
 import FuzzSupport
-import H2
+import HTTP
 
 @testable import Service
 

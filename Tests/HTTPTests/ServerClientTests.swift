@@ -1,7 +1,8 @@
 // The server's handler API and the client, against each other in one process.
 import Crypto
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Synchronization
 import TestSupport
 import Testing
@@ -60,7 +61,7 @@ final class HandlerState: @unchecked Sendable {
     /// Bodies many times the high-water mark and the socket's buffer, both ways on one connection: they arrive
     /// whole, and a small exchange sent beside them too.
     @Test func largeBodiesBothWaysArriveWholeWithASmallExchangeBeside() async throws {
-        var limits = H2ServerLimits()
+        var limits = HTTPServerLimits()
         limits.maxRequestBodyBytes = 8 << 20
         limits.maxBufferedResponseBytes = 8 << 20
         limits.maxBufferedConnectionBytes = 16 << 20
@@ -146,7 +147,7 @@ final class HandlerState: @unchecked Sendable {
     /// the stream after its window plus `maxBufferedResponseBytes`, and resets it instead of buffering more.
     @Test func aClientThatDoesNotReadIsResetNotBufferedWithoutBound() async throws {
         let state = HandlerState()
-        var limits = H2ServerLimits()
+        var limits = HTTPServerLimits()
         limits.maxBufferedResponseBytes = 128 * 1024
         let fixture = try await ServerFixture(limits: limits, handler: Self.flood(state))
         state.loop = fixture.loop
@@ -188,7 +189,7 @@ extension BackPressureTests {
     /// limit, and then the client is dropped.
     @Test func anHTTP1ClientThatDoesNotReadIsDroppedNotBufferedWithoutBound() async throws {
         let state = HandlerState()
-        var limits = H2ServerLimits()
+        var limits = HTTPServerLimits()
         limits.maxBufferedResponseBytes = 128 * 1024
         let fixture = try await ServerFixture(limits: limits, handler: Self.flood(state))
         state.loop = fixture.loop
@@ -215,7 +216,7 @@ extension BackPressureTests {
     @Test func connectionRefusedFailsFast() async throws {
         let thread = try LoopThread()
         defer { thread.stop() }
-        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+        let result: Result<HTTPClientResponse, HTTPClientError> = try await thread.wait { done in
             // Port 1 on loopback: nothing listens there.
             let client = try! H2Client(loop: thread.loop, origin: "http://127.0.0.1:1", logger: testLogger)
             client.send(method: "GET", path: "/") { result in
@@ -232,7 +233,7 @@ extension BackPressureTests {
     /// HTTP/2: after GOAWAY; HTTP/1.1: after the server closed the idle connection.
     @Test(arguments: [ClientProtocol.h2, .http1])
     func reconnectsAfterTheIdleTimeout(over clientProtocol: ClientProtocol) async throws {
-        var limits = H2ServerLimits()
+        var limits = HTTPServerLimits()
         limits.idleTimeoutSeconds = 0.2
         let fixture = try await ServerFixture(limits: limits, clientProtocol: clientProtocol, handler: echo)
         #expect(try await fixture.send("GET", "/one").status == 200)
@@ -255,7 +256,7 @@ extension BackPressureTests {
         // A new server on the same port: the client connects again by itself.
         let port = fixture.port
         try await fixture.thread.run {
-            let server = H2Server(loop: fixture.loop, logger: testLogger, handler: echo)
+            let server = HTTPServer(loop: fixture.loop, logger: testLogger, handler: echo)
             try server.listen(host: "127.0.0.1", port: port)
             fixture.keepUntilStopped(server)
         }
@@ -264,7 +265,7 @@ extension BackPressureTests {
 
     @Test func respectsTheServersConcurrentStreamLimit() async throws {
         let state = HandlerState()
-        var limits = H2ServerLimits()
+        var limits = HTTPServerLimits()
         limits.maxConcurrentStreams = 16
         let fixture = try await ServerFixture(limits: limits) { request, responder in
             state.counters["open", default: 0] += 1

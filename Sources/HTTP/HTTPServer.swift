@@ -2,11 +2,12 @@
 // knowledge, or HTTP/1.1), the connections, the budget of unsent bytes over all of them, graceful shutdown.
 import CLibevent
 import COpenSSL
+import EventLoop
 import Glibc
 import Logging
 
 /// Bounds on what one client may make the server hold or do.
-public struct H2ServerLimits: Sendable {
+public struct HTTPServerLimits: Sendable {
     /// SETTINGS_MAX_CONCURRENT_STREAMS sent to every client.
     public var maxConcurrentStreams: UInt32 = 128
     /// Larger request bodies get 413, whatever content-length says.
@@ -55,9 +56,9 @@ public typealias HTTPHandler = (HTTPRequest, HTTPResponder) -> Void
 /// Serves HTTP/2 and HTTP/1.1 on one event loop.
 ///
 /// `@unchecked Sendable`: all state is confined to the loop's thread (checked in debug builds).
-public final class H2Server: @unchecked Sendable {
+public final class HTTPServer: @unchecked Sendable {
     public let loop: EventLoop
-    public let limits: H2ServerLimits
+    public let limits: HTTPServerLimits
     let handler: HTTPHandler
     let logger: Logger
     /// Called with the status of every response the server sends, its own refusals included, and the exchange it
@@ -74,7 +75,7 @@ public final class H2Server: @unchecked Sendable {
     let sessionOptions: SessionOptions
 
     public init(
-        loop: EventLoop, limits: H2ServerLimits = H2ServerLimits(), logger: Logger, handler: @escaping HTTPHandler
+        loop: EventLoop, limits: HTTPServerLimits = HTTPServerLimits(), logger: Logger, handler: @escaping HTTPHandler
     ) {
         self.loop = loop
         self.limits = limits
@@ -244,13 +245,13 @@ public final class H2Server: @unchecked Sendable {
 
 /// One listening socket. Pauses accepting when the process runs out of file descriptors, instead of spinning.
 final class Listener {
-    private unowned let server: H2Server
+    private unowned let server: HTTPServer
     private var listener: OpaquePointer?
     let tls: TLSServerContext?
     private(set) var port = 0
     private var resumeTimer: LoopTimer?
 
-    init(server: H2Server, host: String, port: Int, tls: TLSServerContext?) throws {
+    init(server: HTTPServer, host: String, port: Int, tls: TLSServerContext?) throws {
         self.server = server
         self.tls = tls
         var hints = addrinfo()

@@ -1,6 +1,6 @@
 // One nghttp2 session, server or client: every call into nghttp2's session and submit API goes through here.
 // Bytes in, bytes out: the session knows no socket, so a server connection's whole HTTP/2 side can be driven
-// from memory (the H2 fuzz target does).
+// from memory (the HTTP/2 server fuzz target does).
 import CNghttp2
 
 /// RFC 9113 §7 error codes, as far as approvald sends them.

@@ -1,6 +1,8 @@
 // The handler's handle on one request, whichever protocol carried it: answer at once, later (the connection may
 // be gone by then, which is safe), or as a body streamed over time. H2Stream and HTTP1Exchange carry it out.
 
+import EventLoop
+
 /// `@unchecked Sendable`: confined to the server's loop thread; hand it to other threads only to bring it back
 /// through `EventLoop.execute`.
 public class HTTPResponder: @unchecked Sendable {

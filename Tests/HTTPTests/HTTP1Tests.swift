@@ -3,7 +3,7 @@
 import TestSupport
 import Testing
 
-@testable import H2
+@testable import HTTP
 
 private func parser(maxHead: Int = 16_384, maxBody: Int = 16_384) -> HTTP1RequestParser {
     HTTP1RequestParser(maxHeadBytes: maxHead, maxBodyBytes: maxBody)
@@ -415,14 +415,14 @@ private func check<Value: Equatable>(
     /// Sends GETs one after another on one HTTP/1.1 client for `peer`, each once the one before has its result.
     private func results(
         _ paths: [String], to peer: ScriptedPeer
-    ) async throws -> [Result<H2ClientResponse, H2ClientError>] {
+    ) async throws -> [Result<HTTPClientResponse, HTTPClientError>] {
         let thread = try LoopThread()
         defer { thread.stop() }
         return try await thread.wait { done in
             // swift-format-ignore: NeverUseForceTry
             let client = try! HTTP1Client(
                 loop: thread.loop, origin: "http://127.0.0.1:\(peer.port)", tls: nil, options: HTTPClientOptions())
-            var results: [Result<H2ClientResponse, H2ClientError>] = []
+            var results: [Result<HTTPClientResponse, HTTPClientError>] = []
             func next() {
                 guard results.count < paths.count else { return done(results) }
                 client.send(method: "GET", path: paths[results.count]) { result in
@@ -479,7 +479,7 @@ private func check<Value: Equatable>(
         let port = try ScriptedPeer(connections: []).port
         let thread = try LoopThread()
         defer { thread.stop() }
-        let result: Result<H2ClientResponse, H2ClientError> = try await thread.wait { done in
+        let result: Result<HTTPClientResponse, HTTPClientError> = try await thread.wait { done in
             // swift-format-ignore: NeverUseForceTry
             let client = try! HTTP1Client(
                 loop: thread.loop, origin: "http://127.0.0.1:\(port)", tls: nil, options: HTTPClientOptions())

@@ -2,7 +2,7 @@
 // and the action it yields.
 import Testing
 
-@testable import H2
+@testable import HTTP
 
 private let timeouts = ConnectionStateMachine.Timeouts(preface: 10, idle: 300, request: 10)
 

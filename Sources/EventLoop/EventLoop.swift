@@ -5,7 +5,7 @@ import Locking
 
 public struct EventLoopError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// The loop that owns connections, timers and (in the Service) all domain state.
@@ -13,8 +13,8 @@ public struct EventLoopError: Error, CustomStringConvertible {
 /// `@unchecked Sendable`: `execute(_:)` and `stop()` may be called from any thread; everything else only on the
 /// loop's thread, which debug builds check with `assertInLoop()`.
 public final class EventLoop: @unchecked Sendable {
-    /// The libevent base, for the H2 module's own C calls.
-    let base: OpaquePointer
+    /// The libevent base, for the HTTP module's own C calls.
+    package let base: OpaquePointer
     /// The libevent base, for C libraries that attach their own events to this loop (hiredis's adapter).
     public var libeventBase: UnsafeMutableRawPointer { UnsafeMutableRawPointer(base) }
     private var wakeEvent: OpaquePointer?
@@ -22,7 +22,7 @@ public final class EventLoop: @unchecked Sendable {
     private let threadID = Locked<pthread_t?>(nil)
     private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
     /// The asynchronous DNS resolver, made on first use (see `dnsBase`).
-    var resolver: OpaquePointer?
+    private var resolver: OpaquePointer?
 
     private static let threadingEnabled: Bool = evthread_use_pthreads() == 0
 
@@ -62,7 +62,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Debug-build check that loop-bound state is touched on the loop's thread.
-    @inline(__always) public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+    @inlinable public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
         assert(inLoop, "called off the event loop thread", file: file, line: line)
     }
 
@@ -84,9 +84,17 @@ public final class EventLoop: @unchecked Sendable {
         for item in work { item() }
     }
 
+    /// The loop's asynchronous resolver (nameservers and /etc/hosts), made on first use.
+    package var dnsBase: OpaquePointer? {
+        if let resolver { return resolver }
+        let made = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) ?? evdns_base_new(base, 0)
+        resolver = made
+        return made
+    }
+
     /// A timeval that libevent files in a queue rather than its heap: O(1) add and delete for timers that all
     /// share the same duration, such as every connection's idle timeout.
-    func commonTimeout(seconds: Double) -> UnsafePointer<timeval> {
+    package func commonTimeout(seconds: Double) -> UnsafePointer<timeval> {
         let key = Int(seconds * 1_000_000)
         if let known = commonTimeouts[key] { return known }
         var duration = timeval(seconds: seconds)
@@ -109,7 +117,7 @@ public final class EventLoop: @unchecked Sendable {
 }
 
 extension timeval {
-    init(seconds: Double) {
+    package init(seconds: Double) {
         let whole = seconds.rounded(.down)
         self.init(tv_sec: Int(whole), tv_usec: Int(((seconds - whole) * 1_000_000).rounded()))
     }
@@ -144,7 +152,7 @@ public final class LoopTimer: @unchecked Sendable {
     }
 
     /// Arms the timer with a duration that many timers share (see `EventLoop.commonTimeout`).
-    func scheduleShared(after seconds: Double) {
+    package func scheduleShared(after seconds: Double) {
         event_add(event, loop.commonTimeout(seconds: seconds))
     }
 

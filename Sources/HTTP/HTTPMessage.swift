@@ -76,7 +76,7 @@ public struct HTTPResponse: Sendable {
 }
 
 /// A request the server answers itself, before any handler sees it. The server's owner words the answer
-/// (`H2Server.earlyRefusal`); H2 knows nothing of the API's error format.
+/// (`HTTPServer.earlyRefusal`); HTTP knows nothing of the API's error format.
 public enum EarlyRefusal: Equatable, Sendable {
     /// The body, declared or received, is larger than the limit: 413.
     case bodyTooLarge(limit: Int)

@@ -2,6 +2,7 @@
 // verification and an ALPN offer, or plain), and the words for a connect that failed.
 import CLibevent
 import COpenSSL
+import EventLoop
 import Glibc
 
 /// A bufferevent with no socket yet, for `bufferevent_socket_connect_hostname`; nil if one cannot be made.

@@ -1,5 +1,5 @@
 // HTTPHeaders (byte storage, copy-on-write, lookups) and HTTPRequest's path parts.
-import H2
+import HTTP
 import Testing
 
 @Suite struct HTTPHeadersTests {

@@ -1,6 +1,7 @@
 // Test support: a loop on its own thread, bounded waits for loop callbacks, and a server+client pair.
+import EventLoop
 import Foundation
-import H2
+import HTTP
 import Logging
 import Synchronization
 import TestSupport
@@ -17,7 +18,7 @@ let testLogger: Logger = {
 final class ServerFixture: @unchecked Sendable {
     let thread: LoopThread
     var loop: EventLoop { thread.loop }
-    private(set) var server: H2Server!
+    private(set) var server: HTTPServer!
     private(set) var client: (any HTTPClient)!
     private(set) var port = 0
 
@@ -35,14 +36,14 @@ final class ServerFixture: @unchecked Sendable {
     }
 
     init(
-        limits: H2ServerLimits = H2ServerLimits(), tls: TLSServerContext? = nil, clientTLS: TLSClientContext? = nil,
+        limits: HTTPServerLimits = HTTPServerLimits(), tls: TLSServerContext? = nil, clientTLS: TLSClientContext? = nil,
         clientHost: String = "127.0.0.1", clientOptions: HTTPClientOptions = HTTPClientOptions(),
         clientProtocol: ClientProtocol = .h2, handler: @escaping HTTPHandler
     ) async throws {
         thread = try LoopThread()
         let handler = UncheckedBox(handler)
         try await thread.run { [self] in
-            server = H2Server(loop: loop, limits: limits, logger: testLogger, handler: handler.value)
+            server = HTTPServer(loop: loop, limits: limits, logger: testLogger, handler: handler.value)
             port = try server.listen(host: "127.0.0.1", port: 0, tls: tls)
             let scheme = tls == nil ? "http" : "https"
             client = try makeHTTPClient(
@@ -54,7 +55,7 @@ final class ServerFixture: @unchecked Sendable {
     /// Sends one request with the fixture's client and waits for its result.
     func send(
         _ method: String = "GET", _ path: String, headers: HTTPHeaders = [], body: [UInt8] = [], timeout: Double? = nil
-    ) async throws -> Result<H2ClientResponse, H2ClientError> {
+    ) async throws -> Result<HTTPClientResponse, HTTPClientError> {
         let headerCopy = UncheckedBox(headers)
         return try await thread.wait { [self] done in
             client.send(
@@ -64,8 +65,8 @@ final class ServerFixture: @unchecked Sendable {
     }
 }
 
-extension Result where Success == H2ClientResponse {
-    var response: H2ClientResponse? { try? get() }
+extension Result where Success == HTTPClientResponse {
+    var response: HTTPClientResponse? { try? get() }
     var status: Int? { response?.status }
     var text: String? { response.map { String(decoding: $0.body, as: UTF8.self) } }
     var error: Failure? {

@@ -1,6 +1,7 @@
 // One persistent HTTP/1.1 client connection: connect (DNS, TCP, TLS with ALPN http/1.1), then one request at a
 // time — written whole, its response read by HTTP1ResponseParser — and kept for the next while both sides agree.
 import CLibevent
+import EventLoop
 import Glibc
 
 /// `@unchecked Sendable`: confined to its loop's thread.
@@ -124,7 +125,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
         case .needMore:
             if endOfStream { abort(.connectionLost) }
         case .response:
-            let response = H2ClientResponse(status: parser.status, headers: parser.fields, body: parser.body)
+            let response = HTTPClientResponse(status: parser.status, headers: parser.fields, body: parser.body)
             let keep = parser.keepAlive && evbuffer_get_length(input) == 0 && !endOfStream
             request.http1Connection = nil
             if keep {
@@ -148,7 +149,7 @@ final class HTTP1ClientConnection: @unchecked Sendable {
 
     /// Ends the request under way with `error` — or, when it never reached the server on a reused connection, has
     /// the client send it again — and closes.
-    func abort(_ error: H2ClientError) {
+    func abort(_ error: HTTPClientError) {
         let ended = state
         state = .closed
         connectTimer = nil

@@ -3,12 +3,13 @@
 // the budgets HTTP/2 keeps: request and idle timeouts, unsent bytes per connection and in all, a client that does
 // not read. Its lifecycle is HTTP1ConnectionStateMachine's; this type carries out the machine's actions.
 import CLibevent
+import EventLoop
 import Glibc
 
 /// `@unchecked Sendable`: confined to its server's loop thread.
 final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     /// Unowned and unchecked: the server holds every connection until it closes.
-    unowned(unsafe) let server: H2Server
+    unowned(unsafe) let server: HTTPServer
     private var bufferEvent: OpaquePointer?
     private var machine: HTTP1ConnectionStateMachine
     private let parser: HTTP1RequestParser
@@ -26,7 +27,7 @@ final class HTTP1ServerConnection: ServedConnection, @unchecked Sendable {
     var httpProtocol: HTTPProtocol? { .http1 }
 
     /// Takes over `bufferEvent` (plain or TLS, its handshake done), which it frees when it closes.
-    init(server: H2Server, bufferEvent: OpaquePointer, isSecure: Bool) {
+    init(server: HTTPServer, bufferEvent: OpaquePointer, isSecure: Bool) {
         self.server = server
         self.bufferEvent = bufferEvent
         let limits = server.limits

@@ -3,6 +3,7 @@
 import CLibevent
 import CNghttp2
 import COpenSSL
+import EventLoop
 import Glibc
 
 /// `@unchecked Sendable`: confined to its loop's thread.
@@ -67,7 +68,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         flush()
     }
 
-    private func fail(_ error: H2ClientError) {
+    private func fail(_ error: HTTPClientError) {
         guard !closed else { return }
         connectTimer = nil
         client?.connectionFailed(self, error)
@@ -75,7 +76,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     }
 
     /// Fails every request on this connection with `error` and closes it.
-    func abort(_ error: H2ClientError) {
+    func abort(_ error: HTTPClientError) {
         let failed = streams.values
         streams.removeAll()
         for request in failed { request.finish(.failure(error)) }
@@ -149,23 +150,13 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         if request.responseEnded {
             request.finish(
                 .success(
-                    H2ClientResponse(
+                    HTTPClientResponse(
                         status: request.status, headers: request.responseHeaders, body: request.responseBody)))
         } else if errorCode == NGHTTP2_REFUSED_STREAM.rawValue, let client {
             client.retry(request)
         } else {
             request.finish(.failure(.streamReset(errorCode)))
         }
-    }
-}
-
-extension EventLoop {
-    /// The loop's asynchronous resolver (nameservers and /etc/hosts), made on first use.
-    var dnsBase: OpaquePointer? {
-        if let resolver { return resolver }
-        let made = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) ?? evdns_base_new(base, 0)
-        resolver = made
-        return made
     }
 }
 

@@ -3,15 +3,16 @@
 // are every client's (HTTPClient).
 import CLibevent
 import CNghttp2
+import EventLoop
 import Logging
 
-public struct H2ClientResponse: Sendable {
+public struct HTTPClientResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
     public var body: [UInt8]
 }
 
-public enum H2ClientError: Error, Equatable, CustomStringConvertible {
+public enum HTTPClientError: Error, Equatable, CustomStringConvertible {
     /// No connection could be made (refused, unreachable, DNS, TLS handshake or peer verification).
     case connectFailed(String)
     /// No complete response within the request's timeout.
@@ -106,7 +107,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     public func send(
         method: String, path: String, headers: HTTPHeaders = [], body: [UInt8] = [], timeoutSeconds: Double? = nil,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
@@ -152,7 +153,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
         if drainingConnection === connection { connection = nil }
     }
 
-    func connectionFailed(_ failed: ClientConnection, _ error: H2ClientError) {
+    func connectionFailed(_ failed: ClientConnection, _ error: HTTPClientError) {
         guard failed === connection else { return }
         connection = nil
         failWaiting(error)
@@ -176,7 +177,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
         dispatch(request)
     }
 
-    private func failWaiting(_ error: H2ClientError) {
+    private func failWaiting(_ error: HTTPClientError) {
         let failed = waiting
         waiting.removeAll()
         for request in failed { request.finish(.failure(error)) }
@@ -204,7 +205,7 @@ final class ClientRequest {
     let headers: HTTPHeaders
     let body: [UInt8]
     var bodySent = 0
-    private var completion: ((Result<H2ClientResponse, H2ClientError>) -> Void)?
+    private var completion: ((Result<HTTPClientResponse, HTTPClientError>) -> Void)?
     var timer: LoopTimer?
     weak var connection: ClientConnection?
     var streamID: Int32 = -1
@@ -221,7 +222,7 @@ final class ClientRequest {
     init(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void,
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void,
         timeout: (loop: EventLoop, seconds: Double, timedOut: (ClientRequest) -> Void)
     ) {
         self.method = method
@@ -236,7 +237,7 @@ final class ClientRequest {
 
     var isFinished: Bool { completion == nil }
 
-    func finish(_ result: Result<H2ClientResponse, H2ClientError>) {
+    func finish(_ result: Result<HTTPClientResponse, HTTPClientError>) {
         guard let completion else { return }
         self.completion = nil
         onData = nil
@@ -261,9 +262,9 @@ struct Origin {
     /// Throws `connectFailed` for text that is not an origin, or an https origin without a TLS context.
     init(_ text: String, tls: TLSClientContext?) throws {
         guard let parsed = Origin(text) else {
-            throw H2ClientError.connectFailed("not an http(s)://host:port origin: \(text)")
+            throw HTTPClientError.connectFailed("not an http(s)://host:port origin: \(text)")
         }
-        guard !parsed.secure || tls != nil else { throw H2ClientError.connectFailed("https needs a TLS context") }
+        guard !parsed.secure || tls != nil else { throw HTTPClientError.connectFailed("https needs a TLS context") }
         self = parsed
     }
 

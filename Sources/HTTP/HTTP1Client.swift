@@ -2,6 +2,7 @@
 // time; requests beyond the pool wait in order (bounded too); a timeout per request; a request whose reused
 // connection turned out closed before any answer is sent again on a new one.
 import DequeModule
+import EventLoop
 
 /// `@unchecked Sendable`: confined to its loop's thread.
 public final class HTTP1Client: HTTPClient, @unchecked Sendable {
@@ -39,7 +40,7 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     public func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         loop.assertInLoop()
         guard !isClosed else { return completion(.failure(.closed)) }
@@ -88,7 +89,7 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     }
 
     /// A request that never reached the server (its reused connection was found closed): once more, afresh.
-    func retry(_ request: ClientRequest, after error: H2ClientError) {
+    func retry(_ request: ClientRequest, after error: HTTPClientError) {
         guard !request.isFinished else { return }
         request.attempts += 1
         guard request.attempts <= 1, !isClosed else { return request.finish(.failure(error)) }

@@ -1,6 +1,7 @@
 // A client for one origin, whichever protocol it speaks: HTTP/2 (H2Client, many requests on one connection), a
 // pool of persistent HTTP/1.1 connections (HTTP1Client), or over TLS whichever the server picks by ALPN
 // (NegotiatingClient).
+import EventLoop
 import Logging
 
 /// The protocol a client speaks to its origin.
@@ -22,7 +23,7 @@ public protocol HTTPClient: AnyObject, Sendable {
     func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void)
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void)
     /// Fails what is outstanding with `.closed` and closes the connections.
     func close()
 }
@@ -31,7 +32,7 @@ extension HTTPClient {
     /// A request with the client's own timeout and a response read whole.
     public func send(
         method: String, path: String, headers: HTTPHeaders = [], body: [UInt8] = [],
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         send(
             method: method, path: path, headers: headers, body: body, timeoutSeconds: nil, onData: nil,
@@ -52,7 +53,7 @@ public func makeHTTPClient(
         return try HTTP1Client(loop: loop, origin: origin, tls: tls, options: options)
     case .negotiated:
         guard origin.hasPrefix("https://") else {
-            throw H2ClientError.connectFailed("only https negotiates the protocol by ALPN: \(origin)")
+            throw HTTPClientError.connectFailed("only https negotiates the protocol by ALPN: \(origin)")
         }
         return try NegotiatingClient(loop: loop, origin: origin, tls: tls, options: options, logger: logger)
     }
@@ -76,7 +77,7 @@ final class NegotiatingClient: HTTPClient, @unchecked Sendable {
     func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<H2ClientResponse, H2ClientError>) -> Void
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
     ) {
         guard !serverChoseHTTP1 else {
             return http1.send(

@@ -1,6 +1,7 @@
 // What a server and a client connection share: a bufferevent (plain or TLS) carrying one nghttp2 session —
 // feeding it what arrives, serialising what it queues with back-pressure, and closing once.
 import CLibevent
+import EventLoop
 import Glibc
 
 /// `@unchecked Sendable`: confined to its loop's thread.

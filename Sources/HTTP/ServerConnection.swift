@@ -3,13 +3,14 @@
 import CLibevent
 import CNghttp2
 import COpenSSL
+import EventLoop
 import Glibc
 
 /// `@unchecked Sendable`: confined to its server's loop thread.
 final class ServerConnection: SessionConnection, ServedConnection, @unchecked Sendable {
     /// Unowned and unchecked: the server holds every connection until it closes, and the hot path would otherwise
     /// pay a reference count on each use.
-    unowned(unsafe) let server: H2Server
+    unowned(unsafe) let server: HTTPServer
     /// Copied from the server's limits: read on every header and body chunk.
     let maxHeaderBlockBytes: Int
     let maxRequestBodyBytes: Int
@@ -36,7 +37,7 @@ final class ServerConnection: SessionConnection, ServedConnection, @unchecked Se
 
     /// Takes over `bufferEvent` (a socket's, plain or TLS, or one end of an in-memory pair), which it frees when it
     /// closes.
-    init?(server: H2Server, bufferEvent: OpaquePointer) {
+    init?(server: HTTPServer, bufferEvent: OpaquePointer) {
         self.server = server
         let limits = server.limits
         maxHeaderBlockBytes = limits.maxHeaderBlockBytes

@@ -3,6 +3,7 @@
 // arrived in it, goes to an HTTP/2 or an HTTP/1.1 connection, and this one is done.
 import CLibevent
 import COpenSSL
+import EventLoop
 import Glibc
 
 /// The protocols a server connection speaks.
@@ -45,7 +46,7 @@ enum ProtocolDetection: Equatable {
 
 /// `@unchecked Sendable`: confined to its server's loop thread.
 final class IncomingConnection: ServedConnection, @unchecked Sendable {
-    unowned(unsafe) let server: H2Server
+    unowned(unsafe) let server: HTTPServer
     private var bufferEvent: OpaquePointer?
     private let isSecure: Bool
     private var timer: LoopTimer?
@@ -57,7 +58,7 @@ final class IncomingConnection: ServedConnection, @unchecked Sendable {
 
     /// Waits on `bufferEvent` (a TLS one still handshaking, or a plain one) for what decides the protocol; a client
     /// that says nothing within the preface timeout is closed.
-    init(server: H2Server, bufferEvent: OpaquePointer, isSecure: Bool) {
+    init(server: HTTPServer, bufferEvent: OpaquePointer, isSecure: Bool) {
         self.server = server
         self.bufferEvent = bufferEvent
         self.isSecure = isSecure

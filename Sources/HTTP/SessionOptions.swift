@@ -5,7 +5,7 @@ import CNghttp2
 final class SessionOptions: @unchecked Sendable {
     let option: OpaquePointer
 
-    init(limits: H2ServerLimits) {
+    init(limits: HTTPServerLimits) {
         var option: OpaquePointer? = nil
         precondition(nghttp2_option_new(&option) == 0, "nghttp2_option_new failed")
         self.option = option!
