@@ -49,6 +49,9 @@ let package = Package(
         // A value behind a pthread mutex, for the few queues threads share (ThreadSanitizer sees its ordering).
         .target(name: "Locking"),
         .target(name: "JSONText"),
+        // The wire formats both ends share (signing strings, the answer's body, event-stream framing): what the
+        // broker verifies with and the phone side signs with. No I/O.
+        .target(name: "Protocol", dependencies: ["Crypto", "JSONText"]),
         // The broker's domain: pure Swift, no I/O, no clock or randomness of its own.
         .target(
             name: "Core",
@@ -91,19 +94,18 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "EventLoop", "HTTP", "Crypto", "Core", "Store", "Redis", "RedisStore", "JSONText", "CBuildInfo",
+                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "Redis", "RedisStore", "JSONText",
+                "CBuildInfo",
                 "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ], swiftSettings: [withoutExclusivityChecks]),
-        // The phone's side of the protocol, for the tools that play phones.
-        .target(name: "Phone", dependencies: ["Service", "Crypto", "JSONText"]),
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Phone", "Locking",
+                "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,9 +125,10 @@ let package = Package(
         .testTarget(
             name: "ServiceTests",
             dependencies: [
-                "Service", "EventLoop", "HTTP", "Core", "Store", "Crypto", "JSONText", "Locking", "TestSupport",
+                "Service", "EventLoop", "HTTP", "Core", "Store", "Crypto", "JSONText", "Protocol", "Locking",
+                "TestSupport",
             ]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone", "JSONText"]),
+        .testTarget(name: "ProtocolTests", dependencies: ["Protocol", "Crypto", "JSONText"]),
         .testTarget(
             name: "RedisTests",
             dependencies: [
@@ -142,10 +145,10 @@ let package = Package(
 if Context.environment["APPROVALD_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzJSON", ["JSONText", "Service"]),
-        ("FuzzIdPSignature", ["HTTP", "Service"]),
+        ("FuzzIdPSignature", ["HTTP", "Protocol", "Service"]),
         ("FuzzDeviceAuthorization", ["Crypto", "HTTP", "Service"]),
         ("FuzzRouter", ["HTTP", "Service"]),
-        ("FuzzEventStream", ["Phone"]),
+        ("FuzzEventStream", ["Protocol"]),
         ("FuzzConfiguration", ["Service"]),
         ("FuzzH2Server", ["FuzzServer"]),
         ("FuzzHTTP1Server", ["FuzzServer"]),

@@ -7,6 +7,7 @@ import EventLoop
 import Foundation
 import HTTP
 import Logging
+import Protocol
 import Store
 
 /// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
@@ -391,7 +392,7 @@ final class ApprovalService: @unchecked Sendable {
         let queue = durableQueue(of: deviceID, in: state)
         for challenge in queue {
             responder.write(
-                Array("event: challenge\nid: \(challenge.id)\ndata: \(Views.deviceChallenge(challenge))\n\n".utf8))
+                eventStreamFrame(event: "challenge", id: challenge.id, data: Views.deviceChallenge(challenge)))
         }
         streams.add(responder, for: deviceID, sent: queue.map(\.id))
         store.streamOpened(deviceID: deviceID) { [self] in resync(deviceID) }

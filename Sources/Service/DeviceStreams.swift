@@ -2,6 +2,7 @@
 import Core
 import EventLoop
 import HTTP
+import Protocol
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class DeviceStreams: @unchecked Sendable {
@@ -64,7 +65,7 @@ final class DeviceStreams: @unchecked Sendable {
 
     private func send(_ event: String, id: String, data: String, to deviceID: String) {
         guard let streams = byDevice[deviceID]?.responders.values else { return }
-        let frame = Array("event: \(event)\nid: \(id)\ndata: \(data)\n\n".utf8)
+        let frame = eventStreamFrame(event: event, id: id, data: data)
         for responder in streams { responder.write(frame) }
     }
 

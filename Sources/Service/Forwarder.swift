@@ -10,6 +10,7 @@ import EventLoop
 import Foundation
 import HTTP
 import Logging
+import Protocol
 import Store
 
 /// Exponential backoff with jitter: 1 s doubling to 60 s, each delay drawn from the upper half of its step.
@@ -181,11 +182,11 @@ final class Forwarder: @unchecked Sendable {
 
     private func send(_ entry: OutboxEntry, to verifier: Verifier) {
         let body = Array(entry.body.utf8)
-        let signature = approvaldSignature(
+        let signature = IdPSignature.header(
             keyID: verifier.keyID, key: verifier.key, time: clock() / 1000, method: "POST", path: verifier.path,
             body: body)
         var headers: HTTPHeaders = [
-            ("content-type", "application/json"), ("approvald-signature", signature),
+            ("content-type", "application/json"), (IdPSignature.field, signature),
             ("idempotency-key", entry.challengeID),
         ]
         if let traceparent = entry.traceparent { headers.append(("traceparent", traceparent)) }

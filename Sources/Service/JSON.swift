@@ -69,54 +69,11 @@ struct Problem: Error {
     static func unavailable(_ detail: String) -> Problem { Problem(503, "unavailable", detail) }
 }
 
-/// Builds one JSON object as text.
-struct JSONWriter {
-    private(set) var text = "{"
-    private var first = true
-
-    private mutating func key(_ name: String) {
-        if !first { text += "," }
-        first = false
-        text += "\"\(name)\":"
-    }
-
-    mutating func string(_ name: String, _ value: String?) {
-        key(name)
-        text += value.map(jsonString) ?? "null"
-    }
-
-    mutating func integer(_ name: String, _ value: Int64?) {
-        key(name)
-        text += value.map(String.init) ?? "null"
-    }
-
-    mutating func bool(_ name: String, _ value: Bool) {
-        key(name)
-        text += value ? "true" : "false"
-    }
-
+extension JSONWriter {
+    /// A time as RFC 3339 text.
     mutating func time(_ name: String, _ value: UnixMillis?) {
-        key(name)
-        text += value.map { "\"\(rfc3339($0))\"" } ?? "null"
+        raw(name, value.map { "\"\(rfc3339($0))\"" } ?? "null")
     }
-
-    mutating func strings(_ name: String, _ values: [String]) {
-        key(name)
-        text += "[" + values.map(jsonString).joined(separator: ",") + "]"
-    }
-
-    mutating func integers(_ name: String, _ values: [Int]) {
-        key(name)
-        text += "[" + values.map(String.init).joined(separator: ",") + "]"
-    }
-
-    /// Already-encoded JSON.
-    mutating func raw(_ name: String, _ json: String) {
-        key(name)
-        text += json
-    }
-
-    var done: String { text + "}" }
 }
 
 /// `2026-11-25T10:00:00.123Z` for Unix milliseconds (days-from-civil inverted, proleptic Gregorian, UTC), years

@@ -1,5 +1,6 @@
 // The JSON documents of API.md, written from domain values.
 import Core
+import JSONText
 import Store
 
 enum Views {

@@ -9,7 +9,7 @@ import HTTP
 import Histogram
 import JSONText
 import Logging
-import Phone
+import Protocol
 import Service
 
 struct Bench: ParsableCommand {
@@ -386,7 +386,10 @@ final class BenchRunner: @unchecked Sendable {
                 return done("connection of \(device(index)): \(connected)")
             }
             let path = "/v1/devices/\(device(index))/stream"
-            let header = deviceAuthorization(device: device(index), key: keys[index], method: "GET", path: path)
+            let header =
+                (try? DeviceSignature.header(
+                    device: device(index), key: keys[index], time: Int64(Date().timeIntervalSince1970), method: "GET",
+                    path: path)) ?? ""
             let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
                 bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
             client.send(
@@ -440,8 +443,10 @@ final class BenchRunner: @unchecked Sendable {
 
     private func answer(_ user: Int, _ view: JSONValue, _ done: @escaping (Int, String) -> Void) {
         let challengeID = view["challenge_id"]?.string ?? ""
-        let body = answerBody(
-            to: view, device: device(user), key: keys[user], decision: "approve", selectedNumber: 42, reason: nil)
+        let body =
+            (try? answerBody(
+                to: view, device: device(user), key: keys[user], decision: "approve", selectedNumber: 42, reason: nil,
+                signedAtUnix: Int64(Date().timeIntervalSince1970))) ?? ""
         send(
             deviceClient(user), "POST", "/v1/devices/\(device(user))/challenges/\(challengeID)/response", body, [],
             done)
@@ -456,10 +461,10 @@ final class BenchRunner: @unchecked Sendable {
     private func idp(
         _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
     ) {
-        let header = approvaldSignature(
+        let header = IdPSignature.header(
             keyID: bench.keyID, key: hmacKey, time: Int64(Date().timeIntervalSince1970), method: method, path: path,
             body: Array(body.utf8))
-        send(idpClients[index % idpClients.count], method, path, body, [("approvald-signature", header)], done)
+        send(idpClients[index % idpClients.count], method, path, body, [(IdPSignature.field, header)], done)
     }
 
     private func send(

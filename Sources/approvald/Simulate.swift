@@ -10,7 +10,7 @@ import HTTP
 import JSONText
 import Locking
 import Logging
-import Phone
+import Protocol
 import Service
 
 struct Simulate: AsyncParsableCommand {
@@ -207,7 +207,8 @@ struct SimulatedPhone: Sendable {
     let key: P256PrivateKey
 
     func authorization(_ method: String, _ path: String) -> String {
-        deviceAuthorization(device: device, key: key, method: method, path: path)
+        (try? DeviceSignature.header(
+            device: device, key: key, time: Int64(Date().timeIntervalSince1970), method: method, path: path)) ?? ""
     }
 }
 
@@ -481,9 +482,10 @@ final class Simulation: Sendable {
         reason: String?
     ) async -> Answer {
         let challengeID = view["challenge_id"]?.string ?? ""
-        let body = answerBody(
-            to: view, device: phone.device, key: phone.key, decision: decision, selectedNumber: selected,
-            reason: reason)
+        let body =
+            (try? answerBody(
+                to: view, device: phone.device, key: phone.key, decision: decision, selectedNumber: selected,
+                reason: reason, signedAtUnix: Int64(Date().timeIntervalSince1970))) ?? ""
         let (status, text) = await send(
             client, "POST", "/v1/devices/\(phone.device)/challenges/\(challengeID)/response", body: body)
         return Answer(status: status, text: text)
@@ -600,10 +602,10 @@ final class Simulation: Sendable {
     // MARK: Requests
 
     private func idpRequest(_ method: String, _ path: String, _ body: String) async -> (Int, String) {
-        let header = approvaldSignature(
+        let header = IdPSignature.header(
             keyID: setup.keyID, key: hmacKey, time: Int64(Date().timeIntervalSince1970),
             method: method, path: path, body: Array(body.utf8))
-        return await send(idp, method, path, body: body, headers: [("approvald-signature", header)])
+        return await send(idp, method, path, body: body, headers: [(IdPSignature.field, header)])
     }
 
     private func deviceRequest(

@@ -7,6 +7,7 @@ import EventLoop
 import Foundation
 import HTTP
 import Logging
+import Protocol
 import Service
 
 /// One result as the verifier received it.
@@ -39,11 +40,10 @@ func makeVerifierServer(
             responder.respond(HTTPResponse(status: 405, headers: [:], body: []))
             return
         }
-        let header = request.headers[field: "approvald-signature"] ?? ""
-        let time = header.split(separator: ",").lazy.map { $0.trimmingCharacters(in: .whitespaces) }
-            .first { $0.hasPrefix("t=") }.flatMap { Int64($0.dropFirst(2)) }
-        let expected = time.map {
-            approvaldSignature(keyID: keyID, key: key, time: $0, method: "POST", path: request.path, body: request.body)
+        let header = request.headers[field: IdPSignature.field] ?? ""
+        let expected = IdPSignature.parse(header).map {
+            IdPSignature.header(
+                keyID: keyID, key: key, time: $0.seconds, method: "POST", path: request.path, body: request.body)
         }
         let valid = expected.map { constantTimeEquals(Array($0.utf8), Array(header.utf8)) } ?? false
         // Acknowledged first: whoever `onResult` tells may end the process at once.

@@ -1,7 +1,7 @@
+import EventLoop
 // The client against a real redis-server of the test's own: replies, pipelining, login, timeouts, and what happens
 // when the server is killed, restarted or frozen.
 import Foundation
-import EventLoop
 import Locking
 import Logging
 import TestSupport

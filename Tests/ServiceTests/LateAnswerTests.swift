@@ -4,6 +4,7 @@ import Core
 import Crypto
 import Foundation
 import Locking
+import Protocol
 import Store
 import Testing
 

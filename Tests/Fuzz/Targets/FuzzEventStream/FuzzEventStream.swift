@@ -1,7 +1,7 @@
 // libFuzzer target: the event stream a broker sends the tools' phones. The first byte sets the chunk size the
 // rest is fed in; the parser must deliver whole events only and never crash.
 import FuzzSupport
-import Phone
+import Protocol
 
 @_cdecl("FuzzEventStream_main")
 public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {

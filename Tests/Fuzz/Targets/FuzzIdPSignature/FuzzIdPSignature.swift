@@ -2,6 +2,7 @@
 // the body; authentication must refuse it with a Problem (it holds no valid MAC) and never crash.
 import FuzzSupport
 import HTTP
+import Protocol
 
 @testable import Service
 

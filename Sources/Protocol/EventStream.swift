@@ -1,30 +1,10 @@
-// A phone's side of the protocol, for the tools that play phones (simulate, bench): signed requests, signed
-// answers, and its event stream (`text/event-stream`), which reads bytes a broker sends and is fuzzed.
-import Crypto
-import Foundation
+// A device's event stream (`text/event-stream`, API.md "Event stream"): the frames the broker writes and the reader
+// the phone side splits them with, which reads bytes a broker sends and is fuzzed.
 import JSONText
-import Service
 
-/// The `Authorization` header of a device request, signed with the device key at the current time.
-public func deviceAuthorization(device: String, key: P256PrivateKey, method: String, path: String) -> String {
-    let time = String(Int64(Date().timeIntervalSince1970))
-    let signature = (try? key.signature(for: "\(time)\n\(method)\n\(path)\n")) ?? []
-    return "Approvald-Device device=\(device), t=\(time), sig=\(Base64URL.encode(signature))"
-}
-
-/// The body of a phone's answer to the challenge `view` shows: the decision, signed with the device key now.
-public func answerBody(
-    to view: JSONValue, device: String, key: P256PrivateKey, decision: String, selectedNumber: Int?, reason: String?
-) -> String {
-    let signedAt = Int64(Date().timeIntervalSince1970)
-    let signed = decisionString(
-        tenantID: view["tenant_id"]?.string ?? "", requestID: view["request_id"]?.string ?? "",
-        challengeID: view["challenge_id"]?.string ?? "", deviceID: device, decision: decision,
-        selectedNumber: selectedNumber, reason: reason, signedAtUnix: signedAt)
-    let signature = Base64URL.encode((try? key.signature(for: signed)) ?? [])
-    return "{\"decision\":\(jsonString(decision)),\"selected_number\":\(selectedNumber.map(String.init) ?? "null"),"
-        + "\"reason\":\(reason.map(jsonString) ?? "null"),\"signed_at_unix\":\(signedAt),"
-        + "\"signature\":\(jsonString(signature))}"
+/// One event's frame: `event:`, `id:` and one `data:` line (the data is JSON, so one line), then a blank line.
+public func eventStreamFrame(event: String, id: String, data: String) -> [UInt8] {
+    Array("event: \(event)\nid: \(id)\ndata: \(data)\n\n".utf8)
 }
 
 /// An event of a device's stream.

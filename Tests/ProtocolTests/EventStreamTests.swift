@@ -1,6 +1,6 @@
 // The event-stream reader the tools use: events split anywhere across chunks, what it ignores, and its bound.
 import JSONText
-import Phone
+import Protocol
 import Testing
 
 /// Feeds `text` to a parser in chunks of `size` bytes and returns the events, as `event:id-or-outcome`.
@@ -35,5 +35,16 @@ private func events(_ text: String, chunk size: Int) -> [String] {
     @Test func anEventThatNeverEndsIsDroppedAndReadingGoesOn() {
         let endless = "event: challenge\ndata: " + String(repeating: "x", count: EventStreamParser.maxEventBytes + 10)
         #expect(events(endless + "\n\n" + Self.stream, chunk: 65536) == ["challenge:ch_1", "resolved:ch_1:approved"])
+    }
+}
+
+@Suite struct EventStreamFrameTests {
+    @Test func aFrameIsReadBackAsTheEventItCarries() {
+        let frame = eventStreamFrame(
+            event: "resolved", id: "ch_9", data: #"{"challenge_id":"ch_9","outcome":"denied"}"#)
+        #expect(
+            String(decoding: frame, as: UTF8.self)
+                == "event: resolved\nid: ch_9\ndata: {\"challenge_id\":\"ch_9\",\"outcome\":\"denied\"}\n\n")
+        #expect(events(String(decoding: frame, as: UTF8.self), chunk: 3) == ["resolved:ch_9:denied"])
     }
 }
