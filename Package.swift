@@ -91,21 +91,28 @@ let package = Package(
                 "Core", "Store", "Redis", "EventLoop", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ], swiftSettings: [withoutExclusivityChecks]),
+        // The API: routes, authentication, the commit pipeline, fan-out to streams and long polls, the forwarder,
+        // the push relay, metrics.
         .target(
             name: "Service",
             dependencies: [
-                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "Redis", "RedisStore", "JSONText",
-                "CBuildInfo",
-                "Locking",
+                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "JSONText", "CBuildInfo", "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ], swiftSettings: [withoutExclusivityChecks]),
+        // The composition root: the configuration (TOML and environment) and the broker it makes and runs.
+        .target(
+            name: "Broker",
+            dependencies: [
+                "Service", "EventLoop", "HTTP", "Core", "Store", "Redis", "RedisStore", "JSONText",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
         .executableTarget(
             name: "approvald",
             dependencies: [
-                "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
+                "Broker", "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -128,6 +135,8 @@ let package = Package(
                 "Service", "EventLoop", "HTTP", "Core", "Store", "Crypto", "JSONText", "Protocol", "Locking",
                 "TestSupport",
             ]),
+        .testTarget(
+            name: "BrokerTests", dependencies: ["Broker", "Service", "HTTP", "Crypto", "RedisStore", "TestSupport"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol", "Crypto", "JSONText"]),
         .testTarget(
             name: "RedisTests",
@@ -149,7 +158,7 @@ if Context.environment["APPROVALD_FUZZ"] == "1" {
         ("FuzzDeviceAuthorization", ["Crypto", "HTTP", "Service"]),
         ("FuzzRouter", ["HTTP", "Service"]),
         ("FuzzEventStream", ["Protocol"]),
-        ("FuzzConfiguration", ["Service"]),
+        ("FuzzConfiguration", ["Broker"]),
         ("FuzzH2Server", ["FuzzServer"]),
         ("FuzzHTTP1Server", ["FuzzServer"]),
     ]

@@ -116,6 +116,13 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
+/// Carries a loop-confined value through a `@Sendable` closure to the loop that will own it: the sender gives it
+/// up, and only the loop touches it afterwards.
+public struct LoopBound<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
+}
+
 extension timeval {
     package init(seconds: Double) {
         let whole = seconds.rounded(.down)

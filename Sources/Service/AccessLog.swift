@@ -9,7 +9,7 @@ import JSONText
 
 /// `@unchecked Sendable`: used on the event loop only (its timestamp cache is not shared).
 final class AccessLog: @unchecked Sendable {
-    private let format: Configuration.LogFormat
+    private let format: LogFormat
     /// `,"instance":"…"` (JSON) or ` instance=…` (text) when the instance has a name on a shared store.
     private let instanceField: String
     private var timestamps = LogTimestamps()
@@ -17,7 +17,7 @@ final class AccessLog: @unchecked Sendable {
     private static let ownPaths: Set<Substring> = ["/healthz", "/readyz", "/metrics"]
     private static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
-    init(format: Configuration.LogFormat, instanceID: String?) {
+    init(format: LogFormat, instanceID: String?) {
         self.format = format
         switch (format, instanceID) {
         case (_, nil): instanceField = ""

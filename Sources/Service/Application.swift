@@ -7,13 +7,13 @@ import Logging
 /// `@unchecked Sendable`: owned by the event loop; every method runs on the loop's thread.
 public final class Application: @unchecked Sendable {
     let logger: Logger
-    /// Whether start-up has finished (later: the store is open and recovered); `/readyz` reports it.
-    public var isReady = false
+    /// Whether the service is up and not draining; `/readyz` reports it.
+    private var isReady = false
     private var responsesByStatus = StatusCounter()
     /// Open connections by protocol, read when `/metrics` is written.
-    public var connectionCount: (HTTPProtocol) -> Int = { _ in 0 }
+    private var connectionCount: (HTTPProtocol) -> Int = { _ in 0 }
     /// The broker's API; nil until recovery has finished.
-    var service: ApprovalService?
+    private(set) var service: ApprovalService?
 
     // Fixed answers, made once: probes come often.
     private static let healthy = HTTPResponse.text(200, "ok\n")
@@ -25,10 +25,33 @@ public final class Application: @unchecked Sendable {
     }
 
     /// Writes a line for every response when `[log] access` is on.
-    var accessLog: AccessLog?
+    private var accessLog: AccessLog?
+
+    /// Makes this the handler of `server`'s requests, of its responses' counts and of its early refusals.
+    public func attach(to server: HTTPServer) {
+        server.onResponse = { [unowned self] in recordResponse(status: $0, stream: $1) }
+        server.earlyRefusal = { Problem($0).response }
+        connectionCount = { [unowned server] in server.connectionCount(speaking: $0) }
+    }
+
+    /// Logs a line for every response, in `format`, naming `instanceID` when there are many instances.
+    public func enableAccessLog(format: LogFormat, instanceID: String?) {
+        accessLog = AccessLog(format: format, instanceID: instanceID)
+    }
+
+    /// Serves the API through `service` and reports ready.
+    public func serve(_ service: ApprovalService) {
+        self.service = service
+        isReady = true
+    }
+
+    /// Reports not ready, for load balancers, while the broker drains.
+    public func drain() {
+        isReady = false
+    }
 
     /// Counts every response the server sends, by status code, and logs it when the access log is on.
-    public func recordResponse(status: Int, stream: HTTPResponder?) {
+    func recordResponse(status: Int, stream: HTTPResponder?) {
         responsesByStatus.increment(status)
         if let accessLog, let stream { accessLog.record(status: status, stream: stream) }
     }

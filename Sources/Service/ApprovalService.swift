@@ -11,7 +11,7 @@ import Protocol
 import Store
 
 /// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
-final class ApprovalService: @unchecked Sendable {
+public final class ApprovalService: @unchecked Sendable {
     private let loop: EventLoop
     private let store: UserStore
     private let pipeline: CommitPipeline
@@ -31,10 +31,10 @@ final class ApprovalService: @unchecked Sendable {
     /// Wakes devices through APNs and FCM.
     let pushRelay: PushRelay
 
-    init(
-        loop: EventLoop, store: UserStore, clients: [Configuration.IdPClient],
+    public init(
+        loop: EventLoop, store: UserStore, clients: [IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
-        apns: Configuration.APNs? = nil, fcm: Configuration.FCM? = nil, logger: Logger,
+        apns: APNsSettings? = nil, fcm: FCMSettings? = nil, logger: Logger,
         clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
@@ -69,7 +69,7 @@ final class ApprovalService: @unchecked Sendable {
     var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay] }
 
     /// After recovery: expires what lapsed meanwhile and starts forwarding.
-    func start() {
+    public func start() {
         sweep.run()
         forwarder.start()
     }
@@ -202,7 +202,7 @@ final class ApprovalService: @unchecked Sendable {
         }
     }
 
-    private func idp(_ request: HTTPRequest, _ tenantID: String) throws(Problem) -> Configuration.IdPClient {
+    private func idp(_ request: HTTPRequest, _ tenantID: String) throws(Problem) -> IdPClient {
         try authenticator.idp(request, tenantID: tenantID, nowSeconds: clock() / 1000)
     }
 
@@ -454,7 +454,7 @@ final class ApprovalService: @unchecked Sendable {
 // MARK: Deliveries
 
 extension ApprovalService: DeliverySink, ResultsListener {
-    func deliver(_ delivery: Delivery, committedHere: Bool) {
+    public func deliver(_ delivery: Delivery, committedHere: Bool) {
         switch delivery {
         case .queued(let challenge, let device):
             if streams.isStreaming(device.id) {
@@ -475,7 +475,7 @@ extension ApprovalService: DeliverySink, ResultsListener {
 
     /// Every stream reads its queue again, a thousand devices at a time: a store that just came back is not sent a
     /// load for each of a hundred thousand streams at once.
-    func resync() { resync(streams.deviceIDs[...]) }
+    public func resync() { resync(streams.deviceIDs[...]) }
 
     private func resync(_ deviceIDs: ArraySlice<String>) {
         guard !deviceIDs.isEmpty else { return }
@@ -545,10 +545,4 @@ struct ServiceMetrics {
     var resolved = LabelledCounter(known: ChallengeStatus.allCases.filter { $0 != .pending }.map(\.rawValue))
     var fallbacks = LabelledCounter(known: FallbackReason.allCases.map(\.rawValue))
     var authFailures = LabelledCounter(known: ["idp", "device"])
-}
-
-/// Carries loop-confined values through the store's `@Sendable` completion, which runs on the loop.
-struct LoopBound<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

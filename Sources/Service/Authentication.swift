@@ -9,17 +9,17 @@ struct Authenticator {
     static let idpClockSkewSeconds: Int64 = 300
     static let deviceClockSkewSeconds: Int64 = 60
 
-    let clients: [String: Configuration.IdPClient]
+    let clients: [String: IdPClient]
     /// Each client's secret, prepared once.
     private let keys: [String: HMACSHA256.Key]
 
-    init(clients: [Configuration.IdPClient]) {
+    init(clients: [IdPClient]) {
         self.clients = Dictionary(clients.map { ($0.keyID, $0) }, uniquingKeysWith: { first, _ in first })
         keys = self.clients.mapValues { HMACSHA256.Key($0.secret) }
     }
 
     /// Checks `Approvald-Signature` and that the client may act on `tenantID`.
-    func idp(_ request: HTTPRequest, tenantID: String, nowSeconds: Int64) throws(Problem) -> Configuration.IdPClient {
+    func idp(_ request: HTTPRequest, tenantID: String, nowSeconds: Int64) throws(Problem) -> IdPClient {
         guard let header = request.headers[field: IdPSignature.field] else {
             throw Problem.unauthenticated("Approvald-Signature is missing")
         }

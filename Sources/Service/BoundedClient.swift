@@ -6,6 +6,11 @@ import Foundation
 import HTTP
 import Logging
 
+/// A URL in the configuration that is not one the Service can call.
+public struct UnusableURL: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// A client for `url`'s origin (TLS for https, trusting `caFile` or else the system's CAs) that speaks
 /// `clientProtocol`, and the path with query to request there.
 func connect(
@@ -13,7 +18,7 @@ func connect(
     options: HTTPClientOptions = HTTPClientOptions(), loop: EventLoop, logger: Logger
 ) throws -> (client: any HTTPClient, path: String) {
     guard let parsed = URL(string: url), let scheme = parsed.scheme, ["http", "https"].contains(scheme) else {
-        throw ConfigError("\(url) is not an http:// or https:// URL")
+        throw UnusableURL(description: "\(url) is not an http:// or https:// URL")
     }
     let tls = scheme == "https" ? try TLSClientContext(caFile: caFile) : nil
     let client = try makeHTTPClient(

@@ -34,13 +34,15 @@ protocol OutboxCommitting: AnyObject {
 }
 
 /// `@unchecked Sendable`: confined to the event loop; store completions come back through it.
-final class Forwarder: @unchecked Sendable {
-    struct Settings {
-        var timeoutSeconds = 10.0
-        var maxInFlightPerVerifier = 64
+public final class Forwarder: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var timeoutSeconds = 10.0
+        public var maxInFlightPerVerifier = 64
         /// Callbacks held in memory at once (being sent, waiting for a verifier slot, or their outcome being stored).
         var window = 4096
-        var caFile: String?
+        public var caFile: String?
+
+        public init() {}
     }
 
     /// One IdP client's verifier: a connection reused by every callback, with a bound on requests in flight.
@@ -79,7 +81,7 @@ final class Forwarder: @unchecked Sendable {
 
     /// - Parameter clients: each tenant's callbacks go to the first client that lists the tenant.
     init(
-        loop: EventLoop, store: UserStore, outbox: OutboxCommitting, clients: [Configuration.IdPClient],
+        loop: EventLoop, store: UserStore, outbox: OutboxCommitting, clients: [IdPClient],
         settings: Settings, clock: @escaping () -> UnixMillis, logger: Logger
     ) throws {
         self.loop = loop

@@ -5,9 +5,17 @@ import JSONText
 import Locking
 import Logging
 
+/// How log lines are written (`[log] format`).
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// `<time> <level> <label>: <fields> <message>`, for a terminal.
+    case text
+    /// One JSON object per line, for a log shipper.
+    case json
+}
+
 public enum LogOutput {
     /// Sets up the process's logging once, before any logger is made.
-    public static func bootstrap(format: Configuration.LogFormat, level: Logger.Level) {
+    public static func bootstrap(format: LogFormat, level: Logger.Level) {
         LoggingSystem.bootstrap { label in
             switch format {
             case .text:

@@ -91,7 +91,7 @@ final class PushRelay: @unchecked Sendable {
         })
 
     init(
-        loop: EventLoop, apns: Configuration.APNs?, fcm: Configuration.FCM?, clock: @escaping () -> UnixMillis,
+        loop: EventLoop, apns: APNsSettings?, fcm: FCMSettings?, clock: @escaping () -> UnixMillis,
         logger: Logger, source: WakeUpSource
     ) throws {
         if let apns {

@@ -1,5 +1,6 @@
 // `approvald serve`: run the broker from a configuration file.
 import ArgumentParser
+import Broker
 import Foundation
 import Glibc
 import Logging
@@ -72,6 +73,6 @@ struct Serve: ParsableCommand {
         broker.run()
         // Everything durable is committed and the store closed: exit now rather than free a domain of perhaps
         // millions of entries one object at a time.
-        Glibc.exit(broker.recoveryFailed ? EXIT_FAILURE : EXIT_SUCCESS)
+        Glibc.exit(broker.hasFailed ? EXIT_FAILURE : EXIT_SUCCESS)
     }
 }

@@ -2,6 +2,7 @@
 // one listens there) the IdP's verifier, runs sign-ins that end in each way the product knows, prints every step as
 // it happens, and checks each outcome against the one the contract promises.
 import ArgumentParser
+import Broker
 import Crypto
 import Dispatch
 import EventLoop

@@ -26,8 +26,8 @@ final class InProcessBroker: @unchecked Sendable {
     init(
         verifierURL: String = "http://127.0.0.1:9",
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
-        forwarding: Forwarder.Settings = Forwarder.Settings(), apns: Configuration.APNs? = nil,
-        fcm: Configuration.FCM? = nil,
+        forwarding: Forwarder.Settings = Forwarder.Settings(), apns: APNsSettings? = nil,
+        fcm: FCMSettings? = nil,
         wrap: @escaping @Sendable (EmbeddedStore) -> UserStore = { $0 },
         store makeStore: (EventLoop) -> Journal
     ) async throws {
@@ -36,7 +36,7 @@ final class InProcessBroker: @unchecked Sendable {
         let store = UncheckedBox(makeStore(loop))
         let logger = Logger(label: "test")
         let clients = [
-            Configuration.IdPClient(
+            IdPClient(
                 keyID: "k", secret: Self.secret, tenants: ["contoso"], verifierURL: verifierURL)
         ]
         let made = try await thread.run {
@@ -45,10 +45,10 @@ final class InProcessBroker: @unchecked Sendable {
             let service = try ApprovalService(
                 loop: loop, store: wrap(embedded), clients: clients, keepaliveSeconds: 25, forwarding: forwarding,
                 apns: apns, fcm: fcm, logger: logger, clock: clock)
-            application.service = service
+            application.serve(service)
             service.start()
             let server = HTTPServer(loop: loop, logger: logger) { application.handle($0, $1) }
-            server.earlyRefusal = { Problem($0).response }
+            application.attach(to: server)
             let port = try server.listen(host: "127.0.0.1", port: 0)
             let client = try H2Client(loop: loop, origin: "http://127.0.0.1:\(port)", logger: logger)
             return (UncheckedBox((server: server, client: client, service: service)), port)

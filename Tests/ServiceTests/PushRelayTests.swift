@@ -50,7 +50,7 @@ import Testing
         let apns = try RecordingServer()
         let clock = ManualClock()
         let providerKey = try P256PrivateKey()
-        var settings = Configuration.APNs(privateKeyPEM: providerKey.pem, keyID: "ABC123DEFG", teamID: "TEAM123456")
+        var settings = APNsSettings(privateKeyPEM: providerKey.pem, keyID: "ABC123DEFG", teamID: "TEAM123456")
         settings.endpoint = apns.origin
         let broker = try await InProcessBroker(clock: { clock.millis }, apns: settings) { loop in
             // swift-format-ignore: NeverUseForceTry
@@ -267,7 +267,7 @@ import Testing
         let tokens = try RecordingServer()
         tokens.body(
             "{\"access_token\":\"ya29.test-access-token\",\"expires_in\":3599,\"token_type\":\"Bearer\"}", for: 200)
-        var settings = Configuration.FCM(
+        var settings = FCMSettings(
             projectID: "approvald-test", clientEmail: "push@approvald-test.iam.gserviceaccount.com",
             privateKeyID: "key-1", privateKeyPEM: try String(contentsOfFile: keyPath, encoding: .utf8),
             tokenURL: tokens.origin + "/token")

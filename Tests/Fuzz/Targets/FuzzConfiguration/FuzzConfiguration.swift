@@ -2,7 +2,7 @@
 // `NAME=value` lines; the reader must give a Configuration or a ConfigError naming the problem, never crash.
 import FuzzSupport
 
-@testable import Service
+@testable import Broker
 
 @_cdecl("FuzzConfiguration_main")
 public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {

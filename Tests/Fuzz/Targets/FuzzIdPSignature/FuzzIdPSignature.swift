@@ -8,7 +8,7 @@ import Protocol
 
 private let now: Int64 = 1_795_600_000
 private let authenticator = Authenticator(clients: [
-    Configuration.IdPClient(
+    IdPClient(
         // Not the secret the seeds' MACs were made with: no input can hold a valid MAC, so none may authenticate.
         keyID: "k", secret: Array("the fuzz target's own secret, which no seed knows".utf8), tenants: ["t"],
         verifierURL: "http://127.0.0.1:9")

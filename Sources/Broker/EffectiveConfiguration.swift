@@ -4,6 +4,7 @@
 import Core
 import Foundation
 import JSONText
+import Service
 
 extension Configuration {
     /// Stands for a secret, which is never printed.

@@ -2,10 +2,11 @@
 import Crypto
 import Foundation
 import HTTP
+import Service
 import TestSupport
 import Testing
 
-@testable import Service
+@testable import Broker
 
 @Suite struct ConfigurationParsingTests {
     @Test func anEmptyFileGivesTheDefaults() throws {

@@ -6,6 +6,7 @@ import HTTP
 import Logging
 import Redis
 import RedisStore
+import Service
 import TOMLKit
 
 public struct Configuration: Sendable {
@@ -27,47 +28,10 @@ public struct Configuration: Sendable {
     public var tlsPrivateKeyPath: String?
     public var http2 = HTTPServerLimits()
     /// APNs provider credentials (token-based): wake-ups to iOS devices. Nil: not configured.
-    public struct APNs: Sendable {
-        public var privateKeyPEM: String
-        public var keyID: String
-        public var teamID: String
-        public var endpoint = "https://api.push.apple.com"
-        public var caFile: String?
-        /// Where the key was read from (shown by `serve --check-config`; the key itself never is).
-        public var keyFile: String?
-
-        public init(privateKeyPEM: String, keyID: String, teamID: String) {
-            self.privateKeyPEM = privateKeyPEM
-            self.keyID = keyID
-            self.teamID = teamID
-        }
-    }
-    public var apns: APNs?
+    public var apns: APNsSettings?
 
     /// FCM HTTP v1 credentials: a Google service account of the Firebase project. Nil: not configured.
-    public struct FCM: Sendable {
-        public var projectID: String
-        public var clientEmail: String
-        public var privateKeyID: String
-        public var privateKeyPEM: String
-        /// Where the service-account assertion is exchanged for an access token.
-        public var tokenURL: String
-        public var endpoint = "https://fcm.googleapis.com"
-        public var caFile: String?
-        /// Where the service account was read from (shown by `serve --check-config`).
-        public var serviceAccountFile: String?
-
-        public init(
-            projectID: String, clientEmail: String, privateKeyID: String, privateKeyPEM: String, tokenURL: String
-        ) {
-            self.projectID = projectID
-            self.clientEmail = clientEmail
-            self.privateKeyID = privateKeyID
-            self.privateKeyPEM = privateKeyPEM
-            self.tokenURL = tokenURL
-        }
-    }
-    public var fcm: FCM?
+    public var fcm: FCMSettings?
     /// Callbacks to the verifiers.
     public var forwardTimeoutSeconds = 10.0
     public var forwardMaxInFlightPerVerifier = 64
@@ -76,12 +40,6 @@ public struct Configuration: Sendable {
     /// How often an open device event stream gets a `: keepalive` comment.
     public var streamKeepaliveSeconds = 25.0
     public var logLevel = Logger.Level.info
-    public enum LogFormat: String, Sendable, CaseIterable {
-        /// `<time> <level> <label>: <fields> <message>`, for a terminal.
-        case text
-        /// One JSON object per line, for a log shipper.
-        case json
-    }
     public var logFormat = LogFormat.text
     /// One log line per request answered (method, route, status, duration, tenant).
     public var accessLog = false
@@ -95,28 +53,6 @@ public struct Configuration: Sendable {
     public var idpClients: [IdPClient] = []
     /// Policies from the file, by tenant; a policy stored through the API wins over them.
     public var tenantPolicies: [String: TenantPolicy] = [:]
-
-    /// One `[[idp_clients]]` entry.
-    public struct IdPClient: Sendable, Equatable {
-        public var keyID: String
-        public var secret: [UInt8]
-        public var tenants: Set<String>
-        public var verifierURL: String
-        /// How results reach the verifier: over https, h2 or http/1.1 as it chooses by ALPN; over http, HTTP/1.1,
-        /// or h2c with prior knowledge when `verifier_protocol = "h2c"`.
-        public var verifierProtocol: ClientProtocol
-
-        public init(
-            keyID: String, secret: [UInt8], tenants: Set<String>, verifierURL: String,
-            verifierProtocol: ClientProtocol? = nil
-        ) {
-            self.keyID = keyID
-            self.secret = secret
-            self.tenants = tenants
-            self.verifierURL = verifierURL
-            self.verifierProtocol = verifierProtocol ?? (verifierURL.hasPrefix("https://") ? .negotiated : .http1)
-        }
-    }
 
     public init() {}
 
@@ -166,7 +102,7 @@ public struct Configuration: Sendable {
     }
 
     /// A Google service-account key file (JSON): the project, the account, its RSA key and token endpoint.
-    private static func serviceAccount(_ path: String, at keyPath: String) throws -> FCM {
+    private static func serviceAccount(_ path: String, at keyPath: String) throws -> FCMSettings {
         guard let data = smallFile(path).map({ Data($0) }),
             let account = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { throw ConfigError("\(keyPath): \(path) is not a readable JSON service-account file") }
@@ -175,7 +111,7 @@ public struct Configuration: Sendable {
         else {
             throw ConfigError("\(keyPath): \(path) needs project_id, client_email and an RSA private_key")
         }
-        return FCM(
+        return FCMSettings(
             projectID: project, clientEmail: email, privateKeyID: account["private_key_id"] as? String ?? "",
             privateKeyPEM: key, tokenURL: account["token_uri"] as? String ?? "https://oauth2.googleapis.com/token")
     }
@@ -241,7 +177,7 @@ public struct Configuration: Sendable {
             guard let keyID = try apnsSection.string("key_id"), let teamID = try apnsSection.string("team_id") else {
                 throw ConfigError("push.apns: key_id and team_id are required with key_file")
             }
-            var settings = APNs(privateKeyPEM: pem, keyID: keyID, teamID: teamID)
+            var settings = APNsSettings(privateKeyPEM: pem, keyID: keyID, teamID: teamID)
             settings.endpoint = try apnsSection.string("endpoint") ?? settings.endpoint
             guard settings.endpoint.hasPrefix("https://") || settings.endpoint.hasPrefix("http://") else {
                 throw ConfigError("\(apnsSection.keyPath("endpoint")): an http:// or https:// origin is required")

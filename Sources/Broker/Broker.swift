@@ -1,12 +1,12 @@
-// Wires a configuration into a running broker: the loop, the HTTP/2 server and its listeners, the application,
-// signal handling and graceful shutdown.
+// The composition root: wires a configuration into a running broker (the loop, the HTTP server and its listeners,
+// the store, the application and its service) and carries out its lifecycle, from start-up to a graceful stop.
 import Core
-import Crypto
 import EventLoop
 import Foundation
 import HTTP
 import Logging
 import RedisStore
+import Service
 import Store
 
 /// `@unchecked Sendable`: set up before the loop runs, then touched only on the loop's thread.
@@ -25,6 +25,7 @@ public final class Broker: @unchecked Sendable {
     private var signalWatchers: [SignalWatcher] = []
     private var journal: SQLiteJournal?
     private var redisStore: RedisStore?
+    private var lifecycle = BrokerLifecycle()
     public private(set) var boundListeners: [BoundListener] = []
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -37,13 +38,10 @@ public final class Broker: @unchecked Sendable {
             application.handle(request, responder)
         }
         // Access lines are at info: a level above it leaves them out, as it would any info line.
+        application.attach(to: server)
         if configuration.accessLog && configuration.logLevel <= .info {
-            application.accessLog = AccessLog(
-                format: configuration.logFormat, instanceID: configuration.redis?.instanceID)
+            application.enableAccessLog(format: configuration.logFormat, instanceID: configuration.redis?.instanceID)
         }
-        server.onResponse = { application.recordResponse(status: $0, stream: $1) }
-        server.earlyRefusal = { Problem($0).response }
-        application.connectionCount = { [unowned server] in server.connectionCount(speaking: $0) }
     }
 
     /// Opens every listener. Throws, naming the listener, when one cannot be opened.
@@ -64,6 +62,7 @@ public final class Broker: @unchecked Sendable {
                     "protocols": "\(listener.tls ? "h2, http/1.1 (ALPN)" : "h2c (prior knowledge), http/1.1")",
                 ])
         }
+        lifecycle.listenersOpened()
         if let redis = configuration.redis { return openRedis(redis) }
         let loop = self.loop
         let journal = try SQLiteJournal(directory: configuration.dataDirectory) { work in loop.execute(work) }
@@ -73,8 +72,9 @@ public final class Broker: @unchecked Sendable {
 
     /// Called on the loop once recovery has finished and the broker is ready.
     public var onReady: (() -> Void)?
-    /// Set when the store could not be read: `run()` returns after a shutdown and the process should fail.
-    public private(set) var recoveryFailed = false
+    /// Whether a part could not start (the store could not be read, Redis refused, the service could not start):
+    /// `run()` returns after a shutdown and the process should fail.
+    public var hasFailed: Bool { lifecycle.hasFailed }
 
     /// Reads the journal into a new store on a thread of its own while the loop already serves `/healthz` (200),
     /// `/readyz` (503) and the API (503); then hands the store to the loop, which expires what lapsed meanwhile.
@@ -96,10 +96,7 @@ public final class Broker: @unchecked Sendable {
                 }
             } catch {
                 logger.critical("cannot recover the store: \(error)")
-                loop.execute { [self] in
-                    recoveryFailed = true
-                    shutdown()
-                }
+                loop.execute { [self] in partFailed() }
             }
         }
         thread.name = "approvald-recovery"
@@ -132,8 +129,7 @@ public final class Broker: @unchecked Sendable {
                 switch opened {
                 case .failure(let error):
                     logger.critical("cannot use Redis: \(error)")
-                    recoveryFailed = true
-                    shutdown()
+                    partFailed()
                 case .success:
                     guard startService(on: store) else { return }
                     logger.info("store open", metadata: ["backend": "redis", "redis": "\(settings.url)"])
@@ -143,11 +139,14 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
-    /// Starts the API over an open store; false (and a shutdown) when the service cannot start.
+    /// Starts the API over an open store; false when it is not started (the broker is stopping, or the service
+    /// cannot start, which stops it).
     private func startService(on store: UserStore) -> Bool {
-        let forwarding = Forwarder.Settings(
-            timeoutSeconds: configuration.forwardTimeoutSeconds,
-            maxInFlightPerVerifier: configuration.forwardMaxInFlightPerVerifier, caFile: configuration.forwardCAFile)
+        guard lifecycle.storeOpened() == .startService else { return false }
+        var forwarding = Forwarder.Settings()
+        forwarding.timeoutSeconds = configuration.forwardTimeoutSeconds
+        forwarding.maxInFlightPerVerifier = configuration.forwardMaxInFlightPerVerifier
+        forwarding.caFile = configuration.forwardCAFile
         let service: ApprovalService
         do {
             service = try ApprovalService(
@@ -157,13 +156,12 @@ public final class Broker: @unchecked Sendable {
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
             logger.critical("cannot start the service: \(error)")
-            recoveryFailed = true
-            shutdown()
+            partFailed()
             return false
         }
         service.start()
-        application.service = service
-        application.isReady = true
+        application.serve(service)
+        lifecycle.serviceStarted()
         return true
     }
 
@@ -178,11 +176,24 @@ public final class Broker: @unchecked Sendable {
 
     /// Graceful shutdown: GOAWAY, in-flight requests get `shutdown_grace_seconds`, then the loop stops.
     public func shutdown() {
-        application.isReady = false
-        server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [loop, redisStore] in
-            guard let redisStore else { return loop.stop() }
-            redisStore.close { loop.stop() }
+        if lifecycle.stopRequested() == .drain { drain() }
+    }
+
+    private func partFailed() {
+        if lifecycle.partFailed() == .drain { drain() }
+    }
+
+    private func drain() {
+        application.drain()
+        server.shutdown(graceSeconds: configuration.shutdownGraceSeconds) { [self] in
+            guard let redisStore else { return stopped() }
+            redisStore.close { [self] in stopped() }
         }
+    }
+
+    private func stopped() {
+        lifecycle.drained()
+        loop.stop()
     }
 
     /// Runs the loop until shutdown completes.
