@@ -109,14 +109,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
-        .executableTarget(
-            name: "approvald",
+        // The tools that play the other parties against a broker: simulate (IdP and phones), bench (load), verifier.
+        .target(
+            name: "Tools",
             dependencies: [
-                "Broker", "Service", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
+                "Broker", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        // The command line: serve, check-config and dev-cert here; simulate, bench and verifier from Tools.
+        .executableTarget(
+            name: "approvald",
+            dependencies: [
+                "Broker", "Service", "Tools", "Crypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.

@@ -1,6 +1,7 @@
 // The approvald command line: serve, simulate, verifier, dev-cert, bench.
 import ArgumentParser
 import Service
+import Tools
 
 @main
 struct Approvald: AsyncParsableCommand {

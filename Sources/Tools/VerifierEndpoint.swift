@@ -8,7 +8,6 @@ import Foundation
 import HTTP
 import Logging
 import Protocol
-import Service
 
 /// One result as the verifier received it.
 struct ReceivedResult: Sendable {

@@ -12,10 +12,9 @@ import JSONText
 import Locking
 import Logging
 import Protocol
-import Service
 
-struct Simulate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Simulate: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         abstract: "Run simulated sign-ins against a running broker and show each one as it happens.",
         discussion: """
             Reads the broker's URL, an IdP client's key and its verifier URL from --config (the file the broker \
@@ -74,13 +73,15 @@ struct Simulate: AsyncParsableCommand {
 
     enum Delivery: String, ExpressibleByArgument, CaseIterable { case stream, poll }
 
-    func validate() throws {
+    public func validate() throws {
         guard devices > 0, flows > 0 else { throw ValidationError("--devices and --flows must be positive") }
         guard (10...600).contains(silenceTTL) else { throw ValidationError("--silence-ttl must be 10–600") }
         _ = try Scenario.parseMix(mix)
     }
 
-    func run() async throws {
+    public init() {}
+
+    public func run() async throws {
         let setup = try SimulationSetup(self)
         let simulation = try Simulation(setup)
         let passed = await simulation.run()

@@ -4,8 +4,8 @@ import EventLoop
 import Foundation
 import HTTP
 
-struct Verifier: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Verifier: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         abstract: "Receive and print the broker's signed results, as an IdP's verifier would (for trying out).",
         discussion: """
             Listens on --host and --port (make run's configuration sends results to 127.0.0.1:9090) and checks the \
@@ -19,7 +19,9 @@ struct Verifier: ParsableCommand {
     @Option(help: "The IdP client's key id.") var keyID = "demo-dev"
     @Option(help: "The IdP client's secret.") var secret = "development-only-secret-do-not-use-0123456789"
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         let loop = try EventLoop()
         let server = makeVerifierServer(loop: loop, keyID: keyID, secret: secret) { say($0.line) }
         let bound = try server.listen(host: host, port: port)

@@ -10,10 +10,9 @@ import Histogram
 import JSONText
 import Logging
 import Protocol
-import Service
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Bench: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         abstract: "Load a running broker as IdPs and devices would, and report throughput and latency percentiles.",
         discussion: """
             Registers one device (a fresh P-256 key) per simulated user, then runs the timed phase: \
@@ -73,14 +72,16 @@ struct Bench: ParsableCommand {
     @Option(help: "The store's process id (a redis-server on this machine): each phase reports its CPU per request.")
     var storePID: Int32?
 
-    func validate() throws {
+    public func validate() throws {
         guard requests > 0, concurrency > 0, connections > 0, users > 0 else {
             throw ValidationError("requests, concurrency, connections and users must be positive")
         }
         if let rate, !(rate > 0) { throw ValidationError("rate must be positive") }
     }
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         let loop = try EventLoop()
         let tls = url.hasPrefix("https://") ? try TLSClientContext(caFile: caFile) : nil
         var logger = Logger(label: "approvald-bench")
