@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev
-TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf
 # (linux-perf, bench/redis/run PERF=1), what bench/broker/recovery fills a store with (sqlite3, bc), and the clocks
 # bench/redis/forgetting sets ahead (faketime).
@@ -141,8 +141,10 @@ $(CONTRACT_VENV)/ready: Tests/Contract/requirements.txt
 	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/Contract/requirements.txt
 	touch $@
 
+# The Swift sources with swift-format, the Redis functions with luacheck (settings in .luacheckrc).
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench
+	luacheck --quiet Sources/RedisStore/functions.lua
 
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests bench

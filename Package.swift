@@ -84,13 +84,14 @@ let package = Package(
                 "CHiredis", "CHiredisLibevent", "EventLoop", .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ], swiftSettings: [withoutExclusivityChecks]),
-        // User state, indexes, deadlines and the outbox in Redis, for many instances of the broker.
+        // User state, indexes, deadlines and the outbox in Redis, for many instances of the broker. The Redis
+        // functions are a Lua file, embedded at build time.
         .target(
             name: "RedisStore",
             dependencies: [
                 "Core", "Store", "Redis", "EventLoop", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
-            ], swiftSettings: [withoutExclusivityChecks]),
+            ], resources: [.embedInCode("functions.lua")], swiftSettings: [withoutExclusivityChecks]),
         // The API: routes, authentication, the commit pipeline, fan-out to streams and long polls, the forwarder,
         // the push relay, metrics.
         .target(

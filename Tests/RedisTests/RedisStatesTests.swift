@@ -569,7 +569,7 @@ struct StatesUnderTest {
         let setup = try await StatesUnderTest()
         // An older library's index, as version 10 kept it: replacing that library deletes it.
         let older = FunctionLibrary.source.replacingOccurrences(
-            of: "return \(FunctionLibrary.version) end", with: "return 10 end")
+            of: "local LIBRARY_VERSION = \(FunctionLibrary.version)\n", with: "local LIBRARY_VERSION = 10\n")
         #expect(try await setup.server.cli(["FUNCTION", "LOAD", "REPLACE", older]) == "approvald")
         #expect(try await setup.server.cli(["ZADD", "ap:outparts", "1000", "0065"]) == "1")
         let again: Result<Void, StoreError> = try await setup.tested.thread.wait {
@@ -581,7 +581,7 @@ struct StatesUnderTest {
         #expect(try await setup.server.cli(["EXISTS", "ap:outparts"]) == "0")
         // A later release's library.
         let newer = FunctionLibrary.source.replacingOccurrences(
-            of: "return \(FunctionLibrary.version) end", with: "return 99 end")
+            of: "local LIBRARY_VERSION = \(FunctionLibrary.version)\n", with: "local LIBRARY_VERSION = 99\n")
         #expect(try await setup.server.cli(["FUNCTION", "LOAD", "REPLACE", newer]) == "approvald")
         let refused: Result<Void, StoreError> = try await setup.tested.thread.wait {
             [client = setup.tested.client] done in
