@@ -150,7 +150,7 @@ public final class Broker: @unchecked Sendable {
         let service: ApprovalService
         do {
             service = try ApprovalService(
-                loop: loop, store: store, clients: configuration.idpClients,
+                loop: loop, store: StoreRoles(store), clients: configuration.idpClients,
                 keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
                 apns: configuration.apns, fcm: configuration.fcm, logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })

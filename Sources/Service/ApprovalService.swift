@@ -13,7 +13,7 @@ import Store
 /// `@unchecked Sendable`: everything runs on the event loop; store completions come back through it.
 public final class ApprovalService: @unchecked Sendable {
     private let loop: EventLoop
-    private let store: UserStore
+    private let store: StoreRoles
     private let pipeline: CommitPipeline
     private let authenticator: Authenticator
     private let logger: Logger
@@ -32,7 +32,7 @@ public final class ApprovalService: @unchecked Sendable {
     let pushRelay: PushRelay
 
     public init(
-        loop: EventLoop, store: UserStore, clients: [IdPClient],
+        loop: EventLoop, store: StoreRoles, clients: [IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
         apns: APNsSettings? = nil, fcm: FCMSettings? = nil, logger: Logger,
         clock: @escaping () -> UnixMillis
@@ -45,21 +45,22 @@ public final class ApprovalService: @unchecked Sendable {
         self.clock = clock
         streams = DeviceStreams(loop: loop, keepaliveSeconds: keepaliveSeconds)
         longPolls = LongPolls(loop: loop)
-        pipeline = CommitPipeline(store: store, clock: clock, logger: logger)
-        sweep = ExpirySweep(loop: loop, store: store, pipeline: pipeline, clock: clock)
+        pipeline = CommitPipeline(states: store.states, membership: store.membership, clock: clock, logger: logger)
+        sweep = ExpirySweep(loop: loop, deadlines: store.deadlines, pipeline: pipeline, clock: clock)
         forwarder = try Forwarder(
-            loop: loop, store: store, outbox: pipeline, clients: clients, settings: forwarding, clock: clock,
+            loop: loop, store: store.outbox, membership: store.membership, outbox: pipeline, clients: clients,
+            settings: forwarding, clock: clock,
             logger: logger)
-        wakeUps = WakeUps(store: store, streams: streams, pipeline: pipeline, clock: clock)
+        wakeUps = WakeUps(states: store.states, streams: streams, pipeline: pipeline, clock: clock)
         pushRelay = try PushRelay(loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger, source: wakeUps)
         pipeline.results = self
         pipeline.sweep = sweep
-        store.sink = self
-        streams.onLastClosed = { [unowned store] deviceID in store.streamClosed(deviceID: deviceID) }
+        store.fanOut.sink = self
+        streams.onLastClosed = { [fanOut = store.fanOut] deviceID in fanOut.streamClosed(deviceID: deviceID) }
     }
 
     var gauges: Gauges {
-        var gauges = store.gauges
+        var gauges = store.operations.gauges
         // Every tenant's queue depth, 0 for one with nothing queued (its series stays rather than going stale).
         for tenant in tenants where gauges.queueDepthByTenant[tenant] == nil { gauges.queueDepthByTenant[tenant] = 0 }
         return gauges
@@ -112,7 +113,7 @@ public final class ApprovalService: @unchecked Sendable {
         switch route {
         case .getPolicy(let tenantID):
             _ = try idp(request, tenantID)
-            responder.respond(.json(200, Views.policy(store.policy(for: tenantID))))
+            responder.respond(.json(200, Views.policy(store.states.policy(for: tenantID))))
         case .putPolicy(let tenantID):
             _ = try idp(request, tenantID)
             let policy = try decodeBody(PolicyBody.self, from: request.body).policy()
@@ -131,7 +132,7 @@ public final class ApprovalService: @unchecked Sendable {
             pipeline.decide(.registration(user, deviceID: deviceID)) { [self] loaded throws(Problem) in
                 try core(
                     Rules.register(
-                        deviceID, registration, policy: store.policy(for: tenantID), registeredTo: loaded.heldBy,
+                        deviceID, registration, policy: store.states.policy(for: tenantID), registeredTo: loaded.heldBy,
                         user: loaded.state ?? UserState(key: user), now: clock()))
             } then: { result in
                 reply(result) { outcome in
@@ -152,7 +153,7 @@ public final class ApprovalService: @unchecked Sendable {
         case .listDevices(let tenantID, let userID):
             _ = try idp(request, tenantID)
             try core(Validate.userID(userID))
-            store.load(.user(UserKey(tenantID: tenantID, userID: userID))) { loaded in
+            store.states.load(.user(UserKey(tenantID: tenantID, userID: userID))) { loaded in
                 guard case .success(let found) = loaded else {
                     responder.respond(Problem.unavailable("the store could not be read").response)
                     return
@@ -213,7 +214,7 @@ public final class ApprovalService: @unchecked Sendable {
         then proceed: @escaping (UserState) -> Void
     ) throws(Problem) {
         let named = authenticator.claimedDevice(request) ?? deviceID
-        store.load(.device(named)) { [self] loaded in
+        store.states.load(.device(named)) { [self] loaded in
             guard case .success(let found) = loaded else {
                 responder.respond(Problem.unavailable("the store could not be read").response)
                 return
@@ -262,7 +263,7 @@ public final class ApprovalService: @unchecked Sendable {
         pipeline.decide(.creation(user, requestKey)) { [self] loaded throws(Problem) in
             try core(
                 Rules.create(
-                    challengeRequest, traceparent: traceparent, policy: store.policy(for: tenantID),
+                    challengeRequest, traceparent: traceparent, policy: store.states.policy(for: tenantID),
                     requestHeldBy: loaded.heldBy, user: loaded.state ?? UserState(key: user), now: clock(),
                     random: &random))
         } then: { [self] result in
@@ -317,7 +318,7 @@ public final class ApprovalService: @unchecked Sendable {
                 return
             }
             longPolls.hold(responder, for: challengeID, seconds: wait) { [self] answer in
-                store.load(.challenge(challengeID)) { loaded in
+                store.states.load(.challenge(challengeID)) { loaded in
                     guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID) else {
                         return answer(nil)
                     }
@@ -325,8 +326,8 @@ public final class ApprovalService: @unchecked Sendable {
                 }
             }
             // Another instance may have ended it before the watch reached the store: look once more then.
-            store.watch(challengeID: challengeID, seconds: wait) { [self] in
-                store.load(.challenge(challengeID)) { [self] loaded in
+            store.fanOut.watch(challengeID: challengeID, seconds: wait) { [self] in
+                store.states.load(.challenge(challengeID)) { [self] loaded in
                     guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID),
                         !challenge.isPending
                     else { return }
@@ -346,7 +347,7 @@ public final class ApprovalService: @unchecked Sendable {
             }
             limit = value
         }
-        store.deadLetters(tenantID: tenantID, limit: limit) { result in
+        store.outbox.deadLetters(tenantID: tenantID, limit: limit) { result in
             switch result {
             case .success(let letters):
                 let list = letters.map(Views.deadLetter).joined(separator: ",")
@@ -362,7 +363,7 @@ public final class ApprovalService: @unchecked Sendable {
         _ request: HTTPRequest, _ tenantID: String, _ challengeID: String?, _ responder: HTTPResponder
     ) throws(Problem) {
         _ = try idp(request, tenantID)
-        store.redrive(tenantID: tenantID, challengeID: challengeID, now: clock()) { [self] result in
+        store.outbox.redrive(tenantID: tenantID, challengeID: challengeID, now: clock()) { [self] result in
             switch result {
             case .success(let requeued):
                 if requeued > 0 {
@@ -395,12 +396,12 @@ public final class ApprovalService: @unchecked Sendable {
                 eventStreamFrame(event: "challenge", id: challenge.id, data: Views.deviceChallenge(challenge)))
         }
         streams.add(responder, for: deviceID, sent: queue.map(\.id))
-        store.streamOpened(deviceID: deviceID) { [self] in resync(deviceID) }
+        store.fanOut.streamOpened(deviceID: deviceID) { [self] in resync(deviceID) }
     }
 
     /// Sends the device's streams what is queued for it and they were not sent.
     private func resync(_ deviceID: String, then done: @escaping () -> Void = {}) {
-        store.load(.device(deviceID)) { [self] loaded in
+        store.states.load(.device(deviceID)) { [self] loaded in
             defer { done() }
             guard case .success(let found) = loaded, let state = found.state else { return }
             for challenge in streams.unsent(of: deviceID, in: durableQueue(of: deviceID, in: state)) {
@@ -442,7 +443,8 @@ public final class ApprovalService: @unchecked Sendable {
             }
             return try core(
                 Rules.answer(
-                    challengeID, from: deviceID, decision, policy: store.policy(for: state.key.tenantID), user: state,
+                    challengeID, from: deviceID, decision, policy: store.states.policy(for: state.key.tenantID),
+                    user: state,
                     now: now))
         } then: {
             done($0)
@@ -505,7 +507,7 @@ func core<Result>(_ operation: @autoclosure () throws(CoreError) -> Result) thro
 
 extension ApprovalService: MetricsSource {
     /// Whether the store answers now (`/readyz`).
-    var isStoreReachable: Bool { store.isReachable }
+    var isStoreReachable: Bool { store.operations.isReachable }
 
     /// The store's gauges (the same on every instance of a shared store) and the counters of this instance's API.
     func writeMetrics(to writer: inout MetricsWriter) {
@@ -534,7 +536,7 @@ extension ApprovalService: MetricsSource {
         writer.family(
             "approvald_store_commands_total", .counter,
             help: "Commands this instance sent to a shared store (Redis); 0 on the embedded store.")
-        writer.sample("approvald_store_commands_total", Double(store.commandsSent))
+        writer.sample("approvald_store_commands_total", Double(store.operations.commandsSent))
     }
 }
 

@@ -15,7 +15,8 @@ final class CommitPipeline: @unchecked Sendable {
     /// Decisions tried before a request that keeps meeting newer state gets 503.
     static let maxAttempts = 8
 
-    private let store: UserStore
+    private let states: any UserStates
+    private let membership: any InstanceMembership
     private let clock: () -> UnixMillis
     private let logger: Logger
     weak var results: ResultsListener?
@@ -25,8 +26,11 @@ final class CommitPipeline: @unchecked Sendable {
     /// or a stream opened meanwhile leaves them out (and a stream does not get them twice).
     private var notYetDurable: Set<String> = []
 
-    init(store: UserStore, clock: @escaping () -> UnixMillis, logger: Logger) {
-        self.store = store
+    init(
+        states: any UserStates, membership: any InstanceMembership, clock: @escaping () -> UnixMillis, logger: Logger
+    ) {
+        self.states = states
+        self.membership = membership
         self.clock = clock
         self.logger = logger
     }
@@ -63,7 +67,7 @@ final class CommitPipeline: @unchecked Sendable {
         _ lookup: Lookup, _ rule: @escaping (Loaded) throws(Problem) -> Decided,
         failed: @escaping (Problem) -> Void, remaining: Int
     ) {
-        store.load(lookup) { [self] loaded in
+        states.load(lookup) { [self] loaded in
             guard case .success(let found) = loaded else { return failed(.unavailable("the store could not be read")) }
             let decided: Decided
             do throws(Problem) {
@@ -97,7 +101,7 @@ final class CommitPipeline: @unchecked Sendable {
                 OutboxEntry(
                     challengeID: challenge.id, tenantID: challenge.tenantID, partition: challenge.user.partition,
                     body: Views.callback(challenge), endedAt: endedAt,
-                    nextAttemptAt: endedAt + store.committerHoldMillis,
+                    nextAttemptAt: endedAt + membership.committerHoldMillis,
                     traceparent: challenge.traceparent))
         }
         let queued = deliveries.compactMap { delivery -> String? in
@@ -106,7 +110,7 @@ final class CommitPipeline: @unchecked Sendable {
         notYetDurable.formUnion(queued)
         let commit = Commit(
             state: state, changes: changes, outbox: outbox.map(OutboxChange.enqueue), deliveries: deliveries)
-        store.commit(commit) { [self] result in
+        states.commit(commit) { [self] result in
             notYetDurable.subtract(queued)
             switch result {
             case .durable:
@@ -122,7 +126,7 @@ final class CommitPipeline: @unchecked Sendable {
 
 extension CommitPipeline: OutboxCommitting {
     func commitOutbox(_ changes: [OutboxChange], then done: @escaping (Result<Void, StoreError>) -> Void) {
-        store.commit(Commit(state: nil, changes: [], outbox: changes)) { [logger] result in
+        states.commit(Commit(state: nil, changes: [], outbox: changes)) { [logger] result in
             switch result {
             case .durable, .stale: done(.success(()))
             case .failed(let error):

@@ -7,7 +7,7 @@ import Store
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class ExpirySweep: @unchecked Sendable {
-    private let store: UserStore
+    private let deadlines: any DeadlineIndex
     private let pipeline: CommitPipeline
     private let clock: () -> UnixMillis
     private let partitions: [Partition]
@@ -16,10 +16,10 @@ final class ExpirySweep: @unchecked Sendable {
 
     /// - Parameter partitions: the partitions this process sweeps (all of them for the embedded store).
     init(
-        loop: EventLoop, store: UserStore, pipeline: CommitPipeline, clock: @escaping () -> UnixMillis,
+        loop: EventLoop, deadlines: any DeadlineIndex, pipeline: CommitPipeline, clock: @escaping () -> UnixMillis,
         partitions: [Partition] = Partition.all
     ) {
-        self.store = store
+        self.deadlines = deadlines
         self.pipeline = pipeline
         self.clock = clock
         self.partitions = partitions
@@ -31,7 +31,7 @@ final class ExpirySweep: @unchecked Sendable {
 
     /// Decides every due user of every partition, then sets the timer for the next deadline.
     func run() {
-        store.dueUsers(in: partitions, now: clock()) { [self] result in
+        deadlines.dueUsers(in: partitions, now: clock()) { [self] result in
             guard case .success(let users) = result else { return }
             for user in users {
                 pipeline.decide(.user(user)) { [clock] loaded throws(Problem) in
@@ -45,12 +45,12 @@ final class ExpirySweep: @unchecked Sendable {
 
     /// After a commit: an earlier deadline than the timer's moves the timer.
     func deadlinesMayHaveMoved() {
-        guard let deadline = store.nextDeadline, scheduledFor.map({ deadline < $0 }) ?? true else { return }
+        guard let deadline = deadlines.nextDeadline, scheduledFor.map({ deadline < $0 }) ?? true else { return }
         schedule()
     }
 
     private func schedule() {
-        guard let deadline = store.nextDeadline else {
+        guard let deadline = deadlines.nextDeadline else {
             scheduledFor = nil
             timer?.cancel()
             return

@@ -54,7 +54,8 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     private let loop: EventLoop
-    private let store: UserStore
+    private let store: any OutboxStore
+    private let membership: any InstanceMembership
     private let settings: Settings
     private let clock: () -> UnixMillis
     private let logger: Logger
@@ -81,11 +82,13 @@ public final class Forwarder: @unchecked Sendable {
 
     /// - Parameter clients: each tenant's callbacks go to the first client that lists the tenant.
     init(
-        loop: EventLoop, store: UserStore, outbox: OutboxCommitting, clients: [IdPClient],
+        loop: EventLoop, store: any OutboxStore, membership: any InstanceMembership, outbox: OutboxCommitting,
+        clients: [IdPClient],
         settings: Settings, clock: @escaping () -> UnixMillis, logger: Logger
     ) throws {
         self.loop = loop
         self.store = store
+        self.membership = membership
         self.settings = settings
         self.clock = clock
         self.logger = logger
@@ -111,10 +114,10 @@ public final class Forwarder: @unchecked Sendable {
     func start() { pump() }
 
     /// Callbacks this instance just made durable together with their challenges' endings, whatever partition they
-    /// are in (the store holds them back from every read for a while: UserStore.committerHoldMillis): sent at once
+    /// are in (the store holds them back from every read for a while: InstanceMembership.committerHoldMillis): sent at once
     /// while the window has room, otherwise read back from the store once due.
     func enqueued(_ entries: [OutboxEntry]) {
-        let held = store.committerHoldMillis > 0
+        let held = membership.committerHoldMillis > 0
         for entry in entries {
             guard taken.count < settings.window else {
                 behind = true
@@ -132,7 +135,7 @@ public final class Forwarder: @unchecked Sendable {
         guard !reading, taken.count < settings.window else { return }
         reading = true
         behind = false
-        store.dueCallbacks(in: store.forwardingPartitions, now: clock(), after: cursor, limit: settings.window) {
+        store.dueCallbacks(in: membership.forwardingPartitions, now: clock(), after: cursor, limit: settings.window) {
             [self] result in
             reading = false
             switch result {

@@ -4,13 +4,13 @@ import Store
 
 /// `@unchecked Sendable`: confined to the event loop.
 final class WakeUps: WakeUpSource, @unchecked Sendable {
-    private let store: UserStore
+    private let states: any UserStates
     private let streams: DeviceStreams
     private let pipeline: CommitPipeline
     private let clock: () -> UnixMillis
 
-    init(store: UserStore, streams: DeviceStreams, pipeline: CommitPipeline, clock: @escaping () -> UnixMillis) {
-        self.store = store
+    init(states: any UserStates, streams: DeviceStreams, pipeline: CommitPipeline, clock: @escaping () -> UnixMillis) {
+        self.states = states
         self.streams = streams
         self.pipeline = pipeline
         self.clock = clock
@@ -18,7 +18,7 @@ final class WakeUps: WakeUpSource, @unchecked Sendable {
 
     func stillWanted(challengeID: String, deviceID: String, then: @escaping ((Device, Challenge)?) -> Void) {
         guard !streams.isStreaming(deviceID) else { return then(nil) }
-        store.load(.device(deviceID)) { [clock] loaded in
+        states.load(.device(deviceID)) { [clock] loaded in
             guard case .success(let found) = loaded, let state = found.state,
                 let challenge = state.challenge(challengeID, queuedTo: deviceID), challenge.isPending,
                 challenge.expiresAt > clock(), let device = state.device(deviceID)

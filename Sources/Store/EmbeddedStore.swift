@@ -259,6 +259,16 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
 
     public func close() { journal.close() }
 
+    // MARK: Alone on its journal: every delivery and every callback is this instance's.
+
+    public var isReachable: Bool { true }
+    public var commandsSent: Int { 0 }
+    public var forwardingPartitions: [Partition] { Partition.all }
+    public var committerHoldMillis: UnixMillis { 0 }
+    public func streamOpened(deviceID: String, routed: @escaping () -> Void) {}
+    public func streamClosed(deviceID: String) {}
+    public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {}
+
     // MARK: Recovery
 
     /// Builds the store from what the journal holds, on the calling thread (before the loop owns the store). Stored

@@ -80,22 +80,31 @@ public protocol DeliverySink: AnyObject {
     func resync()
 }
 
-/// `completion`s run on the caller's loop: at once where the answer is in memory, later where it is not.
-public protocol UserStore: AnyObject {
-    /// Gets each durable commit's deliveries, before the commit's completion runs.
-    var sink: DeliverySink? { get set }
+// A store plays six roles, each a small protocol: the Service's parts each take the roles they use (`StoreRoles`),
+// and every store implements all of them (`UserStore`), saying for each what it does — nothing is assumed.
+// `completion`s run on the caller's loop: at once where the answer is in memory, later where it is not.
+
+/// Users' states: loaded, and decisions made durable.
+public protocol UserStates: AnyObject {
     func load(_ lookup: Lookup, completion: @escaping (Result<Loaded, StoreError>) -> Void)
     /// Makes a decision durable if the user's state is still at the version it was decided on.
     func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void)
     /// The tenant's policy: stored (a PUT), else configured, else the default.
     func policy(for tenantID: String) -> TenantPolicy
-    /// Users of these partitions with a deadline (an expiry, the end of a remembering window) due at `now`, each
-    /// handed out once per deadline: the sweep decides and commits them, which sets their next.
+}
+
+/// Users' deadlines (expiries, the ends of remembering windows), by partition.
+public protocol DeadlineIndex: AnyObject {
+    /// Users of these partitions with a deadline due at `now`, each handed out once per deadline: the sweep decides
+    /// and commits them, which sets their next.
     func dueUsers(
         in partitions: [Partition], now: UnixMillis, completion: @escaping (Result<[UserKey], StoreError>) -> Void)
     /// When to look for due users again: the earliest deadline of any partition as far as this store knows.
     var nextDeadline: UnixMillis? { get }
-    var gauges: Gauges { get }
+}
+
+/// The callbacks commits enqueue, by partition, and the dead letters.
+public protocol OutboxStore: AnyObject {
     /// Up to `limit` callbacks of these partitions due at `now`, in (due time, challenge id) order, after `cursor` if
     /// given; `nextDueAt` is when to look again: the next due time in these partitions after `now` as far as this
     /// store knows (a shared store, where other instances add callbacks, says a moment soon whatever it knows).
@@ -109,17 +118,23 @@ public protocol UserStore: AnyObject {
     func redrive(
         tenantID: String, challengeID: String?, now: UnixMillis, completion: @escaping (Result<Int, StoreError>) -> Void
     )
-    /// Whether the store can be reached now (`/readyz`): always for the embedded store.
-    var isReachable: Bool { get }
-    /// Requests this instance sent to a networked store (none for the embedded store).
-    var commandsSent: Int { get }
-    /// The partitions whose callbacks this instance forwards (every one for the embedded store).
+}
+
+/// This instance among those that share the store: which partitions' callbacks are its to forward.
+public protocol InstanceMembership: AnyObject {
+    /// The partitions whose callbacks this instance forwards (every one where it is alone).
     var forwardingPartitions: [Partition] { get }
     /// A callback a commit enqueues is the committing instance's to send, as soon as the commit is durable, whichever
     /// instance forwards its partition: it is stored due this long after its ending, so that no read of due
-    /// callbacks finds it before the committer's outcome replaces it (none for the embedded store, whose one
-    /// forwarder knows what it is sending).
+    /// callbacks finds it before the committer's outcome replaces it (0 where one forwarder knows what it sends).
     var committerHoldMillis: UnixMillis { get }
+}
+
+/// Deliveries to where a device's streams and a challenge's long polls are, here or on another instance.
+public protocol FanOut: AnyObject {
+    /// Gets each durable commit's deliveries, before the commit's completion runs, and those other instances
+    /// committed for streams and long polls here.
+    var sink: DeliverySink? { get set }
     /// A device's stream opened here. On a shared store its deliveries come here from now on; `routed` runs once
     /// they do, when some committed meanwhile may have gone elsewhere: read the queue again then.
     func streamOpened(deviceID: String, routed: @escaping () -> Void)
@@ -128,17 +143,38 @@ public protocol UserStore: AnyObject {
     /// A long poll here waits up to `seconds` for the challenge's end. On a shared store `watching` runs once the
     /// end would be delivered here, when it may have come meanwhile: read the challenge again then.
     func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void)
+}
+
+/// What operators see of the store, and its stop.
+public protocol StoreOperations: AnyObject {
+    var gauges: Gauges { get }
+    /// Whether the store can be reached now (`/readyz`).
+    var isReachable: Bool { get }
+    /// Requests this instance sent to a networked store.
+    var commandsSent: Int { get }
     /// Commits what is queued, then stops.
     func close()
 }
 
-/// A store that only this process uses (the embedded one): every delivery and every callback is this instance's.
-extension UserStore {
-    public var isReachable: Bool { true }
-    public var commandsSent: Int { 0 }
-    public var forwardingPartitions: [Partition] { Partition.all }
-    public var committerHoldMillis: UnixMillis { 0 }
-    public func streamOpened(deviceID: String, routed: @escaping () -> Void) {}
-    public func streamClosed(deviceID: String) {}
-    public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {}
+/// A store: every role.
+public typealias UserStore = UserStates & DeadlineIndex & OutboxStore & InstanceMembership & FanOut & StoreOperations
+
+/// The roles of a store as the Service's parts take them: one store plays them all; a test double may stand in for
+/// one role alone.
+public struct StoreRoles {
+    public var states: any UserStates
+    public var deadlines: any DeadlineIndex
+    public var outbox: any OutboxStore
+    public var membership: any InstanceMembership
+    public var fanOut: any FanOut
+    public var operations: any StoreOperations
+
+    public init(_ store: any UserStore) {
+        states = store
+        deadlines = store
+        outbox = store
+        membership = store
+        fanOut = store
+        operations = store
+    }
 }

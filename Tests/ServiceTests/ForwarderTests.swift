@@ -71,7 +71,7 @@ final class ManualClock: Sendable {
         verifierStatus: Int = 200, forwarding: Forwarder.Settings = Forwarder.Settings(),
         directory: String = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-fw-\(UUID())")
             .path,
-        wrap: @escaping @Sendable (EmbeddedStore) -> UserStore = { $0 }
+        wrap: @escaping @Sendable (EmbeddedStore) -> StoreRoles = { StoreRoles($0) }
     ) async throws -> Setup {
         let verifier = try RecordingServer(status: verifierStatus)
         let clock = ManualClock()
@@ -167,7 +167,9 @@ final class ManualClock: Sendable {
         let backlog = try storeBacklog(20, named: "ch_part_", in: directory)
         let alice = UserKey(tenantID: "contoso", userID: "alice").partition
         try #require(alice != Partition(0))
-        let setup = try await setUp(directory: directory) { SharedStoreDouble($0, forwarding: [Partition(0)], hold: 0) }
+        let setup = try await setUp(directory: directory) {
+            SharedStoreDouble($0, forwarding: [Partition(0)], hold: 0).roles
+        }
         defer { setup.stop() }
         // A result this instance ends, in alice's partition: its own to send, whoever forwards the partition.
         let ended = try await setup.endAChallenge("r-9")
@@ -184,7 +186,7 @@ final class ManualClock: Sendable {
         let setup = try await setUp { inner in
             let made = SharedStoreDouble(inner)
             store.withLock { $0 = made }
-            return made
+            return made.roles
         }
         defer { setup.stop() }
         let challengeID = try await setup.endAChallenge("r-held")
@@ -200,7 +202,7 @@ final class ManualClock: Sendable {
         var narrow = Forwarder.Settings()
         narrow.maxInFlightPerVerifier = 1
         // A shared store where this instance forwards every partition.
-        let setup = try await setUp(forwarding: narrow) { SharedStoreDouble($0, forwarding: Partition.all) }
+        let setup = try await setUp(forwarding: narrow) { SharedStoreDouble($0, forwarding: Partition.all).roles }
         defer { setup.stop() }
         func sent() -> [String] { setup.verifier.received.compactMap { $0.headers["idempotency-key"] } }
         setup.verifier.delay(0.5)
@@ -291,7 +293,7 @@ final class ManualClock: Sendable {
 
 /// The embedded store, as if it were shared: other instances forward every partition but `forwarded`, and a new
 /// callback is held for its committer for `hold`; it keeps the callbacks commits enqueue.
-final class SharedStoreDouble: DelegatingStore, @unchecked Sendable {
+final class SharedStoreDouble: DelegatingStates, InstanceMembership, @unchecked Sendable {
     static let hold: UnixMillis = 15_000
     private(set) var enqueued: [OutboxEntry] = []
     private let forwarded: [Partition]
@@ -301,8 +303,13 @@ final class SharedStoreDouble: DelegatingStore, @unchecked Sendable {
         self.hold = hold
         super.init(inner)
     }
-    override var forwardingPartitions: [Partition] { forwarded }
-    override var committerHoldMillis: UnixMillis { hold }
+    override var roles: StoreRoles {
+        var roles = super.roles
+        roles.membership = self
+        return roles
+    }
+    var forwardingPartitions: [Partition] { forwarded }
+    var committerHoldMillis: UnixMillis { hold }
     override func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void) {
         for case .enqueue(let entry) in commit.outbox { enqueued.append(entry) }
         super.commit(commit, completion: completion)

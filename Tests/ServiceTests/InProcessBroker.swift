@@ -28,7 +28,7 @@ final class InProcessBroker: @unchecked Sendable {
         clock: @escaping @Sendable () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) },
         forwarding: Forwarder.Settings = Forwarder.Settings(), apns: APNsSettings? = nil,
         fcm: FCMSettings? = nil,
-        wrap: @escaping @Sendable (EmbeddedStore) -> UserStore = { $0 },
+        wrap: @escaping @Sendable (EmbeddedStore) -> StoreRoles = { StoreRoles($0) },
         store makeStore: (EventLoop) -> Journal
     ) async throws {
         thread = try LoopThread()

@@ -11,7 +11,7 @@ import Testing
 
 /// The embedded store, except that the first `staleCommits` commits of a user's state are refused as stale (as if
 /// another instance had committed first) without being applied.
-final class StaleStore: DelegatingStore, @unchecked Sendable {
+final class StaleStore: DelegatingStates, @unchecked Sendable {
     let refusals = Locked(0)
     let decisions = Locked(0)
     private let staleCommits: Int
@@ -44,7 +44,7 @@ final class StaleStore: DelegatingStore, @unchecked Sendable {
             wrap: { inner in
                 let store = StaleStore(inner, staleCommits: staleCommits)
                 made.withLock { $0 = store }
-                return store
+                return store.roles
             },
             store: { loop in try! SQLiteJournal(directory: directory) { work in loop.execute(work) } })
         return (broker, made, directory)
