@@ -1,15 +1,13 @@
-// The user store on Redis, shared by every instance: states, deadlines and the outbox through RedisStates and
-// RedisOutbox, each load and each commit one call. What the protocol reads synchronously is kept here and refreshed:
-// policies (read at start and again whenever an instance announces a save, or the subscriber reconnects) and the
-// shared gauges (every second). Deadlines committed by other instances are found by looking every second.
-// Deliveries reach the instance that holds a device's stream or a challenge's long poll through its inbox channel
-// (routes renewed while the streams stay open); after any reconnect the streams are read again, since messages
-// published meanwhile are lost. Partitions' callbacks are forwarded by the instance that leases them
-// (PartitionLeases).
+// The user store on Redis, shared by every instance: its connections and their lifecycle, and each role of the
+// store handed to the part that plays it. States, deadlines and the outbox go through RedisStates and RedisOutbox,
+// each load and each commit one call; policies and gauges are read ahead (SharedReadings); deadlines other instances
+// committed are found by looking every refresh (DeadlineWatch). Deliveries reach the instance that holds a device's
+// stream or a challenge's long poll through its inbox channel (StreamRoutes); after any reconnect the streams are
+// read again, since messages published meanwhile are lost. The forwarder's outcomes are stored in batches
+// (OutboxBatcher); partitions' callbacks are forwarded by the instance that leases them (PartitionLeases).
 import Core
 import EventLoop
 import Foundation
-import HeapModule
 import Logging
 import Redis
 import Store
@@ -50,17 +48,6 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    /// The store's life: its first connection prepares Redis (persistence check, functions, policies) once. A stop
-    /// goes through `closing` (the outcomes still gathered are stored; nothing new is taken) to `closed`.
-    private enum Phase {
-        case connecting
-        case preparing
-        case open
-        case failed
-        case closing
-        case closed
-    }
-
     private let settings: Settings
     private let loop: EventLoop
     /// Preparing Redis, routes, leases, the outbox, policies, deadlines and gauges.
@@ -68,38 +55,17 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private let stateClients: [RedisClient]
     private let subscriber: RedisClient
     private let states: RedisStates
-    private let outbox: RedisOutbox
-    private let configuredPolicies: [String: TenantPolicy]
     private let clock: () -> UnixMillis
     private let logger: Logger
-    private var phase = Phase.connecting
+    private var lifecycle = RedisStoreLifecycle()
     private var opened: ((Result<Void, StoreError>) -> Void)?
-    private var storedPolicies: [String: TenantPolicy] = [:]
-    private var cachedGauges = Gauges()
-    /// Expiries this instance committed, until they pass: swept on time; other instances' deadlines, and ends of
-    /// remembering, are found by looking every `refreshSeconds`.
-    private var localDeadlines = Heap<UnixMillis>()
-    /// No challenge lives longer: a committed deadline further away is an end of remembering, which can wait for
-    /// the next look, and is not kept in `localDeadlines` for a quarter of an hour.
-    private static let expiryHorizon = UnixMillis(ChallengeRequest.ttlSecondsRange.upperBound) * 1000
-    private var nextLook: UnixMillis
-    private lazy var refreshTimer = loop.makeTimer { [unowned self] in refresh() }
-    /// Devices with a stream here, whose deliveries are routed here.
-    private var streamed: Set<String> = []
-    private lazy var routeTimer: LoopTimer = loop.makeTimer { [unowned self] in renewRoutes() }
-    /// Routes a call renews: Redis runs nothing else during a call, and 1,000 took it 1–4 ms, which the sign-ins
-    /// committing meanwhile waited for.
-    private static let routeBatch = 100
+    private let readings: SharedReadings
+    private var deadlines: DeadlineWatch
+    private let routes: StreamRoutes
+    private let outbox: RedisOutbox
+    private let outboxBatcher: OutboxBatcher
     private let leases: PartitionLeases
-    private struct OutboxBatch {
-        var changes: [OutboxChange] = []
-        var completions: [(Result<Void, StoreError>) -> Void] = []
-    }
-    private var outboxBatch = OutboxBatch()
-    private lazy var outboxTimer = loop.makeTimer { [unowned self] in storeOutbox() }
-    /// A batch this large goes at once: a call stays short (Redis runs nothing else meanwhile; 64 acknowledgements
-    /// take it about 0.3 ms) and its arguments bounded (a dead letter carries its callback's body).
-    private static let outboxBatchLimit = 64
+    private lazy var refreshTimer = loop.makeTimer { [unowned self] in refresh() }
     private lazy var leaseTimer = loop.makeTimer { [unowned self] in renewLeases() }
     public weak var sink: DeliverySink?
 
@@ -109,7 +75,6 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     ) {
         self.settings = settings
         self.loop = loop
-        self.configuredPolicies = configuredPolicies
         self.clock = clock
         self.logger = logger
         var options = RedisClient.Options()
@@ -120,10 +85,14 @@ public final class RedisStore: UserStore, @unchecked Sendable {
             RedisClient(url: settings.url, loop: loop, options: options, logger: logger)
         }
         states = RedisStates(client: client, lanes: stateClients)
+        readings = SharedReadings(states: states, configuredPolicies: configuredPolicies, logger: logger)
+        deadlines = DeadlineWatch(refreshSeconds: settings.refreshSeconds, now: clock())
         outbox = RedisOutbox(client: client)
-        nextLook = clock()
+        outboxBatcher = OutboxBatcher(outbox: outbox, loop: loop, batchSeconds: settings.outboxBatchSeconds)
         leases = PartitionLeases(
             instanceID: settings.instanceID, tickMillis: UnixMillis(settings.leaseTickSeconds * 1000))
+        routes = StreamRoutes(
+            client: client, loop: loop, instanceID: settings.instanceID, routeSeconds: settings.routeSeconds)
     }
 
     private var inboxChannel: String { "ap:inbox:\(settings.instanceID)" }
@@ -134,20 +103,14 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     public func open(completion: @escaping (Result<Void, StoreError>) -> Void) {
         opened = completion
         subscriber.subscribe(to: [RedisStates.policiesChannel, inboxChannel]) { [unowned self] channel, message in
-            if channel == inboxChannel { received(message) } else { readPolicies() }
+            if channel == inboxChannel { received(message) } else { readings.refreshPolicies() }
         }
         subscriber.onReady = { [unowned self] in
-            guard phase == .open else { return }
-            readPolicies()
-            caughtUp()
+            guard lifecycle.isOpen else { return }
+            readings.refreshPolicies()
+            catchUp()
         }
-        client.onReady = { [unowned self] in
-            switch phase {
-            case .connecting: prepare()
-            case .open: caughtUp()
-            case .preparing, .failed, .closing, .closed: break
-            }
-        }
+        client.onReady = { [unowned self] in perform(lifecycle.connectionReady()) }
         client.onLost = { [unowned self, logger] error in
             logger.warning("lost Redis", metadata: ["redis": "\(settings.url)", "error": "\(error)"])
         }
@@ -160,71 +123,65 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     }
 
     /// Whether the store can be reached now.
-    public var isReachable: Bool { phase == .open && client.isReady && stateClientsReady }
+    public var isReachable: Bool { lifecycle.isOpen && client.isReady && stateClientsReady }
 
     private var stateClientsReady: Bool { stateClients.allSatisfy(\.isReady) }
 
+    private func perform(_ action: RedisStoreLifecycle.Action, error: StoreError? = nil) {
+        switch action {
+        case .none, .alreadyClosed, .flush: break
+        case .prepare: prepare()
+        case .catchUp: catchUp()
+        case .startServing:
+            refreshTimer.schedule(after: settings.refreshSeconds)
+            routes.start()
+            renewLeases()
+            openedIfConnected()
+        case .failOpening: finishOpening(.failure(error ?? StoreError("Redis cannot be used")))
+        }
+    }
+
     private func prepare() {
-        phase = .preparing
         RedisPersistence.check(client) { [self] checked in
             switch checked {
             case .failure(let error): return retryPreparing(error)
             case .success(let unsafe?) where !settings.allowUnsafePersistence:
-                return fail(StoreError("\(unsafe)"))
+                return perform(lifecycle.refused(), error: StoreError("\(unsafe)"))
             case .success(let unsafe?):
                 logger.warning("Redis may lose acknowledged requests in a crash", metadata: ["unsafe": "\(unsafe)"])
             case .success(nil): break
             }
             RedisStates.installFunctions(on: client) { [self] installed in
-                switch installed {
-                case .failure(let error) where client.isReady: return fail(error)
-                case .failure(let error): return retryPreparing(error)
-                case .success: break
-                }
-                states.loadPolicies { [self] loaded in
-                    switch loaded {
-                    case .failure(let error) where client.isReady: fail(error)
-                    case .failure(let error): retryPreparing(error)
-                    case .success(let policies):
-                        storedPolicies = policies
-                        // Open with the shared gauges already read: a restarted instance reports them at once.
-                        states.gauges { [self] read in
-                            switch read {
-                            case .failure(let error) where client.isReady: fail(error)
-                            case .failure(let error): retryPreparing(error)
-                            case .success(let gauges):
-                                guard phase == .preparing else { return }
-                                cachedGauges = gauges
-                                phase = .open
-                                refreshTimer.schedule(after: settings.refreshSeconds)
-                                routeTimer.schedule(after: settings.routeSeconds / 3)
-                                renewLeases()
-                                openedIfConnected()
-                            }
-                        }
-                    }
+                guard preparedStep(installed) else { return }
+                readings.readAll { [self] read in
+                    guard preparedStep(read) else { return }
+                    perform(lifecycle.prepared())
                 }
             }
         }
     }
 
-    /// The connection went while preparing: prepare again on the next one.
-    private func retryPreparing(_ error: any Error) {
-        guard phase == .preparing else { return }
-        logger.warning("cannot prepare Redis yet", metadata: ["error": "\(error)"])
-        phase = .connecting
-        if client.isReady { prepare() }
+    /// Whether a step of preparing succeeded; a failure is Redis's refusal while it is connected, else a lost
+    /// connection, which prepares again.
+    private func preparedStep(_ result: Result<Void, StoreError>) -> Bool {
+        switch result {
+        case .success: return true
+        case .failure(let error) where client.isReady: perform(lifecycle.refused(), error: error)
+        case .failure(let error): retryPreparing(error)
+        }
+        return false
     }
 
-    private func fail(_ error: StoreError) {
-        guard phase == .preparing else { return }
-        phase = .failed
-        finishOpening(.failure(error))
+    /// The connection went while preparing: prepare again on the next one.
+    private func retryPreparing(_ error: any Error) {
+        guard lifecycle.state == .preparing else { return }
+        logger.warning("cannot prepare Redis yet", metadata: ["error": "\(error)"])
+        perform(lifecycle.preparingInterrupted(connected: client.isReady))
     }
 
     /// Open once prepared and every state connection is ready (they reconnect on backoffs of their own).
     private func openedIfConnected() {
-        guard phase == .open, stateClientsReady else { return }
+        guard lifecycle.isOpen, stateClientsReady else { return }
         finishOpening(.success(()))
     }
 
@@ -257,32 +214,12 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     /// After a reconnect: messages published meanwhile are lost and routes may have lapsed; route the streams
     /// again, then have them read again.
-    private func caughtUp() {
-        route(Array(streamed)) { [self] in sink?.resync() }
-    }
-
-    private func renewRoutes() {
-        route(Array(streamed)) {}
-        routeTimer.schedule(after: settings.routeSeconds / 3)
-    }
-
-    /// Routes the devices' deliveries here, in calls of at most `routeBatch`; `done` runs when all have answered.
-    private func route(_ deviceIDs: [String], done: @escaping () -> Void) {
-        guard phase == .open, !deviceIDs.isEmpty else { return done() }
-        let lifetime = String(Int(settings.routeSeconds * 1000))
-        var remaining = 0
-        for start in stride(from: 0, to: deviceIDs.count, by: Self.routeBatch) {
-            remaining += 1
-            let batch = deviceIDs[start..<min(start + Self.routeBatch, deviceIDs.count)]
-            client.send(["FCALL", "approvald_route_streams", "0", settings.instanceID, lifetime] + batch) { _ in
-                remaining -= 1
-                if remaining == 0 { done() }
-            }
-        }
+    private func catchUp() {
+        routes.routeAgain { [self] in sink?.resync() }
     }
 
     private func renewLeases() {
-        guard phase == .open else { return }
+        guard lifecycle.isOpen else { return }
         leaseTimer.schedule(after: settings.leaseTickSeconds)
         leases.renew(on: client, now: clock()) { [self] renewed in
             switch renewed {
@@ -297,33 +234,24 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    private func readPolicies() {
-        states.loadPolicies { [self] loaded in
-            switch loaded {
-            case .success(let policies): storedPolicies = policies
-            case .failure(let error): logger.error("cannot read the policies: \(error)")
-            }
-        }
-    }
-
     /// Reads the shared gauges again and looks for deadlines other instances committed.
     private func refresh() {
-        guard phase == .open else { return }
-        states.gauges { [self] result in
-            if case .success(let gauges) = result { cachedGauges = gauges }
-        }
+        guard lifecycle.isOpen else { return }
+        readings.refreshGauges()
         refreshTimer.schedule(after: settings.refreshSeconds)
     }
 
-    // MARK: UserStore
+    private static let notOpen = StoreError("the Redis store is not open")
+
+    // MARK: UserStates
 
     public func load(_ lookup: Lookup, completion: @escaping (Result<Loaded, StoreError>) -> Void) {
-        guard phase == .open else { return completion(.failure(StoreError("the Redis store is not open"))) }
+        guard lifecycle.isOpen else { return completion(.failure(Self.notOpen)) }
         states.load(lookup, completion: completion)
     }
 
     public func commit(_ commit: Commit, completion: @escaping (CommitResult) -> Void) {
-        guard phase == .open else { return completion(.failed(StoreError("the Redis store is not open"))) }
+        guard lifecycle.isOpen else { return completion(.failed(Self.notOpen)) }
         if let state = commit.state {
             let enqueued = commit.outbox.compactMap { change -> OutboxEntry? in
                 if case .enqueue(let entry) = change { entry } else { nil }
@@ -332,9 +260,7 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 state, commit.changes, enqueue: enqueued, deliveries: commit.deliveries, by: settings.instanceID
             ) { [self] result, deliverHere in
                 guard result == .durable else { return completion(result) }
-                if let deadline = states.deadline(of: state), deadline <= clock() + Self.expiryHorizon {
-                    localDeadlines.insert(deadline)
-                }
+                deadlines.committed(deadline: states.deadline(of: state), now: clock())
                 replicated(on: states.lane(state.key.partition)) { [self] replicated in
                     if replicated == .durable, let sink {
                         for delivery in deliverHere { sink.deliver(delivery, committedHere: true) }
@@ -348,45 +274,19 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         for case .policySaved(let tenantID, let policy) in commit.changes {
             steps.append { [self] done in
                 states.savePolicy(policy, for: tenantID) { [self] saved in
-                    if case .success = saved { storedPolicies[tenantID] = policy }
+                    if case .success = saved { readings.saved(policy, for: tenantID) }
                     done(saved)
                 }
             }
         }
         if !commit.outbox.isEmpty {
-            steps.append { [self] done in batchOutbox(commit.outbox, done) }
+            steps.append { [self] done in outboxBatcher.add(commit.outbox, done: done) }
         }
         Self.all(steps[...]) { [self] result in
             switch result {
             case .success: replicated(on: client, completion)
             case .failure(let error): completion(.failed(error))
             }
-        }
-    }
-
-    /// Outcomes of deliveries (the forwarder's acknowledgements, retries, dead letters) gathered for
-    /// `outboxBatchSeconds` go to Redis in one call. Under light load each sign-in's acknowledgement would otherwise
-    /// be a turn of Redis's loop and an fsync of its own, a third of the sign-in's; under heavy load they share turns
-    /// with commits either way.
-    private func batchOutbox(_ changes: [OutboxChange], _ done: @escaping (Result<Void, StoreError>) -> Void) {
-        let first = outboxBatch.changes.isEmpty
-        outboxBatch.changes += changes
-        outboxBatch.completions.append(done)
-        if outboxBatch.changes.count >= Self.outboxBatchLimit {
-            storeOutbox()
-        } else if first {
-            outboxTimer.schedule(after: settings.outboxBatchSeconds)
-        }
-    }
-
-    private func storeOutbox(then stored: @escaping () -> Void = {}) {
-        outboxTimer.cancel()
-        let batch = outboxBatch
-        outboxBatch = OutboxBatch()
-        guard !batch.changes.isEmpty else { return stored() }
-        outbox.commit(batch.changes) { result in
-            for completion in batch.completions { completion(result) }
-            stored()
         }
     }
 
@@ -416,28 +316,27 @@ public final class RedisStore: UserStore, @unchecked Sendable {
         }
     }
 
-    public func policy(for tenantID: String) -> TenantPolicy {
-        storedPolicies[tenantID] ?? configuredPolicies[tenantID] ?? TenantPolicy()
-    }
+    public func policy(for tenantID: String) -> TenantPolicy { readings.policy(for: tenantID) }
+
+    // MARK: DeadlineIndex
 
     public func dueUsers(
         in partitions: [Partition], now: UnixMillis, completion: @escaping (Result<[UserKey], StoreError>) -> Void
     ) {
-        guard phase == .open else { return completion(.failure(StoreError("the Redis store is not open"))) }
-        while let earliest = localDeadlines.min, earliest <= now { localDeadlines.removeMin() }
-        nextLook = now + UnixMillis(settings.refreshSeconds * 1000)
+        guard lifecycle.isOpen else { return completion(.failure(Self.notOpen)) }
+        deadlines.looked(at: now)
         states.dueUsers(in: partitions, now: now, completion: completion)
     }
 
-    public var nextDeadline: UnixMillis? { min(localDeadlines.min ?? nextLook, nextLook) }
+    public var nextDeadline: UnixMillis? { deadlines.next }
 
-    public var gauges: Gauges { cachedGauges }
+    // MARK: OutboxStore
 
     public func dueCallbacks(
         in partitions: [Partition], now: UnixMillis, after cursor: OutboxCursor?, limit: Int,
         completion: @escaping (Result<DueCallbacks, StoreError>) -> Void
     ) {
-        guard phase == .open else { return completion(.failure(StoreError("the Redis store is not open"))) }
+        guard lifecycle.isOpen else { return completion(.failure(Self.notOpen)) }
         let look = now + UnixMillis(settings.refreshSeconds * 1000)
         outbox.dueCallbacks(in: partitions, now: now, after: cursor, limit: limit) { result in
             // Other instances add callbacks too: look again soon whatever this instance knows.
@@ -448,52 +347,51 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     public func deadLetters(
         tenantID: String, limit: Int, completion: @escaping (Result<[DeadLetter], StoreError>) -> Void
     ) {
-        guard phase == .open else { return completion(.failure(StoreError("the Redis store is not open"))) }
+        guard lifecycle.isOpen else { return completion(.failure(Self.notOpen)) }
         outbox.deadLetters(tenantID: tenantID, limit: limit, completion: completion)
     }
 
     public func redrive(
         tenantID: String, challengeID: String?, now: UnixMillis, completion: @escaping (Result<Int, StoreError>) -> Void
     ) {
-        guard phase == .open else { return completion(.failure(StoreError("the Redis store is not open"))) }
+        guard lifecycle.isOpen else { return completion(.failure(Self.notOpen)) }
         outbox.redrive(tenantID: tenantID, challengeID: challengeID, now: now, completion: completion)
     }
 
-    public var commandsSent: Int { stateClients.reduce(client.commandsSent) { $0 + $1.commandsSent } }
+    // MARK: InstanceMembership
 
     public var forwardingPartitions: [Partition] { leases.held(now: clock()) }
     public var committerHoldMillis: UnixMillis { UnixMillis(settings.committerHoldSeconds * 1000) }
 
+    // MARK: FanOut
+
     public func streamOpened(deviceID: String, routed: @escaping () -> Void) {
-        streamed.insert(deviceID)
-        route([deviceID], done: routed)
+        routes.streamOpened(deviceID: deviceID, routed: routed)
     }
 
-    public func streamClosed(deviceID: String) {
-        guard streamed.remove(deviceID) != nil, phase == .open else { return }
-        client.send(["FCALL", "approvald_unroute_stream", "0", settings.instanceID, deviceID]) { _ in }
-    }
+    public func streamClosed(deviceID: String) { routes.streamClosed(deviceID: deviceID) }
 
     public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {
-        guard phase == .open else { return }
-        let lifetime = String(Int((seconds + 5) * 1000))
-        client.send(["FCALL", "approvald_watch", "0", settings.instanceID, challengeID, lifetime]) { result in
-            if case .success(.integer) = result { watching() }
-        }
+        routes.watch(challengeID: challengeID, seconds: seconds, watching: watching)
     }
+
+    // MARK: StoreOperations
+
+    public var gauges: Gauges { readings.gauges }
+
+    public var commandsSent: Int { stateClients.reduce(client.commandsSent) { $0 + $1.commandsSent } }
 
     public func close() { close {} }
 
     /// Stores the outcomes still gathered (within the command timeout), then closes every connection; `closed`
     /// runs then. Loads and commits asked for meanwhile are refused. A second stop is told at once.
     public func close(then closed: @escaping () -> Void) {
-        guard phase != .closing, phase != .closed else { return closed() }
-        phase = .closing
+        guard lifecycle.closeRequested() == .flush else { return closed() }
         refreshTimer.cancel()
-        routeTimer.cancel()
+        routes.stop()
         leaseTimer.cancel()
-        storeOutbox { [self] in
-            phase = .closed
+        outboxBatcher.store { [self] in
+            lifecycle.flushed()
             client.close()
             for stateClient in stateClients { stateClient.close() }
             subscriber.close()
