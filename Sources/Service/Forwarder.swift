@@ -62,15 +62,10 @@ public final class Forwarder: @unchecked Sendable {
     private unowned let outbox: OutboxCommitting
     private let verifierOfTenant: [String: Verifier]
     private var taken: Set<String> = []
-    private var reading = false
-    /// More callbacks are due than the window held when last read.
-    private var behind = false
-    /// Where the last full page of due callbacks ended; nil once a read reached the end of what is due.
-    private var cursor: OutboxCursor?
-    private var wakeAt: UnixMillis?
+    private var reading = OutboxReading()
     /// Made on first use, on the loop.
     private lazy var timer = loop.makeTimer { [unowned self] in
-        wakeAt = nil
+        reading.woke()
         pump()
     }
     private var random = SystemRandomNumberGenerator()
@@ -119,10 +114,7 @@ public final class Forwarder: @unchecked Sendable {
     func enqueued(_ entries: [OutboxEntry]) {
         let held = membership.committerHoldMillis > 0
         for entry in entries {
-            guard taken.count < settings.window else {
-                behind = true
-                return
-            }
+            guard taken.count < settings.window else { return reading.windowOverflowed() }
             // Held for this instance, a callback must not wait for a verifier slot past its hold (its partition's
             // forwarder would send it too): one that cannot go out now is left to that forwarder, once due.
             if held, let verifier = verifierOfTenant[entry.tenantID], !verifier.client.hasRoom { continue }
@@ -132,16 +124,14 @@ public final class Forwarder: @unchecked Sendable {
 
     /// Reads what is due and not already taken, up to the window.
     func pump() {
-        guard !reading, taken.count < settings.window else { return }
-        reading = true
-        behind = false
-        store.dueCallbacks(in: membership.forwardingPartitions, now: clock(), after: cursor, limit: settings.window) {
-            [self] result in
-            reading = false
+        guard reading.startRead(windowHasRoom: taken.count < settings.window) else { return }
+        store.dueCallbacks(
+            in: membership.forwardingPartitions, now: clock(), after: reading.cursor, limit: settings.window
+        ) { [self] result in
             switch result {
             case .failure(let error):
                 logger.error("cannot read the outbox: \(error)")
-                cursor = nil
+                reading.readFailed()
                 wake(at: clock() + 1000)
             case .success(let due):
                 var considered: OutboxEntry?
@@ -156,23 +146,16 @@ public final class Forwarder: @unchecked Sendable {
                     }
                     considered = entry
                 }
-                // More to read: go on after the last entry considered next time (what is in flight sorts first and
-                // would fill a page from the start again). The end of what is due: the next pass starts over.
-                if windowFull || due.entries.count == settings.window {
-                    behind = true
-                    if let considered { cursor = OutboxCursor(after: considered) }
-                } else {
-                    cursor = nil
-                }
+                reading.readSucceeded(
+                    full: windowFull || due.entries.count == settings.window, lastConsidered: considered)
                 if let next = due.nextDueAt { wake(at: next) }
             }
-            if behind && taken.count < settings.window { pump() }
+            if reading.behind && taken.count < settings.window { pump() }
         }
     }
 
     private func wake(at time: UnixMillis) {
-        if let wakeAt, wakeAt <= time { return }
-        wakeAt = time
+        guard reading.wake(at: time) else { return }
         timer.schedule(after: Double(max(0, time - clock())) / 1000)
     }
 
@@ -256,12 +239,9 @@ public final class Forwarder: @unchecked Sendable {
             taken.remove(entry.challengeID)
             switch result {
             case .success: break
-            case .failure:
-                // Still in the outbox and due: the next full pass finds it.
-                behind = true
-                cursor = nil
+            case .failure: reading.outcomeNotStored()
             }
-            if behind { pump() }
+            if reading.behind { pump() }
         }
     }
 }
