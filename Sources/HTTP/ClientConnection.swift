@@ -12,8 +12,9 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     private weak var client: H2Client?
     private var streams: [Int32: ClientRequest] = [:]
     private var connectTimer: LoopTimer?
-    private(set) var isReady = false
-    private(set) var isDraining = false
+    private var machine = ClientConnectionStateMachine()
+    var isConnected: Bool { machine.isConnected }
+    var isDraining: Bool { machine.isDraining }
 
     init?(client: H2Client) {
         let loop = client.loop
@@ -38,7 +39,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     }
 
     override func event(_ what: Int16) {
-        guard isReady || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
+        guard machine.isConnected || what & Int16(BEV_EVENT_CONNECTED) != 0 else {
             if what & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
                 fail(.connectFailed(connectFailure(of: bufferEvent, authority: client?.authority ?? "peer")))
             }
@@ -63,7 +64,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
         else { return fail(.connectFailed("cannot create an HTTP/2 session")) }
         self.session = session
         session.submitSettings([(NGHTTP2_SETTINGS_ENABLE_PUSH, 0)])
-        isReady = true
+        guard machine.connected() else { return close() }
         client.connectionReady(self)
         flush()
     }
@@ -98,8 +99,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
                 context: context) ?? -1
         guard streamID > 0 else {
             // Out of stream ids: this connection is spent; the request goes to a new one.
-            isDraining = true
-            client.connectionDraining(self)
+            if machine.drain() { client.connectionDraining(self) }
             client.retry(request)
             return
         }
@@ -118,10 +118,11 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
 
     override func didClose() {
         connectTimer = nil
+        let hadConnected = machine.closed()
         let lost = streams.values
         streams.removeAll()
         for request in lost {
-            request.finish(.failure(isReady ? .connectionLost : .connectFailed("connection closed")))
+            request.finish(.failure(hadConnected ? .connectionLost : .connectFailed("connection closed")))
         }
         client?.connectionClosed(self)
     }
@@ -131,8 +132,7 @@ final class ClientConnection: SessionConnection, @unchecked Sendable {
     fileprivate func request(_ streamID: Int32) -> ClientRequest? { streams[streamID] }
 
     fileprivate func goawayReceived() {
-        isDraining = true
-        client?.connectionDraining(self)
+        if machine.drain() { client?.connectionDraining(self) }
     }
 
     fileprivate func bodyChunk(_ request: ClientRequest, _ chunk: UnsafeBufferPointer<UInt8>) {

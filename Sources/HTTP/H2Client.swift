@@ -118,7 +118,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     }
 
     private func dispatch(_ request: ClientRequest) {
-        if let connection, connection.isReady {
+        if let connection, connection.isConnected {
             connection.submit(request)
             return
         }

@@ -216,3 +216,30 @@ private func idleMachine() -> ConnectionStateMachine {
         check(bucket.take(now: 10), false)
     }
 }
+
+@Suite struct ClientConnectionStateMachineTests {
+    @Test func aConnectionTakesRequestsOnceConnectedAndDrainsOnce() {
+        var machine = ClientConnectionStateMachine()
+        #expect(!machine.isConnected)
+        let connected = machine.connected()
+        #expect(connected && machine.isConnected && !machine.isDraining)
+        let firstDrain = machine.drain()
+        let secondDrain = machine.drain()
+        #expect(firstDrain && !secondDrain, "the client is told once")
+        #expect(machine.isConnected && machine.isDraining)
+        let hadConnected = machine.closed()
+        #expect(hadConnected && machine.state == .closed(connected: true) && !machine.isConnected)
+    }
+
+    @Test func aConnectionClosedWhileConnectingNeverConnected() {
+        var machine = ClientConnectionStateMachine()
+        let drained = machine.drain()
+        #expect(!drained, "nothing to drain before connecting")
+        let hadConnected = machine.closed()
+        #expect(!hadConnected && machine.state == .closed(connected: false))
+        let late = machine.connected()
+        #expect(!late && !machine.isConnected)
+        let again = machine.closed()
+        #expect(!again)
+    }
+}
