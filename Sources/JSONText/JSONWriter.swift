@@ -45,6 +45,31 @@ public struct JSONWriter {
         text += json
     }
 
+    /// Already-encoded JSON under a name that may need escaping (the other methods take names that do not).
+    public mutating func raw(named name: String, _ json: String) {
+        if !first { text += "," }
+        first = false
+        text += jsonString(name) + ":" + json
+    }
+
+    /// An array of already-encoded JSON values.
+    @inlinable public mutating func rawArray(_ name: String, _ items: [String]) {
+        key(name)
+        text += "[" + items.joined(separator: ",") + "]"
+    }
+
+    /// An object, written by `body`, as the value of `name`.
+    @inlinable public mutating func object(_ name: String, _ body: (inout JSONWriter) -> Void) {
+        raw(name, Self.object(body))
+    }
+
+    /// An object written by `body`, as text.
+    @inlinable public static func object(_ body: (inout JSONWriter) -> Void) -> String {
+        var writer = JSONWriter()
+        body(&writer)
+        return writer.done
+    }
+
     /// The object, closed.
     @inlinable public var done: String { text + "}" }
 }

@@ -7,6 +7,9 @@ public func eventStreamFrame(event: String, id: String, data: String) -> [UInt8]
     Array("event: \(event)\nid: \(id)\ndata: \(data)\n\n".utf8)
 }
 
+/// A comment line that keeps an idle stream's connection open through proxies; readers ignore it.
+public let eventStreamKeepalive = Array(": keepalive\n\n".utf8)
+
 /// An event of a device's stream.
 public enum DeviceEvent: Sendable {
     case challenge(JSONValue)

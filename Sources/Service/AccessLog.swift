@@ -10,7 +10,9 @@ import JSONText
 /// `@unchecked Sendable`: used on the event loop only (its timestamp cache is not shared).
 final class AccessLog: @unchecked Sendable {
     private let format: LogFormat
-    /// `,"instance":"…"` (JSON) or ` instance=…` (text) when the instance has a name on a shared store.
+    /// The instance's name on a shared store.
+    private let instanceID: String?
+    /// ` instance=…` when the instance has a name, for text lines.
     private let instanceField: String
     private var timestamps = LogTimestamps()
 
@@ -19,11 +21,8 @@ final class AccessLog: @unchecked Sendable {
 
     init(format: LogFormat, instanceID: String?) {
         self.format = format
-        switch (format, instanceID) {
-        case (_, nil): instanceField = ""
-        case (.json, let name?): instanceField = ",\"instance\":" + jsonString(name)
-        case (.text, let name?): instanceField = " instance=\(name)"
-        }
+        self.instanceID = instanceID
+        instanceField = instanceID.map { " instance=\($0)" } ?? ""
     }
 
     func record(status: Int, stream: HTTPResponder) {
@@ -36,14 +35,21 @@ final class AccessLog: @unchecked Sendable {
         if let named = tenant, (try? Validate.tenantID(named)) == nil { tenant = nil }
         let micros = Int(((preciseMonotonicSeconds() - stream.openedAt) * 1_000_000).rounded())
         let duration = "\(micros / 1000)." + LogTimestamps.padded(micros % 1000, 3)
-        // Every value but the instance's is one of a fixed set or digits: nothing to escape.
         let line: String
         switch format {
         case .json:
-            line =
-                "{\"ts\":\"\(timestamps.now())\",\"level\":\"info\",\"msg\":\"request\",\"logger\":\"approvald\","
-                + "\"duration_ms\":\(duration)\(instanceField),\"method\":\"\(method)\",\"route\":\"\(route)\","
-                + "\"status\":\(status)" + (tenant.map { ",\"tenant\":\"\($0)\"" } ?? "") + "}\n"
+            var json = JSONWriter()
+            json.string("ts", timestamps.now())
+            json.string("level", "info")
+            json.string("msg", "request")
+            json.string("logger", "approvald")
+            json.raw("duration_ms", duration)
+            if let instanceID { json.string("instance", instanceID) }
+            json.string("method", method)
+            json.string("route", route)
+            json.integer("status", Int64(status))
+            if let tenant { json.string("tenant", tenant) }
+            line = json.done + "\n"
         case .text:
             line =
                 "\(timestamps.nowToTheSecond()) info approvald: duration_ms=\(duration)\(instanceField) method=\(method) "

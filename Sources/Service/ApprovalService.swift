@@ -6,6 +6,7 @@ import Crypto
 import EventLoop
 import Foundation
 import HTTP
+import JSONText
 import Logging
 import Protocol
 import Store
@@ -158,8 +159,7 @@ public final class ApprovalService: @unchecked Sendable {
                     responder.respond(Problem.unavailable("the store could not be read").response)
                     return
                 }
-                let list = (found.state?.devices.map(Views.device) ?? []).joined(separator: ",")
-                responder.respond(.json(200, "{\"devices\":[\(list)]}"))
+                responder.respond(.json(200, Views.devices(found.state.map { Array($0.devices) } ?? [])))
             }
         case .createChallenge(let tenantID): try createChallenge(request, tenantID) { reply($0, Self.createdResponse) }
         case .getChallenge(let tenantID, let challengeID): try getChallenge(request, tenantID, challengeID, responder)
@@ -177,8 +177,7 @@ public final class ApprovalService: @unchecked Sendable {
         case .redrive(let tenantID, let challengeID): try redrive(request, tenantID, challengeID, responder)
         case .deviceQueue(let deviceID):
             try authenticatedDevice(request, deviceID, route, responder) { [self] state in
-                let queue = durableQueue(of: deviceID, in: state).map(Views.deviceChallenge).joined(separator: ",")
-                responder.respond(.json(200, "{\"challenges\":[\(queue)]}"))
+                responder.respond(.json(200, Views.deviceQueue(durableQueue(of: deviceID, in: state))))
             }
         case .deviceStream(let deviceID):
             try authenticatedDevice(request, deviceID, route, responder) { [self] state in
@@ -350,8 +349,7 @@ public final class ApprovalService: @unchecked Sendable {
         store.outbox.deadLetters(tenantID: tenantID, limit: limit) { result in
             switch result {
             case .success(let letters):
-                let list = letters.map(Views.deadLetter).joined(separator: ",")
-                responder.respond(.json(200, "{\"dead_letters\":[\(list)]}"))
+                responder.respond(.json(200, Views.deadLetters(letters)))
             case .failure: responder.respond(Problem.unavailable("the store could not be read").response)
             }
         }
@@ -379,7 +377,7 @@ public final class ApprovalService: @unchecked Sendable {
                 if challengeID != nil && requeued == 0 {
                     responder.respond(Problem.notFound("no such dead letter").response)
                 } else {
-                    responder.respond(.json(202, "{\"requeued\":\(requeued)}"))
+                    responder.respond(.json(202, JSONWriter.object { $0.integer("requeued", Int64(requeued)) }))
                 }
             case .failure: responder.respond(Problem.unavailable("the store could not be written").response)
             }

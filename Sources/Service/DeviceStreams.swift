@@ -21,13 +21,11 @@ final class DeviceStreams: @unchecked Sendable {
     /// - Parameter keepaliveSeconds: how often every open stream gets a `: keepalive` comment.
     init(loop: EventLoop, keepaliveSeconds: Double) {
         keepalive = loop.makeTimer { [unowned self] in
-            for responder in byDevice.values.flatMap(\.responders.values) { responder.write(Self.keepaliveFrame) }
+            for responder in byDevice.values.flatMap(\.responders.values) { responder.write(eventStreamKeepalive) }
             keepalive?.schedule(after: keepaliveSeconds)
         }
         keepalive?.schedule(after: keepaliveSeconds)
     }
-
-    private static let keepaliveFrame = Array(": keepalive\n\n".utf8)
 
     /// Adds a stream that was just sent `queue` (challenge ids).
     func add(_ responder: HTTPResponder, for deviceID: String, sent queue: [String]) {

@@ -34,9 +34,13 @@ struct Problem: Error {
 
     /// An RFC 9457 problem document with the stable machine `code`.
     var response: HTTPResponse {
-        let body =
-            "{\"type\":\"about:blank\",\"title\":\(jsonString(HTTPStatus.reasonPhrase(status))),\"status\":\(status),"
-            + "\"detail\":\(jsonString(detail)),\"code\":\(jsonString(code))}"
+        let body = JSONWriter.object { problem in
+            problem.string("type", "about:blank")
+            problem.string("title", HTTPStatus.reasonPhrase(status))
+            problem.integer("status", Int64(status))
+            problem.string("detail", detail)
+            problem.string("code", code)
+        }
         var headers: HTTPHeaders = ["content-type": "application/problem+json"]
         if !allow.isEmpty { headers.append("allow", allow.joined(separator: ", ")) }
         return HTTPResponse(status: status, headers: headers, body: Array(body.utf8))

@@ -71,16 +71,18 @@ public struct JSONLogHandler: LogHandler {
         var fields = metadata
         if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
         var timestamps = LogTimestamps()
-        var text = "{\"ts\":\"\(timestamps.now())\",\"level\":\"\(event.level.rawValue)\",\"msg\":"
-        text += jsonString(event.message.description)
-        text += ",\"logger\":" + jsonString(label)
+        var json = JSONWriter()
+        json.string("ts", timestamps.now())
+        json.string("level", event.level.rawValue)
+        json.string("msg", event.message.description)
+        json.string("logger", label)
         let named = fields.map { key, value in
             (name: ["ts", "level", "msg", "logger"].contains(key) ? "field.\(key)" : key, value: value)
         }
         for (name, value) in named.sorted(by: { $0.name < $1.name }) {
-            text += "," + jsonString(name) + ":" + Self.json(value)
+            json.raw(named: name, Self.json(value))
         }
-        write(text + "}\n")
+        write(json.done + "\n")
     }
 
     private static func json(_ value: Logger.Metadata.Value) -> String {
@@ -91,9 +93,9 @@ public struct JSONLogHandler: LogHandler {
         case .stringConvertible(let convertible): jsonString(convertible.description)
         case .array(let values): "[" + values.map(json).joined(separator: ",") + "]"
         case .dictionary(let entries):
-            "{"
-                + entries.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + json($0.value) }
-                .joined(separator: ",") + "}"
+            JSONWriter.object { object in
+                for (key, value) in entries.sorted(by: { $0.key < $1.key }) { object.raw(named: key, json(value)) }
+            }
         }
     }
 }

@@ -141,9 +141,17 @@ final class PushRelay: @unchecked Sendable {
     }
 
     private func wakeThroughAPNs(_ apns: APNs, _ device: Device, _ challenge: Challenge, _ failures: Int) {
-        let body =
-            "{\"aps\":{\"alert\":{\"title\":\"Sign-in request\",\"body\":\"Open the app to review it.\"},"
-            + "\"sound\":\"default\"},\"challenge_id\":\(jsonString(challenge.id))}"
+        // No user data: the app fetches the challenge itself.
+        let body = JSONWriter.object { payload in
+            payload.object("aps") { aps in
+                aps.object("alert") { alert in
+                    alert.string("title", "Sign-in request")
+                    alert.string("body", "Open the app to review it.")
+                }
+                aps.string("sound", "default")
+            }
+            payload.string("challenge_id", challenge.id)
+        }
         apns.client.send(
             method: "POST", path: "/3/device/\(device.push.token)",
             headers: [
@@ -171,9 +179,17 @@ final class PushRelay: @unchecked Sendable {
         _ fcm: FCM, _ accessToken: String, _ device: Device, _ challenge: Challenge, _ failures: Int
     ) {
         let ttl = max(0, (challenge.expiresAt - clock()) / 1000)
-        let body =
-            "{\"message\":{\"token\":\(jsonString(device.push.token)),\"data\":{\"challenge_id\":\(jsonString(challenge.id))},"
-            + "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"\(ttl)s\",\"collapse_key\":\(jsonString(challenge.id))}}}"
+        let body = JSONWriter.object { payload in
+            payload.object("message") { message in
+                message.string("token", device.push.token)
+                message.object("data") { $0.string("challenge_id", challenge.id) }
+                message.object("android") { android in
+                    android.string("priority", "HIGH")
+                    android.string("ttl", "\(ttl)s")
+                    android.string("collapse_key", challenge.id)
+                }
+            }
+        }
         fcm.client.send(
             method: "POST", path: "/v1/projects/\(fcm.projectID)/messages:send",
             headers: [("authorization", "Bearer \(accessToken)"), ("content-type", "application/json")],
@@ -233,10 +249,18 @@ final class PushRelay: @unchecked Sendable {
         guard !fetchingAccessToken else { return }
         fetchingAccessToken = true
         let now = clock() / 1000
-        let header = "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\(jsonString(fcm.keyID))}"
-        let claims =
-            "{\"iss\":\(jsonString(fcm.clientEmail)),\"scope\":\"https://www.googleapis.com/auth/firebase.messaging\","
-            + "\"aud\":\(jsonString(fcm.tokenURL)),\"iat\":\(now),\"exp\":\(now + 3600)}"
+        let header = JSONWriter.object { header in
+            header.string("alg", "RS256")
+            header.string("typ", "JWT")
+            header.string("kid", fcm.keyID)
+        }
+        let claims = JSONWriter.object { claims in
+            claims.string("iss", fcm.clientEmail)
+            claims.string("scope", "https://www.googleapis.com/auth/firebase.messaging")
+            claims.string("aud", fcm.tokenURL)
+            claims.integer("iat", now)
+            claims.integer("exp", now + 3600)
+        }
         let assertion = (try? JWT.signRS256(headerJSON: header, claimsJSON: claims, key: fcm.key)) ?? ""
         let form = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(assertion)"
         fcm.tokenClient.send(
@@ -285,8 +309,14 @@ final class PushRelay: @unchecked Sendable {
     private func apnsToken(_ apns: APNs) -> String {
         let now = clock()
         if let providerToken, now - providerToken.issuedAt < Self.tokenLifetimeMillis { return providerToken.jwt }
-        let header = "{\"alg\":\"ES256\",\"kid\":\(jsonString(apns.keyID))}"
-        let claims = "{\"iss\":\(jsonString(apns.teamID)),\"iat\":\(now / 1000)}"
+        let header = JSONWriter.object { header in
+            header.string("alg", "ES256")
+            header.string("kid", apns.keyID)
+        }
+        let claims = JSONWriter.object { claims in
+            claims.string("iss", apns.teamID)
+            claims.integer("iat", now / 1000)
+        }
         guard let jwt = try? JWT.signES256(headerJSON: header, claimsJSON: claims, key: apns.key) else {
             logger.error("cannot sign the APNs provider token")
             return ""

@@ -47,12 +47,24 @@ enum Views {
         json.string("device_id", device.id)
         json.string("user_id", device.userID)
         json.string("display_name", device.displayName)
-        var push = JSONWriter()
-        push.string("provider", device.push.provider.rawValue)
-        json.raw("push", push.done)
+        json.object("push") { $0.string("provider", device.push.provider.rawValue) }
         json.time("created_at", device.createdAt)
         json.time("last_seen_at", device.lastSeenAt)
         return json.done
+    }
+
+    /// A user's devices.
+    static func devices(_ devices: [Device]) -> String {
+        JSONWriter.object { $0.rawArray("devices", devices.map(Self.device)) }
+    }
+
+    /// What is queued for a device, oldest first.
+    static func deviceQueue(_ queue: [Challenge]) -> String {
+        JSONWriter.object { $0.rawArray("challenges", queue.map(Self.deviceChallenge)) }
+    }
+
+    static func deadLetters(_ letters: [DeadLetter]) -> String {
+        JSONWriter.object { $0.rawArray("dead_letters", letters.map(Self.deadLetter)) }
     }
 
     static func policy(_ policy: TenantPolicy) -> String {

@@ -353,20 +353,28 @@ final class BenchRunner: @unchecked Sendable {
     private func device(_ index: Int) -> String { "bench-\(run)-device-\(index)" }
 
     private func register(_ index: Int, _ done: @escaping (String?) -> Void) {
-        let push =
-            bench.apns
-            ? "{\"provider\":\"apns\",\"token\":\"\(String(format: "%064x", index))\",\"topic\":\"com.example.bench\"}"
-            : "{\"provider\":\"none\"}"
-        let body =
-            "{\"user_id\":\"\(user(index))\",\"public_key\":\"\(Data(keys[index].spkiDER).base64EncodedString())\","
-            + "\"push\":\(push)}"
+        let body = JSONWriter.object { device in
+            device.string("user_id", user(index))
+            device.string("public_key", Data(keys[index].spkiDER).base64EncodedString())
+            device.object("push") { push in
+                push.string("provider", bench.apns ? "apns" : "none")
+                if bench.apns {
+                    push.string("token", String(format: "%064x", index))
+                    push.string("topic", "com.example.bench")
+                }
+            }
+        }
         idp(index, "PUT", "/v1/tenants/\(bench.tenant)/devices/\(device(index))", body) { status, text in
             done(status == 201 ? nil : "register: \(status) \(text.prefix(200))")
         }
     }
 
     private func createChallenge(_ index: Int, for user: Int, _ done: @escaping (String?) -> Void) {
-        let body = "{\"request_id\":\"bench-\(run)-\(index)\",\"user_id\":\"\(self.user(user))\",\"number\":42}"
+        let body = JSONWriter.object { challenge in
+            challenge.string("request_id", "bench-\(run)-\(index)")
+            challenge.string("user_id", self.user(user))
+            challenge.integer("number", 42)
+        }
         idp(index, "POST", "/v1/tenants/\(bench.tenant)/challenges", body) { status, text in
             done(status == 201 ? nil : "create: \(status) \(text.prefix(200))")
         }

@@ -347,10 +347,12 @@ final class Simulation: Sendable {
             let phone = SimulatedPhone(
                 user: "sim-\(runID)-user\(index + 1)@example.com", device: "sim-\(runID)-phone\(index + 1)",
                 key: try P256PrivateKey())
-            let body = jsonObject([
-                "user_id": .string(phone.user), "public_key": .string(Data(phone.key.spkiDER).base64EncodedString()),
-                "push": .raw("{\"provider\":\"none\"}"), "display_name": .string("Simulated phone \(index + 1)"),
-            ])
+            let body = JSONWriter.object { device in
+                device.string("user_id", phone.user)
+                device.string("public_key", Data(phone.key.spkiDER).base64EncodedString())
+                device.object("push") { $0.string("provider", "none") }
+                device.string("display_name", "Simulated phone \(index + 1)")
+            }
             let (status, text) = await idpRequest("PUT", "/v1/tenants/\(setup.tenant)/devices/\(phone.device)", body)
             guard status == 201 else { throw SimulationError("\(phone.device): \(status) \(text)") }
             if setup.delivery == .stream { openStream(phone, on: phoneClients[index]) }
@@ -496,12 +498,14 @@ final class Simulation: Sendable {
     // MARK: The IdP
 
     private func create(_ requestID: String, _ phone: SimulatedPhone, _ number: Int, ttl: Int?) async -> Answer {
-        var fields: [(String, JSONField)] = [
-            ("request_id", .string(requestID)), ("user_id", .string(phone.user)), ("number", .raw(String(number))),
-            ("context", .raw(Self.contexts.randomElement()!)),
-        ]
-        if let ttl { fields.append(("ttl_seconds", .raw(String(ttl)))) }
-        let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/challenges", jsonObject(fields))
+        let body = JSONWriter.object { challenge in
+            challenge.string("request_id", requestID)
+            challenge.string("user_id", phone.user)
+            challenge.integer("number", Int64(number))
+            challenge.raw("context", Self.contexts.randomElement()!)
+            if let ttl { challenge.integer("ttl_seconds", Int64(ttl)) }
+        }
+        let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/challenges", body)
         return Answer(status: status, text: text)
     }
 
@@ -694,26 +698,6 @@ private func median(_ values: [Double]) -> Double { values.sorted()[values.count
 struct SimulationError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// A field of a JSON object the simulation writes: a string to quote, or JSON text as it is.
-enum JSONField {
-    case string(String)
-    case raw(String)
-}
-
-private func jsonObject(_ fields: KeyValuePairs<String, JSONField>) -> String {
-    jsonObject(fields.map { ($0.key, $0.value) })
-}
-
-private func jsonObject(_ fields: [(String, JSONField)]) -> String {
-    let members = fields.map { name, value in
-        switch value {
-        case .string(let text): "\(jsonString(name)):\(jsonString(text))"
-        case .raw(let text): "\(jsonString(name)):\(text)"
-        }
-    }
-    return "{" + members.joined(separator: ",") + "}"
 }
 
 /// Values handed from the loop to waiting tasks, first in first out per key; a wait ends with nil after its time.

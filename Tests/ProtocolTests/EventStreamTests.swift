@@ -39,12 +39,13 @@ private func events(_ text: String, chunk size: Int) -> [String] {
 }
 
 @Suite struct EventStreamFrameTests {
-    @Test func aFrameIsReadBackAsTheEventItCarries() {
+    @Test func aFrameIsReadBackAsTheEventItCarriesAndAKeepaliveIsIgnored() {
         let frame = eventStreamFrame(
             event: "resolved", id: "ch_9", data: #"{"challenge_id":"ch_9","outcome":"denied"}"#)
         #expect(
             String(decoding: frame, as: UTF8.self)
                 == "event: resolved\nid: ch_9\ndata: {\"challenge_id\":\"ch_9\",\"outcome\":\"denied\"}\n\n")
-        #expect(events(String(decoding: frame, as: UTF8.self), chunk: 3) == ["resolved:ch_9:denied"])
+        let text = String(decoding: eventStreamKeepalive + frame + eventStreamKeepalive, as: UTF8.self)
+        #expect(events(text, chunk: 3) == ["resolved:ch_9:denied"])
     }
 }
