@@ -3,8 +3,7 @@
 // as UserStateCodec: a format byte (its formats: 2 when the challenge has a traceparent, otherwise 1, which the
 // release before reads), enumerations by position, damaged bytes an error. A challenge's end travels as its id
 // alone (`ended`): every commit that ends a challenge carries the message to Redis, where few find a long poll
-// elsewhere to publish it to, and the instance with one reads the challenge then. The release before sent the whole
-// challenge (`endedChallenge`), which is still read.
+// elsewhere to publish it to, and the instance with one reads the challenge then.
 import Core
 import Store
 
@@ -19,10 +18,10 @@ enum DeliveryCodec {
 
     private enum Kind: UInt8 {
         case queued = 1
-        case unqueued
-        case endedChallenge
-        case deviceRemoved
-        case ended
+        case unqueued = 2
+        // 3 was a whole ended challenge, which releases before 0.14.0 sent instead of `ended`.
+        case deviceRemoved = 4
+        case ended = 5
     }
 
     static func encode(_ delivery: Delivery) -> [UInt8] {
@@ -70,9 +69,6 @@ enum DeliveryCodec {
                 .unqueued(
                     challengeID: try input.string(), deviceID: try input.string(),
                     outcome: try input.choice(DeviceOutcome.self)))
-        case .endedChallenge:
-            let key = try input.user()
-            message = .delivery(.ended(try input.challenge(of: key, format)))
         case .deviceRemoved: message = .delivery(.deviceRemoved(deviceID: try input.string()))
         case .ended: message = .ended(challengeID: try input.string())
         case nil: throw input.damaged("an unknown kind of delivery")

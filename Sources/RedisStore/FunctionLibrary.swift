@@ -17,7 +17,4 @@ enum FunctionLibrary {
         }
         return version
     }()
-
-    /// Keys older libraries kept and this one does not: deleted when it replaces them.
-    static let retiredKeys = ["ap:outparts"]
 }

@@ -40,7 +40,8 @@ final class PartitionLeases: @unchecked Sendable {
         return now - renewedAt < trustMillis
     }
 
-    /// Says this instance is alive, and the newest state format it reads, and takes its share as far as it may;
+    /// Says this instance is alive, and the newest state format it reads (which instances of 0.17 and 0.18 still wait
+    /// for before they write format 3), and takes its share as far as it may;
     /// `now` (this instance's clock, when asked) dates the renewal. `completion` gets the membership read.
     func renew(
         on client: RedisClient, now: UnixMillis, completion: @escaping (Result<Membership, StoreError>) -> Void
@@ -50,24 +51,22 @@ final class PartitionLeases: @unchecked Sendable {
             let read = RedisStates.read(result) { value throws(StoreError) -> Membership in
                 guard case .array(let reply) = value, reply.count == 5, case .integer(let age) = reply[0],
                     let live = Self.names(reply[1]), let before = Self.names(reply[2]),
-                    let seen = Self.names(reply[3]), case .integer(let format) = reply[4]
+                    let seen = Self.names(reply[3]), case .integer = reply[4]
                 else { throw StoreError("members: \(value)") }
-                return Membership(
-                    age: UnixMillis(age), live: live, before: before, seenChange: Set(seen), formatAllRead: Int(format))
+                return Membership(age: UnixMillis(age), live: live, before: before, seenChange: Set(seen))
             }
             if case .success(let membership) = read { apply(membership, renewedAt: now) }
             completion(read)
         }
     }
 
-    /// The live instances by name, how long that set has held, the live set before it, the live instances that
-    /// have renewed since it changed, and the newest state format every live instance reads.
+    /// The live instances by name, how long that set has held, the live set before it, and the live instances that
+    /// have renewed since it changed.
     struct Membership {
         var age: UnixMillis
         var live: [String]
         var before: [String]
         var seenChange: Set<String>
-        var formatAllRead = Int(UserStateCodec.Format.traceparents.rawValue)
     }
 
     /// Takes the partitions of this instance's share under `membership` that it may forward now, and gives up the

@@ -19,11 +19,6 @@ public final class RedisStates: @unchecked Sendable {
     private var deviceUsers: [String: UserKey] = [:]
     /// Past this many, `deviceUsers` starts again empty: its memory stays bounded whatever devices come by.
     private let deviceUsersLimit: Int
-    /// Whether commits keep ended challenges apart from the state (state format 3, a record and a key per challenge)
-    /// or write what releases before read (formats 1 and 2, the challenge in the partition's hash). Both are always
-    /// read. Off until every live instance has said it reads format 3 (PartitionLeases), then on for good: an instance
-    /// of a release before refuses to start beside these functions.
-    public var writesEndedApart = false
 
     /// `lanes`: the connections for users' states (`client` alone when empty).
     public init(client: RedisClient, lanes: [RedisClient] = [], deviceUsersLimit: Int = 100_000) {
@@ -61,10 +56,7 @@ public final class RedisStates: @unchecked Sendable {
                 // None yet (an error reply: no such function) or an older release's.
                 client.send(["FUNCTION", "LOAD", "REPLACE", FunctionLibrary.source]) { loaded in
                     switch loaded {
-                    case .success(.bulk), .success(.status):
-                        client.send(["DEL"] + FunctionLibrary.retiredKeys) { deleted in
-                            completion(deleted.map { _ in () }.mapError { StoreError("\($0)") })
-                        }
+                    case .success(.bulk), .success(.status): completion(.success(()))
                     case .success(let other): completion(.failure(StoreError("FUNCTION LOAD answered \(other)")))
                     case .failure(let error): completion(.failure(StoreError("\(error)")))
                     }
@@ -212,9 +204,7 @@ public final class RedisStates: @unchecked Sendable {
             Self.gaugesKey, "ap:{\(Self.tag(partition))}:ch", RedisOutbox.outboxKey(partition),
             RedisOutbox.dueKey(partition), String(state.version),
         ].map { Array($0.utf8) }
-        let apart = writesEndedApart
-        arguments.append(
-            dropsOnCommit(state) ? [] : Self.value(of: state, version: state.version + 1, endedApart: apart))
+        arguments.append(dropsOnCommit(state) ? [] : Self.value(of: state, version: state.version + 1))
         arguments.append(Array(field.utf8))
         let deadline = deadline(of: state)
         let indexed = state.indexedDeadline.map(String.init) ?? ""
@@ -250,9 +240,10 @@ public final class RedisStates: @unchecked Sendable {
             case .challengeSaved, .policySaved, .lockoutSaved, .resultDue: break
             }
         }
-        // Every ended challenge the state holds: those that ended in this commit, those read with it, and those a
-        // state of format 1 or 2 held.
-        for ended in apart ? state.ended : [] {
+        // Every ended challenge the state holds becomes a record of its own: those that ended in this commit, and
+        // those a state of format 1 or 2 held (written before 0.17.0, read as they are until their user's next
+        // commit).
+        for ended in state.ended {
             let challenge = ended.challenge
             guard let resolution = challenge.resolution else { continue }
             arguments += [
@@ -280,13 +271,13 @@ public final class RedisStates: @unchecked Sendable {
     /// Whether a commit of `state` deletes it. Ended challenges kept apart are records that expire by themselves:
     /// they keep no state.
     private func dropsOnCommit(_ state: UserState) -> Bool {
-        writesEndedApart ? state.isEmptyBesidesEnded : state.isEmpty
+        state.isEmptyBesidesEnded
     }
 
     /// The deadline a commit of `state` puts in the due set: nil when the commit deletes the state. Ended challenges
     /// kept apart set none: their keys expire by themselves.
     public func deadline(of state: UserState) -> UnixMillis? {
-        dropsOnCommit(state) ? nil : state.nextDeadline(includingEnded: !writesEndedApart)
+        dropsOnCommit(state) ? nil : state.nextDeadline(includingEnded: false)
     }
 
     /// How long a `request_id`'s index outlives the end of its challenge or fallback: the remembering window and a
@@ -303,9 +294,8 @@ public final class RedisStates: @unchecked Sendable {
     }
 
     /// "<version>|<pending>|<queue entries>|" and the state's bytes: the function reads the counts for the gauges.
-    static func value(of state: UserState, version: UInt64, endedApart: Bool) -> [UInt8] {
-        Array("\(version)|\(state.pendingCount)|\(state.queue.count)|".utf8)
-            + UserStateCodec.encode(state, endedApart: endedApart)
+    static func value(of state: UserState, version: UInt64) -> [UInt8] {
+        Array("\(version)|\(state.pendingCount)|\(state.queue.count)|".utf8) + UserStateCodec.encode(state)
     }
 
     // MARK: Policies

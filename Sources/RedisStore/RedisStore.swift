@@ -221,16 +221,8 @@ public final class RedisStore: UserStore, @unchecked Sendable {
     private func renewLeases() {
         guard lifecycle.isOpen else { return }
         leaseTimer.schedule(after: settings.leaseTickSeconds)
-        leases.renew(on: client, now: clock()) { [self] renewed in
-            switch renewed {
-            case .success(let membership):
-                if membership.formatAllRead >= Int(UserStateCodec.Format.endedApart.rawValue), !states.writesEndedApart
-                {
-                    logger.info("every live instance reads ended challenges kept apart: writing them so")
-                    states.writesEndedApart = true
-                }
-            case .failure(let error): logger.warning("cannot renew leases: \(error)")
-            }
+        leases.renew(on: client, now: clock()) { [logger] renewed in
+            if case .failure(let error) = renewed { logger.warning("cannot renew leases: \(error)") }
         }
     }
 

@@ -6,10 +6,9 @@
 // Format 3 holds no ended challenges: each is a record of its own (`encode(ended:)`), written once when it ends, in
 // keys that expire by themselves when its window ends, and read only by a request that names it. A user who signs in
 // often would otherwise carry every challenge of the last 15 minutes through each commit, and a sweep would commit
-// again to forget each one. Formats 1 and 2 (2 adds each challenge's traceparent) hold the ended challenges in the
-// state: releases before wrote them and read no other, so they are written as long as such an instance may share
-// the Redis (see RedisStates.writesEndedApart); they are always read, and once format 3 is written such a challenge
-// becomes a record when the user's state is next committed.
+// again to forget each one. Formats 1 and 2 (2 adds each challenge's traceparent) held the ended challenges in the
+// state; releases before 0.17.0 wrote them, and 0.17 and 0.18 while one of those was live. They are read, never
+// written: such a state's ended challenges become records when its user's state is next committed.
 //
 // An ended challenge is written without its decision's signature and its traceparent: both went out with its
 // callback, in the commit that ended it, and nothing that reads an ended challenge afterwards (a create's replay,
@@ -29,27 +28,20 @@ enum UserStateCodec {
         var holdsEnded: Bool { self != .endedApart }
     }
 
-    /// The format an instance reads at most, which it tells the others (see RedisStates.writesEndedApart).
+    /// The format an instance reads at most, which it tells the others (PartitionLeases).
     static let newest = Format.endedApart
 
-    /// `endedApart`: the state in format 3, without its ended challenges (each is written with `encode(ended:)`);
-    /// otherwise with them, in format 1 unless a challenge has a traceparent (format 2), as releases before read.
-    static func encode(_ state: UserState, endedApart: Bool) -> [UInt8] {
+    /// The state in format 3, without its ended challenges (each is written with `encode(ended:)`).
+    static func encode(_ state: UserState) -> [UInt8] {
         var out = BinaryWriter()
         out.bytes.reserveCapacity(256)
-        // Ended challenges are written without their traceparents: the pending ones alone need format 2.
-        let format: Format =
-            endedApart ? .endedApart : state.pending.contains { $0.traceparent != nil } ? .traceparents : .original
+        let format = Format.endedApart
         out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
         for device in state.devices { out.device(device) }
         out.count(state.pending.count)
         for challenge in state.pending { out.challenge(challenge, format) }
-        if format.holdsEnded {
-            out.count(state.ended.count)
-            for ended in state.ended { out.challenge(ended.challenge, format, keepingProof: false) }
-        }
         out.count(state.fallbacks.count)
         for fallback in state.fallbacks {
             out.request(fallback.request)

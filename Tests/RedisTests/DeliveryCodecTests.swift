@@ -1,6 +1,6 @@
 // An inbox message carries a delivery from the instance that committed it to the one holding the stream or long
-// poll: every kind comes back as it was (a challenge's end as its id), the release before's ends are still read,
-// and damaged bytes are an error, never a crash or a wrong delivery.
+// poll: every kind comes back as it was (a challenge's end as its id), and damaged bytes, or a kind no release
+// since 0.14.0 sends, are an error, never a crash or a wrong delivery.
 import Core
 import Store
 import TestSupport
@@ -35,20 +35,20 @@ import Testing
         }
     }
 
-    /// The release before published a challenge's end with the whole challenge (kind 3), in either format.
-    @Test func anEndAsTheReleaseBeforeSentItIsRead() throws {
-        for traceparent in [nil, UserStateCodecTests.traceparent] {
-            let state = try UserStateCodecTests.eventfulState(traceparent: traceparent)
-            let challenge = try #require(state.ended.first?.challenge)
-            let format: UserStateCodec.Format = traceparent == nil ? .original : .traceparents
-            var out = BinaryWriter()
-            out.byte(format.rawValue)
-            out.byte(3)
-            out.string(challenge.tenantID)
-            out.string(challenge.user.userID)
-            out.challenge(challenge, format)
-            #expect(try DeliveryCodec.decode(out.bytes[...]) == .delivery(.ended(challenge)))
-        }
+    /// Releases before 0.14.0 published a challenge's end with the whole challenge (kind 3): the oldest release an
+    /// instance may run beside (0.17.0) never does, and such a message is refused, not misread.
+    @Test func anEndAsReleasesBefore0_14SentItIsRefused() throws {
+        let state = try UserStateCodecTests.eventfulState()
+        let challenge = try #require(state.ended.first?.challenge)
+        var out = BinaryWriter()
+        out.byte(UserStateCodec.Format.original.rawValue)
+        out.byte(3)
+        out.string(challenge.tenantID)
+        out.string(challenge.user.userID)
+        out.challenge(challenge, .original)
+        #expect {
+            try DeliveryCodec.decode(out.bytes[...])
+        } throws: { error in "\(error)".contains("an unknown kind of delivery") }
     }
 
     @Test func damagedMessagesAreRefused() throws {

@@ -16,13 +16,11 @@ struct StatesUnderTest {
     let tested: ClientUnderTest
     let states: UncheckedBox<RedisStates>
 
-    /// `endedApart` false: commits write what the release before reads, as while one of its instances is live.
-    init(deviceUsersLimit: Int = 100_000, endedApart: Bool = true) async throws {
+    init(deviceUsersLimit: Int = 100_000) async throws {
         server = try await RedisServer.start()
         tested = try ClientUnderTest(server.url)
         try await tested.waitUntilReady()
         states = UncheckedBox(RedisStates(client: tested.client.value, deviceUsersLimit: deviceUsersLimit))
-        states.value.writesEndedApart = endedApart
         let installed: Result<Void, StoreError> = try await tested.thread.wait { [client = tested.client] done in
             RedisStates.installFunctions(on: client.value) { done($0) }
         }
@@ -398,45 +396,45 @@ struct StatesUnderTest {
         try await setup.stop()
     }
 
-    /// While an instance of the release before may be live, a commit writes what it reads: the challenge in the
-    /// partition's hash, the ended challenge in the state (format 1), the deadline at the end of its window. Once
-    /// every instance reads records, the next commit makes it one.
-    @Test func untilEveryInstanceReadsRecordsCommitsWriteWhatTheReleaseBeforeReads() async throws {
-        let setup = try await StatesUnderTest(endedApart: false)
-        let registered = try await aliceWithAPhone(in: setup)
-        let challenge = try await challenge("r-1", for: registered, at: Self.now, in: setup)
-        let tag = RedisStates.tag(alice.partition)
-        #expect(try await setup.server.cli(["HGET", "ap:{\(tag)}:ch", challenge.id]) == "contoso\nalice")
-        #expect(try await setup.server.cli(["EXISTS", "ap:{\(tag)}:c:\(challenge.id)"]) == "0")
-        let pending = try #require(try await setup.load(.user(alice)).state)
-        let cancelled = try Rules.cancel(challenge.id, user: pending, now: Self.now + 10)
-        #expect(try await setup.commit(cancelled) == .durable)
-        let stateKey = RedisStates.stateKey(alice)
-        // Its first byte after "<version>|<pending>|<queue entries>|" is the format.
-        #expect(try await setup.server.cli(["GETRANGE", stateKey, "0", "5"]) == "3|0|0|")
-        #expect(try await setup.server.cli(["GETRANGE", stateKey, "6", "6"]) == "\u{01}")
-        #expect(
-            try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"])
-                == String(Self.now + 10 + Rules.rememberMillis))
-        #expect(try await setup.server.cli(["GET", "ap:req:contoso\nr-1"]) == "\(tag)|contoso\nalice")
-        let held = try #require(try await setup.load(.user(alice)).state)
-        #expect(held.ended.map(\.challenge.id) == [challenge.id])
-        #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .cancelled)
+    /// The upgrade path from 0.17.0, the oldest release an instance may run beside: a state it (or a release before
+    /// it) left in format 1, with its ended challenges inside and indexed in the partition's hash, is read as it is;
+    /// its next commit writes format 3 and takes the ended challenges out of the hash (their windows have passed
+    /// here, so no record is written for them).
+    @Test func aStateWrittenBefore0_17IsReadAndItsNextCommitWritesFormat3() async throws {
+        let setup = try await StatesUnderTest()
+        let state = try UserStateCodecTests.eventfulState(traceparent: nil)
+        let bytes = try #require(UserStateCodecTests.writtenBefore0_17[.original])
+        let tag = RedisStates.tag(state.key.partition)
+        let field = "contoso\nalice"
+        let value = Array("\(state.version)|\(state.pendingCount)|\(state.queue.count)|".utf8) + bytes
+        var written: [[[UInt8]]] = [[Array("SET".utf8), Array(RedisStates.stateKey(state.key).utf8), value]]
+        for challenge in state.pending.map({ $0 }) + state.ended.map(\.challenge) {
+            written.append(["HSET", "ap:{\(tag)}:ch", challenge.id, field].map { Array($0.utf8) })
+        }
+        for command in written {
+            let result: Result<RedisValue, RedisError> = try await setup.tested.thread.wait {
+                [client = setup.tested.client] done in client.value.send(command) { done($0) }
+            }
+            _ = try result.get()
+        }
+        let endedID = try #require(state.ended.first?.challenge.id)
+        let read = try #require(try await setup.load(.user(alice)).state)
+        #expect(read.ended.count == 3 && read.pending.count == 1)
+        #expect(try await setup.load(.challenge(endedID)).state?.challenge(endedID)?.isPending == false)
 
-        // Every instance reads records now: the next commit, whatever it is for, makes the ended challenge one.
-        setup.states.value.writesEndedApart = true
-        let second = try Rules.register(
-            "tablet-2", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: held, now: Self.now + 20)
-        #expect(try await setup.commit(second) == .durable)
-        #expect(try await setup.server.cli(["HLEN", "ap:{\(tag)}:ch"]) == "0")
-        #expect(
-            try await setup.server.cli(["PEXPIRETIME", "ap:{\(tag)}:c:\(challenge.id)"])
-                == String(Self.now + 10 + Rules.rememberMillis))
-        #expect(try await setup.server.cli(["ZSCORE", "ap:{\(tag)}:due", "contoso\nalice"]) == "")
-        #expect(try await setup.load(.user(alice)).state?.ended.isEmpty == true)
-        #expect(try await setup.load(.challenge(challenge.id)).state?.challenge(challenge.id)?.status == .cancelled)
-        let replayed = try await setup.load(.creation(alice, RequestKey(tenantID: "contoso", requestID: "r-1")))
-        #expect(replayed.heldBy == alice && replayed.state?.challenge(challenge.id)?.status == .cancelled)
+        let next = try Rules.register(
+            "tablet-3", registration([9]), policy: TenantPolicy(), registeredTo: nil, user: read,
+            now: UserStateCodecTests.start + 100)
+        #expect(try await setup.commit(next) == .durable)
+        let after = try #require(try await setup.load(.user(alice)).state)
+        #expect(after.ended.isEmpty && after.pending.count == 1 && after.devices.count == 3)
+        // Its first byte after "<version>|<pending>|<queue entries>|" is the format.
+        let counts = "\(after.version)|\(after.pendingCount)|\(after.queue.count)|"
+        let stateKey = RedisStates.stateKey(alice)
+        #expect(try await setup.server.cli(["GETRANGE", stateKey, "0", String(counts.utf8.count - 1)]) == counts)
+        let offset = String(counts.utf8.count)
+        #expect(try await setup.server.cli(["GETRANGE", stateKey, offset, offset]) == "\u{03}")
+        #expect(try await setup.server.cli(["HLEN", "ap:{\(tag)}:ch"]) == "1", "the pending challenge alone")
         try await setup.stop()
     }
 
@@ -567,18 +565,17 @@ struct StatesUnderTest {
 
     @Test func theFunctionsAreLoadedOnceAndANewerLibraryIsNotReplaced() async throws {
         let setup = try await StatesUnderTest()
-        // An older library's index, as version 10 kept it: replacing that library deletes it.
+        // An older library is replaced.
         let older = FunctionLibrary.source.replacingOccurrences(
-            of: "local LIBRARY_VERSION = \(FunctionLibrary.version)\n", with: "local LIBRARY_VERSION = 10\n")
+            of: "local LIBRARY_VERSION = \(FunctionLibrary.version)\n", with: "local LIBRARY_VERSION = 11\n")
         #expect(try await setup.server.cli(["FUNCTION", "LOAD", "REPLACE", older]) == "approvald")
-        #expect(try await setup.server.cli(["ZADD", "ap:outparts", "1000", "0065"]) == "1")
+        #expect(try await setup.server.cli(["FCALL", "approvald_version", "0"]) == "11")
         let again: Result<Void, StoreError> = try await setup.tested.thread.wait {
             [client = setup.tested.client] done in
             RedisStates.installFunctions(on: client.value) { done($0) }
         }
         try again.get()
         #expect(try await setup.server.cli(["FCALL", "approvald_version", "0"]) == String(FunctionLibrary.version))
-        #expect(try await setup.server.cli(["EXISTS", "ap:outparts"]) == "0")
         // A later release's library.
         let newer = FunctionLibrary.source.replacingOccurrences(
             of: "local LIBRARY_VERSION = \(FunctionLibrary.version)\n", with: "local LIBRARY_VERSION = 99\n")

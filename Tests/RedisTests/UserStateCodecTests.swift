@@ -87,7 +87,7 @@ import Testing
 
     @Test func everyPartButTheEndedChallengesComesBackAsItWas() throws {
         let state = try Self.eventfulState()
-        let bytes = UserStateCodec.encode(state, endedApart: true)
+        let bytes = UserStateCodec.encode(state)
         #expect(bytes.first == 3)
         let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
         #expect(decoded == Self.with(state, ended: []))
@@ -101,26 +101,21 @@ import Testing
             recentCreations: Array(state.recentCreations), lockedUntil: state.lockedUntil)
         let fallbackWindow = try #require(state.fallbacks.first).decidedAt + Rules.rememberMillis
         #expect(settled.nextDeadline != fallbackWindow)
-        let settledBytes = UserStateCodec.encode(settled, endedApart: true)
+        let settledBytes = UserStateCodec.encode(settled)
         #expect(
             try UserStateCodec.decode(settledBytes[...], key: state.key, version: 1).indexedDeadline == fallbackWindow)
-        #expect(
-            try UserStateCodec.decode(
-                UserStateCodec.encode(settled, endedApart: false)[...], key: state.key, version: 1
-            )
-            .indexedDeadline == settled.nextDeadline)
         // Compact: no field names, varints.
         #expect(bytes.count < 500)
         let empty = UserState(key: UserKey(tenantID: "t", userID: "u"))
         #expect(
-            try UserStateCodec.decode(UserStateCodec.encode(empty, endedApart: true)[...], key: empty.key, version: 0)
+            try UserStateCodec.decode(UserStateCodec.encode(empty)[...], key: empty.key, version: 0)
                 == empty)
     }
 
     @Test func anEndedChallengesRecordKeepsWhatTheRulesReadOfIt() throws {
         let state = try Self.eventfulState()
         var read = try UserStateCodec.decode(
-            UserStateCodec.encode(state, endedApart: true)[...], key: state.key, version: state.version)
+            UserStateCodec.encode(state)[...], key: state.key, version: state.version)
         for ended in state.ended {
             let record = UserStateCodec.encode(ended: ended.challenge)
             let challenge = try UserStateCodec.decode(ended: record[...], of: state.key)
@@ -163,7 +158,7 @@ import Testing
 
     /// What 0.16.0's writer wrote for `eventfulState()`, in format 1 (no traceparent) and format 2 (the pending and
     /// the approved challenges with `traceparent`): the ended challenges in the state.
-    static let writtenByTheReleaseBefore: [UserStateCodec.Format: [UInt8]] = [
+    static let writtenBefore0_17: [UserStateCodec.Format: [UInt8]] = [
         .original: hex(
             """
             0101d2cedfa2c268020770686f6e652d31410102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122
@@ -206,22 +201,15 @@ import Testing
     @Test(arguments: [UserStateCodec.Format.original, .traceparents])
     func aStateOfTheReleaseBeforeIsReadWithItsEndedChallenges(format: UserStateCodec.Format) throws {
         let state = try Self.eventfulState(traceparent: format == .original ? nil : Self.traceparent)
-        let bytes = try #require(Self.writtenByTheReleaseBefore[format])
+        let bytes = try #require(Self.writtenBefore0_17[format])
         let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
         #expect(decoded == Self.with(state, ended: state.ended.map { Self.recorded($0.challenge) }))
         #expect(decoded.ended.count == 3 && decoded.indexedDeadline == state.nextDeadline)
     }
 
-    /// Until every live instance reads format 3, commits write exactly the bytes the release before wrote.
-    @Test(arguments: [UserStateCodec.Format.original, .traceparents])
-    func whatTheReleaseBeforeReadsIsWrittenAsItWroteIt(format: UserStateCodec.Format) throws {
-        let state = try Self.eventfulState(traceparent: format == .original ? nil : Self.traceparent)
-        #expect(UserStateCodec.encode(state, endedApart: false) == Self.writtenByTheReleaseBefore[format])
-    }
-
     @Test func damagedBytesAreAnErrorNamingTheUser() throws {
         let state = try Self.eventfulState()
-        let bytes = UserStateCodec.encode(state, endedApart: true)
+        let bytes = UserStateCodec.encode(state)
         // Every truncation is refused (none decodes to a shorter, wrong state).
         for length in 0..<bytes.count {
             #expect(throws: StoreError.self) {
