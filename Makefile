@@ -10,7 +10,7 @@ TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-
 BENCH_PACKAGES := nghttp2-client valgrind util-linux linux-perf python3 sqlite3 bc faketime
 # What `approvald --version` and approvald_build_info say: the release, and the commit built (docker/Dockerfile passes
 # COMMIT, having no .git).
-VERSION ?= 0.18.0
+VERSION ?= 0.19.0
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 BUILD_INFO := Sources/CBuildInfo/generated/build_info.h
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -141,10 +141,12 @@ $(CONTRACT_VENV)/ready: Tests/Contract/requirements.txt
 	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r Tests/Contract/requirements.txt
 	touch $@
 
-# The Swift sources with swift-format, the Redis functions with luacheck (settings in .luacheckrc).
+# The Swift sources with swift-format, the Redis functions with luacheck (settings in .luacheckrc), and the module
+# graph in docs/architecture.md against Package.swift.
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests bench
 	luacheck --quiet Sources/RedisStore/functions.lua
+	docs/module-graph --check
 
 format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests bench

@@ -5,7 +5,7 @@
 // persists. Writes are as with hiredis's adapter: a command adds the write event, and the next pass of the loop
 // writes what every callback since has queued. (Writing at the end of the pass that queued the command instead
 // saved the write event's two calls too, but under load Redis then got more, smaller batches, and took more CPU:
-// see the README's performance notes.)
+// measured with bench/redis/run.)
 #include <stdlib.h>
 #include <event2/event.h>
 #include <hiredis/async.h>
