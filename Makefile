@@ -2,8 +2,10 @@
 SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
-BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev
-TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check
+BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev \
+	libqrencode-dev
+TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check \
+	zbar-tools librsvg2-bin
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf
 # (linux-perf, bench/redis/run PERF=1), what bench/broker/recovery fills a store with (sqlite3, bc), and the clocks
 # bench/redis/forgetting sets ahead (faketime).

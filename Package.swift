@@ -37,6 +37,7 @@ let package = Package(
         // /usr/include.
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         // hiredis's pkg-config entry adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM refuses (and a no-op on 64-bit
         // Linux): its headers are found under /usr/include instead (libhiredis-dev, installed by the Makefile).
         .systemLibrary(name: "CHiredis"),
@@ -92,12 +93,15 @@ let package = Package(
                 "Core", "Store", "Redis", "EventLoop", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ], resources: [.embedInCode("functions.lua")], swiftSettings: [withoutExclusivityChecks]),
+        // QR codes as SVG documents, for activation codes.
+        .target(name: "QRCode", dependencies: ["CQREncode"]),
         // The API: routes, authentication, the commit pipeline, fan-out to streams and long polls, the forwarder,
         // the push relay, metrics.
         .target(
             name: "Service",
             dependencies: [
-                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "JSONText", "CBuildInfo", "Locking",
+                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "JSONText", "QRCode", "CBuildInfo",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -135,6 +139,7 @@ let package = Package(
             path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "QRCodeTests", dependencies: ["QRCode", "TestSupport"]),
         .testTarget(
             name: "StoreTests", dependencies: ["Store", "Core", "Locking", "TestSupport"],
             resources: [.copy("Fixtures")]),

@@ -139,6 +139,14 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
+    /// Where phones reach the broker: the configuration's `public_url`, else the first listener as bound.
+    private var publicURL: String {
+        if let configured = configuration.publicURL { return configured }
+        guard let first = boundListeners.first else { return "http://127.0.0.1:8080" }
+        let host = first.host.contains(":") ? "[\(first.host)]" : first.host
+        return "\(first.tls ? "https" : "http")://\(host):\(first.port)"
+    }
+
     /// Starts the API over an open store; false when it is not started (the broker is stopping, or the service
     /// cannot start, which stops it).
     private func startService(on store: UserStore) -> Bool {
@@ -152,7 +160,7 @@ public final class Broker: @unchecked Sendable {
             service = try ApprovalService(
                 loop: loop, store: StoreRoles(store), clients: configuration.idpClients,
                 keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
-                apns: configuration.apns, fcm: configuration.fcm, logger: logger,
+                apns: configuration.apns, fcm: configuration.fcm, publicURL: publicURL, logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
             logger.critical("cannot start the service: \(error)")

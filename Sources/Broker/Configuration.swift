@@ -49,6 +49,9 @@ public struct Configuration: Sendable {
     /// The domain's tables are sized for this many devices and pending challenges at start, so that they do not
     /// grow (a rehash pauses the loop for tens of milliseconds at a few hundred thousand entries) while load ramps up.
     public var expectedDevices = 100_000
+    /// The base URL phones reach the broker at, which activation URIs carry (`public_url`); nil: the first
+    /// listener's, as bound.
+    public var publicURL: String?
     /// The IdPs allowed to call the webhook, by key id (two keys may name one client: rotation).
     public var idpClients: [IdPClient] = []
     /// Policies from the file, by tenant; a policy stored through the API wins over them.
@@ -119,6 +122,14 @@ public struct Configuration: Sendable {
     private mutating func read(_ root: ConfigReader) throws {
         dataDirectory = try root.string("data_directory") ?? dataDirectory
         expectedDevices = try root.int("expected_devices", in: 0...100_000_000) ?? expectedDevices
+        if let url = try root.string("public_url") {
+            guard let parsed = URLComponents(string: url), ["http", "https"].contains(parsed.scheme),
+                parsed.host?.isEmpty == false, parsed.query == nil, parsed.fragment == nil, parsed.user == nil
+            else {
+                throw ConfigError("public_url: \"\(url)\" is not an http:// or https:// base URL")
+            }
+            publicURL = url
+        }
 
         try readStore(try root.table("store"))
 

@@ -14,6 +14,7 @@ extension Configuration {
         var toml = TOMLWriter()
         toml.key("data_directory", .string(dataDirectory))
         toml.key("expected_devices", .integer(expectedDevices))
+        if let publicURL { toml.key("public_url", .string(publicURL)) }
 
         toml.table("store")
         toml.key("backend", .string(redis == nil ? "sqlite" : "redis"))

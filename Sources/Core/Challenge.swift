@@ -137,7 +137,7 @@ public struct Resolution: Equatable, Sendable {
 }
 
 public struct Challenge: Equatable, Sendable {
-    /// `ch_` and 22 base64url characters (see `ChallengeID`).
+    /// `ch_` and 22 base64url characters (see `PartitionedID`).
     public let id: String
     public let tenantID: String
     public let request: ChallengeRequest

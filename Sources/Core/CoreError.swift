@@ -14,6 +14,7 @@ public struct CoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case idempotencyConflict = "idempotency_conflict"
         case alreadyResolved = "already_resolved"
         case expired
+        case rateLimited = "rate_limited"
     }
 
     public let code: Code
@@ -49,6 +50,13 @@ public enum Validate {
         switch byte {
         case 0x41...0x5a, 0x61...0x7a, 0x30...0x39, 0x2e, 0x5f, 0x3a, 0x2d: true
         default: false
+        }
+    }
+
+    /// At most 256 bytes.
+    public static func displayName(_ value: String) throws(CoreError) {
+        guard value.utf8.count <= 256 else {
+            throw CoreError(.invalidField, "display_name is longer than 256 bytes")
         }
     }
 

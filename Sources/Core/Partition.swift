@@ -50,10 +50,16 @@ public struct Partition: Hashable, Comparable, Sendable, CustomStringConvertible
         index = Int((hash ^ (hash >> 16)) % UInt32(Self.count))
     }
 
-    /// The partition a challenge id names in its first two characters after `ch_` (see `ChallengeID`); nil for a
+    /// The partition a challenge id names in its first two characters after `ch_` (see `PartitionedID`); nil for a
     /// string that is not a challenge id.
     public init?(challengeID: String) {
-        guard let index = ChallengeID.partitionIndex(challengeID) else { return nil }
+        guard let index = PartitionedID.partitionIndex(challengeID, .challenge) else { return nil }
+        self.index = index
+    }
+
+    /// The partition an enrollment id names (see `PartitionedID`); nil for a string that is not an enrollment id.
+    public init?(enrollmentID: String) {
+        guard let index = PartitionedID.partitionIndex(enrollmentID, .enrollment) else { return nil }
         self.index = index
     }
 
@@ -62,16 +68,30 @@ public struct Partition: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { "p\(index)" }
 }
 
-/// `ch_` and 22 base64url characters: the first two carry the partition (10 bits) and 2 random bits, the other 20
-/// hold 120 random bits from the injected generator.
+/// Ids that name their user's partition: a prefix (`ch_` a challenge, `en_` an enrollment) and 22 base64url
+/// characters, the first two carrying the partition (10 bits) and 2 random bits, the other 20 holding 120 random bits
+/// from the injected generator.
 ///
-/// Ids made before partitions existed have 22 random characters; their first two name an arbitrary partition, so
-/// stores find such a challenge through their index, never by its id alone.
-public enum ChallengeID {
-    static func make<Random: RandomNumberGenerator>(in partition: Partition, using random: inout Random) -> String {
+/// Challenge ids made before partitions existed have 22 random characters; their first two name an arbitrary
+/// partition, so stores find such a challenge through their index, never by its id alone.
+public enum PartitionedID {
+    public enum Kind: Sendable {
+        case challenge
+        case enrollment
+
+        fileprivate var prefix: (UInt8, UInt8) {
+            switch self {
+            case .challenge: (UInt8(ascii: "c"), UInt8(ascii: "h"))
+            case .enrollment: (UInt8(ascii: "e"), UInt8(ascii: "n"))
+            }
+        }
+    }
+
+    static func make<Random: RandomNumberGenerator>(
+        _ kind: Kind, in partition: Partition, using random: inout Random
+    ) -> String {
         String(unsafeUninitializedCapacity: 25) { buffer in
-            buffer[0] = UInt8(ascii: "c")
-            buffer[1] = UInt8(ascii: "h")
+            (buffer[0], buffer[1]) = kind.prefix
             buffer[2] = UInt8(ascii: "_")
             let spare = Int(random.next() & 3)
             let head = partition.index << 2 | spare
@@ -87,11 +107,10 @@ public enum ChallengeID {
         }
     }
 
-    static func partitionIndex(_ id: String) -> Int? {
+    static func partitionIndex(_ id: String, _ kind: Kind) -> Int? {
         let bytes = Array(id.utf8.prefix(25))
-        guard id.utf8.count == 25, bytes[0] == UInt8(ascii: "c"), bytes[1] == UInt8(ascii: "h"),
-            bytes[2] == UInt8(ascii: "_"), let high = value[bytes[3]], let low = value[bytes[4]],
-            bytes[5...].allSatisfy({ value[$0] != nil })
+        guard id.utf8.count == 25, (bytes[0], bytes[1]) == kind.prefix, bytes[2] == UInt8(ascii: "_"),
+            let high = value[bytes[3]], let low = value[bytes[4]], bytes[5...].allSatisfy({ value[$0] != nil })
         else { return nil }
         return (high << 6 | low) >> 2
     }

@@ -29,24 +29,13 @@ public enum Rules {
         try Validate.userID(registration.userID)
         precondition(user.key.userID == registration.userID, "the registration's user is the state's")
         guard !registration.publicKey.isEmpty else { throw CoreError(.invalidField, "public_key is empty") }
-        guard registration.displayName.utf8.count <= 256 else {
-            throw CoreError(.invalidField, "display_name is longer than 256 bytes")
-        }
+        try Validate.displayName(registration.displayName)
         if let registeredTo, registeredTo != user.key {
             throw CoreError(.deviceTenantConflict, "the device is registered to another account")
         }
-        guard !registration.mamRestricted else {
-            throw CoreError(.mamRestricted, "the user is under mobile-app management")
-        }
-        guard policy.targets(registration.userID) else {
-            throw CoreError(.policyExcluded, "the tenant's policy does not target the user")
-        }
         let index = user.devices.firstIndex { $0.id == deviceID }
-        if index == nil {
-            guard user.devices.count < policy.maxDevicesPerUser else {
-                throw CoreError(.deviceLimit, "the user already has \(policy.maxDevicesPerUser) devices")
-            }
-        }
+        try checkDeviceRules(
+            mamRestricted: registration.mamRestricted, policy: policy, user: user, addingADevice: index == nil)
         let existing = index.map { user.devices[$0] }
         var device =
             existing
@@ -68,15 +57,31 @@ public enum Rules {
         return work.finish(existing == nil ? .created(device) : .updated(device))
     }
 
+    /// The rules a device must pass to serve the user: checked when it is registered, and when an enrollment is made
+    /// and completed.
+    static func checkDeviceRules(
+        mamRestricted: Bool, policy: TenantPolicy, user: UserState, addingADevice: Bool
+    ) throws(CoreError) {
+        guard !mamRestricted else { throw CoreError(.mamRestricted, "the user is under mobile-app management") }
+        guard policy.targets(user.key.userID) else {
+            throw CoreError(.policyExcluded, "the tenant's policy does not target the user")
+        }
+        if addingADevice {
+            guard user.devices.count < policy.maxDevicesPerUser else {
+                throw CoreError(.deviceLimit, "the user already has \(policy.maxDevicesPerUser) devices")
+            }
+        }
+    }
+
     /// Removes a device; its pending entries leave its queue.
     public static func remove(_ deviceID: String, user: UserState) throws(CoreError) -> Transition<Void> {
         guard let index = user.devices.firstIndex(where: { $0.id == deviceID }) else {
             throw CoreError(.notFound, "no such device")
         }
         var work = Work(user)
-        work.state.devices.remove(at: index)
+        let removed = work.state.devices.remove(at: index)
         work.state.queue.removeAll { $0.deviceID == deviceID }
-        work.changes.append(.deviceRemoved(tenantID: user.key.tenantID, deviceID: deviceID))
+        work.changes.append(.deviceRemoved(removed))
         work.deliveries.append(.deviceRemoved(deviceID: deviceID))
         return work.finish(())
     }
@@ -160,7 +165,8 @@ public enum Rules {
         let devices = Array(user.devices)
         let ttl = UnixMillis(request.ttlSeconds ?? policy.challengeTTLSeconds) * 1000
         let challenge = Challenge(
-            id: ChallengeID.make(in: user.partition, using: &random), tenantID: tenantID, request: request,
+            id: PartitionedID.make(.challenge, in: user.partition, using: &random), tenantID: tenantID,
+            request: request,
             choices: makeChoices(correct: request.number, count: policy.choices, using: &random),
             devices: devices.map(\.id),
             createdAt: now, expiresAt: now + ttl, traceparent: traceparent)
@@ -259,6 +265,7 @@ public enum Rules {
     public static func tick(user: UserState, now: UnixMillis) -> Transition<Void> {
         var work = Work(user)
         expireDue(now: now, &work)
+        tickEnrollments(now: now, &work)
         let lapsed = { (ended: EndedChallenge) in (ended.challenge.resolution?.at ?? now) + rememberMillis <= now }
         for ended in work.state.ended where lapsed(ended) {
             let challenge = ended.challenge

@@ -24,7 +24,8 @@ public enum Change: Equatable, Sendable {
     indirect case policySaved(tenantID: String, TenantPolicy)
     /// Registered, updated, or seen.
     indirect case deviceSaved(Device)
-    case deviceRemoved(tenantID: String, deviceID: String)
+    /// The device as it was.
+    indirect case deviceRemoved(Device)
     /// Created, or ended.
     indirect case challengeSaved(Challenge)
     indirect case fallbackSaved(Fallback)
@@ -33,6 +34,10 @@ public enum Change: Equatable, Sendable {
     case forgotten(RequestKey, challengeID: String?)
     /// The challenge ended: its result joins the verifier outbox in the same commit.
     indirect case resultDue(Challenge)
+    /// Created, or ended.
+    indirect case enrollmentSaved(Enrollment)
+    /// Its remembering window ended: the enrollment and its activation code's index are forgotten.
+    indirect case enrollmentForgotten(Enrollment)
 }
 
 /// What goes out once a commit is durable (large payloads boxed, as for `Change`).
@@ -45,6 +50,8 @@ public enum Delivery: Equatable, Sendable {
     indirect case ended(Challenge)
     /// The device is gone: close its streams.
     case deviceRemoved(deviceID: String)
+    /// The enrollment ended: answer its long polls.
+    indirect case enrollmentEnded(Enrollment)
 }
 
 /// A transition being made: the state as it changes and what the changes cause.

@@ -36,6 +36,7 @@ public struct UserState: Equatable, Sendable {
         var queue = CompactList<QueueEntry>()
         var recentCreations = CompactList<UnixMillis>()
         var lockedUntil: UnixMillis?
+        var enrollments: [Enrollment] = []
 
         init(key: UserKey) { self.key = key }
 
@@ -48,6 +49,7 @@ public struct UserState: Equatable, Sendable {
             queue = other.queue
             recentCreations = other.recentCreations
             lockedUntil = other.lockedUntil
+            enrollments = other.enrollments
         }
     }
 
@@ -65,7 +67,8 @@ public struct UserState: Equatable, Sendable {
     /// as it was, in the orders documented on the properties.
     public init(
         key: UserKey, version: UInt64, devices: [Device], pending: [Challenge], ended: [Challenge],
-        fallbacks: [Fallback], queue: [QueueEntry], recentCreations: [UnixMillis], lockedUntil: UnixMillis?
+        fallbacks: [Fallback], queue: [QueueEntry], recentCreations: [UnixMillis], lockedUntil: UnixMillis?,
+        enrollments: [Enrollment] = []
     ) {
         parts = Parts(key: key)
         self.version = version
@@ -76,6 +79,7 @@ public struct UserState: Equatable, Sendable {
         parts.queue = CompactList(queue)
         parts.recentCreations = CompactList(recentCreations)
         parts.lockedUntil = lockedUntil
+        parts.enrollments = enrollments
     }
 
     private var uniqueParts: Parts {
@@ -122,12 +126,19 @@ public struct UserState: Equatable, Sendable {
         _modify { yield &uniqueParts.lockedUntil }
     }
 
+    /// Pending enrollments and those remembered after they ended, in the order they were created.
+    public internal(set) var enrollments: [Enrollment] {
+        get { parts.enrollments }
+        _modify { yield &uniqueParts.enrollments }
+    }
+
     public static func == (lhs: UserState, rhs: UserState) -> Bool {
         guard lhs.version == rhs.version else { return false }
         if lhs.parts === rhs.parts { return true }
         return lhs.key == rhs.key && lhs.devices == rhs.devices && lhs.pending == rhs.pending
             && lhs.ended == rhs.ended && lhs.fallbacks == rhs.fallbacks && lhs.queue == rhs.queue
             && lhs.recentCreations == rhs.recentCreations && lhs.lockedUntil == rhs.lockedUntil
+            && lhs.enrollments == rhs.enrollments
     }
 
     public var partition: Partition { key.partition }
@@ -137,6 +148,11 @@ public struct UserState: Equatable, Sendable {
     public func challenge(_ challengeID: String) -> Challenge? {
         pending.first { $0.id == challengeID } ?? ended.first { $0.challenge.id == challengeID }?.challenge
     }
+
+    public func enrollment(_ enrollmentID: String) -> Enrollment? { enrollments.first { $0.id == enrollmentID } }
+
+    /// The enrollment whose activation code has this SHA-256.
+    public func enrollment(codeHash: [UInt8]) -> Enrollment? { enrollments.first { $0.codeHash == codeHash } }
 
     /// Every challenge the user has: pending ones first, then the remembered ones.
     public var challenges: [Challenge] { Array(pending) + ended.map(\.challenge) }
@@ -170,6 +186,7 @@ public struct UserState: Equatable, Sendable {
         // Both lists are in the order their windows end.
         if includingEnded, let first = ended.first?.challenge.resolution { consider(first.at + Rules.rememberMillis) }
         if let first = fallbacks.first { consider(first.decidedAt + Rules.rememberMillis) }
+        for enrollment in enrollments { consider(enrollment.deadline) }
         return next
     }
 
@@ -179,7 +196,7 @@ public struct UserState: Equatable, Sendable {
 
     /// Holds nothing a later request needs but ended challenges (see `nextDeadline(includingEnded:)`).
     public var isEmptyBesidesEnded: Bool {
-        devices.isEmpty && pending.isEmpty && fallbacks.isEmpty && lockedUntil == nil
+        devices.isEmpty && pending.isEmpty && fallbacks.isEmpty && lockedUntil == nil && enrollments.isEmpty
     }
 
     // MARK: Recovery
@@ -218,4 +235,10 @@ public struct UserState: Equatable, Sendable {
     }
 
     public mutating func restore(lockedUntil until: UnixMillis) { lockedUntil = until }
+
+    /// Puts back a stored enrollment, in the order enrollments were created.
+    public mutating func restore(enrollment: Enrollment) {
+        let after = enrollments.lastIndex { $0.createdAt <= enrollment.createdAt }.map { $0 + 1 } ?? 0
+        enrollments.insert(enrollment, at: after)
+    }
 }

@@ -12,6 +12,8 @@ enum InboxMessage: Equatable {
     case delivery(Delivery)
     /// The challenge ended: answer its long polls with it, read from the store.
     case ended(challengeID: String)
+    /// The enrollment ended: answer its long polls with it, read from the store.
+    case enrollmentEnded(enrollmentID: String)
 }
 
 enum DeliveryCodec {
@@ -22,6 +24,9 @@ enum DeliveryCodec {
         // 3 was a whole ended challenge, which releases before 0.14.0 sent instead of `ended`.
         case deviceRemoved = 4
         case ended = 5
+        /// Instances of 0.19 and before refuse it (logged and dropped): their long polls of an enrollment, which they
+        /// do not serve, are none.
+        case enrollmentEnded = 6
     }
 
     static func encode(_ delivery: Delivery) -> [UInt8] {
@@ -30,7 +35,7 @@ enum DeliveryCodec {
         switch delivery {
         case .queued(let challenge, _):
             format = challenge.traceparent == nil ? .original : .traceparents
-        case .unqueued, .ended, .deviceRemoved: format = .original
+        case .unqueued, .ended, .deviceRemoved, .enrollmentEnded: format = .original
         }
         out.byte(format.rawValue)
         switch delivery {
@@ -50,6 +55,9 @@ enum DeliveryCodec {
         case .deviceRemoved(let deviceID):
             out.byte(Kind.deviceRemoved.rawValue)
             out.string(deviceID)
+        case .enrollmentEnded(let enrollment):
+            out.byte(Kind.enrollmentEnded.rawValue)
+            out.string(enrollment.id)
         }
         return out.bytes
     }
@@ -71,6 +79,7 @@ enum DeliveryCodec {
                     outcome: try input.choice(DeviceOutcome.self)))
         case .deviceRemoved: message = .delivery(.deviceRemoved(deviceID: try input.string()))
         case .ended: message = .ended(challengeID: try input.string())
+        case .enrollmentEnded: message = .enrollmentEnded(enrollmentID: try input.string())
         case nil: throw input.damaged("an unknown kind of delivery")
         }
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }

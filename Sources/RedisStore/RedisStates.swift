@@ -106,6 +106,29 @@ public final class RedisStates: @unchecked Sendable {
             lane(key.partition).send(["MGET", Self.stateKey(key), Self.deviceKey(deviceID)]) { result in
                 completion(Self.read(result) { value throws(StoreError) in try Self.stateAndHolder(value, of: key) })
             }
+        case .enrollment(let enrollmentID):
+            guard let partition = Partition(enrollmentID: enrollmentID) else {
+                return completion(.success(Loaded(state: nil)))
+            }
+            lane(partition).send([
+                "FCALL", "approvald_load_challenge", "1", "ap:{\(Self.tag(partition))}:ch", enrollmentID,
+                Self.tag(partition),
+            ]) { result in completion(Self.read(result, Self.heldState)) }
+        case .activation(let codeHash, let publicKey):
+            let codeKey = Self.activationKey(codeHash)
+            lane(device: codeKey).send(["FCALL", "approvald_load_device", "1", codeKey]) { [self] result in
+                let code = Self.read(result, Self.heldState)
+                guard case .success(let found) = code else { return completion(code) }
+                let keyKey = Self.publicKeyKey(publicKey)
+                lane(device: keyKey).send(["FCALL", "approvald_load_device", "1", keyKey]) { result in
+                    // The index is written when a device is saved and left when it goes: its user must hold the key.
+                    completion(
+                        Self.read(result, Self.heldState).map { held in
+                            let holds = held.state?.devices.contains { $0.publicKey == publicKey } ?? false
+                            return Loaded(state: found.state, heldBy: holds ? held.state?.key : nil)
+                        })
+                }
+            }
         }
     }
 
@@ -221,8 +244,12 @@ public final class RedisStates: @unchecked Sendable {
         }
         for change in changes {
             switch change {
-            case .deviceSaved(let device): index("S", Self.deviceKey(device.id), holder)
-            case .deviceRemoved(_, let deviceID): index("D", Self.deviceKey(deviceID))
+            case .deviceSaved(let device):
+                index("S", Self.deviceKey(device.id), holder)
+                index("S", Self.publicKeyKey(device.publicKey), holder)
+            case .deviceRemoved(let device):
+                index("D", Self.deviceKey(device.id))
+                index("D", Self.publicKeyKey(device.publicKey))
             // Both indexes are written when the challenge is created, the request_id's to last while it may be
             // pending (it ends by its expiry at the latest); kept apart, both again with its record when it ends.
             case .challengeSaved(let challenge) where challenge.resolution == nil:
@@ -237,7 +264,17 @@ public final class RedisStates: @unchecked Sendable {
             case .forgotten(let request, let challengeID):
                 index("D", Self.requestKey(request))
                 if let challengeID { index("h", challengeID) }
-            case .challengeSaved, .policySaved, .lockoutSaved, .resultDue: break
+            // An enrollment's indexes are written when it is created and last until it is forgotten: its id in the
+            // partition's hash, its code's key until the latest it may be forgotten (expiry, then the window).
+            case .enrollmentSaved(let enrollment) where enrollment.isPending:
+                index("H", enrollment.id, field)
+                index(
+                    "E", Self.activationKey(enrollment.codeHash),
+                    "\(enrollment.expiresAt + Self.indexGraceMillis)|\(holder)")
+            case .enrollmentForgotten(let enrollment):
+                index("h", enrollment.id)
+                index("D", Self.activationKey(enrollment.codeHash))
+            case .challengeSaved, .enrollmentSaved, .policySaved, .lockoutSaved, .resultDue: break
             }
         }
         // Every ended challenge the state holds becomes a record of its own: those that ended in this commit, and
@@ -290,6 +327,7 @@ public final class RedisStates: @unchecked Sendable {
         case .queued(_, let device): ("d", device.id)
         case .unqueued(_, let deviceID, _), .deviceRemoved(let deviceID): ("d", deviceID)
         case .ended(let challenge): ("c", challenge.id)
+        case .enrollmentEnded(let enrollment): ("c", enrollment.id)
         }
     }
 
@@ -417,6 +455,15 @@ public final class RedisStates: @unchecked Sendable {
     static func stateKey(_ key: UserKey) -> String { "ap:{\(tag(key.partition))}:u:\(field(key))" }
     static func deviceKey(_ deviceID: String) -> String { "ap:dev:\(deviceID)" }
     static func requestKey(_ request: RequestKey) -> String { "ap:req:\(request.tenantID)\n\(request.requestID)" }
+    /// An enrollment's activation code, by the hex of its SHA-256.
+    static func activationKey(_ codeHash: [UInt8]) -> String { "ap:act:" + hex(codeHash) }
+    /// A device's public key, by the hex of its DER SPKI: the user it was last saved to.
+    static func publicKeyKey(_ publicKey: [UInt8]) -> String { "ap:key:" + hex(publicKey) }
+
+    private static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }, as: UTF8.self)
+    }
 
     static func userKey(field: String) throws(StoreError) -> UserKey {
         guard let newline = field.firstIndex(of: "\n") else { throw StoreError("a user field without a tenant") }

@@ -209,6 +209,13 @@ public final class RedisStore: UserStore, @unchecked Sendable {
                 else { return }
                 sink?.deliver(.ended(challenge), committedHere: false)
             }
+        case .enrollmentEnded(let enrollmentID):
+            states.load(.enrollment(enrollmentID)) { [self] loaded in
+                guard case .success(let found) = loaded, let enrollment = found.state?.enrollment(enrollmentID),
+                    !enrollment.isPending
+                else { return }
+                sink?.deliver(.enrollmentEnded(enrollment), committedHere: false)
+            }
         }
     }
 
@@ -363,8 +370,8 @@ public final class RedisStore: UserStore, @unchecked Sendable {
 
     public func streamClosed(deviceID: String) { routes.streamClosed(deviceID: deviceID) }
 
-    public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {
-        routes.watch(challengeID: challengeID, seconds: seconds, watching: watching)
+    public func watch(endOf id: String, seconds: Double, watching: @escaping () -> Void) {
+        routes.watch(endOf: id, seconds: seconds, watching: watching)
     }
 
     // MARK: StoreOperations

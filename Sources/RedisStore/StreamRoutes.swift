@@ -55,12 +55,12 @@ final class StreamRoutes: @unchecked Sendable {
         client.send(["FCALL", "approvald_unroute_stream", "0", instanceID, deviceID]) { _ in }
     }
 
-    /// A long poll here waits up to `seconds` for the challenge's end: its end is published here from when
-    /// `watching` runs.
-    func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {
+    /// A long poll here waits up to `seconds` for the end of a challenge or an enrollment: its end is published here
+    /// from when `watching` runs.
+    func watch(endOf id: String, seconds: Double, watching: @escaping () -> Void) {
         guard active else { return }
         let lifetime = String(Int((seconds + 5) * 1000))
-        client.send(["FCALL", "approvald_watch", "0", instanceID, challengeID, lifetime]) { result in
+        client.send(["FCALL", "approvald_watch", "0", instanceID, id, lifetime]) { result in
             if case .success(.integer) = result { watching() }
         }
     }

@@ -23,19 +23,24 @@ enum UserStateCodec {
         case traceparents = 2
         /// As `traceparents`, and the ended challenges are records of their own.
         case endedApart = 3
+        /// As `endedApart`, with the user's enrollments at the end. Written only for a state that holds one, so that
+        /// 0.19 instances, which read at most format 3, read every other user's state through a rollout.
+        case enrollments = 4
 
         var hasTraceparents: Bool { self != .original }
-        var holdsEnded: Bool { self != .endedApart }
+        var holdsEnded: Bool { self == .original || self == .traceparents }
     }
 
-    /// The format an instance reads at most, which it tells the others (PartitionLeases).
+    /// The format other instances must read before this one writes ended challenges apart, which it tells them
+    /// (PartitionLeases): 3, whatever newer formats it reads.
     static let newest = Format.endedApart
 
-    /// The state in format 3, without its ended challenges (each is written with `encode(ended:)`).
+    /// The state in format 3, or 4 when it holds enrollments, without its ended challenges (each is written with
+    /// `encode(ended:)`).
     static func encode(_ state: UserState) -> [UInt8] {
         var out = BinaryWriter()
         out.bytes.reserveCapacity(256)
-        let format = Format.endedApart
+        let format = state.enrollments.isEmpty ? Format.endedApart : .enrollments
         out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
@@ -55,6 +60,10 @@ enum UserStateCodec {
         }
         out.count(state.recentCreations.count)
         for at in state.recentCreations { out.time(at) }
+        if format == .enrollments {
+            out.count(state.enrollments.count)
+            for enrollment in state.enrollments { out.enrollment(enrollment) }
+        }
         return out.bytes
     }
 
@@ -79,10 +88,13 @@ enum UserStateCodec {
             QueueEntry(challengeID: try reader.string(), deviceID: try reader.string())
         }
         let recentCreations = try input.list { reader throws(StoreError) in try reader.time() }
+        let enrollments =
+            format == .enrollments
+            ? try input.list { reader throws(StoreError) in try reader.enrollment(of: key) } : []
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }
         var state = UserState(
             key: key, version: version, devices: devices, pending: pending, ended: ended, fallbacks: fallbacks,
-            queue: queue, recentCreations: recentCreations, lockedUntil: lockedUntil)
+            queue: queue, recentCreations: recentCreations, lockedUntil: lockedUntil, enrollments: enrollments)
         state.indexedDeadline = state.nextDeadline(includingEnded: format.holdsEnded)
         return state
     }
@@ -107,6 +119,25 @@ enum UserStateCodec {
 }
 
 extension BinaryWriter {
+    mutating func enrollment(_ enrollment: Enrollment) {
+        string(enrollment.id)
+        string(enrollment.request.displayName)
+        byte(enrollment.request.mamRestricted ? 1 : 0)
+        number(enrollment.request.ttlSeconds)
+        raw(enrollment.codeHash)
+        time(enrollment.createdAt)
+        time(enrollment.expiresAt)
+        guard let end = enrollment.end else { return byte(0) }
+        switch end.kind {
+        case .completed(let deviceID):
+            byte(1)
+            string(deviceID)
+        case .expired: byte(2)
+        case .cancelled: byte(3)
+        }
+        time(end.at)
+    }
+
     mutating func device(_ device: Device) {
         string(device.id)
         raw(device.publicKey)
@@ -160,6 +191,26 @@ extension BinaryWriter {
 }
 
 extension BinaryReader {
+    mutating func enrollment(of key: UserKey) throws(StoreError) -> Enrollment {
+        let id = try string()
+        let request = EnrollmentRequest(
+            userID: key.userID, displayName: try string(), mamRestricted: try flag(), ttlSeconds: try number())
+        let codeHash = try raw()
+        let createdAt = try time()
+        let expiresAt = try time()
+        let kind: EnrollmentEnd.Kind?
+        switch try byte() {
+        case 0: kind = nil
+        case 1: kind = .completed(deviceID: try string())
+        case 2: kind = .expired
+        case 3: kind = .cancelled
+        default: throw damaged("an unknown end of an enrollment")
+        }
+        return Enrollment(
+            id: id, tenantID: key.tenantID, request: request, codeHash: codeHash, createdAt: createdAt,
+            expiresAt: expiresAt, end: try kind.map { kind throws(StoreError) in EnrollmentEnd(kind, at: try time()) })
+    }
+
     mutating func device(of key: UserKey) throws(StoreError) -> Device {
         let id = try string()
         let publicKey = try raw()

@@ -7,12 +7,17 @@
 --   ap:{p}:due                 sorted set: user field → the state's next deadline
 --   ap:dueparts                sorted set: partition → at most its earliest deadline (a commit lowers it, a look
 --                              for due users sets it again), so that a look reads only partitions with one due
---   ap:{p}:ch                  hash: challenge id → user field, while the challenge is pending (challenge ids name
---                              their partition), and after its end until a sweep forgets it where states hold their
---                              ended challenges (formats 1 and 2)
+--   ap:{p}:ch                  hash: challenge or enrollment id → user field (both kinds of id name their
+--                              partition): a challenge while it is pending, and after its end until a sweep forgets
+--                              it where states hold their ended challenges (formats 1 and 2); an enrollment until
+--                              it is forgotten
 --   ap:{p}:c:<challenge>       "<request_id>|<tenant>\n<user>": whose ended challenge it is, where the state keeps
 --                              it apart (format 3), until the end of its window
 --   ap:dev:<device>            "<p>|<tenant>\n<user>": who holds a device id
+--   ap:key:<hex of the key>    "<p>|<tenant>\n<user>": the user a device key was last saved to (a device removed or
+--                              re-keyed leaves it: a reader checks the user's devices)
+--   ap:act:<hex of a SHA-256>  "<p>|<tenant>\n<user>": whose enrollment an activation code is, until the enrollment
+--                              is forgotten (expiring at the latest it may be); the code itself is never stored
 --   ap:req:<tenant>\n<request> "<p>|<tenant>\n<user>": who holds a request_id, from its challenge's creation (or its
 --                              fallback's) to the end of its window, a minute later should no sweep forget a fallback
 --                              first; then "\n" and the record of the challenge once it has ended (UserStateCodec)

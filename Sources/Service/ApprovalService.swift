@@ -31,12 +31,14 @@ public final class ApprovalService: @unchecked Sendable {
     let forwarder: Forwarder
     /// Wakes devices through APNs and FCM.
     let pushRelay: PushRelay
+    let enrollments: Enrollments
 
+    /// - Parameter publicURL: the base URL phones reach the broker at, for activation URIs.
     public init(
         loop: EventLoop, store: StoreRoles, clients: [IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
-        apns: APNsSettings? = nil, fcm: FCMSettings? = nil, logger: Logger,
-        clock: @escaping () -> UnixMillis
+        apns: APNsSettings? = nil, fcm: FCMSettings? = nil, publicURL: String = "http://127.0.0.1:8080",
+        logger: Logger, clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
         self.store = store
@@ -54,6 +56,8 @@ public final class ApprovalService: @unchecked Sendable {
             logger: logger)
         wakeUps = WakeUps(states: store.states, streams: streams, pipeline: pipeline, clock: clock)
         pushRelay = try PushRelay(loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger, source: wakeUps)
+        enrollments = Enrollments(
+            store: store, pipeline: pipeline, longPolls: longPolls, publicURL: publicURL, clock: clock, logger: logger)
         pipeline.results = self
         pipeline.sweep = sweep
         store.fanOut.sink = self
@@ -68,7 +72,7 @@ public final class ApprovalService: @unchecked Sendable {
     }
 
     /// The parts with figures on `/metrics`, in the order they are written.
-    var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay] }
+    var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay, enrollments] }
 
     /// After recovery: expires what lapsed meanwhile and starts forwarding.
     public func start() {
@@ -199,7 +203,39 @@ public final class ApprovalService: @unchecked Sendable {
                     reply(result) { HTTPResponse(status: 204) }
                 }
             }
+        case .removeSelf(let deviceID):
+            try authenticatedDevice(request, deviceID, route, responder) { [self] _ in
+                pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
+                    guard let state = loaded.state else { throw .notFound("no such device") }
+                    return try core(Rules.remove(deviceID, user: state))
+                } then: { result in
+                    reply(result) { HTTPResponse(status: 204) }
+                }
+            }
+        case .createEnrollment(let tenantID):
+            _ = try idp(request, tenantID)
+            try enrollments.create(try decodeBody(EnrollmentBody.self, from: request.body), tenantID: tenantID) {
+                reply($0) { $0 }
+            }
+        case .getEnrollment(let tenantID, let enrollmentID):
+            _ = try idp(request, tenantID)
+            enrollments.read(
+                tenantID: tenantID, enrollmentID: enrollmentID, wait: try longPollSeconds(request), responder)
+        case .cancelEnrollment(let tenantID, let enrollmentID):
+            _ = try idp(request, tenantID)
+            enrollments.cancel(tenantID: tenantID, enrollmentID: enrollmentID) { reply($0) { $0 } }
+        case .enroll:
+            try enrollments.complete(try decodeBody(EnrollBody.self, from: request.body)) { reply($0) { $0 } }
         }
+    }
+
+    /// `?wait=`: how long a read may wait for a status to leave pending, 0–30 s (0 when not given).
+    private func longPollSeconds(_ request: HTTPRequest) throws(Problem) -> Double {
+        guard let text = queryValue(request.query, "wait") else { return 0 }
+        guard let seconds = Double(text), (0...30).contains(seconds) else {
+            throw Problem.invalidField("wait must be a number of seconds within 0...30")
+        }
+        return seconds
     }
 
     private func idp(_ request: HTTPRequest, _ tenantID: String) throws(Problem) -> IdPClient {
@@ -289,13 +325,7 @@ public final class ApprovalService: @unchecked Sendable {
         _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
     ) throws(Problem) {
         _ = try idp(request, tenantID)
-        var wait = 0.0
-        if let text = queryValue(request.query, "wait") {
-            guard let seconds = Double(text), (0...30).contains(seconds) else {
-                throw Problem.invalidField("wait must be a number of seconds within 0...30")
-            }
-            wait = seconds
-        }
+        let wait = try longPollSeconds(request)
         // Due expiries first, so that the status is exact to the millisecond.
         pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
             guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such challenge") }
@@ -325,7 +355,7 @@ public final class ApprovalService: @unchecked Sendable {
                 }
             }
             // Another instance may have ended it before the watch reached the store: look once more then.
-            store.fanOut.watch(challengeID: challengeID, seconds: wait) { [self] in
+            store.fanOut.watch(endOf: challengeID, seconds: wait) { [self] in
                 store.states.load(.challenge(challengeID)) { [self] loaded in
                     guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID),
                         !challenge.isPending
@@ -470,6 +500,8 @@ extension ApprovalService: DeliverySink, ResultsListener {
             longPolls.end(challenge.id, with: .json(200, Views.challenge(challenge)))
         case .deviceRemoved(let deviceID):
             streams.close(deviceID)
+        case .enrollmentEnded(let enrollment):
+            enrollments.ended(enrollment, committedHere: committedHere)
         }
     }
 

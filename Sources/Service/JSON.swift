@@ -28,6 +28,7 @@ struct Problem: Error {
         case .mamRestricted, .policyExcluded: status = 403
         case .deviceLimit, .deviceTenantConflict, .idempotencyConflict, .alreadyResolved: status = 409
         case .expired: status = 410
+        case .rateLimited: status = 429
         }
         self.init(status, error.code.rawValue, error.detail)
     }

@@ -3,6 +3,7 @@
 import Core
 import Crypto
 import Foundation
+import Protocol
 
 struct PolicyBody: RequestBody {
     var passwordless: Bool?
@@ -90,6 +91,43 @@ struct AnswerBody: RequestBody {
     }
 }
 
+struct EnrollmentBody: RequestBody {
+    var userID: String
+    var displayName: String?
+    var mamRestricted: Bool?
+    var ttlSeconds: Int?
+
+    init(_ object: JSONObject) throws(Problem) {
+        userID = try object.string("user_id")
+        displayName = try object.optionalString("display_name")
+        mamRestricted = try object.optionalBool("mam_restricted")
+        ttlSeconds = try object.optionalInteger("ttl_seconds")
+    }
+
+    var request: EnrollmentRequest {
+        EnrollmentRequest(
+            userID: userID, displayName: displayName ?? "", mamRestricted: mamRestricted ?? false,
+            ttlSeconds: ttlSeconds ?? EnrollmentRequest.defaultTTLSeconds)
+    }
+}
+
+/// A phone's completion of an enrollment (`POST /v1/enroll`).
+struct EnrollBody: RequestBody {
+    var activationCode: String
+    var publicKey: String
+    var proof: String
+    var push: PushBody?
+    var displayName: String?
+
+    init(_ object: JSONObject) throws(Problem) {
+        activationCode = try object.string("activation_code")
+        publicKey = try object.string("public_key")
+        proof = try object.string("proof")
+        push = try object.optionalObject("push").map { object throws(Problem) in try PushBody(object) }
+        displayName = try object.optionalString("display_name")
+    }
+}
+
 extension PolicyBody {
     /// The policy, each field not given at its default.
     func policy() throws(Problem) -> TenantPolicy {
@@ -118,19 +156,40 @@ extension DeviceBody {
     func registration() throws(Problem) -> DeviceRegistration {
         guard let der = Data(base64Encoded: publicKey).map(Array.init), (try? P256PublicKey(spkiDER: der)) != nil
         else { throw Problem.invalidField("public_key is not base64 of a P-256 SubjectPublicKeyInfo") }
-        var target = PushTarget.none
-        if let push {
-            guard let provider = PushTarget.Provider(rawValue: push.provider) else {
-                throw Problem.invalidField("push.provider must be apns, fcm or none")
-            }
-            target = PushTarget(provider: provider, token: push.token ?? "", topic: push.topic ?? "")
-            guard provider == .none || !target.token.isEmpty else {
-                throw Problem.invalidField("push.token is required for \(provider.rawValue)")
-            }
-        }
         return DeviceRegistration(
-            userID: userID, publicKey: der, push: target, mamRestricted: mamRestricted ?? false,
+            userID: userID, publicKey: der, push: try push?.target() ?? .none, mamRestricted: mamRestricted ?? false,
             displayName: displayName ?? "")
+    }
+}
+
+extension PushBody {
+    func target() throws(Problem) -> PushTarget {
+        guard let provider = PushTarget.Provider(rawValue: provider) else {
+            throw Problem.invalidField("push.provider must be apns, fcm or none")
+        }
+        let target = PushTarget(provider: provider, token: token ?? "", topic: topic ?? "")
+        guard provider == .none || !target.token.isEmpty else {
+            throw Problem.invalidField("push.token is required for \(provider.rawValue)")
+        }
+        return target
+    }
+}
+
+extension EnrollBody {
+    /// The completion, once the proof is checked: a signature by the new key over the code and the key.
+    func completion() throws(Problem) -> EnrollmentCompletion {
+        guard (1...256).contains(activationCode.utf8.count) else {
+            throw Problem.invalidField("activation_code must be 1-256 characters")
+        }
+        guard let der = Data(base64Encoded: publicKey).map(Array.init), let key = try? P256PublicKey(spkiDER: der)
+        else { throw Problem.invalidField("public_key is not base64 of a P-256 SubjectPublicKeyInfo") }
+        guard let signature = Base64URL.decode(proof),
+            key.isValidSignature(
+                signature, for: Array(enrollmentProofMessage(code: activationCode, publicKey: publicKey).utf8))
+        else { throw Problem.badSignature("proof does not verify with public_key") }
+        return EnrollmentCompletion(
+            codeHash: SHA256.hash(Array(activationCode.utf8)), publicKey: der, push: try push?.target() ?? .none,
+            displayName: displayName)
     }
 }
 

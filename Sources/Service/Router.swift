@@ -19,11 +19,18 @@ enum Route: Equatable, Sendable {
     case deviceStream(deviceID: String)
     case answer(deviceID: String, challengeID: String)
     case pushToken(deviceID: String)
+    case createEnrollment(tenantID: String)
+    case getEnrollment(tenantID: String, enrollmentID: String)
+    case cancelEnrollment(tenantID: String, enrollmentID: String)
+    /// A phone completes an enrollment with its activation code.
+    case enroll
+    /// A device turns phone sign-in off.
+    case removeSelf(deviceID: String)
 
     /// Whether the operation is the device API's (for counting authentication failures by kind).
     var isDeviceRoute: Bool {
         switch self {
-        case .deviceQueue, .deviceStream, .answer, .pushToken: true
+        case .deviceQueue, .deviceStream, .answer, .pushToken, .enroll, .removeSelf: true
         default: false
         }
     }
@@ -74,6 +81,15 @@ struct RouteTable: Sendable {
             .answer(deviceID: $0[0], challengeID: $0[1])
         },
         Entry("PUT", "devices/{device_id}/push-token") { .pushToken(deviceID: $0[0]) },
+        Entry("DELETE", "devices/{device_id}") { .removeSelf(deviceID: $0[0]) },
+        Entry("POST", "tenants/{tenant}/enrollments") { .createEnrollment(tenantID: $0[0]) },
+        Entry("GET", "tenants/{tenant}/enrollments/{enrollment_id}") {
+            .getEnrollment(tenantID: $0[0], enrollmentID: $0[1])
+        },
+        Entry("DELETE", "tenants/{tenant}/enrollments/{enrollment_id}") {
+            .cancelEnrollment(tenantID: $0[0], enrollmentID: $0[1])
+        },
+        Entry("POST", "enroll") { _ in .enroll },
     ])
 
     /// The template of the path (without its query), whatever the method — `/v1/tenants/{tenant}/policy` — and

@@ -53,6 +53,42 @@ enum Views {
         return json.done
     }
 
+    /// An enrollment as the IdP sees it; at its creation, with its activation code, URI and QR code, which no later
+    /// read gives back.
+    static func enrollment(_ enrollment: Enrollment, activation: Activation? = nil) -> String {
+        var json = JSONWriter()
+        json.string("enrollment_id", enrollment.id)
+        json.string("status", enrollment.status.rawValue)
+        json.string("user_id", enrollment.request.userID)
+        json.string("device_id", enrollment.deviceID)
+        json.string("display_name", enrollment.request.displayName)
+        if let activation {
+            json.string("activation_code", activation.code)
+            json.string("activation_uri", activation.uri)
+            json.string("activation_qr_svg", activation.qrSVG)
+        }
+        json.time("created_at", enrollment.createdAt)
+        json.time("expires_at", enrollment.expiresAt)
+        json.time("completed_at", enrollment.deviceID == nil ? nil : enrollment.end?.at)
+        return json.done
+    }
+
+    struct Activation {
+        let code: String
+        let uri: String
+        let qrSVG: String
+    }
+
+    /// What a phone learns once it has enrolled.
+    static func enrolled(_ device: Device) -> String {
+        var json = JSONWriter()
+        json.string("device_id", device.id)
+        json.string("tenant_id", device.tenantID)
+        json.string("user_id", device.userID)
+        json.string("display_name", device.displayName)
+        return json.done
+    }
+
     /// A user's devices.
     static func devices(_ devices: [Device]) -> String {
         JSONWriter.object { $0.rawArray("devices", devices.map(Self.device)) }

@@ -128,6 +128,34 @@ enum Codec {
 
     // MARK: Outbox
 
+    static func values(_ enrollment: Enrollment) -> [Statement.Value] {
+        let request = enrollment.request
+        return [
+            .text(enrollment.id), .text(enrollment.tenantID), .text(request.userID), .text(request.displayName),
+            .integer(request.mamRestricted ? 1 : 0), .integer(Int64(request.ttlSeconds)), .blob(enrollment.codeHash),
+            .integer(enrollment.createdAt), .integer(enrollment.expiresAt), .text(enrollment.status.rawValue),
+            enrollment.deviceID.map { .text($0) } ?? .null, enrollment.end.map { .integer($0.at) } ?? .null,
+        ]
+    }
+
+    static func enrollment(_ row: Row) throws(StoreError) -> Enrollment {
+        let status = try parse(EnrollmentStatus(rawValue: row.text(9)), "enrollments.status", row.text(9))
+        let end: EnrollmentEnd?
+        switch (status, row.optionalText(10), row.optionalInteger(11)) {
+        case (.pending, _, _): end = nil
+        case (.completed, let deviceID?, let at?): end = EnrollmentEnd(.completed(deviceID: deviceID), at: at)
+        case (.expired, _, let at?): end = EnrollmentEnd(.expired, at: at)
+        case (.cancelled, _, let at?): end = EnrollmentEnd(.cancelled, at: at)
+        default: throw StoreError("enrollments: \(row.text(0)) is \(status.rawValue) without its device or time")
+        }
+        return Enrollment(
+            id: row.text(0), tenantID: row.text(1),
+            request: EnrollmentRequest(
+                userID: row.text(2), displayName: row.text(3), mamRestricted: row.integer(4) != 0,
+                ttlSeconds: Int(row.integer(5))),
+            codeHash: row.blob(6), createdAt: row.integer(7), expiresAt: row.integer(8), end: end)
+    }
+
     static func values(_ entry: OutboxEntry) -> [Statement.Value] {
         [
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),

@@ -38,6 +38,11 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
     private var devices: [String: Slot] = [:]
     private var challenges: [String: Slot] = [:]
     private var requests: [RequestKey: Slot] = [:]
+    private var enrollments: [String: Slot] = [:]
+    private var activationCodes: [[UInt8]: Slot] = [:]
+    /// A device's public key (by its hash) → the user it was last registered to; a device since removed or re-keyed
+    /// leaves its entry, so a read checks the user still holds the key.
+    private var deviceKeys: [Int: Slot] = [:]
     /// Per partition, min-heaps: a sweep costs what is due, not what is pending.
     private var deadlines = [Heap<Deadline>](repeating: Heap(), count: Partition.count)
     private var earliestDeadline: UnixMillis?
@@ -82,7 +87,18 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
         case .challenge(let challengeID): Loaded(state: challenges[challengeID]?.state)
         case .creation(let key, let request): Loaded(state: state(of: key), heldBy: requests[request]?.state.key)
         case .registration(let key, let deviceID): Loaded(state: state(of: key), heldBy: devices[deviceID]?.state.key)
+        case .enrollment(let enrollmentID): Loaded(state: enrollments[enrollmentID]?.state)
+        case .activation(let codeHash, let publicKey):
+            Loaded(state: activationCodes[codeHash]?.state, heldBy: holder(of: publicKey))
         }
+    }
+
+    /// The user one of whose devices has `publicKey`.
+    private func holder(of publicKey: [UInt8]) -> UserKey? {
+        guard let slot = deviceKeys[publicKey.hashValue], slot.isLive,
+            slot.state.devices.contains(where: { $0.publicKey == publicKey })
+        else { return nil }
+        return slot.state.key
     }
 
     private func state(of key: UserKey) -> UserState { users[key]?.state ?? UserState(key: key) }
@@ -226,8 +242,12 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
     private func index(_ changes: [Change], in slot: Slot?) {
         for change in changes {
             switch change {
-            case .deviceSaved(let device): devices[device.id] = slot
-            case .deviceRemoved(_, let deviceID): devices[deviceID] = nil
+            case .deviceSaved(let device):
+                devices[device.id] = slot
+                deviceKeys[device.publicKey.hashValue] = slot
+            case .deviceRemoved(let device):
+                devices[device.id] = nil
+                deviceKeys[device.publicKey.hashValue] = nil
             case .challengeSaved(let challenge):
                 challenges[challenge.id] = slot
                 requests[RequestKey(tenantID: challenge.tenantID, requestID: challenge.request.requestID)] = slot
@@ -236,6 +256,12 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
             case .forgotten(let request, let challengeID):
                 requests[request] = nil
                 if let challengeID { challenges[challengeID] = nil }
+            case .enrollmentSaved(let enrollment):
+                enrollments[enrollment.id] = slot
+                activationCodes[enrollment.codeHash] = slot
+            case .enrollmentForgotten(let enrollment):
+                enrollments[enrollment.id] = nil
+                activationCodes[enrollment.codeHash] = nil
             case .policySaved, .lockoutSaved, .resultDue: break
             }
         }
@@ -267,7 +293,7 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
     public var committerHoldMillis: UnixMillis { 0 }
     public func streamOpened(deviceID: String, routed: @escaping () -> Void) {}
     public func streamClosed(deviceID: String) {}
-    public func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void) {}
+    public func watch(endOf id: String, seconds: Double, watching: @escaping () -> Void) {}
 
     // MARK: Recovery
 
@@ -325,6 +351,7 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
             let slot = restoringSlot(UserKey(tenantID: device.tenantID, userID: device.userID))
             slot.state.restore(device: device)
             devices[device.id] = slot
+            deviceKeys[device.publicKey.hashValue] = slot
         case .challenge(let challenge):
             let slot = restoringSlot(challenge.user)
             slot.state.restore(challenge: challenge)
@@ -336,6 +363,11 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
             requests[RequestKey(tenantID: fallback.tenantID, requestID: fallback.request.requestID)] = slot
         case .lockout(let tenantID, let userID, let until):
             restoringSlot(UserKey(tenantID: tenantID, userID: userID)).state.restore(lockedUntil: until)
+        case .enrollment(let enrollment):
+            let slot = restoringSlot(enrollment.user)
+            slot.state.restore(enrollment: enrollment)
+            enrollments[enrollment.id] = slot
+            activationCodes[enrollment.codeHash] = slot
         }
     }
 

@@ -16,6 +16,7 @@ public enum StoredRecord: Sendable {
     case challenge(Challenge)
     case fallback(Fallback)
     case lockout(tenantID: String, userID: String, until: UnixMillis)
+    case enrollment(Enrollment)
 }
 
 /// Everything a store holds, gathered in memory.
@@ -26,6 +27,8 @@ public struct StoredState: Sendable {
     public var challenges: [Challenge] = []
     public var fallbacks: [Fallback] = []
     public var lockouts: [(tenantID: String, userID: String, until: UnixMillis)] = []
+    /// In the order they were created.
+    public var enrollments: [Enrollment] = []
 
     public init() {}
 
@@ -37,6 +40,7 @@ public struct StoredState: Sendable {
         case .challenge(let challenge): challenges.append(challenge)
         case .fallback(let fallback): fallbacks.append(fallback)
         case .lockout(let tenantID, let userID, let until): lockouts.append((tenantID, userID, until))
+        case .enrollment(let enrollment): enrollments.append(enrollment)
         }
     }
 }
@@ -44,7 +48,8 @@ public struct StoredState: Sendable {
 /// Where the embedded store makes its changes durable and reads them back at start.
 public protocol Journal: AnyObject, Sendable {
     /// Hands over every stored record, one at a time so that a million need not sit in memory twice: first their
-    /// `sizes`, then policies, devices, challenges in the order they were created, fallbacks and lockouts. Called
+    /// `sizes`, then policies, devices, challenges in the order they were created, fallbacks, lockouts and enrollments
+    /// in the order they were created. Called
     /// once at start, before the first commit.
     func load(_ each: (StoredRecord) -> Void) throws(StoreError)
     /// Makes the state changes and the outbox changes durable together. `completion` runs through
@@ -82,7 +87,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 4
+    public static let schemaVersion = 5
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
@@ -147,6 +152,17 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     /// Takes schema `step` to `step + 1`.
     private static func migrate(_ database: SQLiteDatabase, from step: Int) throws(StoreError) {
         if step < tableMigrations.count { return try database.execute(tableMigrations[step]) }
+        if step == 4 {
+            // 4 → 5: enrollments, with the SHA-256 of their activation codes (never the codes).
+            return try database.execute(
+                """
+                CREATE TABLE enrollments (
+                    enrollment_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                    display_name TEXT NOT NULL, mam_restricted INTEGER NOT NULL, ttl_seconds INTEGER NOT NULL,
+                    code_hash BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                    status TEXT NOT NULL, device_id TEXT, ended_at INTEGER);
+                """)
+        }
         if step == 3 {
             // 3 → 4: challenges and their callbacks keep the create's traceparent (none for those before).
             return try database.execute(
@@ -248,6 +264,10 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
         }
         try reader.prepare("SELECT * FROM lockouts").query { row in
             each(.lockout(tenantID: row.text(0), userID: row.text(1), until: row.integer(2)))
+        }
+        // Inserted when created, updated in place when ended: rowid order is creation order.
+        try reader.prepare("SELECT * FROM enrollments ORDER BY rowid").query { row throws(StoreError) in
+            each(.enrollment(try Codec.enrollment(row)))
         }
     }
 
@@ -408,7 +428,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
         switch change {
         case .policySaved(let tenantID, let policy): try statements.upsertPolicy.run(Codec.values(policy, tenantID))
         case .deviceSaved(let device): try statements.upsertDevice.run(Codec.values(device))
-        case .deviceRemoved(_, let deviceID): try statements.deleteDevice.run([.text(deviceID)])
+        case .deviceRemoved(let device): try statements.deleteDevice.run([.text(device.id)])
         case .challengeSaved(let challenge): try statements.upsertChallenge.run(Codec.values(challenge))
         case .fallbackSaved(let fallback): try statements.upsertFallback.run(Codec.values(fallback))
         case .lockoutSaved(let user, let until):
@@ -418,6 +438,8 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
             try statements.deleteFallback.run([.text(request.tenantID), .text(request.requestID)])
         case .resultDue:
             break  // the caller hands the callback over as an outbox change
+        case .enrollmentSaved(let enrollment): try statements.upsertEnrollment.run(Codec.values(enrollment))
+        case .enrollmentForgotten(let enrollment): try statements.deleteEnrollment.run([.text(enrollment.id)])
         }
     }
 
@@ -452,6 +474,7 @@ private struct Statements: @unchecked Sendable {
     let begin, commit, rollback: Statement
     let upsertPolicy, upsertDevice, deleteDevice, upsertChallenge, deleteChallenge: Statement
     let upsertFallback, deleteFallback, upsertLockout: Statement
+    let upsertEnrollment, deleteEnrollment: Statement
     let enqueueCallback, deleteCallback, retryCallback, insertDeadLetter, deadLetters: Statement
     /// A dead letter, or all of a tenant's, back into the outbox.
     let requeueDeadLetter, deleteDeadLetter, requeueDeadLetters, deleteDeadLetters: Statement
@@ -480,6 +503,13 @@ private struct Statements: @unchecked Sendable {
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
         deleteFallback = try database.prepare("DELETE FROM fallbacks WHERE tenant_id = ? AND request_id = ?")
         upsertLockout = try database.prepare("INSERT OR REPLACE INTO lockouts VALUES (?,?,?)")
+        upsertEnrollment = try database.prepare(
+            """
+            INSERT INTO enrollments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT (enrollment_id) DO UPDATE SET status = excluded.status, device_id = excluded.device_id,
+                ended_at = excluded.ended_at
+            """)
+        deleteEnrollment = try database.prepare("DELETE FROM enrollments WHERE enrollment_id = ?")
         enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?)")
         deleteCallback = try database.prepare("DELETE FROM outbox WHERE challenge_id = ?")
         retryCallback = try database.prepare(

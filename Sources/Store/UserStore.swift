@@ -16,6 +16,11 @@ public enum Lookup: Sendable {
     case creation(UserKey, RequestKey)
     /// A registration: the user's aggregate, and who holds the device now.
     case registration(UserKey, deviceID: String)
+    /// The user whose enrollment it is.
+    case enrollment(String)
+    /// A phone completing an enrollment: the user whose enrollment the activation code (by its SHA-256) belongs to,
+    /// and the user one of whose devices has the phone's key now, if any.
+    case activation(codeHash: [UInt8], publicKey: [UInt8])
 }
 
 /// What a lookup found.
@@ -140,9 +145,9 @@ public protocol FanOut: AnyObject {
     func streamOpened(deviceID: String, routed: @escaping () -> Void)
     /// The device's last stream here closed.
     func streamClosed(deviceID: String)
-    /// A long poll here waits up to `seconds` for the challenge's end. On a shared store `watching` runs once the
-    /// end would be delivered here, when it may have come meanwhile: read the challenge again then.
-    func watch(challengeID: String, seconds: Double, watching: @escaping () -> Void)
+    /// A long poll here waits up to `seconds` for the end of a challenge or an enrollment (`id`). On a shared store
+    /// `watching` runs once the end would be delivered here, when it may have come meanwhile: read it again then.
+    func watch(endOf id: String, seconds: Double, watching: @escaping () -> Void)
 }
 
 /// What operators see of the store, and its stop.

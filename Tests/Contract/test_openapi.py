@@ -126,11 +126,19 @@ def pending(client, phone):
     return response.json()["challenge_id"]
 
 
-def aim(case, pending):
-    """Points half of the valid answers at the pending challenge, so that they reach the signature check."""
+def aim(case, pending, client, phone):
+    """Points half of the valid answers at the pending challenge, so that they reach the signature check, and a
+    device's removal of itself at a phone of its own, so that the other operations keep theirs. Returns the phone
+    that signs the case."""
     mode = case.meta.generation.mode if case.meta is not None else None
-    if case.operation.path.endswith("/response") and not mode.is_negative and AIM.random() < 0.5:
+    negative = mode is not None and mode.is_negative
+    if case.operation.path.endswith("/response") and not negative and AIM.random() < 0.5:
         case.path_parameters["challenge_id"] = pending
+    if case.method.upper() == "DELETE" and case.operation.path == "/v1/devices/{device_id}" and not negative:
+        own = Phone(client, f"contract-gone-{AIM.getrandbits(32):x}")
+        case.path_parameters["device_id"] = own.device_id
+        return own
+    return phone
 
 
 @schema.parametrize()
@@ -140,7 +148,7 @@ def aim(case, pending):
     suppress_health_check=list(HealthCheck),
 )
 def test_the_api_matches_its_description(case, client, phone, pending):
-    aim(case, pending)
+    signer = aim(case, pending, client, phone)
     kwargs = case.as_transport_kwargs(base_url=BASE_URL)
     request = client.build_request(
         kwargs["method"],
@@ -159,7 +167,7 @@ def test_the_api_matches_its_description(case, client, phone, pending):
     elif "/v1/tenants/" in target:
         request.headers.update(idp_headers(request.method, target, body))
     elif "/v1/devices/" in target and not target.endswith("/response"):
-        request.headers["Authorization"] = device_authorization(phone, request.method, target, body)
+        request.headers["Authorization"] = device_authorization(signer, request.method, target, body)
     if target.endswith("/stream"):
         # The event stream stays open: its status and headers are what there is to check.
         streamed = client.send(request, stream=True)

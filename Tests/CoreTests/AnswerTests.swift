@@ -211,7 +211,7 @@ struct FakeStore {
             case .forgotten(let tenantID, let requestID, let challengeID):
                 fallbacks[tenantID + "/" + requestID] = nil
                 if let challengeID { challenges[challengeID] = nil }
-            case .queued, .unqueued, .ended: break
+            case .queued, .unqueued, .ended, .enrollmentSaved, .enrollmentForgotten, .enrollmentEnded: break
             }
         }
     }

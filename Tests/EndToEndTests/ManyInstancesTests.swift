@@ -24,10 +24,14 @@ final class BackgroundPoll {
     private let process = Process()
     private let output: String
 
-    init(_ idp: IdP, challengeID: String, wait: Int) throws {
+    convenience init(_ idp: IdP, challengeID: String, wait: Int) throws {
+        try self.init(idp, path: "/v1/tenants/contoso/challenges/\(challengeID)?wait=\(wait)", wait: wait)
+    }
+
+    /// `path` names its `?wait=`.
+    init(_ idp: IdP, path: String, wait: Int) throws {
         output = idp.broker.directory.appendingPathComponent("poll-\(UUID().uuidString)").path
         _ = FileManager.default.createFile(atPath: output, contents: nil)
-        let path = "/v1/tenants/contoso/challenges/\(challengeID)?wait=\(wait)"
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
             "curl", "-sS", "--http2-prior-knowledge", "--max-time", String(wait + 10), "-H",
@@ -213,6 +217,34 @@ struct ManyInstancesTests {
             let replay = try idp.challenge(requestID, user: "ola@contoso.com", number: 5)
             #expect(replay.status == 200 && replay.json["challenge_id"] as? String == challengeID, "\(requestID)")
         }
+    }
+
+    @Test func anEnrollmentMadeOnOneInstanceIsCompletedOnAnotherAndHeardOnTheFirst() throws {
+        let redis = try RedisServer()
+        let brokers = try instances(2, on: redis, verifierURL: "http://127.0.0.1:9/verify")
+        let a = IdP(broker: brokers[0])
+        let created = try a.call("POST", "/v1/tenants/contoso/enrollments", "{\"user_id\":\"jo@contoso.com\"}")
+        #expect(created.status == 201)
+        let enrollmentID = try #require(created.json["enrollment_id"] as? String)
+        let code = try #require(created.json["activation_code"] as? String)
+        let poll = try BackgroundPoll(a, path: "/v1/tenants/contoso/enrollments/\(enrollmentID)?wait=20", wait: 20)
+        try waitUntilWatched(redis, enrollmentID)
+
+        let phone = try EnrollingPhone()
+        let completed = try send(brokers[1], "POST", "/v1/enroll", body: try phone.body(code: code), headers: [])
+        #expect(completed.status == 201, "\(completed.body)")
+        let deviceID = try #require(completed.json["device_id"] as? String)
+        let heard = try #require(poll.answer(within: 15), "A's long poll did not hear of B's completion")
+        #expect(heard["status"] as? String == "completed" && heard["device_id"] as? String == deviceID)
+        // A knows the device, and a second phone with the same key is refused on either instance.
+        let queuePath = "/v1/devices/\(deviceID)/challenges"
+        let queue = try send(
+            brokers[0], "GET", queuePath, body: nil, headers: [try phone.authorization(deviceID, "GET", queuePath)])
+        #expect(queue.status == 200)
+        let again = try a.call("POST", "/v1/tenants/contoso/enrollments", "{\"user_id\":\"jo@contoso.com\"}")
+        let secondCode = try #require(again.json["activation_code"] as? String)
+        let reused = try send(brokers[0], "POST", "/v1/enroll", body: try phone.body(code: secondCode), headers: [])
+        #expect(reused.status == 409 && reused.json["code"] as? String == "device_tenant_conflict")
     }
 
     @Test func twoDevicesAnsweringAtOnceOnTwoInstancesHaveOneWinner() throws {

@@ -20,14 +20,17 @@ import Testing
             .queued(pending, device),
             .ended(ended),
             .deviceRemoved(deviceID: device.id),
+            .enrollmentEnded(try UserStateCodecTests.enrollment(ended: true)),
         ] + DeviceOutcome.allCases.map { .unqueued(challengeID: pending.id, deviceID: device.id, outcome: $0) }
     }
 
-    @Test func everyKindComesBackAsItWasAndAnEndAsTheChallengesID() throws {
+    @Test func everyKindComesBackAsItWasAndAnEndAsItsID() throws {
         for delivery in try Self.everyKind() {
             let expected: InboxMessage
             if case .ended(let challenge) = delivery {
                 expected = .ended(challengeID: challenge.id)
+            } else if case .enrollmentEnded(let enrollment) = delivery {
+                expected = .enrollmentEnded(enrollmentID: enrollment.id)
             } else {
                 expected = .delivery(delivery)
             }

@@ -112,6 +112,44 @@ import Testing
                 == empty)
     }
 
+    /// An enrollment of `eventfulState()`'s user, pending or completed.
+    static func enrollment(ended: Bool) throws -> Enrollment {
+        var random = SeededRandom(seed: 3)
+        let state = try eventfulState()
+        let made = try Rules.enroll(
+            EnrollmentRequest(
+                userID: "alice", displayName: "Alice's other phone ✓", mamRestricted: false, ttlSeconds: 900),
+            codeHash: Array(repeating: 0xab, count: 32), policy: TenantPolicy(), user: state, now: start + 100,
+            random: &random)
+        guard ended else { return made.outcome }
+        let completed = try Rules.complete(
+            EnrollmentCompletion(codeHash: Array(repeating: 0xab, count: 32), publicKey: [0x30, 9]),
+            as: "dev_x", policy: TenantPolicy(), keyHeldBy: nil, user: made.state, now: start + 200)
+        guard case .completed(let enrollment, _) = completed.outcome else { throw StoreError("not completed") }
+        return enrollment
+    }
+
+    /// Format 4 only for a state with enrollments, which come back with every part as they were.
+    @Test func aStateWithEnrollmentsIsWrittenInFormat4() throws {
+        let plain = try Self.eventfulState()
+        #expect(UserStateCodec.encode(plain).first == 3)
+        let pending = try Self.enrollment(ended: false)
+        let ended = try Self.enrollment(ended: true)
+        let state = UserState(
+            key: plain.key, version: plain.version, devices: Array(plain.devices), pending: Array(plain.pending),
+            ended: [], fallbacks: plain.fallbacks, queue: Array(plain.queue),
+            recentCreations: Array(plain.recentCreations), lockedUntil: plain.lockedUntil,
+            enrollments: [pending, ended])
+        let bytes = UserStateCodec.encode(state)
+        #expect(bytes.first == 4)
+        let decoded = try UserStateCodec.decode(bytes[...], key: state.key, version: state.version)
+        #expect(decoded == state && decoded.enrollments == [pending, ended])
+        #expect(decoded.indexedDeadline == state.nextDeadline(includingEnded: false))
+        for length in 0..<bytes.count {
+            #expect(throws: StoreError.self) { try UserStateCodec.decode(bytes[..<length], key: state.key, version: 1) }
+        }
+    }
+
     @Test func anEndedChallengesRecordKeepsWhatTheRulesReadOfIt() throws {
         let state = try Self.eventfulState()
         var read = try UserStateCodec.decode(

@@ -13,6 +13,9 @@ public enum CoreEvent: Equatable {
     case queued(challengeID: String, deviceID: String)
     case unqueued(challengeID: String, deviceID: String, outcome: DeviceOutcome)
     case ended(Challenge)
+    case enrollmentSaved(Enrollment)
+    case enrollmentForgotten(enrollmentID: String)
+    case enrollmentEnded(Enrollment)
 
     static func of<Outcome>(_ transition: Transition<Outcome>) -> [CoreEvent] {
         transition.changes.compactMap(CoreEvent.init(change:)) + transition.deliveries.compactMap(CoreEvent.init)
@@ -22,7 +25,7 @@ public enum CoreEvent: Equatable {
         switch change {
         case .policySaved(let tenantID, let policy): self = .policySaved(tenantID: tenantID, policy)
         case .deviceSaved(let device): self = .deviceSaved(device)
-        case .deviceRemoved(let tenantID, let deviceID): self = .deviceRemoved(tenantID: tenantID, deviceID: deviceID)
+        case .deviceRemoved(let device): self = .deviceRemoved(tenantID: device.tenantID, deviceID: device.id)
         case .challengeSaved(let challenge): self = .challengeSaved(challenge)
         case .fallbackSaved(let fallback): self = .fallbackSaved(fallback)
         case .lockoutSaved(let user, let until):
@@ -30,6 +33,8 @@ public enum CoreEvent: Equatable {
         case .forgotten(let request, let challengeID):
             self = .forgotten(tenantID: request.tenantID, requestID: request.requestID, challengeID: challengeID)
         case .resultDue: return nil  // always beside `.ended`
+        case .enrollmentSaved(let enrollment): self = .enrollmentSaved(enrollment)
+        case .enrollmentForgotten(let enrollment): self = .enrollmentForgotten(enrollmentID: enrollment.id)
         }
     }
 
@@ -40,6 +45,7 @@ public enum CoreEvent: Equatable {
             self = .unqueued(challengeID: challengeID, deviceID: deviceID, outcome: outcome)
         case .ended(let challenge): self = .ended(challenge)
         case .deviceRemoved: return nil  // always beside the change
+        case .enrollmentEnded(let enrollment): self = .enrollmentEnded(enrollment)
         }
     }
 }
@@ -60,6 +66,8 @@ public final class RulesDriver {
     private var deviceOwners: [String: UserKey] = [:]
     private var challengeOwners: [String: UserKey] = [:]
     private var requestOwners: [RequestKey: UserKey] = [:]
+    private var enrollmentOwners: [String: UserKey] = [:]
+    private var codeOwners: [[UInt8]: UserKey] = [:]
 
     public init(
         random: SeededRandom, basePolicy: TenantPolicy = TenantPolicy(),
@@ -89,7 +97,7 @@ public final class RulesDriver {
         for change in transition.changes {
             switch change {
             case .deviceSaved(let device): deviceOwners[device.id] = state.key
-            case .deviceRemoved(_, let deviceID): deviceOwners[deviceID] = nil
+            case .deviceRemoved(let device): deviceOwners[device.id] = nil
             case .challengeSaved(let challenge):
                 challengeOwners[challenge.id] = state.key
                 requestOwners[RequestKey(tenantID: challenge.tenantID, requestID: challenge.request.requestID)] =
@@ -100,6 +108,12 @@ public final class RulesDriver {
             case .forgotten(let request, let challengeID):
                 requestOwners[request] = nil
                 if let challengeID { challengeOwners[challengeID] = nil }
+            case .enrollmentSaved(let enrollment):
+                enrollmentOwners[enrollment.id] = state.key
+                codeOwners[enrollment.codeHash] = state.key
+            case .enrollmentForgotten(let enrollment):
+                enrollmentOwners[enrollment.id] = nil
+                codeOwners[enrollment.codeHash] = nil
             case .policySaved, .lockoutSaved, .resultDue: break
             }
         }
@@ -190,6 +204,41 @@ public final class RulesDriver {
                 now: now))
         if case .expired = outcome { throw CoreError(.expired, "the challenge expired") }
         return (outcome, events)
+    }
+
+    public func enroll(
+        _ request: EnrollmentRequest, in tenantID: String, codeHash: [UInt8], now: UnixMillis
+    ) throws(CoreError) -> (Enrollment, [CoreEvent]) {
+        let key = UserKey(tenantID: tenantID, userID: request.userID)
+        return applied(
+            try Rules.enroll(
+                request, codeHash: codeHash, policy: policy(for: tenantID), user: state(key), now: now,
+                random: &random))
+    }
+
+    public func enrollment(_ enrollmentID: String) -> Enrollment? {
+        enrollmentOwners[enrollmentID].flatMap { state($0).enrollment(enrollmentID) }
+    }
+
+    /// A phone completes an enrollment as `deviceID`; the key index is every device's key.
+    public func complete(
+        _ completion: EnrollmentCompletion, as deviceID: String, now: UnixMillis
+    ) throws(CoreError) -> (CompletionOutcome, [CoreEvent]) {
+        guard let owner = codeOwners[completion.codeHash] else { throw CoreError(.notFound, "no such activation code") }
+        let keyHeldBy = users.values.first { $0.devices.contains { $0.publicKey == completion.publicKey } }?.key
+        return applied(
+            try Rules.complete(
+                completion, as: deviceID, policy: policy(for: owner.tenantID), keyHeldBy: keyHeldBy,
+                user: state(owner), now: now))
+    }
+
+    public func cancelEnrollment(
+        _ enrollmentID: String, in tenantID: String, now: UnixMillis
+    ) throws(CoreError) -> (Enrollment, [CoreEvent]) {
+        guard let owner = enrollmentOwners[enrollmentID], owner.tenantID == tenantID else {
+            throw CoreError(.notFound, "no such enrollment")
+        }
+        return applied(try Rules.cancelEnrollment(enrollmentID, user: state(owner), now: now))
     }
 
     public func queue(of deviceID: String, now: UnixMillis) -> [Challenge] {
