@@ -5,7 +5,7 @@ CONFIG ?= Config/approvald.toml
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev \
 	libqrencode-dev
 TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check \
-	zbar-tools librsvg2-bin
+	zbar-tools librsvg2-bin tmux
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf
 # (linux-perf, bench/redis/run PERF=1), what bench/broker/recovery fills a store with (sqlite3, bc), and the clocks
 # bench/redis/forgetting sets ahead (faketime).

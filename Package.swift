@@ -15,7 +15,9 @@ let package = Package(
     name: "approvald",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "approvald", targets: ["approvald"])
+        .executable(name: "approvald", targets: ["approvald"]),
+        // The device SDK an authenticator app adds with `.product(name: "ApprovalKit", package: "approvald")`.
+        .library(name: "ApprovalKit", targets: ["ApprovalKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -114,11 +116,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
+        // The device SDK: enroll, receive prompts, answer them, with the broker's own wire formats (Protocol) and
+        // a transport (this project's HTTP client here; URLSession on Apple platforms).
+        .target(
+            name: "ApprovalKit",
+            dependencies: [
+                "Protocol", "Crypto", "JSONText", "EventLoop", "HTTP", .product(name: "Logging", package: "swift-log"),
+            ]),
         // The tools that play the other parties against a broker: simulate (IdP and phones), bench (load), verifier.
         .target(
             name: "Tools",
             dependencies: [
-                "Broker", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
+                "Broker", "ApprovalKit", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -152,6 +161,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "BrokerTests", dependencies: ["Broker", "Service", "HTTP", "Crypto", "RedisStore", "TestSupport"]),
+        .testTarget(name: "ApprovalKitTests", dependencies: ["ApprovalKit", "Crypto", "JSONText", "Locking"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol", "Crypto", "JSONText"]),
         .testTarget(
             name: "RedisTests",

@@ -2,11 +2,12 @@
 import Crypto
 import JSONText
 
-/// The body of a device's answer to the challenge `view` shows, its decision signed with `key` at `signedAtUnix`.
+/// The body of a device's answer to the challenge `view` shows, its decision signed at `signedAtUnix` by `sign`
+/// (an ECDSA-P256-SHA256 signature, DER, with the device key).
 public func answerBody(
-    to view: JSONValue, device: String, key: P256PrivateKey, decision: String, selectedNumber: Int?, reason: String?,
-    signedAtUnix: Int64
-) throws -> String {
+    to view: JSONValue, device: String, decision: String, selectedNumber: Int?, reason: String?,
+    signedAtUnix: Int64, sign: ([UInt8]) throws -> [UInt8]
+) rethrows -> String {
     let signed = decisionString(
         tenantID: view["tenant_id"]?.string ?? "", requestID: view["request_id"]?.string ?? "",
         challengeID: view["challenge_id"]?.string ?? "", deviceID: device, decision: decision,
@@ -16,6 +17,6 @@ public func answerBody(
     body.integer("selected_number", selectedNumber.map(Int64.init))
     body.string("reason", reason)
     body.integer("signed_at_unix", signedAtUnix)
-    body.string("signature", Base64URL.encode(try key.signature(for: signed)))
+    body.string("signature", Base64URL.encode(try sign(Array(signed.utf8))))
     return body.done
 }

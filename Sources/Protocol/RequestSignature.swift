@@ -42,11 +42,13 @@ public enum IdPSignature {
 public enum DeviceSignature {
     public static let scheme = "Approvald-Device "
 
-    /// The header's value for a request the device signs with `key` at `time`.
+    /// The header's value for a request (with `body`) the device signs at `time`; `sign` makes an
+    /// ECDSA-P256-SHA256 signature (DER) with the device key, wherever that key lives.
     public static func header(
-        device: String, key: P256PrivateKey, time: Int64, method: String, path: String
-    ) throws -> String {
-        let signature = try key.signature(for: signedMessage(time: String(time), method: method, path: path, body: []))
+        device: String, time: Int64, method: String, path: String, body: [UInt8] = [],
+        sign: ([UInt8]) throws -> [UInt8]
+    ) rethrows -> String {
+        let signature = try sign(signedMessage(time: String(time), method: method, path: path, body: body))
         return "\(scheme)device=\(device), t=\(time), sig=\(Base64URL.encode(signature))"
     }
 

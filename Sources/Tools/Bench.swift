@@ -397,8 +397,8 @@ final class BenchRunner: @unchecked Sendable {
             let path = "/v1/devices/\(device(index))/stream"
             let header =
                 (try? DeviceSignature.header(
-                    device: device(index), key: keys[index], time: Int64(Date().timeIntervalSince1970), method: "GET",
-                    path: path)) ?? ""
+                    device: device(index), time: Int64(Date().timeIntervalSince1970), method: "GET", path: path,
+                    sign: keys[index].signature(for:))) ?? ""
             let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
                 bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
             client.send(
@@ -454,8 +454,8 @@ final class BenchRunner: @unchecked Sendable {
         let challengeID = view["challenge_id"]?.string ?? ""
         let body =
             (try? answerBody(
-                to: view, device: device(user), key: keys[user], decision: "approve", selectedNumber: 42, reason: nil,
-                signedAtUnix: Int64(Date().timeIntervalSince1970))) ?? ""
+                to: view, device: device(user), decision: "approve", selectedNumber: 42, reason: nil,
+                signedAtUnix: Int64(Date().timeIntervalSince1970), sign: keys[user].signature(for:))) ?? ""
         send(
             deviceClient(user), "POST", "/v1/devices/\(device(user))/challenges/\(challengeID)/response", body, [],
             done)
@@ -508,9 +508,10 @@ private final class SignIn {
 }
 
 /// Prints and flushes: progress lines show as they happen, also into a file or a pipe.
+/// A line on standard output, written at once, past stdio: `fflush(nil)` would take standard input's lock too, which
+/// a thread blocked reading it (the terminal authenticator's) holds.
 func say(_ text: String) {
-    print(text)
-    fflush(nil)
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }
 
 private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

@@ -210,7 +210,8 @@ struct SimulatedPhone: Sendable {
 
     func authorization(_ method: String, _ path: String) -> String {
         (try? DeviceSignature.header(
-            device: device, key: key, time: Int64(Date().timeIntervalSince1970), method: method, path: path)) ?? ""
+            device: device, time: Int64(Date().timeIntervalSince1970), method: method, path: path,
+            sign: key.signature(for:))) ?? ""
     }
 }
 
@@ -488,8 +489,8 @@ final class Simulation: Sendable {
         let challengeID = view["challenge_id"]?.string ?? ""
         let body =
             (try? answerBody(
-                to: view, device: phone.device, key: phone.key, decision: decision, selectedNumber: selected,
-                reason: reason, signedAtUnix: Int64(Date().timeIntervalSince1970))) ?? ""
+                to: view, device: phone.device, decision: decision, selectedNumber: selected, reason: reason,
+                signedAtUnix: Int64(Date().timeIntervalSince1970), sign: phone.key.signature(for:))) ?? ""
         let (status, text) = await send(
             client, "POST", "/v1/devices/\(phone.device)/challenges/\(challengeID)/response", body: body)
         return Answer(status: status, text: text)

@@ -39,7 +39,7 @@ import Testing
     @Test func aDeviceHeaderCarriesASignatureOfTheMessage() throws {
         let key = try P256PrivateKey()
         let header = try DeviceSignature.header(
-            device: "phone-1", key: key, time: 1_795_600_000, method: "GET", path: "/q")
+            device: "phone-1", time: 1_795_600_000, method: "GET", path: "/q", sign: key.signature(for:))
         #expect(header.hasPrefix("Approvald-Device device=phone-1, t=1795600000, sig="))
         #expect(DeviceSignature.claimedDevice(header) == "phone-1")
         let fields = try #require(DeviceSignature.parse(header))
@@ -54,8 +54,8 @@ import Testing
         let view = try #require(
             JSONValue.parse(Array(#"{"tenant_id":"t","request_id":"r","challenge_id":"ch_1"}"#.utf8)))
         let body = try answerBody(
-            to: view, device: "phone-1", key: key, decision: "approve", selectedNumber: 42, reason: nil,
-            signedAtUnix: 1_795_600_000)
+            to: view, device: "phone-1", decision: "approve", selectedNumber: 42, reason: nil,
+            signedAtUnix: 1_795_600_000, sign: key.signature(for:))
         let sent = try #require(JSONValue.parse(Array(body.utf8)))
         #expect(sent["decision"]?.string == "approve" && sent["selected_number"] == .integer(42))
         #expect(sent["reason"] == .null && sent["signed_at_unix"] == .integer(1_795_600_000))

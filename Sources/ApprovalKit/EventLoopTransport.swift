@@ -1,0 +1,111 @@
+// The transport on this project's HTTP client (Linux, and anywhere libevent and nghttp2 are): an event loop on a
+// thread of its own, one client for requests and a client of its own for each stream (closed when the stream ends).
+import EventLoop
+import Foundation
+import HTTP
+import Logging
+
+/// `@unchecked Sendable`: its clients are touched only on its loop's thread, through `loop.execute`.
+public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
+    private let loop: EventLoop
+    private let origin: String
+    private let clientProtocol: ClientProtocol
+    private let tls: TLSClientContext?
+    private let logger: Logger
+    private var requests: (any HTTPClient)?
+
+    /// A transport to `baseURL`'s origin (http:// or https://), speaking `clientProtocol` (on https, by default
+    /// whatever the broker picks by ALPN; on http, HTTP/2 with prior knowledge); `caFile` for a broker whose
+    /// certificate the system does not trust.
+    public init(baseURL: String, clientProtocol: ClientProtocol? = nil, caFile: String? = nil) throws {
+        guard let url = URL(string: baseURL), let scheme = url.scheme, ["http", "https"].contains(scheme),
+            let host = url.host
+        else { throw ApprovalError.invalidActivation("\(baseURL) is not an http:// or https:// URL") }
+        origin = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host)" + (url.port.map { ":\($0)" } ?? "")
+        self.clientProtocol = clientProtocol ?? (scheme == "https" ? .negotiated : .h2)
+        tls = scheme == "https" ? try TLSClientContext(caFile: caFile) : nil
+        var logger = Logger(label: "approvalkit")
+        logger.logLevel = .error
+        self.logger = logger
+        loop = try EventLoop()
+        let thread = Thread { [loop] in loop.run() }
+        thread.name = "approvalkit-loop"
+        thread.start()
+    }
+
+    deinit {
+        let (loop, requests) = (self.loop, LoopBound(self.requests))
+        loop.execute {
+            requests.value?.close()
+            loop.stop()
+        }
+    }
+
+    public func send(_ request: TransportRequest) async throws -> TransportResponse {
+        try await withCheckedThrowingContinuation { continuation in
+            loop.execute { [self] in
+                do {
+                    let client = try requestClient()
+                    client.send(
+                        method: request.method, path: request.path,
+                        headers: HTTPHeaders(request.headers.map { (name: $0.0, value: $0.1) }),
+                        body: request.body, timeoutSeconds: nil, onData: nil
+                    ) { result in
+                        switch result {
+                        case .success(let response):
+                            continuation.resume(
+                                returning: TransportResponse(status: response.status, body: response.body))
+                        case .failure(let error): continuation.resume(throwing: ApprovalError.unreachable("\(error)"))
+                        }
+                    }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    public func stream(_ request: TransportRequest) -> AsyncThrowingStream<StreamPart, any Error> {
+        AsyncThrowingStream { continuation in
+            loop.execute { [self] in
+                let client: any HTTPClient
+                do {
+                    client = try makeClient()
+                } catch {
+                    return continuation.finish(throwing: error)
+                }
+                let held = LoopBound(client)
+                continuation.onTermination = { [loop] _ in loop.execute { held.value.close() } }
+                // A day: the stream ends when the broker or the caller ends it, not on a timer.
+                client.send(
+                    method: request.method, path: request.path,
+                    headers: HTTPHeaders(request.headers.map { (name: $0.0, value: $0.1) }),
+                    body: request.body, timeoutSeconds: 86_400,
+                    onData: { continuation.yield(.bytes(Array($0))) }
+                ) { result in
+                    switch result {
+                    case .success(let response):
+                        continuation.yield(.ended(status: response.status))
+                        continuation.finish()
+                    case .failure(let error): continuation.finish(throwing: ApprovalError.unreachable("\(error)"))
+                    }
+                    client.close()
+                }
+            }
+        }
+    }
+
+    private func requestClient() throws -> any HTTPClient {
+        if let requests { return requests }
+        let made = try makeClient()
+        requests = made
+        return made
+    }
+
+    private func makeClient() throws -> any HTTPClient {
+        var options = HTTPClientOptions()
+        options.requestTimeoutSeconds = 40
+        return try makeHTTPClient(
+            loop: loop, origin: origin, tls: tls, speaking: clientProtocol, options: options, logger: logger)
+    }
+}
