@@ -218,10 +218,11 @@ public final class ApprovalDevice: Sendable {
                 method: "POST", path: devicePath("/challenges/\(prompt.challengeID)/response"),
                 headers: [("content-type", "application/json")], body: Array(body.utf8)))
         guard response.status == 200 else { throw ApprovalError.refusal(response) }
-        guard let outcome = JSONValue.parse(response.body)?["status"]?.string else {
+        let answered = JSONValue.parse(response.body)
+        guard let outcome = answered?["status"]?.string else {
             throw ApprovalError.malformedResponse(String(decoding: response.body.prefix(200), as: UTF8.self))
         }
-        return AnswerOutcome(challengeID: prompt.challengeID, outcome: outcome)
+        return AnswerOutcome(challengeID: prompt.challengeID, outcome: outcome, reason: answered?["reason"]?.string)
     }
 
     // MARK: The device itself

@@ -8,6 +8,8 @@ import Logging
 /// `@unchecked Sendable`: its clients are touched only on its loop's thread, through `loop.execute`.
 public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     private let loop: EventLoop
+    /// Whether the loop is this transport's own (stopped when it goes) rather than its caller's.
+    private let ownsLoop: Bool
     private let origin: String
     private let clientProtocol: ClientProtocol
     private let tls: TLSClientContext?
@@ -17,7 +19,11 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     /// A transport to `baseURL`'s origin (http:// or https://), speaking `clientProtocol` (on https, by default
     /// whatever the broker picks by ALPN; on http, HTTP/2 with prior knowledge); `caFile` for a broker whose
     /// certificate the system does not trust.
-    public init(baseURL: String, clientProtocol: ClientProtocol? = nil, caFile: String? = nil) throws {
+    /// - Parameter loop: a running loop to share (many phones of one process on one thread); by default the
+    ///   transport runs a loop of its own.
+    public init(
+        baseURL: String, clientProtocol: ClientProtocol? = nil, caFile: String? = nil, loop shared: EventLoop? = nil
+    ) throws {
         guard let url = URL(string: baseURL), let scheme = url.scheme, ["http", "https"].contains(scheme),
             let host = url.host
         else { throw ApprovalError.invalidActivation("\(baseURL) is not an http:// or https:// URL") }
@@ -27,17 +33,19 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
         var logger = Logger(label: "approvalkit")
         logger.logLevel = .error
         self.logger = logger
-        loop = try EventLoop()
+        ownsLoop = shared == nil
+        loop = try shared ?? EventLoop()
+        guard ownsLoop else { return }
         let thread = Thread { [loop] in loop.run() }
         thread.name = "approvalkit-loop"
         thread.start()
     }
 
     deinit {
-        let (loop, requests) = (self.loop, LoopBound(self.requests))
+        let (loop, requests, ownsLoop) = (self.loop, LoopBound(self.requests), self.ownsLoop)
         loop.execute {
             requests.value?.close()
-            loop.stop()
+            if ownsLoop { loop.stop() }
         }
     }
 

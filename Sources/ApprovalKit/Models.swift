@@ -69,10 +69,13 @@ public struct Prompt: Sendable, Equatable, Identifiable {
 public struct AnswerOutcome: Sendable, Equatable {
     public let challengeID: String
     public let outcome: String
+    /// Why it was denied: `wrong_number`, `not_me` or `cancelled`.
+    public let reason: String?
 
-    public init(challengeID: String, outcome: String) {
+    public init(challengeID: String, outcome: String, reason: String? = nil) {
         self.challengeID = challengeID
         self.outcome = outcome
+        self.reason = reason
     }
 }
 

@@ -1,6 +1,7 @@
 // `approvald simulate`: a watched tour of a running broker. It plays the IdP, the users' phones and (unless another
 // one listens there) the IdP's verifier, runs sign-ins that end in each way the product knows, prints every step as
 // it happens, and checks each outcome against the one the contract promises.
+import ApprovalKit
 import ArgumentParser
 import Broker
 import Crypto
@@ -202,17 +203,12 @@ struct SimulationSetup: Sendable {
     }
 }
 
-/// A simulated phone: a user, a device id and its private key.
+/// A simulated phone: its user, and the device ApprovalKit enrolled for it.
 struct SimulatedPhone: Sendable {
     let user: String
-    let device: String
-    let key: P256PrivateKey
+    let device: ApprovalDevice
 
-    func authorization(_ method: String, _ path: String) -> String {
-        (try? DeviceSignature.header(
-            device: device, time: Int64(Date().timeIntervalSince1970), method: method, path: path,
-            sign: key.signature(for:))) ?? ""
-    }
+    var deviceID: String { device.credentials.deviceID }
 }
 
 /// How one sign-in ended, for the summary.
@@ -234,10 +230,13 @@ final class Simulation: Sendable {
     private let setup: SimulationSetup
     private let loop: EventLoop
     private let idp: any HTTPClient
-    private let phoneClients: [any HTTPClient]
+    /// The phones' instance, when another than the IdP's: its readiness is checked too.
+    private let phonesInstance: (any HTTPClient)?
     /// Distinguishes this run's users, phones and requests from earlier runs' on the same broker.
     private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
-    private let events = Mailbox<String, DeviceEvent>()
+    private let events = Mailbox<String, PromptEvent>()
+    /// Each phone's prompt stream, cancelled when the run stops.
+    private let streams = Locked<[Task<Void, Never>]>([])
     private let results = Mailbox<String, ReceivedResult>()
     private let verifier: UncheckedBox<HTTPServer?>
     private let started = ContinuousClock.now
@@ -262,7 +261,7 @@ final class Simulation: Sendable {
                 speaking: setup.httpProtocol, options: options, logger: logger)
         }
         idp = try client(setup.url)
-        phoneClients = try (0..<setup.devices).map { _ in try client(setup.deviceURL) }
+        phonesInstance = setup.deviceURL == setup.url ? nil : try client(setup.deviceURL)
         verifier = UncheckedBox(nil)
         let loopEnded = self.loopEnded
         let thread = Thread {
@@ -276,7 +275,8 @@ final class Simulation: Sendable {
     /// Closes the connections and stops the loop once the verifier's connections have drained: an acknowledgement
     /// still unsent would make the broker retry a result the simulation already counted. Bounded: 5 s.
     func stop() async {
-        let clients = [idp] + phoneClients
+        for stream in streams.withLock({ $0 }) { stream.cancel() }
+        let clients = [idp] + (phonesInstance.map { [$0] } ?? [])
         let verifier = self.verifier
         let loop = self.loop
         loop.execute {
@@ -315,7 +315,7 @@ final class Simulation: Sendable {
                 group.addTask {
                     var reports: [FlowReport] = []
                     for (number, scenario) in flows {
-                        reports.append(await self.signIn(number + 1, scenario, phone, self.phoneClients[index]))
+                        reports.append(await self.signIn(number + 1, scenario, phone))
                     }
                     return reports
                 }
@@ -329,7 +329,7 @@ final class Simulation: Sendable {
     /// Whether the broker (and the phones' instance, when another) is ready.
     private func reachable() async -> Bool {
         var targets = [(idp, setup.url)]
-        if setup.deviceURL != setup.url, let phones = phoneClients.first { targets.append((phones, setup.deviceURL)) }
+        if let phonesInstance { targets.append((phonesInstance, setup.deviceURL)) }
         for (client, url) in targets {
             let (status, body) = await send(client, "GET", "/readyz")
             switch status {
@@ -342,31 +342,38 @@ final class Simulation: Sendable {
         return true
     }
 
+    /// Each phone is enrolled as a person would enrol one: the IdP makes an enrollment, and the phone (ApprovalKit,
+    /// on the simulation's loop) completes it from the activation URI with a key of its own.
     private func register() async throws -> [SimulatedPhone] {
         var phones: [SimulatedPhone] = []
         for index in 0..<setup.devices {
-            let phone = SimulatedPhone(
-                user: "sim-\(runID)-user\(index + 1)@example.com", device: "sim-\(runID)-phone\(index + 1)",
-                key: try P256PrivateKey())
-            let body = JSONWriter.object { device in
-                device.string("user_id", phone.user)
-                device.string("public_key", Data(phone.key.spkiDER).base64EncodedString())
-                device.object("push") { $0.string("provider", "none") }
-                device.string("display_name", "Simulated phone \(index + 1)")
+            let user = "sim-\(runID)-user\(index + 1)@example.com"
+            let body = JSONWriter.object { enrollment in
+                enrollment.string("user_id", user)
+                enrollment.string("display_name", "Simulated phone \(index + 1)")
             }
-            let (status, text) = await idpRequest("PUT", "/v1/tenants/\(setup.tenant)/devices/\(phone.device)", body)
-            guard status == 201 else { throw SimulationError("\(phone.device): \(status) \(text)") }
-            if setup.delivery == .stream { openStream(phone, on: phoneClients[index]) }
+            let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/enrollments", body)
+            guard status == 201, let uri = JSONValue.parse(Array(text.utf8))?["activation_uri"]?.string else {
+                throw SimulationError("\(user): \(status) \(text)")
+            }
+            // The phones reach the instance they are told to, whatever base URL the code carries.
+            let transport = try EventLoopTransport(
+                baseURL: setup.deviceURL, clientProtocol: setup.httpProtocol, caFile: setup.caFile, loop: loop)
+            let device = try await ApprovalDevice.enroll(activationURI: uri, key: try SoftwareDeviceKey()) { _ in
+                transport
+            }
+            let phone = SimulatedPhone(user: user, device: device)
+            if setup.delivery == .stream { openStream(phone) }
             phones.append(phone)
         }
-        say("registered \(phones.count) phones (\(phones.map(\.device).joined(separator: ", ")))")
+        say("registered \(phones.count) phones (\(phones.map(\.deviceID).joined(separator: ", ")))")
         return phones
     }
 
     // MARK: One sign-in
 
     private func signIn(
-        _ index: Int, _ scenario: Scenario, _ phone: SimulatedPhone, _ client: any HTTPClient
+        _ index: Int, _ scenario: Scenario, _ phone: SimulatedPhone
     ) async
         -> FlowReport
     {
@@ -405,13 +412,13 @@ final class Simulation: Sendable {
 
         // The IdP holds a long poll on the challenge while the phone gets and answers it.
         async let outcome = idpOutcome(of: challengeID)
-        guard let view = await nextChallenge(challengeID, phone, client) else {
+        guard let prompt = await nextPrompt(challengeID, phone) else {
             _ = await outcome
             return report("the challenge never reached the phone", ok: false, ended: [challengeID])
         }
         let toPhone = milliseconds(start.duration(to: clock.now))
-        let choices = view["choices"]?.array?.compactMap(\.int) ?? []
-        log("the phone shows \(choices.map(String.init).joined(separator: " ")) for \(describeContext(view))")
+        let choices = prompt.choices
+        log("the phone shows \(choices.map(String.init).joined(separator: " ")) for \(describeContext(prompt))")
 
         var answeredAt = clock.now
         switch scenario {
@@ -419,17 +426,17 @@ final class Simulation: Sendable {
             let tapped =
                 scenario == .wrongNumber ? choices.first { $0 != number } ?? (number + 1) % 100 : number
             answeredAt = clock.now
-            let answer = await respond(phone, client, view, decision: "approve", selected: tapped, reason: nil)
+            let answer = await respond(phone, prompt) { try await $0.approve(prompt, selecting: tapped) }
             log("the user taps \(tapped) and approves with the device key: \(describe(answer))")
         case .notMe:
             answeredAt = clock.now
-            let answer = await respond(phone, client, view, decision: "deny", selected: nil, reason: "not_me")
+            let answer = await respond(phone, prompt) { try await $0.deny(prompt, reason: .notMe) }
             log("the user taps \"it wasn't me\": \(describe(answer))")
         case .silence:
             log("the phone stays silent")
             if setup.delivery == .stream,
-                case .resolved(_, let ending)? = await events.next(
-                    for: phone.device, within: Double(setup.silenceTTL) + 10)
+                case .withdrawn(_, let ending)? = await events.next(
+                    for: phone.deviceID, within: Double(setup.silenceTTL) + 10)
             {
                 log("the phone is told: \(ending)")
             }
@@ -459,22 +466,19 @@ final class Simulation: Sendable {
             toIdP: scenario == .silence ? nil : toIdP)
     }
 
-    /// The phone's copy of the challenge: from its event stream, or by polling its queue.
-    private func nextChallenge(
-        _ challengeID: String, _ phone: SimulatedPhone, _ client: any HTTPClient
-    ) async -> JSONValue? {
+    /// The phone's prompt for the challenge: from its event stream, or by polling its queue.
+    private func nextPrompt(_ challengeID: String, _ phone: SimulatedPhone) async -> Prompt? {
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
             switch setup.delivery {
             case .stream:
-                guard let event = await events.next(for: phone.device, within: 15) else { return nil }
-                if case .challenge(let view) = event, view["challenge_id"]?.string == challengeID { return view }
+                guard let event = await events.next(for: phone.deviceID, within: 15) else { return nil }
+                if case .prompt(let prompt) = event, prompt.challengeID == challengeID { return prompt }
             case .poll:
-                let (status, text) = await deviceRequest(phone, client, "GET", "/v1/devices/\(phone.device)/challenges")
-                if status == 200, let queue = JSONValue.parse(Array(text.utf8))?["challenges"]?.array,
-                    let view = queue.first(where: { $0["challenge_id"]?.string == challengeID })
+                if let queue = try? await phone.device.pendingPrompts(),
+                    let prompt = queue.first(where: { $0.challengeID == challengeID })
                 {
-                    return view
+                    return prompt
                 }
                 try? await Task.sleep(for: .milliseconds(250))
             }
@@ -482,18 +486,28 @@ final class Simulation: Sendable {
         return nil
     }
 
+    /// The phone's answer, as the broker took it: 200 and its outcome, or the problem it refused it with.
     private func respond(
-        _ phone: SimulatedPhone, _ client: any HTTPClient, _ view: JSONValue, decision: String, selected: Int?,
-        reason: String?
+        _ phone: SimulatedPhone, _ prompt: Prompt, _ answer: (ApprovalDevice) async throws -> AnswerOutcome
     ) async -> Answer {
-        let challengeID = view["challenge_id"]?.string ?? ""
-        let body =
-            (try? answerBody(
-                to: view, device: phone.device, decision: decision, selectedNumber: selected, reason: reason,
-                signedAtUnix: Int64(Date().timeIntervalSince1970), sign: phone.key.signature(for:))) ?? ""
-        let (status, text) = await send(
-            client, "POST", "/v1/devices/\(phone.device)/challenges/\(challengeID)/response", body: body)
-        return Answer(status: status, text: text)
+        do {
+            let outcome = try await answer(phone.device)
+            return Answer(
+                status: 200,
+                text: JSONWriter.object { answered in
+                    answered.string("status", outcome.outcome)
+                    answered.string("reason", outcome.reason)
+                })
+        } catch ApprovalError.refused(let status, let code, let detail) {
+            return Answer(
+                status: status,
+                text: JSONWriter.object { problem in
+                    problem.string("code", code)
+                    problem.string("detail", detail)
+                })
+        } catch {
+            return Answer(status: 0, text: "\(error)")
+        }
     }
 
     // MARK: The IdP
@@ -615,14 +629,6 @@ final class Simulation: Sendable {
         return await send(idp, method, path, body: body, headers: [(IdPSignature.field, header)])
     }
 
-    private func deviceRequest(
-        _ phone: SimulatedPhone, _ client: any HTTPClient, _ method: String, _ path: String
-    ) async
-        -> (Int, String)
-    {
-        await send(client, method, path, headers: [("authorization", phone.authorization(method, path))])
-    }
-
     /// A request on the loop; status 0 and the error's text when no response came.
     private func send(
         _ client: any HTTPClient, _ method: String, _ path: String, body: String = "", headers: HTTPHeaders = []
@@ -644,22 +650,17 @@ final class Simulation: Sendable {
         }
     }
 
-    /// Opens the phone's event stream for the whole run; its events go to the phone's mailbox.
-    private func openStream(_ phone: SimulatedPhone, on client: any HTTPClient) {
-        let path = "/v1/devices/\(phone.device)/stream"
-        let header = phone.authorization("GET", path)
+    /// Follows the phone's prompts for the whole run; they go to the phone's mailbox.
+    private func openStream(_ phone: SimulatedPhone) {
         let events = self.events
-        loop.execute {
-            let parser = EventStreamParser { events.deliver($0, for: phone.device) }
-            client.send(
-                method: "GET", path: path, headers: [("authorization", header)], body: [], timeoutSeconds: 86_400,
-                onData: { parser.feed($0) }
-            ) { result in
-                if case .success(let response) = result, response.status != 200 {
-                    say("\(phone.device): the event stream was refused: \(response.status)")
-                }
+        let task = Task {
+            do {
+                for try await event in phone.device.prompts() { events.deliver(event, for: phone.deviceID) }
+            } catch {
+                say("\(phone.deviceID): the prompt stream ended: \(error)")
             }
         }
+        streams.withLock { $0.append(task) }
     }
 }
 
@@ -682,10 +683,9 @@ private func describe(_ answer: Answer) -> String {
     return "\(answer.status) \(answer.text.prefix(200))"
 }
 
-private func describeContext(_ view: JSONValue) -> String {
-    let context = view["context"]
-    let app = context?["app"]?.string ?? "a sign-in"
-    let place = context?["location"]?.string.map { " from \($0)" } ?? ""
+private func describeContext(_ prompt: Prompt) -> String {
+    let app = prompt.context["app"] ?? "a sign-in"
+    let place = prompt.context["location"].map { " from \($0)" } ?? ""
     return "\"\(app)\(place)\""
 }
 
