@@ -14,7 +14,9 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     private let clientProtocol: ClientProtocol
     private let tls: TLSClientContext?
     private let logger: Logger
-    private var requests: (any HTTPClient)?
+    private let clients = Clients()
+    /// Signalled when a loop of the transport's own has stopped.
+    private let loopEnded = DispatchSemaphore(value: 0)
 
     /// A transport to `baseURL`'s origin (http:// or https://), speaking `clientProtocol` (on https, by default
     /// whatever the broker picks by ALPN; on http, HTTP/2 with prior knowledge); `caFile` for a broker whose
@@ -36,15 +38,28 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
         ownsLoop = shared == nil
         loop = try shared ?? EventLoop()
         guard ownsLoop else { return }
-        let thread = Thread { [loop] in loop.run() }
+        let thread = Thread { [loop, loopEnded] in
+            loop.run()
+            loopEnded.signal()
+        }
         thread.name = "approvalkit-loop"
         thread.start()
     }
 
-    deinit {
-        let (loop, requests, ownsLoop) = (self.loop, LoopBound(self.requests), self.ownsLoop)
+    deinit { scheduleClose() }
+
+    /// Closes every connection (what is outstanding fails), after the work already handed to the loop; on a loop
+    /// of its own, stops the loop and waits (at most 2 s) for it to end, so that a process may exit right after.
+    /// Idempotent; requests after it fail. Not to be called on the loop's own thread.
+    public func close() {
+        scheduleClose()
+        if ownsLoop { _ = loopEnded.wait(timeout: .now() + 2) }
+    }
+
+    private func scheduleClose() {
+        let (loop, ownsLoop, clients) = (self.loop, self.ownsLoop, self.clients)
         loop.execute {
-            requests.value?.close()
+            clients.closeAll()
             if ownsLoop { loop.stop() }
         }
     }
@@ -83,7 +98,7 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
                     return continuation.finish(throwing: error)
                 }
                 let held = LoopBound(client)
-                continuation.onTermination = { [loop] _ in loop.execute { held.value.close() } }
+                continuation.onTermination = { [loop, clients] _ in loop.execute { clients.close(held.value) } }
                 // A day: the stream ends when the broker or the caller ends it, not on a timer.
                 client.send(
                     method: request.method, path: request.path,
@@ -97,23 +112,50 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
                         continuation.finish()
                     case .failure(let error): continuation.finish(throwing: ApprovalError.unreachable("\(error)"))
                     }
-                    client.close()
+                    self.clients.close(client)
                 }
             }
         }
     }
 
     private func requestClient() throws -> any HTTPClient {
-        if let requests { return requests }
+        if let requests = clients.requests { return requests }
         let made = try makeClient()
-        requests = made
+        clients.requests = made
         return made
     }
 
     private func makeClient() throws -> any HTTPClient {
+        guard !clients.isClosed else { throw ApprovalError.unreachable("the transport is closed") }
         var options = HTTPClientOptions()
         options.requestTimeoutSeconds = 40
-        return try makeHTTPClient(
+        let client = try makeHTTPClient(
             loop: loop, origin: origin, tls: tls, speaking: clientProtocol, options: options, logger: logger)
+        clients.open[ObjectIdentifier(client)] = client
+        return client
+    }
+}
+
+/// The transport's clients, apart from it so that closing them may outlive it (its `deinit` closes them on the loop).
+///
+/// `@unchecked Sendable`: touched only on the loop's thread.
+private final class Clients: @unchecked Sendable {
+    /// The client for requests, made on first use.
+    var requests: (any HTTPClient)?
+    /// Every client not yet closed: the requests' and the streams'.
+    var open: [ObjectIdentifier: any HTTPClient] = [:]
+    private(set) var isClosed = false
+
+    func close(_ client: any HTTPClient) {
+        client.close()
+        open[ObjectIdentifier(client)] = nil
+    }
+
+    func closeAll() {
+        guard !isClosed else { return }
+        isClosed = true
+        for client in open.values { client.close() }
+        open.removeAll()
+        requests = nil
     }
 }

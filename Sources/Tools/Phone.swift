@@ -5,6 +5,7 @@
 import ApprovalKit
 import ArgumentParser
 import Foundation
+import Locking
 
 public struct Phone: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -65,10 +66,13 @@ struct PhoneFile: Codable {
         guard rename(temporary, path) == 0 else { throw ValidationError("cannot write \(path)") }
     }
 
-    func device(caFile: String?) throws -> ApprovalDevice {
-        ApprovalDevice(
-            credentials: credentials, key: try SoftwareDeviceKey(pem: keyPEM),
-            transport: try EventLoopTransport(baseURL: credentials.baseURL, caFile: caFile))
+    /// The phone, on `transport` (which the caller closes when done).
+    func device(on transport: EventLoopTransport) throws -> ApprovalDevice {
+        ApprovalDevice(credentials: credentials, key: try SoftwareDeviceKey(pem: keyPEM), transport: transport)
+    }
+
+    func transport(caFile: String?) throws -> EventLoopTransport {
+        try EventLoopTransport(baseURL: credentials.baseURL, caFile: caFile)
     }
 }
 
@@ -87,9 +91,15 @@ extension Phone {
                 throw ValidationError("\(path) holds a phone already: unenroll it first, or name another --credentials")
             }
             let key = try SoftwareDeviceKey()
+            let made = Locked<EventLoopTransport?>(nil)
+            defer { made.withLock { $0 }?.close() }
             let device = try await ApprovalDevice.enroll(
                 activationURI: activationURI, key: key, displayName: name
-            ) { [caFile = options.caFile] in try EventLoopTransport(baseURL: $0, caFile: caFile) }
+            ) { [caFile = options.caFile] in
+                let transport = try EventLoopTransport(baseURL: $0, caFile: caFile)
+                made.withLock { $0 = transport }
+                return transport
+            }
             try PhoneFile(credentials: device.credentials, keyPEM: key.pem).write(path)
             let credentials = device.credentials
             say(
@@ -106,7 +116,9 @@ extension Phone {
 
         func run() async throws {
             let file = try PhoneFile.read(options.path)
-            try await file.device(caFile: options.caFile).unenroll()
+            let transport = try file.transport(caFile: options.caFile)
+            defer { transport.close() }
+            try await file.device(on: transport).unenroll()
             try FileManager.default.removeItem(atPath: options.path)
             say("\(file.credentials.deviceID) is no longer a phone of \(file.credentials.userID)")
         }
@@ -121,7 +133,9 @@ extension Phone {
 
         func run() async throws {
             let file = try PhoneFile.read(options.path)
-            let device = try file.device(caFile: options.caFile)
+            let transport = try file.transport(caFile: options.caFile)
+            defer { transport.close() }
+            let device = try file.device(on: transport)
             say("\(file.credentials.userID)'s phone (\(file.credentials.deviceID)): waiting for sign-ins")
             var input = StandardInput.lines().makeAsyncIterator()
             for try await event in device.prompts() {

@@ -237,6 +237,8 @@ final class Simulation: Sendable {
     private let events = Mailbox<String, PromptEvent>()
     /// Each phone's prompt stream, cancelled when the run stops.
     private let streams = Locked<[Task<Void, Never>]>([])
+    /// Each phone's transport, on the simulation's loop, closed when the run stops.
+    private let transports = Locked<[EventLoopTransport]>([])
     private let results = Mailbox<String, ReceivedResult>()
     private let verifier: UncheckedBox<HTTPServer?>
     private let started = ContinuousClock.now
@@ -276,6 +278,7 @@ final class Simulation: Sendable {
     /// still unsent would make the broker retry a result the simulation already counted. Bounded: 5 s.
     func stop() async {
         for stream in streams.withLock({ $0 }) { stream.cancel() }
+        for transport in transports.withLock({ $0 }) { transport.close() }
         let clients = [idp] + (phonesInstance.map { [$0] } ?? [])
         let verifier = self.verifier
         let loop = self.loop
@@ -359,6 +362,7 @@ final class Simulation: Sendable {
             // The phones reach the instance they are told to, whatever base URL the code carries.
             let transport = try EventLoopTransport(
                 baseURL: setup.deviceURL, clientProtocol: setup.httpProtocol, caFile: setup.caFile, loop: loop)
+            transports.withLock { $0.append(transport) }
             let device = try await ApprovalDevice.enroll(activationURI: uri, key: try SoftwareDeviceKey()) { _ in
                 transport
             }
