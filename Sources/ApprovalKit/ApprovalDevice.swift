@@ -118,71 +118,16 @@ public final class ApprovalDevice: Sendable {
 
     /// The prompts for this device as they come: the event stream, opened again after every end or failure with
     /// jittered backoff (what is pending comes first each time, and what was yielded already is not yielded
-    /// again), and the queue polled while the stream keeps failing. Ends with an error when the broker refuses the
-    /// device (removed, or a key it does not know); cancelling the iterating task ends it.
-    public func prompts(policy: ReconnectPolicy = ReconnectPolicy()) -> AsyncThrowingStream<PromptEvent, any Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task { [self] in
-                var shown = Set<String>()
-                var failures = 0
-                func emit(_ event: PromptEvent) {
-                    switch event {
-                    case .prompt(let prompt):
-                        guard shown.insert(prompt.challengeID).inserted else { return }
-                    case .withdrawn(let challengeID, _):
-                        guard shown.remove(challengeID) != nil else { return }
-                    }
-                    continuation.yield(event)
-                }
-                while !Task.isCancelled {
-                    do {
-                        let ended = try await streamOnce { event in
-                            failures = 0
-                            emit(event)
-                        }
-                        if [401, 403, 404].contains(ended.status) { throw ApprovalError.refusal(ended) }
-                        if ended.status != 200 { failures += 1 }
-                    } catch let refusal as ApprovalError where refusal.code != nil {
-                        return continuation.finish(throwing: refusal)
-                    } catch {
-                        failures += 1
-                    }
-                    if Task.isCancelled { break }
-                    if failures >= policy.pollAfterFailures, let queue = try? await pendingPrompts() {
-                        for prompt in queue { emit(.prompt(prompt)) }
-                    }
-                    let delay = policy.delay(afterFailures: max(failures, 1), random: Double.random(in: 0...1))
-                    try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+    /// again), and the queue polled while the stream keeps failing. Throws when the broker refuses the device
+    /// (removed, or a key it does not know). Its work happens in `next()` and nowhere else: when the caller stops
+    /// iterating, nothing is left running.
+    public func prompts(policy: ReconnectPolicy = ReconnectPolicy()) -> PromptSequence {
+        PromptSequence(device: self, policy: policy)
     }
 
-    /// One event stream, until it ends: each event to `deliver`; returns how it ended (status and body).
-    private func streamOnce(_ deliver: (PromptEvent) -> Void) async throws -> TransportResponse {
-        let path = devicePath("/stream")
-        var events: [DeviceEvent] = []
-        let parser = EventStreamParser { events.append($0) }
-        var body: [UInt8] = []
-        for try await part in transport.stream(try signed("GET", path)) {
-            switch part {
-            case .bytes(let bytes):
-                bytes.withUnsafeBufferPointer { parser.feed($0) }
-                if body.count < 4096 { body += bytes.prefix(4096 - body.count) }
-                for event in events {
-                    switch event {
-                    case .challenge(let view): if let prompt = Prompt(view: view) { deliver(.prompt(prompt)) }
-                    case .resolved(let challengeID, let outcome):
-                        deliver(.withdrawn(challengeID: challengeID, outcome: outcome))
-                    }
-                }
-                events.removeAll()
-            case .ended(let status): return TransportResponse(status: status, body: body)
-            }
-        }
-        return TransportResponse(status: 0, body: body)
+    /// The device's event stream, signed.
+    func eventStream() throws -> AsyncThrowingStream<StreamPart, any Error> {
+        transport.stream(try signed("GET", devicePath("/stream")))
     }
 
     /// What is queued for this device now, oldest first (the polling way).
