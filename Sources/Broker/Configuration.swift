@@ -124,9 +124,10 @@ public struct Configuration: Sendable {
         expectedDevices = try root.int("expected_devices", in: 0...100_000_000) ?? expectedDevices
         if let url = try root.string("public_url") {
             guard let parsed = URLComponents(string: url), ["http", "https"].contains(parsed.scheme),
-                parsed.host?.isEmpty == false, parsed.query == nil, parsed.fragment == nil, parsed.user == nil
+                parsed.host?.isEmpty == false, parsed.query == nil, parsed.fragment == nil, parsed.user == nil,
+                url.utf8.count <= 512
             else {
-                throw ConfigError("public_url: \"\(url)\" is not an http:// or https:// base URL")
+                throw ConfigError("public_url: \"\(url)\" is not an http:// or https:// base URL of at most 512 bytes")
             }
             publicURL = url
         }

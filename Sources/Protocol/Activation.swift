@@ -16,7 +16,7 @@ public struct ActivationURI: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Reads a URI this type wrote (or a phone scanned); nil for anything else: another scheme or version, a part
-    /// missing, a base URL that is not http or https.
+    /// missing, a base URL that is not http or https with a host.
     public init?(_ text: String) {
         guard let components = URLComponents(string: text), components.scheme == "approvald",
             components.host == "enroll", components.path.isEmpty || components.path == "/"
@@ -27,7 +27,7 @@ public struct ActivationURI: Equatable, Sendable, CustomStringConvertible {
             values[item.name] = value
         }
         guard values["v"] == "1", let url = values["url"], let tenant = values["tenant"], let code = values["code"],
-            let base = URLComponents(string: url), ["http", "https"].contains(base.scheme), base.host != nil
+            let base = URLComponents(string: url), ["http", "https"].contains(base.scheme), base.host?.isEmpty == false
         else { return nil }
         self.init(baseURL: url, tenantID: tenant, code: code)
     }

@@ -147,14 +147,7 @@ public final class ApprovalService: @unchecked Sendable {
             }
         case .deleteDevice(let tenantID, let deviceID):
             _ = try idp(request, tenantID)
-            pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
-                guard let state = loaded.state, state.key.tenantID == tenantID else {
-                    throw .notFound("no such device")
-                }
-                return try core(Rules.remove(deviceID, user: state))
-            } then: { result in
-                reply(result) { HTTPResponse(status: 204) }
-            }
+            remove(deviceID, of: tenantID) { reply($0) { HTTPResponse(status: 204) } }
         case .listDevices(let tenantID, let userID):
             _ = try idp(request, tenantID)
             try core(Validate.userID(userID))
@@ -204,13 +197,8 @@ public final class ApprovalService: @unchecked Sendable {
                 }
             }
         case .removeSelf(let deviceID):
-            try authenticatedDevice(request, deviceID, route, responder) { [self] _ in
-                pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
-                    guard let state = loaded.state else { throw .notFound("no such device") }
-                    return try core(Rules.remove(deviceID, user: state))
-                } then: { result in
-                    reply(result) { HTTPResponse(status: 204) }
-                }
+            try authenticatedDevice(request, deviceID, route, responder) { [self] state in
+                remove(deviceID, of: state.key.tenantID) { reply($0) { HTTPResponse(status: 204) } }
             }
         case .createEnrollment(let tenantID):
             _ = try idp(request, tenantID)
@@ -236,6 +224,16 @@ public final class ApprovalService: @unchecked Sendable {
             throw Problem.invalidField("wait must be a number of seconds within 0...30")
         }
         return seconds
+    }
+
+    /// Removes the tenant's device: the IdP's removal, or the device's own ("turn off phone sign-in").
+    private func remove(_ deviceID: String, of tenantID: String, _ done: @escaping (Result<Void, Problem>) -> Void) {
+        pipeline.decide(.device(deviceID)) { loaded throws(Problem) in
+            guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such device") }
+            return try core(Rules.remove(deviceID, user: state))
+        } then: {
+            done($0)
+        }
     }
 
     private func idp(_ request: HTTPRequest, _ tenantID: String) throws(Problem) -> IdPClient {
@@ -346,21 +344,13 @@ public final class ApprovalService: @unchecked Sendable {
                 responder.respond(.json(200, Views.challenge(current)))
                 return
             }
-            longPolls.hold(responder, for: challengeID, seconds: wait) { [self] answer in
-                store.states.load(.challenge(challengeID)) { loaded in
+            longPolls.wait(responder, for: challengeID, seconds: wait, fanOut: store.fanOut) {
+                [states = store.states] answer in
+                states.load(.challenge(challengeID)) { loaded in
                     guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID) else {
                         return answer(nil)
                     }
-                    answer(.json(200, Views.challenge(challenge)))
-                }
-            }
-            // Another instance may have ended it before the watch reached the store: look once more then.
-            store.fanOut.watch(endOf: challengeID, seconds: wait) { [self] in
-                store.states.load(.challenge(challengeID)) { [self] loaded in
-                    guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID),
-                        !challenge.isPending
-                    else { return }
-                    longPolls.end(challengeID, with: .json(200, Views.challenge(challenge)))
+                    answer((.json(200, Views.challenge(challenge)), !challenge.isPending))
                 }
             }
         }

@@ -152,6 +152,11 @@ import Testing
         ("log = 1", "log: expected a table"),
         ("listeners = []", "listeners: at least one listener is needed"),
         ("expected_devices = -1", "expected_devices: -1 is outside 0...100000000"),
+        ("public_url = \"ftp://approve.example\"", "public_url: \"ftp://approve.example\" is not an http://"),
+        ("public_url = \"https://approve.example/?tenant=x\"", "public_url:"),
+        ("public_url = \"https://user@approve.example\"", "public_url:"),
+        ("public_url = \"https:///path\"", "public_url:"),
+        ("public_url = \"https://approve.example/\(String(repeating: "a", count: 500))\"", "of at most 512 bytes"),
     ])
     func errorsNameTheKey(text: String, message: String) {
         #expect {
@@ -284,6 +289,9 @@ import Testing
         #expect(again.apns?.privateKeyPEM == config.apns?.privateKeyPEM && again.logFormat == .json && again.accessLog)
         #expect(try Configuration.parse("").effectiveTOML == Configuration().effectiveTOML)
         // Strings that need escaping in TOML (quotes, backslashes, control characters and DEL) read back as they were.
+        let withPublicURL = try Configuration.parse("public_url = \"https://approve.example:8443/broker\"")
+        #expect(withPublicURL.publicURL == "https://approve.example:8443/broker")
+        #expect(try Configuration.parse(withPublicURL.effectiveTOML).publicURL == withPublicURL.publicURL)
         var escaped = Configuration()
         escaped.dataDirectory = "/srv/\"a\"\\b\tc\u{1}d\u{7F}é"
         #expect(try Configuration.parse(escaped.effectiveTOML).dataDirectory == escaped.dataDirectory)
