@@ -39,6 +39,9 @@ public enum PromptEvent: Sendable, Equatable {
     case prompt(Prompt)
     /// A prompt is no longer to be answered: answered on another device, expired, cancelled (its `outcome`).
     case withdrawn(challengeID: String, outcome: String)
+    /// The event stream ended or failed (`reason`); it is opened again after the backoff, and prompts that came
+    /// meanwhile are yielded then. An app may show that it is offline until the next prompt.
+    case disconnected(reason: String)
 }
 
 /// How the prompt stream reconnects.
@@ -65,6 +68,8 @@ public final class ApprovalDevice: Sendable {
     private let transport: any ApprovalTransport
     /// Unix seconds, for request signatures and signed decisions.
     private let clock: @Sendable () -> Int64
+    /// The device's path on the broker, `/v1/devices/{device_id}` under the base URL's path.
+    private let devicePrefix: String
 
     public init(
         credentials: DeviceCredentials, key: any DeviceKey, transport: any ApprovalTransport,
@@ -74,6 +79,9 @@ public final class ApprovalDevice: Sendable {
         self.key = key
         self.transport = transport
         self.clock = clock
+        let device = credentials.deviceID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)
+        devicePrefix = Self.join(
+            Self.basePath(of: credentials.baseURL), "/v1/devices/\(device ?? credentials.deviceID)")
     }
 
     // MARK: Enrolling
@@ -99,10 +107,9 @@ public final class ApprovalDevice: Sendable {
             enroll.raw("push", push.json)
             if let displayName { enroll.string("display_name", displayName) }
         }
-        let basePath = URLComponents(string: activation.baseURL)?.path ?? ""
         let response = try await transport.send(
             TransportRequest(
-                method: "POST", path: Self.join(basePath, "/v1/enroll"),
+                method: "POST", path: Self.join(basePath(of: activation.baseURL), "/v1/enroll"),
                 headers: [("content-type", "application/json")], body: Array(body.utf8)))
         guard response.status == 200 || response.status == 201 else { throw ApprovalError.refusal(response) }
         guard let enrolled = JSONValue.parse(response.body), let deviceID = enrolled["device_id"]?.string,
@@ -187,11 +194,10 @@ public final class ApprovalDevice: Sendable {
 
     // MARK: Requests
 
-    private func devicePath(_ suffix: String) -> String {
-        let basePath = URLComponents(string: credentials.baseURL)?.path ?? ""
-        let device = credentials.deviceID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)
-        return Self.join(basePath, "/v1/devices/\(device ?? credentials.deviceID)\(suffix)")
-    }
+    private func devicePath(_ suffix: String) -> String { devicePrefix + suffix }
+
+    /// The base URL's path (a broker behind a proxy at `/approvald`).
+    private static func basePath(of baseURL: String) -> String { URLComponents(string: baseURL)?.path ?? "" }
 
     /// A request signed with the device key (`Authorization: Approvald-Device …`), its body included.
     private func signed(_ method: String, _ path: String, body: [UInt8] = []) throws -> TransportRequest {

@@ -1,11 +1,12 @@
 // The transport on this project's HTTP client (Linux, and anywhere libevent and nghttp2 are): an event loop on a
-// thread of its own, one client for requests and a client of its own for each stream (closed when the stream ends).
+// thread of its own or a shared one, and one client that carries the requests and the event streams alike (on HTTP/2
+// one connection; a stream the caller stops reading is withdrawn from it).
 import EventLoop
 import Foundation
 import HTTP
 import Logging
 
-/// `@unchecked Sendable`: its clients are touched only on its loop's thread, through `loop.execute`.
+/// `@unchecked Sendable`: its client is touched only on its loop's thread, through `loop.execute`.
 public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     private let loop: EventLoop
     /// Whether the loop is this transport's own (stopped when it goes) rather than its caller's.
@@ -14,7 +15,7 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     private let clientProtocol: ClientProtocol
     private let tls: TLSClientContext?
     private let logger: Logger
-    private let clients = Clients()
+    private let connection = Connection()
     /// Signalled when a loop of the transport's own has stopped.
     private let loopEnded = DispatchSemaphore(value: 0)
 
@@ -22,7 +23,8 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     /// whatever the broker picks by ALPN; on http, HTTP/2 with prior knowledge); `caFile` for a broker whose
     /// certificate the system does not trust.
     /// - Parameter loop: a running loop to share (many phones of one process on one thread); by default the
-    ///   transport runs a loop of its own.
+    ///   transport runs a loop of its own. Devices of one user of the transport may share it too: on HTTP/2 their
+    ///   requests and streams then share one connection (up to the broker's concurrent streams, 128 by default).
     public init(
         baseURL: String, clientProtocol: ClientProtocol? = nil, caFile: String? = nil, loop shared: EventLoop? = nil
     ) throws {
@@ -48,7 +50,7 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
 
     deinit { scheduleClose() }
 
-    /// Closes every connection (what is outstanding fails), after the work already handed to the loop; on a loop
+    /// Closes the connection (what is outstanding fails), after the work already handed to the loop; on a loop
     /// of its own, stops the loop and waits (at most 2 s) for it to end, so that a process may exit right after.
     /// Idempotent; requests after it fail. Not to be called on the loop's own thread.
     public func close() {
@@ -57,19 +59,18 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
     }
 
     private func scheduleClose() {
-        let (loop, ownsLoop, clients) = (self.loop, self.ownsLoop, self.clients)
+        let (loop, ownsLoop, connection) = (self.loop, self.ownsLoop, self.connection)
         loop.execute {
-            clients.closeAll()
+            connection.close()
             if ownsLoop { loop.stop() }
         }
     }
 
     public func send(_ request: TransportRequest) async throws -> TransportResponse {
         try await withCheckedThrowingContinuation { continuation in
-            loop.execute { [self] in
+            onLoop { [self] in
                 do {
-                    let client = try requestClient()
-                    client.send(
+                    try client().send(
                         method: request.method, path: request.path,
                         headers: HTTPHeaders(request.headers.map { (name: $0.0, value: $0.1) }),
                         body: request.body, timeoutSeconds: nil, onData: nil
@@ -90,72 +91,60 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
 
     public func stream(_ request: TransportRequest) -> AsyncThrowingStream<StreamPart, any Error> {
         AsyncThrowingStream { continuation in
-            loop.execute { [self] in
-                let client: any HTTPClient
+            onLoop { [self] in
                 do {
-                    client = try makeClient()
-                } catch {
-                    return continuation.finish(throwing: error)
-                }
-                let held = LoopBound(client)
-                continuation.onTermination = { [loop, clients] _ in loop.execute { clients.close(held.value) } }
-                // A day: the stream ends when the broker or the caller ends it, not on a timer.
-                client.send(
-                    method: request.method, path: request.path,
-                    headers: HTTPHeaders(request.headers.map { (name: $0.0, value: $0.1) }),
-                    body: request.body, timeoutSeconds: 86_400,
-                    onData: { continuation.yield(.bytes(Array($0))) }
-                ) { result in
-                    switch result {
-                    case .success(let response):
-                        continuation.yield(.ended(status: response.status))
-                        continuation.finish()
-                    case .failure(let error): continuation.finish(throwing: ApprovalError.unreachable("\(error)"))
+                    // A day: the stream ends when the broker or the caller ends it, not on a timer.
+                    let sent = try client().send(
+                        method: request.method, path: request.path,
+                        headers: HTTPHeaders(request.headers.map { (name: $0.0, value: $0.1) }),
+                        body: request.body, timeoutSeconds: 86_400,
+                        onData: { continuation.yield(.bytes(Array($0))) }
+                    ) { result in
+                        switch result {
+                        case .success(let response):
+                            continuation.yield(.ended(status: response.status))
+                            continuation.finish()
+                        case .failure(let error): continuation.finish(throwing: ApprovalError.unreachable("\(error)"))
+                        }
                     }
-                    self.clients.close(client)
+                    let handle = LoopBound(sent)
+                    continuation.onTermination = { [loop] _ in loop.execute { handle.value.cancel() } }
+                } catch {
+                    continuation.finish(throwing: error)
                 }
             }
         }
     }
 
-    private func requestClient() throws -> any HTTPClient {
-        if let requests = clients.requests { return requests }
-        let made = try makeClient()
-        clients.requests = made
-        return made
+    /// Runs `work` on the loop: at once when called there (a task running on the loop, as `Task(executorPreference:)`
+    /// with a shared loop makes it), else soon.
+    private func onLoop(_ work: @escaping @Sendable () -> Void) {
+        if loop.isRunningHere { work() } else { loop.execute(work) }
     }
 
-    private func makeClient() throws -> any HTTPClient {
-        guard !clients.isClosed else { throw ApprovalError.unreachable("the transport is closed") }
+    /// The client, made on first use.
+    private func client() throws -> any HTTPClient {
+        if let open = connection.client { return open }
+        guard !connection.isClosed else { throw ApprovalError.unreachable("the transport is closed") }
         var options = HTTPClientOptions()
         options.requestTimeoutSeconds = 40
-        let client = try makeHTTPClient(
+        let made = try makeHTTPClient(
             loop: loop, origin: origin, tls: tls, speaking: clientProtocol, options: options, logger: logger)
-        clients.open[ObjectIdentifier(client)] = client
-        return client
+        connection.client = made
+        return made
     }
 }
 
-/// The transport's clients, apart from it so that closing them may outlive it (its `deinit` closes them on the loop).
+/// The transport's client, apart from it so that closing it may outlive it (its `deinit` closes it on the loop).
 ///
 /// `@unchecked Sendable`: touched only on the loop's thread.
-private final class Clients: @unchecked Sendable {
-    /// The client for requests, made on first use.
-    var requests: (any HTTPClient)?
-    /// Every client not yet closed: the requests' and the streams'.
-    var open: [ObjectIdentifier: any HTTPClient] = [:]
+private final class Connection: @unchecked Sendable {
+    var client: (any HTTPClient)?
     private(set) var isClosed = false
 
-    func close(_ client: any HTTPClient) {
-        client.close()
-        open[ObjectIdentifier(client)] = nil
-    }
-
-    func closeAll() {
-        guard !isClosed else { return }
+    func close() {
         isClosed = true
-        for client in open.values { client.close() }
-        open.removeAll()
-        requests = nil
+        client?.close()
+        client = nil
     }
 }

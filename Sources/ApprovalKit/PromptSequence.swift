@@ -20,6 +20,8 @@ public struct PromptSequence: AsyncSequence, Sendable {
         private var shown = Set<String>()
         /// Failures in a row, for the backoff and the switch to polling.
         private var failures = 0
+        /// The stream was lost: the backoff comes before it is opened again.
+        private var reconnectDue = false
         private var stream: AsyncThrowingStream<StreamPart, any Error>.AsyncIterator?
         private let parsed = ParsedEvents()
         /// The start of the body, which holds the problem when the broker refuses the stream.
@@ -34,6 +36,11 @@ public struct PromptSequence: AsyncSequence, Sendable {
         public mutating func next() async throws -> PromptEvent? {
             while !Task.isCancelled {
                 if !ready.isEmpty { return ready.removeFirst() }
+                if reconnectDue {
+                    reconnectDue = false
+                    await pause()
+                    continue
+                }
                 do {
                     if stream == nil {
                         stream = try device.eventStream().makeAsyncIterator()
@@ -46,26 +53,31 @@ public struct PromptSequence: AsyncSequence, Sendable {
                         if body.count < 4096 { body += bytes.prefix(4096 - body.count) }
                         for event in parsed.feed(bytes) { keep(event) }
                     case .ended(let status)?:
-                        stream = nil
                         if [401, 403, 404].contains(status) {
+                            stream = nil
                             throw ApprovalError.refusal(TransportResponse(status: status, body: body))
                         }
                         if status != 200 { failures += 1 }
-                        await pause()
+                        lost("the broker ended the stream (\(status))")
                     case nil:
-                        stream = nil
                         failures += 1
-                        await pause()
+                        lost("the stream ended")
                     }
                 } catch let refusal as ApprovalError where refusal.code != nil {
                     throw refusal
                 } catch {
-                    stream = nil
                     failures += 1
-                    await pause()
+                    lost("\(error)")
                 }
             }
             return nil
+        }
+
+        /// The stream is gone: the caller hears of it before the backoff.
+        private mutating func lost(_ reason: String) {
+            stream = nil
+            reconnectDue = true
+            ready.append(.disconnected(reason: reason))
         }
 
         /// Queues an event unless it repeats what was handed out (a prompt) or concerns nothing handed out (an end).
@@ -75,6 +87,7 @@ public struct PromptSequence: AsyncSequence, Sendable {
                 guard shown.insert(prompt.challengeID).inserted else { return }
             case .withdrawn(let challengeID, _):
                 guard shown.remove(challengeID) != nil else { return }
+            case .disconnected: break
             }
             ready.append(event)
         }

@@ -61,6 +61,11 @@ public final class EventLoop: @unchecked Sendable {
         threadID.withLock { owner in owner.map { pthread_equal($0, pthread_self()) != 0 } ?? true }
     }
 
+    /// Whether the loop is running on the calling thread (false before it starts, unlike `inLoop`).
+    public var isRunningHere: Bool {
+        threadID.withLock { owner in owner.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+
     /// Debug-build check that loop-bound state is touched on the loop's thread.
     @inlinable public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
         assert(inLoop, "called off the event loop thread", file: file, line: line)
@@ -219,4 +224,13 @@ public func monotonicSeconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// Async code may run on the loop's thread (`Task(executorPreference: loop)`): tasks that drive the loop's clients
+/// (a load tool's phones) then take no thread hop between a response and the code that awaits it.
+extension EventLoop: TaskExecutor {
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        execute { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
 }

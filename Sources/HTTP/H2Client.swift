@@ -25,6 +25,8 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible {
     case responseTooLarge
     /// The client was closed.
     case closed
+    /// The sender withdrew the request (`HTTPRequestHandle.cancel()`).
+    case cancelled
     /// Offered h2 and http/1.1 by ALPN, the server chose http/1.1 (NegotiatingClient moves to HTTP/1.1).
     case peerChoseHTTP1
     /// The response was not HTTP/1.1 as RFC 9112 writes it.
@@ -38,13 +40,14 @@ public enum HTTPClientError: Error, Equatable, CustomStringConvertible {
         case .streamReset(let code): "stream reset (HTTP/2 error \(code))"
         case .responseTooLarge: "response too large"
         case .closed: "client closed"
+        case .cancelled: "cancelled"
         case .peerChoseHTTP1: "the server chose http/1.1 by ALPN"
         case .malformedResponse(let why): "malformed HTTP/1.1 response: \(why)"
         }
     }
 
-    /// Whether sending again may succeed: everything but an oversized answer or a closed client.
-    public var isTransient: Bool { self != .responseTooLarge && self != .closed }
+    /// Whether sending again may succeed: everything but an oversized answer, a closed client or a withdrawn request.
+    public var isTransient: Bool { self != .responseTooLarge && self != .closed && self != .cancelled }
 }
 
 /// What every client of an origin is bounded by.
@@ -62,7 +65,7 @@ public struct HTTPClientOptions: Sendable {
 /// A client for one origin (`http://host:port` for h2c, `https://host:port` for TLS).
 ///
 /// `@unchecked Sendable`: confined to its loop's thread.
-public final class H2Client: HTTPClient, @unchecked Sendable {
+public final class H2Client: HTTPClient, RequestTaking, @unchecked Sendable {
     public typealias Options = HTTPClientOptions
 
     let loop: EventLoop
@@ -76,7 +79,7 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     /// Connections that received GOAWAY: kept until their last streams end.
     private var draining: [ObjectIdentifier: ClientConnection] = [:]
     private var waiting: [ClientRequest] = []
-    private var isClosed = false
+    private(set) var isClosed = false
     let callbacks = ClientCallbacks.shared
     /// What TLS connections offer by ALPN: h2 alone, or both for a client that lets the server choose.
     var alpnOffer = ALPNOffer.h2
@@ -104,20 +107,20 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
     ///
     /// With `onData`, the response body is streamed: each chunk goes to `onData` as it arrives (no size limit),
     /// and the response given to `completion` has an empty body. For event streams and other long responses.
+    @discardableResult
     public func send(
         method: String, path: String, headers: HTTPHeaders = [], body: [UInt8] = [], timeoutSeconds: Double? = nil,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)? = nil,
         completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
-    ) {
-        loop.assertInLoop()
-        guard !isClosed else { return completion(.failure(.closed)) }
-        dispatch(
+    ) -> HTTPRequestHandle {
+        take(
             ClientRequest(
                 method: method, path: path, headers: headers, body: body, onData: onData, completion: completion,
-                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds, { [unowned self] in timedOut($0) })))
+                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds),
+                withdraw: { [unowned self] in withdraw($0, $1) }))
     }
 
-    private func dispatch(_ request: ClientRequest) {
+    func dispatch(_ request: ClientRequest) {
         if let connection, connection.isConnected {
             connection.submit(request)
             return
@@ -132,10 +135,11 @@ public final class H2Client: HTTPClient, @unchecked Sendable {
         }
     }
 
-    private func timedOut(_ request: ClientRequest) {
+    /// Takes a request back before its response (timed out, or cancelled): its stream is reset.
+    func withdraw(_ request: ClientRequest, _ error: HTTPClientError) {
         if let index = waiting.firstIndex(where: { $0 === request }) { waiting.remove(at: index) }
         request.connection?.cancel(request)
-        request.finish(.failure(.timeout))
+        request.finish(.failure(error))
     }
 
     // MARK: From the connection
@@ -206,6 +210,8 @@ final class ClientRequest {
     let body: [UInt8]
     var bodySent = 0
     private var completion: ((Result<HTTPClientResponse, HTTPClientError>) -> Void)?
+    /// The client's way of taking the request back from its connection, ending it with an error.
+    private let withdraw: (ClientRequest, HTTPClientError) -> Void
     var timer: LoopTimer?
     weak var connection: ClientConnection?
     var streamID: Int32 = -1
@@ -218,12 +224,12 @@ final class ClientRequest {
     /// The HTTP/1.1 connection carrying the request, while one does.
     weak var http1Connection: HTTP1ClientConnection?
 
-    /// `timeout`: on `loop`, `timedOut` gets the request after `seconds` unless it has finished by then.
+    /// `timeout`: on `loop`, the request is withdrawn with `.timeout` after `seconds` unless it has finished by then.
     init(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8],
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
         completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void,
-        timeout: (loop: EventLoop, seconds: Double, timedOut: (ClientRequest) -> Void)
+        timeout: (loop: EventLoop, seconds: Double), withdraw: @escaping (ClientRequest, HTTPClientError) -> Void
     ) {
         self.method = method
         self.path = path
@@ -231,11 +237,17 @@ final class ClientRequest {
         self.body = body
         self.onData = onData
         self.completion = completion
-        let timedOut = timeout.timedOut
-        timer = timeout.loop.schedule(after: timeout.seconds) { [unowned self] in timedOut(self) }
+        self.withdraw = withdraw
+        timer = timeout.loop.schedule(after: timeout.seconds) { [unowned self] in withdraw(self, .timeout) }
     }
 
     var isFinished: Bool { completion == nil }
+
+    /// Withdraws the request unless it has finished: it completes with `.cancelled`.
+    func cancel() {
+        guard !isFinished else { return }
+        withdraw(self, .cancelled)
+    }
 
     func finish(_ result: Result<HTTPClientResponse, HTTPClientError>) {
         guard let completion else { return }

@@ -5,7 +5,7 @@ import DequeModule
 import EventLoop
 
 /// `@unchecked Sendable`: confined to its loop's thread.
-public final class HTTP1Client: HTTPClient, @unchecked Sendable {
+public final class HTTP1Client: HTTPClient, RequestTaking, @unchecked Sendable {
     let loop: EventLoop
     let host: String
     let port: Int
@@ -17,7 +17,7 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     private var connections: [ObjectIdentifier: HTTP1ClientConnection] = [:]
     private var idle: [HTTP1ClientConnection] = []
     private var waiting = Deque<ClientRequest>()
-    private var isClosed = false
+    private(set) var isClosed = false
 
     /// - Parameter origin: `http://host:port` or `https://host:port`; `tls` is required for https.
     public init(loop: EventLoop, origin: String, tls: TLSClientContext?, options: HTTPClientOptions) throws {
@@ -37,21 +37,21 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
     /// The number of open connections (idle or carrying a request).
     public var connectionCount: Int { connections.count }
 
+    @discardableResult
     public func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
         completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
-    ) {
-        loop.assertInLoop()
-        guard !isClosed else { return completion(.failure(.closed)) }
-        dispatch(
+    ) -> HTTPRequestHandle {
+        take(
             ClientRequest(
                 method: method, path: path, headers: headers, body: body, onData: onData, completion: completion,
-                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds, { [unowned self] in timedOut($0) })))
+                timeout: (loop, timeoutSeconds ?? options.requestTimeoutSeconds),
+                withdraw: { [unowned self] in withdraw($0, $1) }))
     }
 
     /// On an idle connection, a new one while the pool has room, or in line.
-    private func dispatch(_ request: ClientRequest) {
+    func dispatch(_ request: ClientRequest) {
         if let connection = idle.popLast() {
             connection.start(request)
         } else if connections.count < options.maxConnections {
@@ -66,11 +66,12 @@ public final class HTTP1Client: HTTPClient, @unchecked Sendable {
         }
     }
 
-    /// An HTTP/1.1 request cannot be withdrawn from its connection: the connection goes with it.
-    private func timedOut(_ request: ClientRequest) {
+    /// Takes a request back before its response (timed out, or cancelled). An HTTP/1.1 request cannot be withdrawn
+    /// from its connection: the connection goes with it.
+    func withdraw(_ request: ClientRequest, _ error: HTTPClientError) {
         if let index = waiting.firstIndex(where: { $0 === request }) { waiting.remove(at: index) }
         request.http1Connection?.abandon()
-        request.finish(.failure(.timeout))
+        request.finish(.failure(error))
     }
 
     // MARK: From the connections

@@ -19,11 +19,13 @@ public enum ClientProtocol: String, Sendable, Equatable {
 /// `EventLoop.execute`.
 public protocol HTTPClient: AnyObject, Sendable {
     /// With `onData`, the response body is streamed: each chunk goes to `onData` as it arrives (no size limit),
-    /// and the response given to `completion` has an empty body.
+    /// and the response given to `completion` has an empty body. The handle withdraws the request.
+    @discardableResult
     func send(
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
-        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void)
+        completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
+    ) -> HTTPRequestHandle
     /// Fails what is outstanding with `.closed` and closes the connections.
     func close()
 }
@@ -38,6 +40,43 @@ extension HTTPClient {
             method: method, path: path, headers: headers, body: body, timeoutSeconds: nil, onData: nil,
             completion: completion)
     }
+}
+
+/// How H2Client and HTTP1Client take a request: refused once closed, else handed to the client's dispatch.
+protocol RequestTaking: AnyObject {
+    var loop: EventLoop { get }
+    var isClosed: Bool { get }
+    /// Onto a connection, or in line for one.
+    func dispatch(_ request: ClientRequest)
+    /// Back from its connection before its response (timed out, or cancelled), ending it with `error`.
+    func withdraw(_ request: ClientRequest, _ error: HTTPClientError)
+}
+
+extension RequestTaking {
+    func take(_ request: ClientRequest) -> HTTPRequestHandle {
+        loop.assertInLoop()
+        guard !isClosed else {
+            request.finish(.failure(.closed))
+            return HTTPRequestHandle(nil)
+        }
+        dispatch(request)
+        return HTTPRequestHandle(request)
+    }
+}
+
+/// A request sent, which its sender may withdraw before it completes: an event stream it no longer reads shares its
+/// connection with others. Loop-bound, like its client.
+public final class HTTPRequestHandle: @unchecked Sendable {
+    private weak var request: ClientRequest?
+
+    init(_ request: ClientRequest?) { self.request = request }
+
+    /// Ends the request now unless it has completed: its completion gets `.cancelled`, and the server sees an
+    /// HTTP/2 stream reset (CANCEL) or, on HTTP/1.1, its connection closed.
+    public func cancel() { request?.cancel() }
+
+    /// The request sent again in its place (on another protocol) is the one withdrawn from now on.
+    func follow(_ retried: HTTPRequestHandle) { request = retried.request }
 }
 
 /// A client for `origin` (`http://host:port` or `https://host:port`; `tls` is required for https) that speaks
@@ -78,22 +117,27 @@ final class NegotiatingClient: HTTPClient, @unchecked Sendable {
         method: String, path: String, headers: HTTPHeaders, body: [UInt8], timeoutSeconds: Double?,
         onData: ((UnsafeBufferPointer<UInt8>) -> Void)?,
         completion: @escaping (Result<HTTPClientResponse, HTTPClientError>) -> Void
-    ) {
+    ) -> HTTPRequestHandle {
         guard !serverChoseHTTP1 else {
             return http1.send(
                 method: method, path: path, headers: headers, body: body, timeoutSeconds: timeoutSeconds,
                 onData: onData, completion: completion)
         }
-        h2.send(
-            method: method, path: path, headers: headers, body: body, timeoutSeconds: timeoutSeconds, onData: onData
-        ) { [self] result in
-            guard case .failure(.peerChoseHTTP1) = result else { return completion(result) }
-            // Nothing of the request went out: the connection ended at the handshake.
-            serverChoseHTTP1 = true
-            http1.send(
+        let handle = HTTPRequestHandle(nil)
+        handle.follow(
+            h2.send(
                 method: method, path: path, headers: headers, body: body, timeoutSeconds: timeoutSeconds,
-                onData: onData, completion: completion)
-        }
+                onData: onData
+            ) { [self] result in
+                guard case .failure(.peerChoseHTTP1) = result else { return completion(result) }
+                // Nothing of the request went out: the connection ended at the handshake.
+                serverChoseHTTP1 = true
+                handle.follow(
+                    http1.send(
+                        method: method, path: path, headers: headers, body: body, timeoutSeconds: timeoutSeconds,
+                        onData: onData, completion: completion))
+            })
+        return handle
     }
 
     func close() {

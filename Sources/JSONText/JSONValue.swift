@@ -28,12 +28,15 @@ public enum JSONValue: Equatable, Sendable {
 
     /// Parses one JSON text (RFC 8259), nothing after it but whitespace; nil if it is not valid JSON.
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
-        bytes.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(buffer)
-            guard let value = parser.value(depth: 0) else { return nil }
-            parser.skipWhitespace()
-            return parser.isAtEnd ? value : nil
-        }
+        bytes.withUnsafeBufferPointer { parse($0) }
+    }
+
+    /// Parses one JSON text in place, as `parse(_:)` does an array.
+    public static func parse(_ buffer: UnsafeBufferPointer<UInt8>) -> JSONValue? {
+        var parser = JSONParser(buffer)
+        guard let value = parser.value(depth: 0) else { return nil }
+        parser.skipWhitespace()
+        return parser.isAtEnd ? value : nil
     }
 
     /// The member `name` of an object (its last, if repeated); nil for a missing member or another kind of value.

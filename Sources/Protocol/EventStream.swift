@@ -30,12 +30,22 @@ public final class EventStreamParser {
 
     public func feed(_ chunk: UnsafeBufferPointer<UInt8>) {
         buffer.append(contentsOf: chunk)
-        while let end = buffer[max(0, searched - 1)...].firstRange(of: [0x0a, 0x0a]) {
-            let lines = String(decoding: buffer[..<end.lowerBound], as: UTF8.self).split(separator: "\n")
-            buffer.removeSubrange(..<end.upperBound)
-            searched = 0
-            deliver(lines)
+        // Every whole event in the buffer, read where it lies; what they took is dropped once, after them.
+        let consumed = buffer.withUnsafeBufferPointer { bytes -> Int in
+            var eventStart = 0
+            var index = max(0, searched - 1)
+            while index + 1 < bytes.count {
+                if bytes[index] == 0x0a && bytes[index + 1] == 0x0a {
+                    deliver(UnsafeBufferPointer(rebasing: bytes[eventStart..<index]))
+                    eventStart = index + 2
+                    index = eventStart
+                } else {
+                    index += 1
+                }
+            }
+            return eventStart
         }
+        if consumed > 0 { buffer.removeSubrange(..<consumed) }
         searched = buffer.count
         if buffer.count > Self.maxEventBytes {
             buffer.removeAll()
@@ -43,17 +53,33 @@ public final class EventStreamParser {
         }
     }
 
-    private func deliver(_ lines: [Substring]) {
-        let event = lines.first { $0.hasPrefix("event: ") }?.dropFirst(7)
-        guard let data = lines.first(where: { $0.hasPrefix("data: ") })?.dropFirst(6),
-            let json = JSONValue.parse(Array(data.utf8))
-        else { return }
-        switch event {
-        case "challenge": onEvent(.challenge(json))
-        case "resolved":
+    private static let eventField = Array("event: ".utf8)
+    private static let dataField = Array("data: ".utf8)
+
+    /// One event's lines: its `event:` name (the first) and its `data:` (the first, JSON).
+    private func deliver(_ event: UnsafeBufferPointer<UInt8>) {
+        var name: UnsafeBufferPointer<UInt8>?
+        var data: UnsafeBufferPointer<UInt8>?
+        var lineStart = 0
+        while lineStart < event.count {
+            let lineEnd = event[lineStart...].firstIndex(of: 0x0a) ?? event.count
+            let line = UnsafeBufferPointer(rebasing: event[lineStart..<lineEnd])
+            if name == nil, let value = Self.value(of: Self.eventField, in: line) { name = value }
+            if data == nil, let value = Self.value(of: Self.dataField, in: line) { data = value }
+            lineStart = lineEnd + 1
+        }
+        guard let name, let data, let json = JSONValue.parse(data) else { return }
+        if name.elementsEqual("challenge".utf8) {
+            onEvent(.challenge(json))
+        } else if name.elementsEqual("resolved".utf8) {
             onEvent(
                 .resolved(challengeID: json["challenge_id"]?.string ?? "", outcome: json["outcome"]?.string ?? ""))
-        default: break
         }
+    }
+
+    /// What follows `field` on `line`, if the line is that field.
+    private static func value(of field: [UInt8], in line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        guard line.count >= field.count, line.prefix(field.count).elementsEqual(field) else { return nil }
+        return UnsafeBufferPointer(rebasing: line[field.count...])
     }
 }

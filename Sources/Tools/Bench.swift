@@ -1,5 +1,7 @@
-// `approvald bench`: drives a running broker as IdPs and devices would — distinct users, HMAC-signed creates,
-// P-256 device keys, signed answers — over the project's HTTP/2 client, and reports throughput and latency.
+// `approvald bench`: drives a running broker as IdPs and devices would — distinct users, HMAC-signed creates over
+// the project's HTTP client; phones on ApprovalKit with P-256 device keys, their event streams and signed answers —
+// and reports throughput and latency. Everything, the phones' tasks included, runs on one event loop's thread.
+import ApprovalKit
 import ArgumentParser
 import Crypto
 import DequeModule
@@ -105,13 +107,18 @@ final class BenchRunner: @unchecked Sendable {
     private let bench: Bench
     /// The IdP's connections: registrations and creates.
     private let idpClients: [any HTTPClient]
-    /// The phones' connections: event streams and answers (none in creates mode).
-    private let deviceClients: [H2Client]
+    /// The phones' connections (none in creates mode): each phone's in streams mode, one per 100 phones in
+    /// roundtrips mode.
+    private var transports: [EventLoopTransport] = []
+    /// Each user's phone, and the tasks that follow their prompts.
+    private var phones: [ApprovalDevice] = []
+    private var phoneTasks: [Task<Void, Never>] = []
+    private var phoneTasksRunning = 0
     /// Distinguishes this run's users and devices from earlier runs' on the same broker.
     private let run = String(SecureRandom.bytes(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }, radix: 36)
     private let userCount: Int
     private let concurrency: Int
-    private let keys: [P256PrivateKey]
+    private let keys: [SoftwareDeviceKey]
     private lazy var hmacKey = HMACSHA256.Key(bench.secret)
     private var next = 0
     private var done = 0
@@ -127,6 +134,8 @@ final class BenchRunner: @unchecked Sendable {
     /// The brokers' and the store's CPU seconds when the phase started, if their pids were given.
     private var phaseBrokerCPU: Double?
     private var phaseStoreCPU: Double?
+    /// This process's CPU seconds when the phase started: the load tool's own cost per request.
+    private var phaseClientCPU = 0.0
     /// Nanoseconds between starts in a paced phase; nil: keep `concurrency` in flight.
     private var pace: Double?
     private var pacer: LoopTimer?
@@ -139,11 +148,11 @@ final class BenchRunner: @unchecked Sendable {
     private var nextPhase: LoopTimer?
     private var pauseAfterPhase = 0.0
     private var holdTimer: LoopTimer?
-    /// roundtrips: users without a sign-in in flight, each user's sign-in, and its stream's parser.
-    /// Users without a sign-in in flight, the one idle longest first: users take turns.
+    private var stopAnyway: LoopTimer?
+    /// roundtrips: users without a sign-in in flight, the one idle longest first (users take turns), and each
+    /// user's sign-in.
     private var idleUsers = Deque<Int>()
     private var signIns: [SignIn?] = []
-    private var streamParsers: [EventStreamParser] = []
 
     init(loop: EventLoop, bench: Bench, tls: TLSClientContext?, logger: Logger) throws {
         self.loop = loop
@@ -151,29 +160,33 @@ final class BenchRunner: @unchecked Sendable {
         userCount = bench.mode == .roundtrips ? min(bench.users, bench.requests) : bench.requests
         concurrency = bench.mode == .roundtrips ? min(bench.concurrency, userCount) : bench.concurrency
         // Before any connection exists: its connect timeout would run while the keys are made.
-        keys = try (0..<userCount).map { _ in try P256PrivateKey() }
-        var options = HTTPClientOptions()
-        options.requestTimeoutSeconds = 30
-        func clients(_ count: Int, to origin: String) throws -> [H2Client] {
-            try (0..<count).map { _ in
-                try H2Client(
-                    loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil, options: options,
-                    logger: logger)
-            }
-        }
-        var idpOptions = options
+        keys = try (0..<userCount).map { _ in try SoftwareDeviceKey() }
+        var idpOptions = HTTPClientOptions()
+        idpOptions.requestTimeoutSeconds = 30
         idpOptions.maxConnections = max(1, (bench.concurrency - 1) / bench.connections + 1)
         idpClients = try (0..<bench.connections).map { _ in
             try makeHTTPClient(
                 loop: loop, origin: bench.url, tls: bench.url.hasPrefix("https://") ? tls : nil,
                 speaking: bench.idpProtocol, options: idpOptions, logger: logger)
         }
-        let phones = bench.deviceURL ?? bench.url
-        switch bench.mode {
-        case .creates: deviceClients = []
-        case .streams: deviceClients = try clients(userCount, to: phones)
-        case .roundtrips:
-            deviceClients = try clients((userCount - 1) / Self.streamsPerConnection + 1, to: phones)
+        let phonesURL = bench.deviceURL ?? bench.url
+        let connections =
+            switch bench.mode {
+            case .creates: 0
+            case .streams: userCount
+            case .roundtrips: (userCount - 1) / Self.streamsPerConnection + 1
+            }
+        transports = try (0..<connections).map { _ in
+            try EventLoopTransport(baseURL: phonesURL, clientProtocol: .h2, caFile: bench.caFile, loop: loop)
+        }
+        guard connections > 0 else { return }
+        phones = (0..<userCount).map { index in
+            ApprovalDevice(
+                credentials: DeviceCredentials(
+                    baseURL: phonesURL, tenantID: bench.tenant, deviceID: device(index), userID: user(index),
+                    displayName: ""),
+                key: keys[index],
+                transport: transports[bench.mode == .streams ? index : index / Self.streamsPerConnection])
         }
     }
 
@@ -186,17 +199,27 @@ final class BenchRunner: @unchecked Sendable {
         progress = nil
         nextPhase = nil
         holdTimer = nil
-        streamParsers = []
+        phoneTasks = []
+        phones = []
+        transports = []
     }
 
     func start() {
         say(
             "approvald bench: \(bench.mode.rawValue), \(bench.requests) sign-ins, \(concurrency) in flight, "
                 + "\(bench.connections) connections, \(bench.url) tenant \(bench.tenant), run \(run)")
+        // The phones' tasks end first (cancelled, their requests failed by the closed transports), so that nothing
+        // of theirs is left queued on the loop when it stops.
         let finish = { [self] in
             holdingOver = true
-            for client in idpClients + deviceClients { client.close() }
-            loop.stop()
+            for client in idpClients { client.close() }
+            for task in phoneTasks { task.cancel() }
+            for transport in transports { transport.close() }
+            if phoneTasksRunning == 0 { loop.stop() }
+            stopAnyway = loop.schedule(after: 5) { [unowned self] in
+                say("  \(phoneTasksRunning) phones still running after 5 s; stopping")
+                loop.stop()
+            }
         }
         let registerStep: (Int, @escaping (String?) -> Void) -> Void = { [unowned self] in register($0, $1) }
         let streamStep: (Int, @escaping (String?) -> Void) -> Void = { [unowned self] in openStream($0, $1) }
@@ -209,9 +232,6 @@ final class BenchRunner: @unchecked Sendable {
             case .roundtrips:
                 idleUsers = Deque(0..<userCount)
                 signIns = Array(repeating: nil, count: userCount)
-                streamParsers = (0..<userCount).map { user in
-                    EventStreamParser { [unowned self] in streamEvent($0, of: user) }
-                }
                 // A thousand phones connecting at once keep the broker busy for a moment after their requests went
                 // out (authenticating each, routing its deliveries, reading its queue): a burst of its own, which
                 // the sign-ins' latency would otherwise include.
@@ -254,6 +274,7 @@ final class BenchRunner: @unchecked Sendable {
         phaseStart = monotonicNanoseconds()
         phaseBrokerCPU = cpuSeconds(bench.brokerPID)
         phaseStoreCPU = cpuSeconds(bench.storePID.map { [$0] } ?? [])
+        phaseClientCPU = ownCPUSeconds()
         progress = loop.schedule(after: 1) { [unowned self] in reportProgress() }
         fill()
     }
@@ -323,8 +344,10 @@ final class BenchRunner: @unchecked Sendable {
             guard let before, let after = cpuSeconds(pids) else { return "" }
             return "\(name)=\(String(format: "%.1f", (after - before) / Double(phaseCount) * 1e6)) "
         }
+        let client = (ownCPUSeconds() - phaseClientCPU) / Double(phaseCount) * 1e6
         return perRequest("broker_cpu_us", phaseBrokerCPU, bench.brokerPID)
             + perRequest("store_cpu_us", phaseStoreCPU, bench.storePID.map { [$0] } ?? [])
+            + "client_cpu_us=\(String(format: "%.1f", client)) "
     }
 
     /// The summed CPU seconds of these processes; nil for none or one that is gone.
@@ -355,7 +378,7 @@ final class BenchRunner: @unchecked Sendable {
     private func register(_ index: Int, _ done: @escaping (String?) -> Void) {
         let body = JSONWriter.object { device in
             device.string("user_id", user(index))
-            device.string("public_key", Data(keys[index].spkiDER).base64EncodedString())
+            device.string("public_key", Data(keys[index].publicKeySPKI).base64EncodedString())
             device.object("push") { push in
                 push.string("provider", bench.apns ? "apns" : "none")
                 if bench.apns {
@@ -384,33 +407,48 @@ final class BenchRunner: @unchecked Sendable {
         createChallenge(index, for: index, done)
     }
 
-    /// Opens the device's event stream and leaves it open. The step is done once the stream's connection is up (a
-    /// GET /healthz on it answered), so that at most `concurrency` connections are being set up at once: thousands
-    /// started in one turn of the loop would wait past their connect timeout for it. A stream that ends before the
-    /// run is over counts as a failure. In roundtrips mode its events are parsed.
+    /// Starts the phone's task: it follows the device's prompts (ApprovalKit's event stream) until the run is
+    /// over, approving each sign-in in roundtrips mode. The step is done once the phone's connection is up and the
+    /// broker knows the device (its queue read), so that at most `concurrency` connections are being set up at
+    /// once: thousands started in one turn of the loop would wait past their connect timeout for it. A stream
+    /// lost before the run is over counts as a failure.
     private func openStream(_ index: Int, _ done: @escaping (String?) -> Void) {
-        let client = deviceClient(index)
-        client.send(method: "GET", path: "/healthz") { [unowned self] connected in
-            guard case .success(let response) = connected, response.status == 200 else {
-                return done("connection of \(device(index)): \(connected)")
-            }
-            let path = "/v1/devices/\(device(index))/stream"
-            let header =
-                (try? DeviceSignature.header(
-                    device: device(index), time: Int64(Date().timeIntervalSince1970), method: "GET", path: path,
-                    sign: keys[index].signature(for:))) ?? ""
-            let onData: ((UnsafeBufferPointer<UInt8>) -> Void)? =
-                bench.mode == .roundtrips ? { [unowned self] in streamParsers[index].feed($0) } : nil
-            client.send(
-                method: "GET", path: path, headers: [("authorization", header)], timeoutSeconds: 86_400,
-                onData: onData
-            ) { [unowned self] result in
-                guard !holdingOver else { return }
-                failures += 1
-                if firstFailure == nil { firstFailure = "stream of \(device(index)) ended: \(result)" }
-            }
-            done(nil)
-        }
+        let phone = phones[index]
+        let stepDone = LoopBound(done)
+        phoneTasksRunning += 1
+        // On the loop's thread, as everything of the runner: no hop between a response and the phone's code.
+        phoneTasks.append(
+            Task(executorPreference: loop) { [self] in
+                defer { phoneEnded() }
+                do {
+                    _ = try await phone.pendingPrompts()
+                } catch {
+                    return stepDone.value("connection of \(device(index)): \(error)")
+                }
+                stepDone.value(nil)
+                do {
+                    for try await event in phone.prompts() {
+                        switch event {
+                        case .prompt(let prompt): await prompted(prompt, on: phone, of: index)
+                        case .withdrawn: break
+                        case .disconnected(let reason):
+                            if !holdingOver { fail("stream of \(device(index)) lost: \(reason)") }
+                        }
+                    }
+                } catch {
+                    if !holdingOver { fail("stream of \(device(index)) refused: \(error)") }
+                }
+            })
+    }
+
+    private func phoneEnded() {
+        phoneTasksRunning -= 1
+        if holdingOver && phoneTasksRunning == 0 { loop.stop() }
+    }
+
+    private func fail(_ why: String) {
+        failures += 1
+        if firstFailure == nil { firstFailure = why }
     }
 
     /// One sign-in of an idle user: the IdP creates the challenge; the phone answers when its stream delivers it.
@@ -432,40 +470,23 @@ final class BenchRunner: @unchecked Sendable {
         signIn.done(failure)
     }
 
-    /// An event of a user's stream: each `challenge` event is answered with the right number.
-    private func streamEvent(_ event: DeviceEvent, of user: Int) {
-        guard case .challenge(let view) = event else { return }
-        guard let signIn = signIns[user], view["request_id"]?.string == signIn.requestID else {
-            failures += 1
-            if firstFailure == nil { firstFailure = "unexpected challenge on \(device(user))'s stream: \(view)" }
-            return
+    /// A prompt on a user's phone: the sign-in in flight for the user, approved with the right number.
+    private func prompted(_ prompt: Prompt, on phone: ApprovalDevice, of user: Int) async {
+        guard let signIn = signIns[user], prompt.requestID == signIn.requestID else {
+            return fail("unexpected prompt on \(device(user)): \(prompt.requestID)")
         }
         _ = deliveries.record((monotonicNanoseconds() - signIn.sentAt) / 1000)
-        answer(user, view) { [self] status, text in
-            guard status == 200, JSONValue.parse(Array(text.utf8))?["status"]?.string == "approved" else {
-                return finish(signIn, of: user, "answer: \(status) \(text.prefix(200))")
-            }
+        do {
+            let answer = try await phone.approve(prompt, selecting: 42)
+            guard answer.outcome == "approved" else { return finish(signIn, of: user, "answer: \(answer.outcome)") }
             signIn.answered = true
             if signIn.created { finish(signIn, of: user, nil) }
+        } catch {
+            finish(signIn, of: user, "answer: \(error)")
         }
-    }
-
-    private func answer(_ user: Int, _ view: JSONValue, _ done: @escaping (Int, String) -> Void) {
-        let challengeID = view["challenge_id"]?.string ?? ""
-        let body =
-            (try? answerBody(
-                to: view, device: device(user), decision: "approve", selectedNumber: 42, reason: nil,
-                signedAtUnix: Int64(Date().timeIntervalSince1970), sign: keys[user].signature(for:))) ?? ""
-        send(
-            deviceClient(user), "POST", "/v1/devices/\(device(user))/challenges/\(challengeID)/response", body, [],
-            done)
     }
 
     // MARK: Requests
-
-    private func deviceClient(_ user: Int) -> H2Client {
-        deviceClients[bench.mode == .streams ? user : user / Self.streamsPerConnection]
-    }
 
     private func idp(
         _ index: Int, _ method: String, _ path: String, _ body: String, _ done: @escaping (Int, String) -> Void
@@ -515,6 +536,14 @@ func say(_ text: String) {
 }
 
 private func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// This process's user + system CPU seconds, every thread.
+private func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
 
 /// utime + stime of a process, from `/proc/<pid>/stat` (fields 14 and 15, counted after the command's parentheses).
 private func processCPUSeconds(_ pid: Int32) -> Double? {

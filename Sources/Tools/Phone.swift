@@ -142,6 +142,7 @@ extension Phone {
                 switch event {
                 case .withdrawn(let challengeID, let outcome):
                     say("sign-in \(challengeID) is over: \(outcome.replacingOccurrences(of: "_", with: " "))")
+                case .disconnected(let reason): say("offline (\(reason)): connecting again")
                 case .prompt(let prompt):
                     say(PromptScreen(prompt, now: Date()).text)
                     guard let answered = try await answer(prompt, on: device, reading: &input) else { return }

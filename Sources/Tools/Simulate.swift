@@ -659,7 +659,11 @@ final class Simulation: Sendable {
         let events = self.events
         let task = Task {
             do {
-                for try await event in phone.device.prompts() { events.deliver(event, for: phone.deviceID) }
+                // The stream reconnects by itself: the scenario waits for prompts and their ends only.
+                for try await event in phone.device.prompts() {
+                    if case .disconnected = event { continue }
+                    events.deliver(event, for: phone.deviceID)
+                }
             } catch {
                 say("\(phone.deviceID): the prompt stream ended: \(error)")
             }

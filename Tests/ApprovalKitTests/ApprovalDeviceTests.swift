@@ -142,12 +142,17 @@ func verifies(_ header: String, _ key: SoftwareDeviceKey, _ request: TransportRe
         policy.maxDelaySeconds = 0.002
         let device = ApprovalDevice(credentials: credentials, key: key, transport: transport, clock: { now })
         var seen: [PromptEvent] = []
+        var disconnections = 0
         do {
-            for try await event in device.prompts(policy: policy) { seen.append(event) }
+            for try await event in device.prompts(policy: policy) {
+                if case .disconnected = event { disconnections += 1 } else { seen.append(event) }
+            }
             Issue.record("the stream ended without the refusal")
         } catch let error as ApprovalError {
             #expect(error.code == "unauthenticated")
         }
+        // Two streams ended and three failed; the refusal ends the sequence instead.
+        #expect(disconnections == 5)
         #expect(seen.count == 3)
         guard seen.count == 3, case .prompt(let first) = seen[0], case .prompt(let polled) = seen[2] else { return }
         #expect(first.challengeID == "ch_A" && first.choices == [17, 42, 88] && first.context == ["app": "Outlook"])

@@ -171,6 +171,30 @@ func activationValue(_ uri: String, _ name: String) -> String? {
         #expect(try idp.call("GET", "/v1/tenants/contoso/enrollments/x?wait=31").status == 400)
     }
 
+    /// 60 s, the shortest life the contract allows: the enrollment ends `expired` by itself (its long poll hears
+    /// of it), its code is refused like an unknown one, and it no longer counts against the user's five pending.
+    @Test func anEnrollmentExpiresAndFreesItsPlace() throws {
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig)
+        let idp = IdP(broker: broker)
+        var created: [Reply] = []
+        for _ in 0..<5 { created.append(try enroll(idp, user: "jo@contoso.com", extra: ",\"ttl_seconds\":60")) }
+        #expect(created.allSatisfy { $0.status == 201 })
+        #expect(try enroll(idp, user: "jo@contoso.com").status == 429)
+        let code = try #require(created[0].json["activation_code"] as? String)
+        // The last made is the last to expire.
+        let path = "/v1/tenants/contoso/enrollments/\(try #require(created[4].json["enrollment_id"] as? String))"
+        let deadline = Date().addingTimeInterval(90)
+        var status = "pending"
+        while status == "pending" && Date() < deadline {
+            status = try idp.call("GET", path + "?wait=15").json["status"] as? String ?? "?"
+        }
+        #expect(status == "expired")
+        let late = try send(broker, "POST", "/v1/enroll", body: try EnrollingPhone().body(code: code), headers: [])
+        #expect(late.status == 404 && late.json["code"] as? String == "not_found")
+        #expect(try enroll(idp, user: "jo@contoso.com").status == 201)
+        #expect(try broker.curl("/metrics").body.contains("approvald_enrollments_total{result=\"expired\"} 5"))
+    }
+
     @Test(.disabled(if: testsRunOnRedis, "the Redis store's durability is the Redis outage suite's"))
     func anEnrollmentOutlivesAKillOfTheBroker() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-enroll-\(UUID())").path

@@ -140,6 +140,55 @@ final class HandlerState: @unchecked Sendable {
         #expect(try await eventually { try await fixture.thread.run { state.counters["closed"] == 1 } })
         #expect(try await fixture.thread.run { state.responders[0].write([1]) } == false)
     }
+
+    /// A stream its sender withdraws (an event stream nobody reads any more) ends on the server, while the client
+    /// goes on carrying other requests — on HTTP/2, on the same connection.
+    @Test(arguments: [ClientProtocol.h2, .http1])
+    func aCancelledStreamEndsOnTheServerAndTheClientCarriesOn(over clientProtocol: ClientProtocol) async throws {
+        let state = HandlerState()
+        let fixture = try await ServerFixture(clientProtocol: clientProtocol) { request, responder in
+            guard request.path == "/forever" else {
+                responder.respond(.text(200, "ok"))
+                return
+            }
+            responder.startStream(status: 200, headers: [])
+            responder.write(Array("hello\n".utf8))
+            responder.onClose = { state.counters["closed", default: 0] += 1 }
+        }
+        let ended: Result<HTTPClientResponse, HTTPClientError> = try await fixture.thread.wait { done in
+            var handle: HTTPRequestHandle?
+            handle = fixture.client.send(
+                method: "GET", path: "/forever", headers: [], body: [], timeoutSeconds: 30,
+                onData: { _ in handle?.cancel() }
+            ) { done($0) }
+        }
+        #expect(ended.error == .cancelled)
+        #expect(try await eventually { try await fixture.thread.run { state.counters["closed"] == 1 } })
+        #expect(try await fixture.send("GET", "/other").text == "ok")
+        if clientProtocol == .h2 { #expect(try await fixture.thread.run { fixture.server.connectionCount } == 1) }
+        // Withdrawn before its answer, a request completes once, cancelled; withdrawing one that has completed does
+        // nothing.
+        let withdrawn: Result<HTTPClientResponse, HTTPClientError> = try await fixture.thread.wait { done in
+            fixture.client.send(
+                method: "GET", path: "/other", headers: [], body: [], timeoutSeconds: nil, onData: nil
+            ) { done($0) }
+            .cancel()
+        }
+        #expect(withdrawn.error == .cancelled)
+        let answered: Result<HTTPClientResponse, HTTPClientError> = try await fixture.thread.wait { done in
+            var handle: HTTPRequestHandle?
+            handle = fixture.client.send(
+                method: "GET", path: "/other", headers: [], body: [], timeoutSeconds: nil, onData: nil
+            ) { result in
+                state.counters["completions", default: 0] += 1
+                handle?.cancel()
+                done(result)
+            }
+        }
+        #expect(answered.text == "ok")
+        #expect(try await fixture.send("GET", "/other").text == "ok")
+        #expect(try await fixture.thread.run { state.counters["completions"] } == 1)
+    }
 }
 
 @Suite struct BackPressureTests {

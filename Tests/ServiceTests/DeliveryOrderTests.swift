@@ -99,7 +99,7 @@ final class StreamRecorder: @unchecked Sendable {
         let recorder = StreamRecorder()
         let client = broker.client
         try await broker.thread.run {
-            client.send(
+            _ = client.send(
                 method: "GET", path: streamPath, headers: [("authorization", authorization.value)],
                 timeoutSeconds: 30, onData: recorder.append
             ) { _ in }

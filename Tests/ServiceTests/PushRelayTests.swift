@@ -197,7 +197,7 @@ import Testing
         let recorder = StreamRecorder()
         let client = setup.broker.client
         try await setup.broker.thread.run {
-            client.send(
+            _ = client.send(
                 method: "GET", path: path, headers: [("authorization", authorization.value)], timeoutSeconds: 30,
                 onData: recorder.append
             ) { _ in }
