@@ -53,7 +53,7 @@ public enum Rules {
         } else {
             work.state.devices.append(device)
         }
-        work.changes.append(.deviceSaved(device))
+        work.changes.append(existing?.publicKey == device.publicKey ? .deviceUpdated(device) : .deviceSaved(device))
         return work.finish(existing == nil ? .created(device) : .updated(device))
     }
 
@@ -96,7 +96,7 @@ public enum Rules {
         var work = Work(user)
         guard user.devices[index].push != push else { return work.finish(()) }
         work.state.devices.modify(at: index) { $0.push = push }
-        work.changes.append(.deviceSaved(work.state.devices[index]))
+        work.changes.append(.deviceUpdated(work.state.devices[index]))
         return work.finish(())
     }
 
@@ -112,7 +112,7 @@ public enum Rules {
         guard let index = work.state.devices.firstIndex(where: { $0.id == deviceID }) else { return }
         if let seen = work.state.devices[index].lastSeenAt, now - seen < seenResolutionMillis { return }
         work.state.devices.modify(at: index) { $0.lastSeenAt = now }
-        work.changes.append(.deviceSaved(work.state.devices[index]))
+        work.changes.append(.deviceUpdated(work.state.devices[index]))
     }
 
     // MARK: Challenges

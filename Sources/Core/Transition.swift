@@ -22,8 +22,10 @@ public struct Transition<Outcome> {
 /// list per loop turn, and a list of pointers grows without copying whole challenges.
 public enum Change: Equatable, Sendable {
     indirect case policySaved(tenantID: String, TenantPolicy)
-    /// Registered, updated, or seen.
+    /// Registered, or registered again with another key: stored, and found by its id and its key.
     indirect case deviceSaved(Device)
+    /// Seen, or given a new push target or name, its id and key as they were: stored, its indexes left as they are.
+    indirect case deviceUpdated(Device)
     /// The device as it was.
     indirect case deviceRemoved(Device)
     /// Created, or ended.

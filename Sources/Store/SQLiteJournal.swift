@@ -427,7 +427,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     private func apply(_ change: Change) throws(StoreError) {
         switch change {
         case .policySaved(let tenantID, let policy): try statements.upsertPolicy.run(Codec.values(policy, tenantID))
-        case .deviceSaved(let device): try statements.upsertDevice.run(Codec.values(device))
+        case .deviceSaved(let device), .deviceUpdated(let device): try statements.upsertDevice.run(Codec.values(device))
         case .deviceRemoved(let device): try statements.deleteDevice.run([.text(device.id)])
         case .challengeSaved(let challenge): try statements.upsertChallenge.run(Codec.values(challenge))
         case .fallbackSaved(let fallback): try statements.upsertFallback.run(Codec.values(fallback))

@@ -175,7 +175,8 @@ import Testing
         try register(core, "phone-1")
         #expect(core.device("phone-1")?.lastSeenAt == nil)
         let first = core.noteSeen("phone-1", now: start + 7)
-        #expect(first == [.deviceSaved(core.device("phone-1")!)])
+        // Stored, its indexes untouched: the id and the key are as they were.
+        #expect(first == [.deviceUpdated(core.device("phone-1")!)])
         #expect(core.device("phone-1")?.lastSeenAt == start + 7)
         #expect(core.noteSeen("phone-1", now: start + 7 + 59_999).isEmpty)
         #expect(core.device("phone-1")?.lastSeenAt == start + 7)
@@ -184,7 +185,7 @@ import Testing
         // An answer counts as being seen.
         let challenge = try create(core, at: start + 200_000)
         let (_, events) = try core.answer(challenge.id, from: "phone-1", approve(42), now: start + 200_000)
-        #expect(events.first == .deviceSaved(core.device("phone-1")!))
+        #expect(events.first == .deviceUpdated(core.device("phone-1")!))
         #expect(core.device("phone-1")?.lastSeenAt == start + 200_000)
     }
 }
@@ -201,7 +202,7 @@ struct FakeStore {
         for event in events {
             switch event {
             case .policySaved(let tenantID, let policy): policies[tenantID] = policy
-            case .deviceSaved(let device): devices[device.id] = device
+            case .deviceSaved(let device), .deviceUpdated(let device): devices[device.id] = device
             case .deviceRemoved(_, let deviceID): devices[deviceID] = nil
             case .challengeSaved(let challenge): challenges[challenge.id] = challenge
             case .fallbackSaved(let fallback):

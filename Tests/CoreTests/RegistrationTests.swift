@@ -83,8 +83,16 @@ import Testing
         let (updated, updateEvents) = try core.registerDevice("phone-1", in: tenant, rotated, now: start + second)
         guard case .updated(let changed) = updated else { throw TestFailure("not updated: \(updated)") }
         #expect(changed.push.token == "cd" && changed.createdAt == start)
-        #expect(updateEvents == [.deviceSaved(changed)])
+        // The id and the key are as they were: stored, with no index to change.
+        #expect(updateEvents == [.deviceUpdated(changed)])
         #expect(core.devices(of: alice, in: tenant).map(\.id) == ["phone-1"])
+
+        var rekeyed = rotated
+        rekeyed.publicKey = Array(key.reversed())
+        let (replaced, rekeyEvents) = try core.registerDevice("phone-1", in: tenant, rekeyed, now: start + second)
+        guard case .updated(let withNewKey) = replaced else { throw TestFailure("not updated: \(replaced)") }
+        // A new key is saved as a registration is: the stores index it.
+        #expect(rekeyEvents == [.deviceSaved(withNewKey)])
     }
 
     @Test func aDeviceServesExactlyOneAccount() throws {

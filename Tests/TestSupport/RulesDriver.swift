@@ -5,6 +5,7 @@ import Core
 public enum CoreEvent: Equatable {
     case policySaved(tenantID: String, TenantPolicy)
     case deviceSaved(Device)
+    case deviceUpdated(Device)
     case deviceRemoved(tenantID: String, deviceID: String)
     case challengeSaved(Challenge)
     case fallbackSaved(Fallback)
@@ -25,6 +26,7 @@ public enum CoreEvent: Equatable {
         switch change {
         case .policySaved(let tenantID, let policy): self = .policySaved(tenantID: tenantID, policy)
         case .deviceSaved(let device): self = .deviceSaved(device)
+        case .deviceUpdated(let device): self = .deviceUpdated(device)
         case .deviceRemoved(let device): self = .deviceRemoved(tenantID: device.tenantID, deviceID: device.id)
         case .challengeSaved(let challenge): self = .challengeSaved(challenge)
         case .fallbackSaved(let fallback): self = .fallbackSaved(fallback)
@@ -114,7 +116,7 @@ public final class RulesDriver {
             case .enrollmentForgotten(let enrollment):
                 enrollmentOwners[enrollment.id] = nil
                 codeOwners[enrollment.codeHash] = nil
-            case .policySaved, .lockoutSaved, .resultDue: break
+            case .deviceUpdated, .policySaved, .lockoutSaved, .resultDue: break
             }
         }
         return true
