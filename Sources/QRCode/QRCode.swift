@@ -1,5 +1,6 @@
-// QR codes as SVG documents: libqrencode lays out the modules, and a small pure function draws them, so that a page
-// can show an activation code as it is, with no image library and no external asset.
+// QR codes as SVG documents and as terminal text: libqrencode lays out the modules, and small pure functions draw
+// them, so that a page can show an activation code as it is, with no image library and no external asset, and a
+// terminal can show one too.
 import CQREncode
 
 public enum QRCode {
@@ -61,5 +62,32 @@ public enum QRCode {
             shape-rendering="crispEdges" role="img" aria-label="QR code">\
             <rect width="\(size)" height="\(size)" fill="#fff"/><path fill="#000" d="\(path)"/></svg>
             """
+    }
+
+    /// The modules as lines of text for a terminal, two rows of modules to a line, with the four-module quiet zone:
+    /// light modules are drawn (full and half blocks) and dark ones left blank, so that light text on a dark
+    /// terminal shows dark modules on light, as scanners expect.
+    public static func terminalText(_ modules: Modules) -> String {
+        let quietZone = 4
+        let size = modules.width + 2 * quietZone
+        func isLight(_ x: Int, _ y: Int) -> Bool {
+            let (column, row) = (x - quietZone, y - quietZone)
+            guard (0..<modules.width).contains(column), (0..<modules.width).contains(row) else { return true }
+            return !modules[column, row]
+        }
+        var lines: [String] = []
+        for y in stride(from: 0, to: size, by: 2) {
+            var line = ""
+            for x in 0..<size {
+                switch (isLight(x, y), y + 1 < size ? isLight(x, y + 1) : false) {
+                case (true, true): line += "\u{2588}"  // █
+                case (true, false): line += "\u{2580}"  // ▀
+                case (false, true): line += "\u{2584}"  // ▄
+                case (false, false): line += " "
+                }
+            }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
     }
 }

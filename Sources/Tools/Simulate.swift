@@ -3,15 +3,11 @@
 // it happens, and checks each outcome against the one the contract promises.
 import ApprovalKit
 import ArgumentParser
-import Broker
-import Crypto
-import Dispatch
 import EventLoop
 import Foundation
 import HTTP
 import JSONText
 import Locking
-import Logging
 import Protocol
 
 public struct Simulate: AsyncParsableCommand {
@@ -133,17 +129,13 @@ enum Scenario: String, CaseIterable, Sendable {
 
 /// What the simulation needs from the command line and the broker's configuration.
 struct SimulationSetup: Sendable {
-    let url: String
-    /// Where the phones connect: `url` unless --device-url names another instance.
+    /// The IdP the simulation plays, and the broker's URL.
+    let account: IdPAccount
+    /// Where the phones connect: the account's URL unless --device-url names another instance.
     let deviceURL: String
-    let caFile: String?
     let httpProtocol: ClientProtocol
-    let keyID: String
-    let secret: [UInt8]
-    let tenant: String
     /// Where the simulation's verifier listens; nil: results go to the configured verifier, unchecked.
     let verifierAddress: (host: String, port: Int)?
-    let verifierURL: String
     let devices: Int
     /// The scenario of each sign-in, in the order they are handed to the phones.
     let plan: [Scenario]
@@ -151,34 +143,12 @@ struct SimulationSetup: Sendable {
     let silenceTTL: Int
 
     init(_ command: Simulate) throws {
-        let configuration: Configuration
-        do {
-            configuration = try Configuration.load(path: command.config)
-        } catch let error as ConfigError {
-            throw ValidationError("cannot use the configuration: \(error.description)")
-        }
-        let clients = configuration.idpClients.filter { !$0.tenants.isEmpty }
-        guard let client = command.keyID.map({ key in clients.first { $0.keyID == key } }) ?? clients.first else {
-            throw ValidationError(
-                command.keyID.map { "\(command.config) has no IdP client with key id \($0)" }
-                    ?? "\(command.config) has no IdP client with a tenant")
-        }
-        keyID = client.keyID
-        secret = client.secret
-        guard let tenant = command.tenant ?? client.tenants.sorted().first, client.tenants.contains(tenant) else {
-            throw ValidationError("IdP client \(client.keyID) does not act on tenant \(command.tenant ?? "")")
-        }
-        self.tenant = tenant
-        let listener = configuration.listeners.first { !$0.tls } ?? configuration.listeners.first
-        guard let url = command.url ?? listener.map({ Self.url(of: $0) }) else {
-            throw ValidationError("\(command.config) has no listener: give --url")
-        }
-        self.url = url
-        deviceURL = command.deviceURL ?? url
-        caFile = command.caFile ?? configuration.tlsCertificatePath
+        account = try IdPAccount(
+            config: command.config, url: command.url, keyID: command.keyID, tenant: command.tenant,
+            caFile: command.caFile)
+        deviceURL = command.deviceURL ?? account.url
         httpProtocol = command.httpProtocol
-        verifierURL = client.verifierURL
-        verifierAddress = command.noVerifier ? nil : Self.localAddress(of: client.verifierURL)
+        verifierAddress = command.noVerifier ? nil : Self.localAddress(of: account.verifierURL)
         devices = command.devices
         delivery = command.delivery
         silenceTTL = command.silenceTTL
@@ -186,11 +156,6 @@ struct SimulationSetup: Sendable {
         let mix = try Scenario.parseMix(command.mix)
         let flows = (0..<command.flows).map { mix[$0 % mix.count] }
         plan = flows.filter { $0 != .notMe } + flows.filter { $0 == .notMe }
-    }
-
-    private static func url(of listener: Configuration.Listener) -> String {
-        let host = ["0.0.0.0", "::", ""].contains(listener.host) ? "127.0.0.1" : listener.host
-        return "\(listener.tls ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(listener.port)"
     }
 
     /// The host and port of an `http://` URL on this machine: the only kind of verifier URL the simulation can
@@ -229,9 +194,9 @@ struct FlowReport: Sendable {
 final class Simulation: Sendable {
     private let setup: SimulationSetup
     private let loop: EventLoop
-    private let idp: any HTTPClient
+    private let idp: BrokerRequests
     /// The phones' instance, when another than the IdP's: its readiness is checked too.
-    private let phonesInstance: (any HTTPClient)?
+    private let phonesInstance: BrokerRequests?
     /// Distinguishes this run's users, phones and requests from earlier runs' on the same broker.
     private let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     private let events = Mailbox<String, PromptEvent>()
@@ -243,27 +208,20 @@ final class Simulation: Sendable {
     private let verifier: UncheckedBox<HTTPServer?>
     private let started = ContinuousClock.now
     private let loopEnded = DispatchSemaphore(value: 0)
-    private let hmacKey: HMACSHA256.Key
 
     init(_ setup: SimulationSetup) throws {
         self.setup = setup
-        hmacKey = HMACSHA256.Key(setup.secret)
         loop = try EventLoop()
+        let account = setup.account
         let tls =
-            [setup.url, setup.deviceURL].contains { $0.hasPrefix("https://") }
-            ? try TLSClientContext(caFile: setup.caFile) : nil
-        var options = HTTPClientOptions()
-        options.requestTimeoutSeconds = 40
+            [account.url, setup.deviceURL].contains { $0.hasPrefix("https://") }
+            ? try TLSClientContext(caFile: account.caFile) : nil
         let loop = self.loop
-        var logger = Logger(label: "approvald-simulate")
-        logger.logLevel = .error
-        func client(_ origin: String) throws -> any HTTPClient {
-            try makeHTTPClient(
-                loop: loop, origin: origin, tls: origin.hasPrefix("https://") ? tls : nil,
-                speaking: setup.httpProtocol, options: options, logger: logger)
+        func requests(_ origin: String) throws -> BrokerRequests {
+            try BrokerRequests(to: origin, as: account, speaking: setup.httpProtocol, tls: tls, loop: loop)
         }
-        idp = try client(setup.url)
-        phonesInstance = setup.deviceURL == setup.url ? nil : try client(setup.deviceURL)
+        idp = try requests(account.url)
+        phonesInstance = setup.deviceURL == account.url ? nil : try requests(setup.deviceURL)
         verifier = UncheckedBox(nil)
         let loopEnded = self.loopEnded
         let thread = Thread {
@@ -279,11 +237,11 @@ final class Simulation: Sendable {
     func stop() async {
         for stream in streams.withLock({ $0 }) { stream.cancel() }
         for transport in transports.withLock({ $0 }) { transport.close() }
-        let clients = [idp] + (phonesInstance.map { [$0] } ?? [])
+        idp.close()
+        phonesInstance?.close()
         let verifier = self.verifier
         let loop = self.loop
         loop.execute {
-            for client in clients { client.close() }
             guard let server = verifier.value else { return loop.stop() }
             server.shutdown(graceSeconds: 2) { loop.stop() }
         }
@@ -301,9 +259,10 @@ final class Simulation: Sendable {
     /// Runs every sign-in and prints the summary; true if each ended as its scenario promises.
     func run() async -> Bool {
         say(
-            "approvald simulate: \(setup.plan.count) sign-ins on \(setup.devices) phones against \(setup.url)"
-                + (setup.deviceURL == setup.url ? ", " : " (phones on \(setup.deviceURL)), ")
-                + "tenant \(setup.tenant), key \(setup.keyID), delivery by \(setup.delivery.rawValue)")
+            "approvald simulate: \(setup.plan.count) sign-ins on \(setup.devices) phones against \(setup.account.url)"
+                + (setup.deviceURL == setup.account.url ? ", " : " (phones on \(setup.deviceURL)), ")
+                + "tenant \(setup.account.tenant), key \(setup.account.keyID), "
+                + "delivery by \(setup.delivery.rawValue)")
         guard await reachable() else { return false }
         let phones: [SimulatedPhone]
         do {
@@ -331,10 +290,10 @@ final class Simulation: Sendable {
 
     /// Whether the broker (and the phones' instance, when another) is ready.
     private func reachable() async -> Bool {
-        var targets = [(idp, setup.url)]
+        var targets = [(idp, setup.account.url)]
         if let phonesInstance { targets.append((phonesInstance, setup.deviceURL)) }
-        for (client, url) in targets {
-            let (status, body) = await send(client, "GET", "/readyz")
+        for (requests, url) in targets {
+            let (status, body) = await requests.send("GET", "/readyz")
             switch status {
             case 200: continue
             case 0: say("cannot reach the broker at \(url): \(body); is it running (make run)?")
@@ -355,13 +314,13 @@ final class Simulation: Sendable {
                 enrollment.string("user_id", user)
                 enrollment.string("display_name", "Simulated phone \(index + 1)")
             }
-            let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/enrollments", body)
+            let (status, text) = await idp.idp("POST", "/v1/tenants/\(setup.account.tenant)/enrollments", body)
             guard status == 201, let uri = JSONValue.parse(Array(text.utf8))?["activation_uri"]?.string else {
                 throw SimulationError("\(user): \(status) \(text)")
             }
             // The phones reach the instance they are told to, whatever base URL the code carries.
             let transport = try EventLoopTransport(
-                baseURL: setup.deviceURL, clientProtocol: setup.httpProtocol, caFile: setup.caFile, loop: loop)
+                baseURL: setup.deviceURL, clientProtocol: setup.httpProtocol, caFile: setup.account.caFile, loop: loop)
             transports.withLock { $0.append(transport) }
             let device = try await ApprovalDevice.enroll(activationURI: uri, key: try SoftwareDeviceKey()) { _ in
                 transport
@@ -524,15 +483,15 @@ final class Simulation: Sendable {
             challenge.raw("context", Self.contexts.randomElement()!)
             if let ttl { challenge.integer("ttl_seconds", Int64(ttl)) }
         }
-        let (status, text) = await idpRequest("POST", "/v1/tenants/\(setup.tenant)/challenges", body)
+        let (status, text) = await idp.idp("POST", "/v1/tenants/\(setup.account.tenant)/challenges", body)
         return Answer(status: status, text: text)
     }
 
     /// The challenge once it has left `pending`, by long polls.
     private func idpOutcome(of challengeID: String) async -> Answer {
         while true {
-            let (status, text) = await idpRequest(
-                "GET", "/v1/tenants/\(setup.tenant)/challenges/\(challengeID)?wait=30", "")
+            let (status, text) = await idp.idp(
+                "GET", "/v1/tenants/\(setup.account.tenant)/challenges/\(challengeID)?wait=30", "")
             let answer = Answer(status: status, text: text)
             if status != 200 || answer.json["status"]?.string != "pending" { return answer }
         }
@@ -550,8 +509,8 @@ final class Simulation: Sendable {
         let results = self.results
         let verifier = self.verifier
         let loop = self.loop
-        let keyID = setup.keyID
-        let secret = String(decoding: setup.secret, as: UTF8.self)
+        let keyID = setup.account.keyID
+        let secret = String(decoding: setup.account.secret, as: UTF8.self)
         let bound = DispatchSemaphore(value: 0)
         let outcome = UncheckedBox<String?>(nil)
         loop.execute {
@@ -616,7 +575,7 @@ final class Simulation: Sendable {
         }
         let ended = reports.flatMap(\.ended).count
         guard let delivered else {
-            say("  results: \(ended) sent to \(setup.verifierURL), not checked here")
+            say("  results: \(ended) sent to \(setup.account.verifierURL), not checked here")
             return good == reports.count
         }
         let valid = delivered.filter(\.signatureValid).count
@@ -624,35 +583,7 @@ final class Simulation: Sendable {
         return good == reports.count && delivered.count == ended && valid == ended
     }
 
-    // MARK: Requests
-
-    private func idpRequest(_ method: String, _ path: String, _ body: String) async -> (Int, String) {
-        let header = IdPSignature.header(
-            keyID: setup.keyID, key: hmacKey, time: Int64(Date().timeIntervalSince1970),
-            method: method, path: path, body: Array(body.utf8))
-        return await send(idp, method, path, body: body, headers: [(IdPSignature.field, header)])
-    }
-
-    /// A request on the loop; status 0 and the error's text when no response came.
-    private func send(
-        _ client: any HTTPClient, _ method: String, _ path: String, body: String = "", headers: HTTPHeaders = []
-    ) async -> (Int, String) {
-        var fields = headers
-        if !body.isEmpty { fields.append("content-type", "application/json") }
-        let request = fields
-        return await withCheckedContinuation { continuation in
-            loop.execute {
-                client.send(method: method, path: path, headers: request, body: Array(body.utf8)) { result in
-                    switch result {
-                    case .success(let response):
-                        continuation.resume(
-                            returning: (response.status, String(decoding: response.body, as: UTF8.self)))
-                    case .failure(let error): continuation.resume(returning: (0, "\(error)"))
-                    }
-                }
-            }
-        }
-    }
+    // MARK: The phones
 
     /// Follows the phone's prompts for the whole run; they go to the phone's mailbox.
     private func openStream(_ phone: SimulatedPhone) {

@@ -14,6 +14,6 @@ struct Approvald: AsyncParsableCommand {
             docs/openapi.yaml, every configuration option in Config/approvald.example.toml.
             """,
         version: BuildInfo.line,
-        subcommands: [Serve.self, Simulate.self, Verifier.self, Phone.self, DevCert.self, Bench.self],
+        subcommands: [Serve.self, Simulate.self, IdP.self, Phone.self, Verifier.self, DevCert.self, Bench.self],
         defaultSubcommand: Serve.self)
 }

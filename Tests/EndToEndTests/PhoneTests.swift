@@ -12,10 +12,11 @@ import Testing
 /// would never be seen to end.
 final class TerminalSession {
     let socket: String
-    let name = "phone"
+    let name: String
 
-    init(directory: URL, command: [String]) throws {
-        socket = directory.appendingPathComponent("tmux.sock").path
+    init(directory: URL, name: String = "phone", command: [String]) throws {
+        self.name = name
+        socket = directory.appendingPathComponent("tmux-\(name).sock").path
         let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let started = try tmux(["new-session", "-d", "-s", name, "-x", "160", "-y", "50", quoted])
         guard started.status == 0 else { throw TestFailure(description: "tmux: \(started.stderr)") }
@@ -103,6 +104,74 @@ final class TerminalSession {
         #expect(!FileManager.default.fileExists(atPath: file))
         let devices = try idp.call("GET", "/v1/tenants/contoso/users/kai@contoso.com/devices")
         #expect(devices.status == 200 && !devices.body.contains(deviceID))
+    }
+
+    /// The README's tour, beside a broker: the IdP tool in one terminal shows a QR code and its text, which the
+    /// terminal authenticator enrolls with; then a sign-in shows its number there, the person types it on the
+    /// phone in the other terminal, and the IdP's terminal tells that it was approved; a "not me" ends the next.
+    @Test func theToursTwoTerminalsEnrollThePhoneAndSignInByTheNumberShown() throws {
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig)
+        let idpTool = [
+            "--config", broker.directory.appendingPathComponent("approvald.toml").path, "--url", broker.h2cURL,
+        ]
+        let idpTerminal = try TerminalSession(
+            directory: broker.directory, name: "idp",
+            command: [approvaldBinary, "idp", "enroll", "lee@contoso.com", "--name", "Lee's terminal"] + idpTool)
+        #expect(idpTerminal.shows("waiting for the phone"), "\(idpTerminal.screen)")
+        #expect(
+            idpTerminal.screen.contains("\u{2588}\u{2588}\u{2588}\u{2588} \u{2584}\u{2584}\u{2584}\u{2584}\u{2584} "),
+            "a QR code's finder pattern")
+        let shown = try #require(
+            idpTerminal.screen.split(separator: "\n").compactMap { $0.firstRange(of: "approvald://") }.first.map {
+                range in idpTerminal.screen[range.lowerBound...].prefix { $0 != "'" }
+            })
+        let file = broker.directory.appendingPathComponent("phone/phone.json").path
+        let enrolled = try runCommand(
+            [approvaldBinary, "phone", "enroll", String(shown), "--credentials", file], timeout: 30)
+        #expect(enrolled.status == 0, "\(enrolled.stderr)")
+        #expect(idpTerminal.shows("enrolled: device dev_"), "\(idpTerminal.screen)")
+        #expect(eventuallyBlocking(timeout: 10) { idpTerminal.hasEnded })
+
+        let phone = try TerminalSession(
+            directory: broker.directory, command: [approvaldBinary, "phone", "--credentials", file])
+        #expect(phone.shows("waiting for sign-ins"), "\(phone.screen)")
+        let signIn = try TerminalSession(
+            directory: broker.directory, name: "sign-in",
+            command: [approvaldBinary, "idp", "sign-in", "lee@contoso.com", "--app", "Tour"] + idpTool)
+        #expect(signIn.shows("Tap "), "\(signIn.screen)")
+        let number = try #require(
+            signIn.screen.firstMatch(of: /the browser shows (\d+)\./).map { String($0.output.1) })
+        #expect(phone.shows("app:      Tour"), "\(phone.screen)")
+        try phone.type(number)
+        #expect(phone.shows("approved"), "\(phone.screen)")
+        #expect(signIn.shows("approved by dev_"), "\(signIn.screen)")
+
+        let notMe = try TerminalSession(
+            directory: broker.directory, name: "not-me",
+            command: [approvaldBinary, "idp", "sign-in", "lee@contoso.com", "--number", "7"] + idpTool)
+        #expect(notMe.shows("Tap 7"), "\(notMe.screen)")
+        #expect(phone.shows("Tap the number"), "\(phone.screen)")
+        try phone.type("n")
+        #expect(notMe.shows("denied (not_me)"), "\(notMe.screen)")
+    }
+
+    /// The IdP tool's unhappy ends: a user without a phone goes to the password, a wrong number or key id is
+    /// refused before anything is sent, and a broker that is not there is named.
+    @Test func theIdPToolSaysWhyASignInCannotStart() throws {
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig)
+        let config = broker.directory.appendingPathComponent("approvald.toml").path
+        func idp(_ arguments: [String], url: String? = nil) throws -> CommandResult {
+            try runCommand(
+                [approvaldBinary, "idp"] + arguments + ["--config", config, "--url", url ?? broker.h2cURL], timeout: 30)
+        }
+        let noPhone = try idp(["sign-in", "nobody@contoso.com"])
+        #expect(noPhone.status == 1 && noPhone.stdout.contains("password_fallback (no_device)"), "\(noPhone)")
+        let badNumber = try idp(["sign-in", "nobody@contoso.com", "--number", "100"])
+        #expect(badNumber.status != 0 && badNumber.stderr.contains("--number must be 0–99"))
+        let badKey = try idp(["enroll", "nobody@contoso.com", "--key-id", "nope"])
+        #expect(badKey.status != 0 && badKey.stderr.contains("no IdP client with key id nope"))
+        let gone = try idp(["enroll", "nobody@contoso.com"], url: "http://127.0.0.1:9")
+        #expect(gone.status != 0 && gone.stderr.contains("cannot reach the broker"), "\(gone)")
     }
 
     @Test func aPhoneThatIsNotEnrolledSaysSo() throws {

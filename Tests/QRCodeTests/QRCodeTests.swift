@@ -1,5 +1,6 @@
-// QR codes decode back to their text: the SVG rendered by librsvg (rsvg-convert) and read by zbar (zbarimg), both
-// independent of libqrencode, for texts of every length an activation URI takes.
+// QR codes decode back to their text: the SVG rendered by librsvg (rsvg-convert), and the terminal's text turned
+// into a bitmap here, read by zbar (zbarimg), both independent of libqrencode, for texts of every length an
+// activation URI takes.
 import Foundation
 import QRCode
 import TestSupport
@@ -32,6 +33,37 @@ import Testing
         #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
         #expect(svg.hasSuffix("</svg>"))
         #expect(try decoded(svg) == text)
+    }
+
+    /// The terminal's lines as a terminal shows them with light text on a dark background (a drawn half is light),
+    /// four pixels a module, in a plain bitmap (PBM, 1 is black) that zbar reads.
+    @Test(arguments: [
+        "x",
+        "approvald://enroll?v=1&url=http%3A%2F%2F127.0.0.1%3A8080&tenant=demo&code=AAAAAAAAAAAAAAAAAAAAAA",
+    ])
+    func theTerminalTextDecodesBackToItsText(text: String) throws {
+        let lines = QRCode.terminalText(try QRCode.modules(for: text)).split(separator: "\n").map(Array.init)
+        var rows: [[Bool]] = []  // true: dark
+        for line in lines {
+            rows.append(line.map { $0 == " " || $0 == "\u{2584}" })
+            rows.append(line.map { $0 == " " || $0 == "\u{2580}" })
+        }
+        let scale = 4
+        var pbm = "P1\n\(rows[0].count * scale) \(rows.count * scale)\n"
+        for row in rows {
+            let pixels = row.flatMap { Array(repeating: $0 ? "1" : "0", count: scale) }.joined(separator: " ")
+            pbm += String(repeating: pixels + "\n", count: scale)
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-qr-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let image = directory.appendingPathComponent("code.pbm").path
+        try pbm.write(toFile: image, atomically: true, encoding: .ascii)
+        let read = try runCommand(["zbarimg", "--quiet", "--raw", image], timeout: 30)
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout.trimmingCharacters(in: .newlines) == text)
+        // The quiet zone: the first two lines are light throughout.
+        #expect(lines[0].allSatisfy { $0 == "\u{2588}" } && lines[1].allSatisfy { $0 == "\u{2588}" })
     }
 
     @Test func theSquareHasItsFinderPatternsAndAQuietZone() throws {
