@@ -94,8 +94,9 @@ test: check sanitize
 
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
 # binary, then those again against the release binary, whose optimised code paths differ, and once more with the
-# release binary on the Redis store (a redis-server of each broker's own), then the deployment files against the
-# release binary (deploy/check), then the contract check on the release binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
+# release binary on the Redis store (a redis-server of each broker's own), then an app outside the repository that
+# depends on ApprovalKit by path (Tests/SDKPackage/run), then the deployment files against the release binary
+# (deploy/check), then the contract check on the release binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
 # in-process tests' async work of threads.
 check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
@@ -106,6 +107,7 @@ check: test-deps $(CONTRACT_VENV)/ready
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	APPROVALD_TEST_STORE=redis APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald \
 		$(SWIFT) test --skip-build --filter EndToEndTests
+	Tests/SDKPackage/run $(RELEASE_BIN_PATH)/approvald
 	$(CONTRACT_VENV)/bin/python deploy/check $(RELEASE_BIN_PATH)/approvald
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 	APPROVALD_CONTRACT_STORE=redis APPROVALD_CONTRACT_EXAMPLES=60 \
