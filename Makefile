@@ -12,7 +12,7 @@ TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-
 BENCH_PACKAGES := nghttp2-client valgrind util-linux linux-perf python3 sqlite3 bc faketime
 # What `approvald --version` and approvald_build_info say: the release, and the commit built (docker/Dockerfile passes
 # COMMIT, having no .git).
-VERSION ?= 0.20.0
+VERSION ?= 0.21.0
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 BUILD_INFO := Sources/CBuildInfo/generated/build_info.h
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

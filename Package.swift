@@ -95,15 +95,17 @@ let package = Package(
                 "Core", "Store", "Redis", "EventLoop", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ], resources: [.embedInCode("functions.lua")], swiftSettings: [withoutExclusivityChecks]),
-        // QR codes as SVG documents, for activation codes.
+        // QR codes as SVG documents and terminal text, for activation codes.
         .target(name: "QRCode", dependencies: ["CQREncode"]),
+        // The OpenID provider's protocol, apart from HTTP and storage: its settings, signing keys as JWKs, discovery.
+        .target(name: "OIDC", dependencies: ["Crypto", "JSONText"]),
         // The API: routes, authentication, the commit pipeline, fan-out to streams and long polls, the forwarder,
         // the push relay, metrics.
         .target(
             name: "Service",
             dependencies: [
-                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "JSONText", "QRCode", "CBuildInfo",
-                "Locking",
+                "EventLoop", "HTTP", "Crypto", "Protocol", "Core", "Store", "JSONText", "QRCode", "OIDC",
+                "CBuildInfo", "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -112,7 +114,7 @@ let package = Package(
         .target(
             name: "Broker",
             dependencies: [
-                "Service", "EventLoop", "HTTP", "Core", "Store", "Redis", "RedisStore", "JSONText",
+                "Service", "EventLoop", "HTTP", "Core", "Store", "Redis", "RedisStore", "JSONText", "OIDC", "Crypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
@@ -127,7 +129,7 @@ let package = Package(
         .target(
             name: "Tools",
             dependencies: [
-                "Broker", "ApprovalKit", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "Locking",
+                "Broker", "ApprovalKit", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "QRCode", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -163,6 +165,7 @@ let package = Package(
             name: "BrokerTests", dependencies: ["Broker", "Service", "HTTP", "Crypto", "RedisStore", "TestSupport"]),
         .testTarget(name: "ApprovalKitTests", dependencies: ["ApprovalKit", "Crypto", "JSONText", "Locking"]),
         .testTarget(name: "ProtocolTests", dependencies: ["Protocol", "Crypto", "JSONText"]),
+        .testTarget(name: "OIDCTests", dependencies: ["OIDC", "Crypto", "JSONText", "TestSupport"]),
         .testTarget(
             name: "RedisTests",
             dependencies: [

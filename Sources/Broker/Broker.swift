@@ -5,6 +5,7 @@ import EventLoop
 import Foundation
 import HTTP
 import Logging
+import OIDC
 import RedisStore
 import Service
 import Store
@@ -39,6 +40,11 @@ public final class Broker: @unchecked Sendable {
         }
         // Access lines are at info: a level above it leaves them out, as it would any info line.
         application.attach(to: server)
+        if let oidc = configuration.oidc {
+            application.oidc = OIDCProvider(
+                settings: oidc,
+                keys: try Self.signingKeys(oidc, dataDirectory: configuration.dataDirectory, logger: logger))
+        }
         if configuration.accessLog && configuration.logLevel <= .info {
             application.enableAccessLog(format: configuration.logFormat, instanceID: configuration.redis?.instanceID)
         }

@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import HTTP
 import Logging
+import OIDC
 import Redis
 import RedisStore
 import Service
@@ -56,6 +57,8 @@ public struct Configuration: Sendable {
     public var idpClients: [IdPClient] = []
     /// Policies from the file, by tenant; a policy stored through the API wins over them.
     public var tenantPolicies: [String: TenantPolicy] = [:]
+    /// `[oidc]`: approvald as an OpenID provider; nil when not configured.
+    public var oidc: OIDCSettings?
 
     public init() {}
 
@@ -133,6 +136,7 @@ public struct Configuration: Sendable {
         }
 
         try readStore(try root.table("store"))
+        try readOIDC(try root.table("oidc"))
 
         let log = try root.table("log")
         if let level = try log.string("level") {

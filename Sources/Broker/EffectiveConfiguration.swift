@@ -92,6 +92,7 @@ extension Configuration {
             toml.key("users", .strings(policy.users.sorted()))
             for (key, field) in Self.policyIntegers { toml.key(key, .integer(policy[keyPath: field])) }
         }
+        writeOIDC(into: &toml)
         return toml.text
     }
 }

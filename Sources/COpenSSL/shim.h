@@ -36,6 +36,14 @@ enum { approvald_TLS1_2_VERSION = TLS1_2_VERSION };
 static inline EVP_PKEY *approvald_generate_p256_key(void) {
     return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 }
+/// `EVP_RSA_gen` is a variadic macro.
+static inline EVP_PKEY *approvald_generate_rsa_key(unsigned int bits) {
+    return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+}
+/// `BN_num_bytes` is a macro.
+static inline int approvald_BN_num_bytes(const BIGNUM *number) {
+    return BN_num_bytes(number);
+}
 /// Options every context gets: no TLS compression (CRIME), no renegotiation.
 static inline void approvald_SSL_CTX_harden(SSL_CTX *ctx) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);

@@ -1,5 +1,5 @@
 // RSA private keys for RS256 (RSASSA-PKCS1-v1_5 with SHA-256), such as a Google service account's, which signs the
-// assertion exchanged for an FCM access token.
+// assertion exchanged for an FCM access token, or an OpenID provider's, which signs ID tokens.
 import COpenSSL
 
 public final class RSAPrivateKey: @unchecked Sendable {
@@ -23,7 +23,36 @@ public final class RSAPrivateKey: @unchecked Sendable {
         key = parsed
     }
 
+    /// A new key of `bits` bits from OpenSSL's CSPRNG.
+    public init(generatingBits bits: Int = 2048) throws {
+        guard bits >= 2048, let generated = approvald_generate_rsa_key(UInt32(bits)) else {
+            throw CryptoError.library("RSA key generation: \(CryptoError.drainOpenSSLErrors())")
+        }
+        key = generated
+    }
+
     deinit { EVP_PKEY_free(key) }
+
+    /// The key as PKCS#8 PEM.
+    public var pem: String {
+        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+        defer { BIO_free(bio) }
+        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { return "" }
+        return readAll(bio)
+    }
+
+    /// The public modulus and exponent, big-endian without leading zeros: a JWK's `n` and `e`.
+    public var publicNumbers: (modulus: [UInt8], exponent: [UInt8]) {
+        func number(_ name: String) -> [UInt8] {
+            var value: OpaquePointer? = nil
+            guard EVP_PKEY_get_bn_param(key, name, &value) == 1, let value else { return [] }
+            defer { BN_free(value) }
+            var bytes = [UInt8](repeating: 0, count: Int(approvald_BN_num_bytes(value)))
+            _ = bytes.withUnsafeMutableBufferPointer { BN_bn2bin(value, $0.baseAddress) }
+            return bytes
+        }
+        return (number("n"), number("e"))
+    }
 
     /// The RS256 signature of `message`.
     public func signatureRS256<Message: ContiguousBytesView>(for message: Message) throws -> [UInt8] {

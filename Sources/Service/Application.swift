@@ -14,6 +14,8 @@ public final class Application: @unchecked Sendable {
     private var connectionCount: (HTTPProtocol) -> Int = { _ in 0 }
     /// The broker's API; nil until recovery has finished.
     private(set) var service: ApprovalService?
+    /// The OpenID provider, when `[oidc]` is configured; set before the server starts.
+    public var oidc: OIDCProvider?
 
     // Fixed answers, made once: probes come often.
     private static let healthy = HTTPResponse.text(200, "ok\n")
@@ -68,6 +70,7 @@ public final class Application: @unchecked Sendable {
             guard allowGet(request, responder) else { return }
             responder.respond(metricsResponse())
         default:
+            if oidc?.handle(request, responder) == true { return }
             if service?.handle(request, responder) == true { return }
             if service == nil && request.pathOnly.hasPrefix("/v1/") {
                 responder.respond(Problem.unavailable("the broker is recovering its state").response)
