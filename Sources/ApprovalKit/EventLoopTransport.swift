@@ -58,11 +58,13 @@ public final class EventLoopTransport: ApprovalTransport, @unchecked Sendable {
         if ownsLoop { _ = loopEnded.wait(timeout: .now() + 2) }
     }
 
+    /// The closure holds the loop weakly: queued on a shared loop that has already stopped (a transport released
+    /// after its process's loop ended), it would otherwise keep the loop, and the loop it, alive for good.
     private func scheduleClose() {
-        let (loop, ownsLoop, connection) = (self.loop, self.ownsLoop, self.connection)
-        loop.execute {
+        let (ownsLoop, connection) = (self.ownsLoop, self.connection)
+        loop.execute { [weak loop] in
             connection.close()
-            if ownsLoop { loop.stop() }
+            if ownsLoop { loop?.stop() }
         }
     }
 
