@@ -92,6 +92,14 @@ public struct OIDCSigningKey: Sendable {
         }
     }
 
+    /// The private key's own bytes (its PKCS#8 PEM), from which keys for other purposes are derived.
+    var secretMaterial: [UInt8] {
+        switch key {
+        case .rsa(let rsa): Array(rsa.pem.utf8)
+        case .p256(let p256): Array(p256.pem.utf8)
+        }
+    }
+
     /// A compact JWS of `claimsJSON`, its header naming the algorithm and this key.
     public func sign(claimsJSON: String) throws -> String {
         let header = JSONWriter.object { header in
