@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // System libraries, found through pkg-config; macros the importer cannot see are static inline shims.
@@ -109,7 +110,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ], swiftSettings: [withoutExclusivityChecks]),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            // The OpenID provider's pages, embedded: the binary needs no file beside it.
+            resources: [.embedInCode("Pages/error.mustache"), .embedInCode("Pages/formpost.mustache")],
+            swiftSettings: [withoutExclusivityChecks]),
         // The composition root: the configuration (TOML and environment) and the broker it makes and runs.
         .target(
             name: "Broker",
