@@ -194,6 +194,7 @@ if Context.environment["APPROVALD_FUZZ"] == "1" {
         ("FuzzConfiguration", ["Broker"]),
         ("FuzzH2Server", ["FuzzServer"]),
         ("FuzzHTTP1Server", ["FuzzServer"]),
+        ("FuzzOIDCRequests", ["OIDC"]),
     ]
     package.targets.append(.target(name: "CFuzzer", path: "Tests/Fuzz/CFuzzer"))
     package.targets.append(.target(name: "FuzzSupport", dependencies: ["CFuzzer"], path: "Tests/Fuzz/FuzzSupport"))

@@ -1,5 +1,6 @@
 // The approvald command line: serve, simulate, verifier, dev-cert, bench.
 import ArgumentParser
+import Crypto
 import Service
 import Tools
 
@@ -16,4 +17,9 @@ struct Approvald: AsyncParsableCommand {
         version: BuildInfo.line,
         subcommands: [Serve.self, Simulate.self, IdP.self, Phone.self, Verifier.self, DevCert.self, Bench.self],
         defaultSubcommand: Serve.self)
+
+    static func main() async {
+        OpenSSLLifetime.keepStateUntilExit()
+        await main(nil)
+    }
 }

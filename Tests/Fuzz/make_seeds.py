@@ -63,6 +63,23 @@ write("FuzzEventStream", "events", b"\x06" + (
     "event: resolved\ndata: {\"challenge_id\":\"ch_1\",\"outcome\":\"approved\"}\n\n").encode())
 write("FuzzEventStream", "unterminated", b"\x00event: challenge\ndata: {\"a\":")
 
+# The OpenID provider's requests: an even first byte, an authorization request's query; an odd one, a token
+# request's Authorization header, a newline and its form.
+for index, query in enumerate([
+    "client_id=webapp&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&response_type=code&scope=openid+profile"
+    "&state=s&nonce=n&login_hint=alice%40contoso.com",
+    "client_id=spa&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&response_type=code&scope=openid"
+    "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    "client_id=entra&redirect_uri=https%3A%2F%2Flogin.example.net%2Ffederation&response_type=id_token"
+    "&response_mode=form_post&scope=openid&nonce=n&id_token_hint=a.b.c&claims=%7B%22id_token%22%3A%7B%22amr%22%3A"
+    "%7B%22values%22%3A%5B%22hwk%22%5D%7D%7D%7D",
+]):
+    write("FuzzOIDCRequests", f"authorize-{index}", b"\x00" + query.encode())
+write("FuzzOIDCRequests", "token-basic", b"\x01Basic d2ViYXBwOmEgY2xpZW50IHNlY3JldCBvZiBhdCBsZWFzdCB0aGlydHktdHdvIGJ5dGVz\n"
+      b"grant_type=authorization_code&code=c&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb")
+write("FuzzOIDCRequests", "token-public", b"\x01\ngrant_type=authorization_code&code=c&client_id=spa"
+      b"&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+
 # TOML, a NUL, environment overrides.
 example = (ROOT.parent.parent.parent / "Config" / "approvald.example.toml").read_text()
 write("FuzzConfiguration", "example", example + "\0APPROVALD_HTTP2_IDLE_TIMEOUT_SECONDS=7.5\nAPPROVALD_LOG_LEVEL=debug\n")
