@@ -209,10 +209,22 @@ func activationValue(_ uri: String, _ name: String) -> String? {
             kill(first.process.processIdentifier, SIGKILL)
             first.process.waitUntilExit()
         }
-        let second = try ApprovaldProcess(extraConfig: brokerConfig, dataDirectory: data)
-        let completed = try send(second, "POST", "/v1/enroll", body: try EnrollingPhone().body(code: code), headers: [])
-        #expect(completed.status == 201, "\(completed.body)")
-        let status = try IdP(broker: second).call("GET", "/v1/tenants/contoso/enrollments/\(enrollmentID)")
-        #expect(status.json["status"] as? String == "completed")
+        // Killed again as soon as the completion is answered: a phone whose answer was lost retries with the same
+        // code and key, and gets the same device from the next start.
+        let phone = try EnrollingPhone()
+        let deviceID: String
+        do {
+            let second = try ApprovaldProcess(extraConfig: brokerConfig, dataDirectory: data)
+            let completed = try send(second, "POST", "/v1/enroll", body: try phone.body(code: code), headers: [])
+            #expect(completed.status == 201, "\(completed.body)")
+            deviceID = try #require(completed.json["device_id"] as? String)
+            kill(second.process.processIdentifier, SIGKILL)
+            second.process.waitUntilExit()
+        }
+        let third = try ApprovaldProcess(extraConfig: brokerConfig, dataDirectory: data)
+        let retried = try send(third, "POST", "/v1/enroll", body: try phone.body(code: code), headers: [])
+        #expect(retried.status == 200 && retried.json["device_id"] as? String == deviceID, "\(retried.body)")
+        let status = try IdP(broker: third).call("GET", "/v1/tenants/contoso/enrollments/\(enrollmentID)")
+        #expect(status.json["status"] as? String == "completed" && status.json["device_id"] as? String == deviceID)
     }
 }
