@@ -2,29 +2,42 @@
 // sign-in, see its context and its numbers, type a wrong entry and then the number the browser shows; the IdP sees
 // the approval by the enrolled device. Then "turn off phone sign-in".
 import Foundation
+import Glibc
 import TestSupport
 import Testing
 
-/// A tmux session of its own on a socket of its own, killed at the end.
+/// A tmux session of its own on a socket of its own, in a directory of its own, killed at the end.
 ///
 /// tmux runs under bash with every descriptor but the standard three closed: the tmux server a first command starts
 /// would otherwise keep the descriptor by which Foundation's Process learns that its child ended, and the command
-/// would never be seen to end.
+/// would never be seen to end. The server is ended by its process id as well as by its socket, so that it goes
+/// even when the socket has gone first.
 final class TerminalSession {
     let socket: String
     let name: String
+    private let directory: URL
+    private var serverPID: pid_t = 0
 
-    init(directory: URL, name: String = "phone", command: [String]) throws {
+    init(name: String = "phone", command: [String]) throws {
         self.name = name
-        socket = directory.appendingPathComponent("tmux-\(name).sock").path
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-tmux-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        socket = directory.appendingPathComponent("tmux.sock").path
         let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
         let started = try tmux(["new-session", "-d", "-s", name, "-x", "160", "-y", "50", quoted])
         guard started.status == 0 else { throw TestFailure(description: "tmux: \(started.stderr)") }
+        serverPID =
+            pid_t(try tmux(["display-message", "-p", "#{pid}"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            ?? 0
         // The screen stays readable after the program ends.
         _ = try tmux(["set-option", "-t", name, "remain-on-exit", "on"])
     }
 
-    deinit { _ = try? tmux(["kill-server"]) }
+    deinit {
+        _ = try? tmux(["kill-server"])
+        if serverPID > 0 { kill(serverPID, SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
 
     private func tmux(_ arguments: [String]) throws -> CommandResult {
         let closingInherited =
@@ -73,7 +86,7 @@ final class TerminalSession {
         #expect(again.status != 0 && again.stderr.contains("holds a phone already"))
 
         let terminal = try TerminalSession(
-            directory: broker.directory, command: [approvaldBinary, "phone", "--credentials", file, "--once"])
+            command: [approvaldBinary, "phone", "--credentials", file, "--once"])
         #expect(terminal.shows("waiting for sign-ins"), "\(terminal.screen)")
         let signIn = try idp.call(
             "POST", "/v1/tenants/contoso/challenges",
@@ -115,7 +128,7 @@ final class TerminalSession {
             "--config", broker.directory.appendingPathComponent("approvald.toml").path, "--url", broker.h2cURL,
         ]
         let idpTerminal = try TerminalSession(
-            directory: broker.directory, name: "idp",
+            name: "idp",
             command: [approvaldBinary, "idp", "enroll", "lee@contoso.com", "--name", "Lee's terminal"] + idpTool)
         #expect(idpTerminal.shows("waiting for the phone"), "\(idpTerminal.screen)")
         #expect(
@@ -133,10 +146,10 @@ final class TerminalSession {
         #expect(eventuallyBlocking(timeout: 10) { idpTerminal.hasEnded })
 
         let phone = try TerminalSession(
-            directory: broker.directory, command: [approvaldBinary, "phone", "--credentials", file])
+            command: [approvaldBinary, "phone", "--credentials", file])
         #expect(phone.shows("waiting for sign-ins"), "\(phone.screen)")
         let signIn = try TerminalSession(
-            directory: broker.directory, name: "sign-in",
+            name: "sign-in",
             command: [approvaldBinary, "idp", "sign-in", "lee@contoso.com", "--app", "Tour"] + idpTool)
         #expect(signIn.shows("Tap "), "\(signIn.screen)")
         let number = try #require(
@@ -147,7 +160,7 @@ final class TerminalSession {
         #expect(signIn.shows("approved by dev_"), "\(signIn.screen)")
 
         let notMe = try TerminalSession(
-            directory: broker.directory, name: "not-me",
+            name: "not-me",
             command: [approvaldBinary, "idp", "sign-in", "lee@contoso.com", "--number", "7"] + idpTool)
         #expect(notMe.shows("Tap 7"), "\(notMe.screen)")
         #expect(phone.shows("Tap the number"), "\(phone.screen)")
