@@ -2,6 +2,7 @@
 // from the query or the form, each parameter at most once and bounded, and checked against the client's
 // registration. What cannot be trusted to go back to the client (an unknown client, a redirect URI not registered
 // for it) is shown to the browser instead; every other refusal goes back to the redirect URI with `error`.
+import Crypto
 import JSONText
 
 /// A checked authorization request.
@@ -155,17 +156,9 @@ extension AuthorizationRequest {
             claims: claims)
     }
 
-    /// 43 base64url characters: an S256 challenge (RFC 7636 §4.2).
+    /// The base64url of a SHA-256, without padding: an S256 challenge (RFC 7636 §4.2).
     static func isCodeChallenge(_ text: String) -> Bool {
-        text.utf8.count == 43
-            && text.utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
-                    true
-                default: false
-                }
-            }
+        text.utf8.count == 43 && Base64URL.decode(text)?.count == SHA256.byteCount
     }
 
     /// The ID token's `acr` and `amr` values of a claims request; nil when it is not a JSON object of objects.

@@ -17,7 +17,8 @@ public enum FormEncoding {
         return pairs
     }
 
-    private static func decoded(_ part: Substring) -> String? {
+    /// One name or value: `+` a space, percent-escapes decoded; nil when an escape is malformed or not UTF-8.
+    static func decoded(_ part: Substring) -> String? {
         let spaced = part.replacingOccurrences(of: "+", with: " ")
         return spaced.contains("%") ? spaced.removingPercentEncoding : spaced
     }

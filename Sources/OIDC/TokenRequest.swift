@@ -108,10 +108,8 @@ extension TokenRequest {
             let decoded = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
             let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":")
         else { return nil }
-        func formDecoded(_ part: Substring) -> String? {
-            part.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-        }
-        guard let id = formDecoded(text[..<colon]), let secret = formDecoded(text[text.index(after: colon)...])
+        guard let id = FormEncoding.decoded(text[..<colon]),
+            let secret = FormEncoding.decoded(text[text.index(after: colon)...])
         else { return nil }
         return (id, secret)
     }

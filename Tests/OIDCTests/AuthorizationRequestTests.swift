@@ -106,6 +106,9 @@ import Testing
         #expect(
             error(spa + [("code_challenge", Self.challenge), ("code_challenge_method", "plain")]) == "invalid_request")
         #expect(error(spa + [("code_challenge", "short"), ("code_challenge_method", "S256")]) == "invalid_request")
+        let notBase64URL = String(Self.challenge.dropLast()) + "!"
+        #expect(
+            error(spa + [("code_challenge", notBase64URL), ("code_challenge_method", "S256")]) == "invalid_request")
         #expect(error(spa + [("code_challenge_method", "S256")]) == "invalid_request")
         let request = try parse(spa + [("code_challenge", Self.challenge), ("code_challenge_method", "S256")])
         #expect(request.codeChallenge == Self.challenge)

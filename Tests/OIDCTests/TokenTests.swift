@@ -59,6 +59,8 @@ import Testing
         #expect(refusal(Self.form + [("client_id", "web app")])?.error == "invalid_client")
         #expect(refusal(Self.form + [("client_id", "nobody")])?.status == 401)
         #expect(refusal(Self.form, "Bearer x")?.error == "invalid_client")
+        let malformed = "Basic " + Data("web%ZZapp:\(Self.secret)".utf8).base64EncodedString()
+        #expect(refusal(Self.form, malformed)?.status == 401, "a malformed escape in the credentials")
         #expect(
             refusal(Self.form + [("client_id", "spa")], Self.basic("web app", Self.secret))?.error == "invalid_request")
     }
