@@ -101,7 +101,8 @@ final class TerminalSession {
         // 42 drawn large: its "4" and "2" glyphs' middle row side by side.
         #expect(screen.contains("### ###"))
 
-        try terminal.type("7")
+        // Choices are 0–99: 100 is never one of them, so it is asked for again rather than sent.
+        try terminal.type("100")
         #expect(terminal.shows("type one of"), "\(terminal.screen)")
         try terminal.type("42")
         #expect(terminal.shows("approved"), "\(terminal.screen)")
