@@ -113,7 +113,11 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
             ],
             // The OpenID provider's pages, embedded: the binary needs no file beside it.
-            resources: [.embedInCode("Pages/error.mustache"), .embedInCode("Pages/formpost.mustache")],
+            resources: [
+                .embedInCode("Pages/head.mustache"), .embedInCode("Pages/error.mustache"),
+                .embedInCode("Pages/formpost.mustache"), .embedInCode("Pages/name.mustache"),
+                .embedInCode("Pages/number.mustache"),
+            ],
             swiftSettings: [withoutExclusivityChecks]),
         // The composition root: the configuration (TOML and environment) and the broker it makes and runs.
         .target(

@@ -136,6 +136,15 @@ public struct Resolution: Equatable, Sendable {
     }
 }
 
+/// Where a challenge's result goes.
+public enum ResultChannel: Equatable, Sendable {
+    /// To the IdP's verifier, through the outbox (API.md, "Callbacks to the verifier").
+    case verifier
+    /// To the browser of an OpenID Connect sign-in, which follows the challenge and returns to its client with an
+    /// authorization code; that code is redeemed once, which `codeRedeemed` records.
+    case browser(codeRedeemed: Bool)
+}
+
 public struct Challenge: Equatable, Sendable {
     /// `ch_` and 22 base64url characters (see `PartitionedID`).
     public let id: String
@@ -152,10 +161,12 @@ public struct Challenge: Equatable, Sendable {
     /// The create's W3C `traceparent` (`TraceContext`), sent again with the result. Not part of the request: a
     /// retry of the create carries a span of its own, and is still the same request.
     public let traceparent: String?
+    public internal(set) var channel: ResultChannel
 
     public init(
         id: String, tenantID: String, request: ChallengeRequest, choices: [Int], devices: [String],
-        createdAt: UnixMillis, expiresAt: UnixMillis, resolution: Resolution? = nil, traceparent: String? = nil
+        createdAt: UnixMillis, expiresAt: UnixMillis, resolution: Resolution? = nil, traceparent: String? = nil,
+        channel: ResultChannel = .verifier
     ) {
         self.id = id
         self.tenantID = tenantID
@@ -166,6 +177,7 @@ public struct Challenge: Equatable, Sendable {
         self.expiresAt = expiresAt
         self.resolution = resolution
         self.traceparent = traceparent
+        self.channel = channel
     }
 
     public var status: ChallengeStatus { resolution?.status ?? .pending }

@@ -122,8 +122,8 @@ public enum Rules {
     /// - Parameter requestHeldBy: the user whose aggregate remembers `request_id` now, if any (the store's index,
     ///   which is in step with the aggregates).
     public static func create<Random: RandomNumberGenerator>(
-        _ request: ChallengeRequest, traceparent: String? = nil, policy: TenantPolicy, requestHeldBy: UserKey?,
-        user: UserState, now: UnixMillis, random: inout Random
+        _ request: ChallengeRequest, traceparent: String? = nil, channel: ResultChannel = .verifier,
+        policy: TenantPolicy, requestHeldBy: UserKey?, user: UserState, now: UnixMillis, random: inout Random
     ) throws(CoreError) -> Transition<CreateOutcome> {
         try Validate.tenantID(user.key.tenantID)
         try request.validate()
@@ -169,7 +169,7 @@ public enum Rules {
             request: request,
             choices: makeChoices(correct: request.number, count: policy.choices, using: &random),
             devices: devices.map(\.id),
-            createdAt: now, expiresAt: now + ttl, traceparent: traceparent)
+            createdAt: now, expiresAt: now + ttl, traceparent: traceparent, channel: channel)
         work.state.pending.append(challenge)
         work.state.recentCreations.append(now)
         work.changes.append(.challengeSaved(challenge))
@@ -208,6 +208,25 @@ public enum Rules {
             }
         }
         guard let challenge = work.state.challenge(challengeID) else { throw CoreError(.notFound, "no such challenge") }
+        return work.finish(challenge)
+    }
+
+    /// An OpenID Connect authorization code for the challenge is redeemed: the first redemption, on any instance,
+    /// commits; every later one is refused. Only an approved challenge of a browser's sign-in has a code, and only
+    /// while the device that approved it is still the user's.
+    public static func redeemCode(for challengeID: String, user: UserState) throws(CoreError) -> Transition<Challenge> {
+        guard let ended = user.ended.firstIndex(where: { $0.challenge.id == challengeID }) else {
+            throw CoreError(.notFound, "no such approved sign-in")
+        }
+        var challenge = user.ended[ended].challenge
+        guard case .browser(let redeemed) = challenge.channel, let resolution = challenge.resolution,
+            resolution.status == .approved, let device = resolution.device, user.device(device) != nil
+        else { throw CoreError(.notFound, "no such approved sign-in") }
+        guard !redeemed else { throw CoreError(.alreadyResolved, "the code was redeemed already") }
+        challenge.channel = .browser(codeRedeemed: true)
+        var work = Work(user)
+        work.state.ended[ended] = EndedChallenge(challenge)
+        work.changes.append(.challengeSaved(challenge))
         return work.finish(challenge)
     }
 
@@ -319,7 +338,7 @@ public enum Rules {
         }
         work.state.queue.removeAll { $0.challengeID == challenge.id }
         work.changes.append(.challengeSaved(challenge))
-        work.changes.append(.resultDue(challenge))
+        if challenge.channel == .verifier { work.changes.append(.resultDue(challenge)) }
         work.deliveries.append(.ended(challenge))
         return challenge
     }

@@ -11,6 +11,8 @@ public struct FlowSeal: Sendable {
         case flow = "approvald-oidc-flow-v1"
         /// An authorization code.
         case code = "approvald-oidc-code-v1"
+        /// An access token, for the userinfo endpoint.
+        case accessToken = "approvald-oidc-access-v1"
     }
 
     private let key: [UInt8]

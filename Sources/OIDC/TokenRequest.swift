@@ -27,6 +27,15 @@ public struct TokenRefusal: Error, Sendable, Equatable {
         self.basic = basic
     }
 
+    public static func invalidRequest(_ description: String) -> TokenRefusal {
+        TokenRefusal("invalid_request", description)
+    }
+
+    /// The code is not one this client may redeem (RFC 6749 §5.2).
+    public static func invalidGrant(_ description: String) -> TokenRefusal {
+        TokenRefusal("invalid_grant", description)
+    }
+
     /// The JSON body.
     public var body: String {
         JSONWriter.object { body in

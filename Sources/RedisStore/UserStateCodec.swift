@@ -26,21 +26,32 @@ enum UserStateCodec {
         /// As `endedApart`, with the user's enrollments at the end. Written only for a state that holds one, so that
         /// 0.19 instances, which read at most format 3, read every other user's state through a rollout.
         case enrollments = 4
+        /// As `enrollments`, and each challenge starts with where its result goes (`ResultChannel.storedCode`).
+        /// Written only for a state with a pending challenge of an OpenID Connect sign-in, which 0.20 instances do
+        /// not serve.
+        case channels = 5
 
         var hasTraceparents: Bool { self != .original }
         var holdsEnded: Bool { self == .original || self == .traceparents }
+        var hasEnrollments: Bool { self == .enrollments || self == .channels }
+        var hasChannels: Bool { self == .channels }
     }
 
     /// The format other instances must read before this one writes ended challenges apart, which it tells them
     /// (PartitionLeases): 3, whatever newer formats it reads.
     static let newest = Format.endedApart
 
-    /// The state in format 3, or 4 when it holds enrollments, without its ended challenges (each is written with
-    /// `encode(ended:)`).
+    /// The state in format 3, 4 when it holds enrollments, or 5 when a pending challenge's result goes elsewhere
+    /// than the verifier, without its ended challenges (each is written with `encode(ended:)`).
     static func encode(_ state: UserState) -> [UInt8] {
         var out = BinaryWriter()
         out.bytes.reserveCapacity(256)
-        let format = state.enrollments.isEmpty ? Format.endedApart : .enrollments
+        let format: Format =
+            if state.pending.contains(where: { $0.channel != .verifier }) {
+                .channels
+            } else {
+                state.enrollments.isEmpty ? .endedApart : .enrollments
+            }
         out.byte(format.rawValue)
         out.optionalTime(state.lockedUntil)
         out.count(state.devices.count)
@@ -60,7 +71,7 @@ enum UserStateCodec {
         }
         out.count(state.recentCreations.count)
         for at in state.recentCreations { out.time(at) }
-        if format == .enrollments {
+        if format.hasEnrollments {
             out.count(state.enrollments.count)
             for enrollment in state.enrollments { out.enrollment(enrollment) }
         }
@@ -89,7 +100,7 @@ enum UserStateCodec {
         }
         let recentCreations = try input.list { reader throws(StoreError) in try reader.time() }
         let enrollments =
-            format == .enrollments
+            format.hasEnrollments
             ? try input.list { reader throws(StoreError) in try reader.enrollment(of: key) } : []
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }
         var state = UserState(
@@ -99,19 +110,22 @@ enum UserStateCodec {
         return state
     }
 
-    /// An ended challenge's record: format 1 (of records), then the challenge without its proof.
+    /// An ended challenge's record: format 1 (of records), then the challenge without its proof; format 2, read
+    /// by 0.21 and later, when its result went elsewhere than the verifier: its channel first.
     static func encode(ended challenge: Challenge) -> [UInt8] {
         precondition(challenge.resolution != nil, "a record of an ended challenge")
         var out = BinaryWriter()
-        out.byte(1)
-        out.challenge(challenge, .original, keepingProof: false)
+        let withChannel = challenge.channel != .verifier
+        out.byte(withChannel ? 2 : 1)
+        out.challenge(challenge, .original, keepingProof: false, withChannel: withChannel)
         return out.bytes
     }
 
     static func decode(ended bytes: ArraySlice<UInt8>, of key: UserKey) throws(StoreError) -> Challenge {
         var input = BinaryReader(bytes: bytes, subject: "a record of an ended challenge of \(key)")
-        guard try input.byte() == 1 else { throw input.damaged("an unknown format") }
-        let challenge = try input.challenge(of: key, .original)
+        let format = try input.byte()
+        guard format == 1 || format == 2 else { throw input.damaged("an unknown format") }
+        let challenge = try input.challenge(of: key, .original, withChannel: format == 2)
         guard challenge.resolution != nil else { throw input.damaged("a challenge that has not ended") }
         guard input.isAtEnd else { throw input.damaged("bytes after the end") }
         return challenge
@@ -158,8 +172,12 @@ extension BinaryWriter {
         string(request.context.json)
     }
 
-    /// `keepingProof` false: an empty signature and no traceparent (see the top of the file).
-    mutating func challenge(_ challenge: Challenge, _ format: UserStateCodec.Format, keepingProof: Bool = true) {
+    /// `keepingProof` false: an empty signature and no traceparent (see the top of the file). `withChannel`: the
+    /// format has the challenge's channel (by default, the state's format says).
+    mutating func challenge(
+        _ challenge: Challenge, _ format: UserStateCodec.Format, keepingProof: Bool = true, withChannel: Bool? = nil
+    ) {
+        if withChannel ?? format.hasChannels { number(challenge.channel.storedCode) }
         if format.hasTraceparents { optionalString(keepingProof ? challenge.traceparent : nil) }
         string(challenge.id)
         request(challenge.request)
@@ -231,7 +249,14 @@ extension BinaryReader {
             context: ChallengeContext(canonicalJSON: try string()))
     }
 
-    mutating func challenge(of key: UserKey, _ format: UserStateCodec.Format) throws(StoreError) -> Challenge {
+    mutating func challenge(
+        of key: UserKey, _ format: UserStateCodec.Format, withChannel: Bool? = nil
+    ) throws(StoreError) -> Challenge {
+        var channel = ResultChannel.verifier
+        if withChannel ?? format.hasChannels {
+            guard let stored = ResultChannel(storedCode: try number()) else { throw damaged("an unknown channel") }
+            channel = stored
+        }
         let traceparent = format.hasTraceparents ? try optionalString() : nil
         let id = try string()
         let request = try request()
@@ -261,6 +286,7 @@ extension BinaryReader {
         }
         return Challenge(
             id: id, tenantID: key.tenantID, request: request, choices: choices, devices: devices,
-            createdAt: createdAt, expiresAt: expiresAt, resolution: resolution, traceparent: traceparent)
+            createdAt: createdAt, expiresAt: expiresAt, resolution: resolution, traceparent: traceparent,
+            channel: channel)
     }
 }

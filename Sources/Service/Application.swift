@@ -70,7 +70,7 @@ public final class Application: @unchecked Sendable {
             guard allowGet(request, responder) else { return }
             responder.respond(metricsResponse())
         default:
-            if oidc?.handle(request, responder) == true { return }
+            if oidc?.handle(request, responder, service: service) == true { return }
             if service?.handle(request, responder) == true { return }
             if service == nil && request.pathOnly.hasPrefix("/v1/") {
                 responder.respond(Problem.unavailable("the broker is recovering its state").response)
@@ -112,6 +112,7 @@ public final class Application: @unchecked Sendable {
         writer.family("approvald_http_requests_total", .counter, help: "HTTP responses sent, by status code.")
         responsesByStatus.write("approvald_http_requests_total", to: &writer)
         for source in service?.metricsSources ?? [] { source.writeMetrics(to: &writer) }
+        oidc?.writeMetrics(to: &writer)
         writer.family("approvald_http_connections", .gauge, help: "Open HTTP connections, by protocol.")
         for httpProtocol in HTTPProtocol.allCases {
             writer.sample(

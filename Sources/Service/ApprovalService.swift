@@ -162,14 +162,7 @@ public final class ApprovalService: @unchecked Sendable {
         case .getChallenge(let tenantID, let challengeID): try getChallenge(request, tenantID, challengeID, responder)
         case .cancelChallenge(let tenantID, let challengeID):
             _ = try idp(request, tenantID)
-            pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
-                guard let state = loaded.state, state.key.tenantID == tenantID else {
-                    throw .notFound("no such challenge")
-                }
-                return try core(Rules.cancel(challengeID, user: state, now: clock()))
-            } then: { result in
-                reply(result) { .json(200, Views.challenge($0)) }
-            }
+            cancel(challengeID, of: tenantID) { reply($0) { .json(200, Views.challenge($0)) } }
         case .deadLetters(let tenantID): try deadLetters(request, tenantID, responder)
         case .redrive(let tenantID, let challengeID): try redrive(request, tenantID, challengeID, responder)
         case .deviceQueue(let deviceID):
@@ -289,16 +282,24 @@ public final class ApprovalService: @unchecked Sendable {
     ) throws(Problem) {
         _ = try idp(request, tenantID)
         let challengeRequest = try decodeBody(ChallengeBody.self, from: request.body).request()
-        let user = UserKey(tenantID: tenantID, userID: challengeRequest.userID)
-        let requestKey = RequestKey(tenantID: tenantID, requestID: challengeRequest.requestID)
         // An invalid traceparent is ignored (Trace Context's rule), not refused.
         let traceparent = request.headers[field: "traceparent"].flatMap { TraceContext.traceparent($0[...]) }
+        create(challengeRequest, in: tenantID, traceparent: traceparent, done)
+    }
+
+    /// Decides a create for the tenant's user, as the IdP's create does; `channel` says where its result goes.
+    func create(
+        _ challengeRequest: ChallengeRequest, in tenantID: String, traceparent: String? = nil,
+        channel: ResultChannel = .verifier, _ done: @escaping (Result<CreateOutcome, Problem>) -> Void
+    ) {
+        let user = UserKey(tenantID: tenantID, userID: challengeRequest.userID)
+        let requestKey = RequestKey(tenantID: tenantID, requestID: challengeRequest.requestID)
         pipeline.decide(.creation(user, requestKey)) { [self] loaded throws(Problem) in
             try core(
                 Rules.create(
-                    challengeRequest, traceparent: traceparent, policy: store.states.policy(for: tenantID),
-                    requestHeldBy: loaded.heldBy, user: loaded.state ?? UserState(key: user), now: clock(),
-                    random: &random))
+                    challengeRequest, traceparent: traceparent, channel: channel,
+                    policy: store.states.policy(for: tenantID), requestHeldBy: loaded.heldBy,
+                    user: loaded.state ?? UserState(key: user), now: clock(), random: &random))
         } then: { [self] result in
             if case .success(let outcome) = result {
                 switch outcome {
@@ -323,7 +324,16 @@ public final class ApprovalService: @unchecked Sendable {
         _ request: HTTPRequest, _ tenantID: String, _ challengeID: String, _ responder: HTTPResponder
     ) throws(Problem) {
         _ = try idp(request, tenantID)
-        let wait = try longPollSeconds(request)
+        follow(challengeID, of: tenantID, wait: try longPollSeconds(request), responder) {
+            .json(200, Views.challenge($0))
+        }
+    }
+
+    /// Answers `responder` with `view` of the tenant's challenge once it has ended or `wait` seconds have passed.
+    func follow(
+        _ challengeID: String, of tenantID: String, wait: Double, _ responder: HTTPResponder,
+        view: @escaping (Challenge) -> HTTPResponse
+    ) {
         // Due expiries first, so that the status is exact to the millisecond.
         pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
             guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such challenge") }
@@ -341,7 +351,7 @@ public final class ApprovalService: @unchecked Sendable {
                 return
             }
             guard current.isPending, wait > 0 else {
-                responder.respond(.json(200, Views.challenge(current)))
+                responder.respond(view(current))
                 return
             }
             longPolls.wait(responder, for: challengeID, seconds: wait, fanOut: store.fanOut) {
@@ -350,9 +360,31 @@ public final class ApprovalService: @unchecked Sendable {
                     guard case .success(let found) = loaded, let challenge = found.state?.challenge(challengeID) else {
                         return answer(nil)
                     }
-                    answer((.json(200, Views.challenge(challenge)), !challenge.isPending))
+                    answer((view(challenge), !challenge.isPending))
                 }
             }
+        }
+    }
+
+    /// "Use your password instead": the tenant's pending challenge is cancelled; an ended one is as it ended.
+    func cancel(_ challengeID: String, of tenantID: String, _ done: @escaping (Result<Challenge, Problem>) -> Void) {
+        pipeline.decide(.challenge(challengeID)) { [self] loaded throws(Problem) in
+            guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such challenge") }
+            return try core(Rules.cancel(challengeID, user: state, now: clock()))
+        } then: {
+            done($0)
+        }
+    }
+
+    /// Redeems the OpenID Connect authorization code of the tenant's approved challenge: once, among all instances.
+    func redeemCode(
+        of challengeID: String, in tenantID: String, _ done: @escaping (Result<Challenge, Problem>) -> Void
+    ) {
+        pipeline.decide(.challenge(challengeID)) { loaded throws(Problem) in
+            guard let state = loaded.state, state.key.tenantID == tenantID else { throw .notFound("no such challenge") }
+            return try core(Rules.redeemCode(for: challengeID, user: state))
+        } then: {
+            done($0)
         }
     }
 

@@ -12,18 +12,31 @@ enum OIDCPage {
     case error(message: String)
     /// An authorization response by `form_post`: a form of `fields` that submits itself to `action`.
     case formPost(action: String, fields: [(name: String, value: String)])
+    /// Asks for the user's name, for the sealed flow `flow` of a client whose redirect URI is `returnTo`.
+    /// `error` says what was wrong with the name typed before.
+    case name(client: String, flow: String, returnTo: String, error: String?)
+    /// Shows the number to tap while the sign-in is pending; follows it by script, or refreshes itself.
+    case number(client: String, number: Int, secondsLeft: Int, flow: String, returnTo: String)
 }
 
 struct OIDCPages: Sendable {
     private let library: MustacheLibrary
 
+    /// How often a page without script asks again whether its sign-in has ended.
+    static let refreshSeconds = 5
+
     init() {
         var library = MustacheLibrary()
-        // The templates are this module's own, checked by its tests: one that does not parse is a build defect.
-        // swift-format-ignore: NeverUseForceTry
-        try! library.register(String(decoding: PackageResources.error_mustache, as: UTF8.self), named: "error")
-        // swift-format-ignore: NeverUseForceTry
-        try! library.register(String(decoding: PackageResources.formpost_mustache, as: UTF8.self), named: "formpost")
+        let templates = [
+            ("head", PackageResources.head_mustache), ("error", PackageResources.error_mustache),
+            ("formpost", PackageResources.formpost_mustache), ("name", PackageResources.name_mustache),
+            ("number", PackageResources.number_mustache),
+        ]
+        for (name, text) in templates {
+            // The templates are this module's own, checked by its tests: one that does not parse is a build defect.
+            // swift-format-ignore: NeverUseForceTry
+            try! library.register(String(decoding: text, as: UTF8.self), named: name)
+        }
         self.library = library
     }
 
@@ -32,16 +45,35 @@ struct OIDCPages: Sendable {
         let nonce = Base64URL.encode(SecureRandom.bytes(16))
         let name: String
         var values: [String: Any] = ["nonce": nonce]
-        var formAction = "'none'"
+        var formAction = "'self'"
         switch page {
         case .error(let message):
             name = "error"
+            values["title"] = "Sign-in cannot continue"
             values["message"] = message
+            formAction = "'none'"
         case .formPost(let action, let fields):
             name = "formpost"
+            values["title"] = "Returning to the app"
             values["action"] = action
             values["fields"] = fields.map { ["name": $0.name, "value": $0.value] }
             formAction = Self.origin(of: action) ?? "'none'"
+        case .name(let client, let flow, let returnTo, let error):
+            name = "name"
+            values["error"] = error
+            formAction = Self.formAction(returningTo: returnTo)
+            values["title"] = "Sign in with your phone"
+            values["client"] = client
+            values["flow"] = flow
+        case .number(let client, let number, let secondsLeft, let flow, let returnTo):
+            name = "number"
+            formAction = Self.formAction(returningTo: returnTo)
+            values["title"] = "Tap \(number) on your phone"
+            values["client"] = client
+            values["number"] = String(number)
+            values["secondsLeft"] = String(secondsLeft)
+            values["refreshSeconds"] = String(Self.refreshSeconds)
+            values["flow"] = flow
         }
         let body = library.render(values, withTemplate: name) ?? ""
         return HTTPResponse(
@@ -61,6 +93,12 @@ struct OIDCPages: Sendable {
             ("x-content-type-options", "nosniff"), ("referrer-policy", "no-referrer"), ("cache-control", "no-store"),
             ("x-frame-options", "DENY"),
         ]
+    }
+
+    /// Where a page's forms may go: this provider, and the client's redirect URI, which a form's answer may redirect
+    /// to (browsers hold a redirect after a form to `form-action` too).
+    static func formAction(returningTo redirectURI: String) -> String {
+        "'self'" + (origin(of: redirectURI).map { " \($0)" } ?? "")
     }
 
     /// `scheme://host[:port]` of an absolute URL, for `form-action`.

@@ -1,7 +1,9 @@
 // approvald as an OpenID provider (API.md, "OpenID Connect"): its discovery document and its signing keys' JWKS,
-// both fixed for the life of the process and written once, and the authorization endpoint, which checks each
-// request and answers a refusal where the contract says: a page for what cannot go back to the client, else the
-// client's redirect URI, by redirect or by form_post.
+// both fixed for the life of the process and written once; the authorization endpoint, which checks each request
+// and answers a refusal where the contract says (a page for what cannot go back to the client, else the client's
+// redirect URI, by redirect or by form_post) before the sign-in (OIDCSignIns) takes it; and the token and userinfo
+// endpoints (OIDCTokens).
+import Core
 import Foundation
 import HTTP
 import OIDC
@@ -14,14 +16,22 @@ public final class OIDCProvider: @unchecked Sendable {
     private let discovery: HTTPResponse
     private let keySet: HTTPResponse
     private let pages = OIDCPages()
+    private let signIns: OIDCSignIns
+    private let tokens: OIDCTokens
 
     /// Relying parties fetch both often and cache them; a key rotation is seen within this many seconds.
     static let cacheSeconds = 300
 
-    public init(settings: OIDCSettings, keys: [OIDCSigningKey]) {
+    public init(
+        settings: OIDCSettings, keys: [OIDCSigningKey],
+        clock: @escaping () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) }
+    ) {
         precondition(!keys.isEmpty, "a provider signs with at least one key")
         self.settings = settings
         self.keys = keys
+        let seal = FlowSeal(signingKey: keys[0])
+        signIns = OIDCSignIns(settings: settings, signer: keys[0], seal: seal, pages: pages, clock: clock)
+        tokens = OIDCTokens(settings: settings, signer: keys[0], seal: seal, clock: clock)
         func json(_ text: String) -> HTTPResponse {
             HTTPResponse(
                 status: 200,
@@ -34,14 +44,24 @@ public final class OIDCProvider: @unchecked Sendable {
         keySet = json(OIDCSigningKey.keySet(keys))
     }
 
-    /// Answers the provider's routes; false for any other path.
-    func handle(_ request: HTTPRequest, _ responder: HTTPResponder) -> Bool {
+    /// Answers the provider's routes; false for any other path. The sign-in's steps need `service`, which is
+    /// nil while the broker recovers.
+    func handle(_ request: HTTPRequest, _ responder: HTTPResponder, service: ApprovalService?) -> Bool {
         let response: HTTPResponse
         switch request.pathOnly {
         case Discovery.configurationPath: response = discovery
         case Discovery.jwksPath: response = keySet
-        case Discovery.authorizationPath:
-            responder.respond(authorize(request))
+        case Discovery.userinfoPath:
+            tokens.userinfo(request, responder)
+            return true
+        case Discovery.authorizationPath, OIDCSignIns.pagePath, OIDCSignIns.statusPath, OIDCSignIns.cancelPath,
+            Discovery.tokenPath:
+            guard let service else {
+                responder.respond(
+                    pages.response(.error(message: "Sign-in is starting up: try again shortly."), status: 503))
+                return true
+            }
+            route(request, responder, service)
             return true
         default: return false
         }
@@ -53,10 +73,21 @@ public final class OIDCProvider: @unchecked Sendable {
         return true
     }
 
+    private func route(_ request: HTTPRequest, _ responder: HTTPResponder, _ service: ApprovalService) {
+        switch request.pathOnly {
+        case Discovery.authorizationPath: authorize(request, responder, service)
+        case OIDCSignIns.pagePath where request.method == "POST": signIns.named(request, service: service, responder)
+        case OIDCSignIns.pagePath: signIns.page(request, service: service, responder)
+        case OIDCSignIns.statusPath: signIns.status(request, service: service, responder)
+        case OIDCSignIns.cancelPath: signIns.cancel(request, service: service, responder)
+        default: tokens.token(request, service: service, responder)
+        }
+    }
+
     // MARK: The authorization endpoint
 
     /// `GET` with the query, or `POST` with a form (OpenID Connect Core §3.1.2.1).
-    private func authorize(_ request: HTTPRequest) -> HTTPResponse {
+    private func authorize(_ request: HTTPRequest, _ responder: HTTPResponder, _ service: ApprovalService) {
         let text: String
         switch request.method {
         case "GET": text = String(request.query)
@@ -64,47 +95,42 @@ public final class OIDCProvider: @unchecked Sendable {
             guard
                 request.headers[field: "content-type"]?.lowercased().hasPrefix("application/x-www-form-urlencoded")
                     == true
-            else { return pages.response(.error(message: "The sign-in request is not a form."), status: 400) }
+            else { return refuse(pages.response(.error(message: "The sign-in request is not a form."), status: 400)) }
             text = String(decoding: request.body, as: UTF8.self)
         default:
-            return Problem.methodNotAllowed("\(request.pathOnly) takes GET or POST", allow: ["GET", "POST"]).response
+            responder.respond(
+                Problem.methodNotAllowed("\(request.pathOnly) takes GET or POST", allow: ["GET", "POST"]).response)
+            return
+        }
+        func refuse(_ response: HTTPResponse) {
+            signIns.refused()
+            responder.respond(response)
         }
         guard let parameters = FormEncoding.decode(text) else {
-            return pages.response(.error(message: "The sign-in request is not well formed."), status: 400)
+            return refuse(pages.response(.error(message: "The sign-in request is not well formed."), status: 400))
         }
         do throws(AuthorizationRefusal) {
-            let checked = try AuthorizationRequest.parse(parameters, settings: settings)
-            // The sign-in itself (the user's name, the number, the phone) is not served yet: the client hears so,
-            // as it would of any outage, and can offer its password.
-            return answer(
-                checked.redirectURI, checked.responseMode,
-                [("error", "temporarily_unavailable"), ("error_description", "phone sign-in is not available yet")]
-                    + (checked.state.map { [("state", $0)] } ?? []))
+            signIns.start(
+                try AuthorizationRequest.parse(parameters, settings: settings), request, service: service, responder)
         } catch {
             switch error {
-            case .page(let message): return pages.response(.error(message: message), status: 400)
+            case .page(let message): refuse(pages.response(.error(message: message), status: 400))
             case .toClient(let uri, let mode, let error, let description, let state):
-                return answer(
-                    uri, mode,
-                    [("error", error), ("error_description", description)] + (state.map { [("state", $0)] } ?? []))
+                refuse(
+                    OIDCResponse.authorization(
+                        to: uri, mode,
+                        [("error", error), ("error_description", description)] + (state.map { [("state", $0)] } ?? []),
+                        pages: pages))
             }
         }
     }
+}
 
-    /// An authorization response to the client's redirect URI: a redirect with the parameters in its query, or a
-    /// page that posts them there (form_post).
-    private func answer(
-        _ redirectURI: String, _ mode: AuthorizationRequest.ResponseMode, _ fields: [(name: String, value: String)]
-    ) -> HTTPResponse {
-        switch mode {
-        case .query:
-            HTTPResponse(
-                status: 302,
-                headers: [
-                    ("location", FormEncoding.appending(fields, to: redirectURI)), ("cache-control", "no-store"),
-                    ("referrer-policy", "no-referrer"),
-                ])
-        case .formPost: pages.response(.formPost(action: redirectURI, fields: fields))
-        }
+extension OIDCProvider: MetricsSource {
+    func writeMetrics(to writer: inout MetricsWriter) {
+        writer.family(
+            "approvald_oidc_authorizations_total", .counter,
+            help: "OpenID Connect authorization responses sent, by result.")
+        signIns.results.write("approvald_oidc_authorizations_total", labelName: "result", to: &writer)
     }
 }

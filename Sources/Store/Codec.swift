@@ -70,7 +70,10 @@ enum Codec {
             .text(challenge.devices.joined(separator: ",")), .integer(challenge.createdAt),
             .integer(challenge.expiresAt), .text(challenge.status.rawValue),
             resolution?.reason.map { .text($0.rawValue) } ?? .null, resolution?.device.map { .text($0) } ?? .null,
-        ] + decision + [resolution.map { .integer($0.at) } ?? .null, challenge.traceparent.map { .text($0) } ?? .null]
+        ] + decision + [
+            resolution.map { .integer($0.at) } ?? .null, challenge.traceparent.map { .text($0) } ?? .null,
+            .integer(Int64(challenge.channel.storedCode)),
+        ]
     }
 
     static func challenge(_ row: Row) throws(StoreError) -> Challenge {
@@ -103,7 +106,9 @@ enum Codec {
         return Challenge(
             id: row.text(0), tenantID: row.text(1), request: request, choices: choices,
             devices: identifiers(row.text(8)), createdAt: row.integer(9),
-            expiresAt: row.integer(10), resolution: resolution, traceparent: row.optionalText(20))
+            expiresAt: row.integer(10), resolution: resolution, traceparent: row.optionalText(20),
+            channel: try parse(
+                ResultChannel(storedCode: Int(row.integer(21))), "challenges.channel", "\(row.integer(21))"))
     }
 
     // MARK: Fallbacks
@@ -272,5 +277,25 @@ enum Codec {
     private static func parse<Value>(_ value: Value?, _ column: String, _ text: String) throws(StoreError) -> Value {
         guard let value else { throw StoreError("\(column) holds \(text.prefix(40)), which is not a valid value") }
         return value
+    }
+}
+
+extension ResultChannel {
+    /// The number both stores keep it as: 0 for the verifier, so that every challenge stored before had one.
+    public var storedCode: Int {
+        switch self {
+        case .verifier: 0
+        case .browser(codeRedeemed: false): 1
+        case .browser(codeRedeemed: true): 2
+        }
+    }
+
+    public init?(storedCode: Int) {
+        switch storedCode {
+        case 0: self = .verifier
+        case 1: self = .browser(codeRedeemed: false)
+        case 2: self = .browser(codeRedeemed: true)
+        default: return nil
+        }
     }
 }

@@ -87,7 +87,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 5
+    public static let schemaVersion = 6
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
@@ -152,6 +152,10 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     /// Takes schema `step` to `step + 1`.
     private static func migrate(_ database: SQLiteDatabase, from step: Int) throws(StoreError) {
         if step < tableMigrations.count { return try database.execute(tableMigrations[step]) }
+        if step == 5 {
+            // 5 → 6: where each challenge's result goes (ResultChannel.storedCode; 0, the verifier, for all before).
+            return try database.execute("ALTER TABLE challenges ADD COLUMN channel INTEGER NOT NULL DEFAULT 0;")
+        }
         if step == 4 {
             // 4 → 5: enrollments, with the SHA-256 of their activation codes (never the codes).
             return try database.execute(
@@ -492,12 +496,12 @@ private struct Statements: @unchecked Sendable {
             // Ending a challenge updates its row in place: its index entries stay as they are (a replace would
             // delete and insert them again) and so does its rowid, which keeps creation order.
             """
-            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT (challenge_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
                 answered_by = excluded.answered_by, decision = excluded.decision,
                 selected_number = excluded.selected_number, deny_reason = excluded.deny_reason,
                 signed_at_unix = excluded.signed_at_unix, signature = excluded.signature,
-                resolved_at = excluded.resolved_at
+                resolved_at = excluded.resolved_at, channel = excluded.channel
             """)
         deleteChallenge = try database.prepare("DELETE FROM challenges WHERE challenge_id = ?")
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")

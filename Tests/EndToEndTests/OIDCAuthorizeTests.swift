@@ -5,6 +5,14 @@ import Foundation
 import TestSupport
 import Testing
 
+/// A broker of `config` whose `[[oidc.signing_keys]]` `KEY` is a new RSA key: instances on Redis must name one.
+func oidcBroker(_ config: String) throws -> ApprovaldProcess {
+    let key = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-oidc-\(UUID()).pem").path
+    _ = try runCommand(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], timeout: 30)
+    return try ApprovaldProcess(extraConfig: config.replacingOccurrences(of: "KEY", with: key))
+}
+
 @Suite struct OIDCAuthorizeTests {
     static let config =
         brokerConfig + """
@@ -20,12 +28,7 @@ import Testing
             tenant = "contoso"
             """
 
-    func broker() throws -> ApprovaldProcess {
-        let key = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-oidc-\(UUID()).pem").path
-        _ = try runCommand(
-            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], timeout: 30)
-        return try ApprovaldProcess(extraConfig: Self.config.replacingOccurrences(of: "KEY", with: key))
-    }
+    func broker() throws -> ApprovaldProcess { try oidcBroker(Self.config) }
 
     /// The status, the headers (lower-cased names) and the body of a request to the endpoint.
     func call(
@@ -76,10 +79,13 @@ import Testing
         #expect(posted.body.contains(#"name="error" value="invalid_request""#))
         #expect(posted.body.contains(#"name="state" value="&quot;&gt;&lt;script&gt;""#))
         #expect(posted.headers["content-security-policy"]?.contains("form-action https://app.contoso.test;") == true)
-        // A request that passes every check: the sign-in is not served yet, and the client hears so.
+        // A request that passes every check asks for the user's name, and gives the browser its id: on TLS (an
+        // https issuer) in a Secure cookie of a __Host- name.
         let valid = try call(broker, "client_id=webapp&" + redirect + "&response_type=code&scope=openid&state=s")
-        #expect(valid.status == 302 && valid.headers["location"]?.contains("error=temporarily_unavailable") == true)
-        #expect(valid.headers["location"]?.hasSuffix("&state=s") == true)
+        #expect(valid.status == 200 && valid.body.contains("name=\"username\""))
+        let cookie = try #require(valid.headers["set-cookie"])
+        #expect(cookie.hasPrefix("__Host-approvald-browser=") && cookie.contains("; Path=/;"))
+        #expect(cookie.contains("; HttpOnly; SameSite=Lax; Secure"))
         // POST takes a form and nothing else; other methods are refused.
         let form = try call(
             broker, "",
