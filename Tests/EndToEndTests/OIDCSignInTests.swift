@@ -23,7 +23,9 @@ struct Browser {
         try request("POST", path, form: form, headers: headers)
     }
 
-    private func request(_ method: String, _ path: String, form: [(String, String)]?, headers: [String] = [])
+    private func request(
+        _ method: String, _ path: String, form: [(String, String)]?, headers: [String] = []
+    )
         throws -> Reply
     {
         let headerFile = broker.directory.appendingPathComponent("headers-\(UUID().uuidString)").path
@@ -169,7 +171,9 @@ func jwtClaims(_ token: String) -> [String: Any] {
 
         // The token endpoint: the wrong verifier, the wrong secret and another redirect URI are refused without
         // spending the code; the right request redeems it once.
-        func redeem(verifier: String = Self.verifier, secret: String = Self.secret, redirect: String = Self.redirectURI)
+        func redeem(
+            verifier: String = Self.verifier, secret: String = Self.secret, redirect: String = Self.redirectURI
+        )
             throws -> Reply
         {
             try browser.post(

@@ -74,7 +74,7 @@ import Testing
         return Challenge(
             id: challenge.id, tenantID: challenge.tenantID, request: challenge.request, choices: challenge.choices,
             devices: challenge.devices, createdAt: challenge.createdAt, expiresAt: challenge.expiresAt,
-            resolution: resolution)
+            resolution: resolution, channel: challenge.channel)
     }
 
     /// `state` with `ended` in place of its ended challenges.
@@ -148,6 +148,44 @@ import Testing
         for length in 0..<bytes.count {
             #expect(throws: StoreError.self) { try UserStateCodec.decode(bytes[..<length], key: state.key, version: 1) }
         }
+    }
+
+    /// A browser's sign-in: format 5 while its challenge is pending, and a record of format 2 once it has ended,
+    /// both keeping where the result goes and whether its code was redeemed; the IdP's challenges are written as
+    /// before, for the instances of the release before.
+    @Test func aBrowsersChallengeKeepsItsChannel() throws {
+        let driver = RulesDriver(random: SeededRandom(seed: 9))
+        _ = try driver.registerDevice(
+            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1, 2]), now: Self.start)
+        let (outcome, _) = try driver.createChallenge(
+            ChallengeRequest(requestID: "oidc-1", userID: "alice", number: 42), in: "contoso",
+            channel: .browser(codeRedeemed: false), now: Self.start + 1)
+        guard case .created(let challenge) = outcome else { throw StoreError("not created: \(outcome)") }
+        let pendingState = driver.state(challenge.user)
+        let bytes = UserStateCodec.encode(pendingState)
+        #expect(bytes.first == 5)
+        let decoded = try UserStateCodec.decode(bytes[...], key: pendingState.key, version: pendingState.version)
+        #expect(decoded == pendingState && decoded.pending.first?.channel == .browser(codeRedeemed: false))
+        for length in 0..<bytes.count {
+            #expect(throws: StoreError.self) {
+                try UserStateCodec.decode(bytes[..<length], key: pendingState.key, version: 1)
+            }
+        }
+        _ = try driver.answer(
+            challenge.id, from: "phone-1",
+            Decision(kind: .approve(selectedNumber: 42), signedAtUnix: 1, signature: "s"),
+            now: Self.start + 2)
+        #expect(UserStateCodec.encode(driver.state(challenge.user)).first == 3)
+        let (redeemed, _) = try driver.redeemCode(for: challenge.id, in: "contoso")
+        let record = UserStateCodec.encode(ended: redeemed)
+        #expect(record.first == 2)
+        let read = try UserStateCodec.decode(ended: record[...], of: challenge.user)
+        #expect(read == Self.recorded(redeemed) && read.channel == .browser(codeRedeemed: true))
+        var unknown = record
+        unknown[1] = 9
+        #expect(throws: StoreError.self) { try UserStateCodec.decode(ended: unknown[...], of: challenge.user) }
+        let state = try Self.eventfulState()
+        #expect(state.ended.allSatisfy { UserStateCodec.encode(ended: $0.challenge).first == 1 })
     }
 
     @Test func anEndedChallengesRecordKeepsWhatTheRulesReadOfIt() throws {

@@ -56,7 +56,9 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
         _ = try core.registerDevice(
             "phone-9", in: "contoso", DeviceRegistration(userID: "bob, \"the\" builder", publicKey: [8]), now: start + 2
         ).1
-        func create(_ id: String, _ user: String = "alice@contoso.com", ttl: Int? = nil) throws -> Challenge {
+        func create(
+            _ id: String, _ user: String = "alice@contoso.com", ttl: Int? = nil, channel: ResultChannel = .verifier
+        ) throws -> Challenge {
             let request = ChallengeRequest(
                 requestID: id, userID: user, number: 42, ttlSeconds: ttl,
                 context: ["app": "Outlook", "location": "Stockholm, SE", "quote": "\"x\"\n"])
@@ -64,7 +66,7 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
             let traceparent =
                 ["pending", "approved"].contains(id) ? "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" : nil
             let (outcome, _) = try core.createChallenge(
-                request, in: "contoso", traceparent: traceparent, now: start + 10)
+                request, in: "contoso", traceparent: traceparent, channel: channel, now: start + 10)
             guard case .created(let challenge) = outcome else { throw StoreError("not created") }
             return challenge
         }
@@ -88,6 +90,14 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
         ).1
         let cancelled = try create("cancelled")
         _ = try core.cancel(cancelled.id, in: "contoso", now: start + 30).1
+        // A browser's sign-in, approved and its code redeemed.
+        let browser = try create("browser", channel: .browser(codeRedeemed: false))
+        _ = try core.answer(
+            browser.id, from: "phone-1",
+            Decision(kind: .approve(selectedNumber: 42), signedAtUnix: 1_795_600_004, signature: "YnJvd3Nlcg"),
+            now: start + 31
+        ).1
+        _ = try core.redeemCode(for: browser.id, in: "contoso")
         _ = try core.createChallenge(
             ChallengeRequest(requestID: "fallback", userID: "carol@contoso.com", number: 5), in: "contoso",
             now: start + 40
@@ -114,18 +124,19 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
         let alice = restored.peek(.user(UserKey(tenantID: "contoso", userID: "alice@contoso.com"))).state
         #expect(alice?.devices.map(\.id) == ["phone-1", "tablet-1"])
         #expect(alice?.challenge(pending.id) == core.challenge(pending.id, in: "contoso"))
-        #expect(alice?.challenges.count == 4 && alice?.lockedUntil == nil)
+        #expect(alice?.challenges.count == 5 && alice?.lockedUntil == nil)
         #expect(
             restored.gauges.queueDepth == core.queueDepth
                 && restored.gauges.pendingChallenges == core.pendingChallenges)
         let byID = Dictionary(uniqueKeysWithValues: state.challenges.map { ($0.id, $0) })
-        for original in [pending, approved, wrong, denied, cancelled] {
+        for original in [pending, approved, wrong, denied, cancelled, browser] {
             #expect(byID[original.id] == core.challenge(original.id, in: "contoso"), "\(original.request.requestID)")
         }
         #expect(byID[denied.id]?.resolution?.decision?.kind == .deny(reason: .notMe))
         #expect(byID[wrong.id]?.resolution?.reason == .wrongNumber)
         #expect(byID[approved.id]?.traceparent != nil && byID[pending.id]?.traceparent != nil)
         #expect(byID[wrong.id]?.traceparent == nil)
+        #expect(byID[browser.id]?.channel == .browser(codeRedeemed: true) && byID[pending.id]?.channel == .verifier)
         // carol is not among the policy's selected users: the policy answers before the missing device does.
         #expect(state.fallbacks.count == 1 && state.fallbacks[0].reason == .policy)
         #expect(state.lockouts.count == 1 && state.lockouts[0].userID == "bob, \"the\" builder")

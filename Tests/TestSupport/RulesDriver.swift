@@ -168,12 +168,13 @@ public final class RulesDriver {
     }
 
     public func createChallenge(
-        _ request: ChallengeRequest, in tenantID: String, traceparent: String? = nil, now: UnixMillis
+        _ request: ChallengeRequest, in tenantID: String, traceparent: String? = nil,
+        channel: ResultChannel = .verifier, now: UnixMillis
     ) throws(CoreError) -> (CreateOutcome, [CoreEvent]) {
         let key = UserKey(tenantID: tenantID, userID: request.userID)
         return applied(
             try Rules.create(
-                request, traceparent: traceparent, policy: policy(for: tenantID),
+                request, traceparent: traceparent, channel: channel, policy: policy(for: tenantID),
                 requestHeldBy: requestOwners[RequestKey(tenantID: tenantID, requestID: request.requestID)],
                 user: state(key), now: now, random: &random))
     }
@@ -190,6 +191,13 @@ public final class RulesDriver {
             throw CoreError(.notFound, "no such challenge")
         }
         return applied(try Rules.cancel(challengeID, user: state(owner), now: now))
+    }
+
+    public func redeemCode(for challengeID: String, in tenantID: String) throws(CoreError) -> (Challenge, [CoreEvent]) {
+        guard let owner = challengeOwners[challengeID], owner.tenantID == tenantID else {
+            throw CoreError(.notFound, "no such challenge")
+        }
+        return applied(try Rules.redeemCode(for: challengeID, user: state(owner)))
     }
 
     /// A device's answer; an answer that finds the challenge expired commits the expiry and throws `expired`, as
