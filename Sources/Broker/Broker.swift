@@ -41,9 +41,11 @@ public final class Broker: @unchecked Sendable {
         // Access lines are at info: a level above it leaves them out, as it would any info line.
         application.attach(to: server)
         if let oidc = configuration.oidc {
-            application.oidc = OIDCProvider(
+            application.oidc = try OIDCProvider(
                 settings: oidc,
-                keys: try Self.signingKeys(oidc, dataDirectory: configuration.dataDirectory, logger: logger))
+                keys: try Self.signingKeys(oidc, dataDirectory: configuration.dataDirectory, logger: logger),
+                hintKeyFiles: try Self.hintKeyFiles(oidc), loop: loop, caFile: configuration.forwardCAFile,
+                logger: logger)
         }
         if configuration.accessLog && configuration.logLevel <= .info {
             application.enableAccessLog(format: configuration.logFormat, instanceID: configuration.redis?.instanceID)

@@ -43,6 +43,13 @@ extension Configuration {
         oidc = settings
     }
 
+    /// An https URL, or an http one on this machine (for development and tests), with a host.
+    private static func isHTTPSOrLoopback(_ url: URLComponents) -> Bool {
+        guard let host = url.host, !host.isEmpty else { return false }
+        return url.scheme == "https"
+            || (url.scheme == "http" && ["127.0.0.1", "localhost", "[::1]", "::1"].contains(host))
+    }
+
     private static func oidcClient(_ entry: ConfigReader) throws -> OIDCClient {
         guard let clientID = try entry.string("client_id"), !clientID.isEmpty, clientID.utf8.count <= 256 else {
             throw ConfigError("\(entry.keyPath("client_id")): required, at most 256 bytes")
@@ -56,11 +63,7 @@ extension Configuration {
             throw ConfigError("\(entry.keyPath("redirect_uris")): at least one redirect URI is required")
         }
         for uri in redirectURIs {
-            guard let parsed = URLComponents(string: uri), let scheme = parsed.scheme,
-                scheme == "https"
-                    || (scheme == "http" && ["127.0.0.1", "localhost", "[::1]", "::1"].contains(parsed.host ?? "")),
-                parsed.fragment == nil, parsed.host?.isEmpty == false
-            else {
+            guard let parsed = URLComponents(string: uri), isHTTPSOrLoopback(parsed), parsed.fragment == nil else {
                 throw ConfigError(
                     "\(entry.keyPath("redirect_uris")): \"\(uri)\" is not an https:// URL (or http:// on this "
                         + "machine) without a fragment")
@@ -80,8 +83,9 @@ extension Configuration {
             }
             switch (jwksURL, jwksFile) {
             case (let url?, nil):
-                guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
-                    throw ConfigError("\(entry.keyPath("hint_jwks_url")): an https:// URL is required")
+                guard let parsed = URLComponents(string: url), isHTTPSOrLoopback(parsed) else {
+                    throw ConfigError(
+                        "\(entry.keyPath("hint_jwks_url")): an https:// URL (or http:// on this machine) is required")
                 }
                 hintTrust = HintTrust(issuer: hintIssuer, keys: .url(url), userClaim: userClaim)
             case (nil, let file?):

@@ -1,5 +1,6 @@
-// The OpenID provider's signing keys at start: the configured PEM files, or a development key kept in the data
-// directory (made on first run, as `make run` makes its TLS certificate).
+// The OpenID provider's keys at start: its signing keys (the configured PEM files, or a development key kept in the
+// data directory, made on first run as `make run` makes its TLS certificate), and the JWK Set files of the issuers
+// whose id_token_hints it takes.
 import Crypto
 import Foundation
 import Logging
@@ -8,6 +9,24 @@ import OIDC
 extension Broker {
     /// The development key's file under the data directory.
     static let developmentKeyFile = "oidc-signing-key.pem"
+
+    /// The keys of each client whose `id_token_hint`s are checked against a JWK Set file, by client id.
+    static func hintKeyFiles(_ settings: OIDCSettings) throws -> [String: HintKeys] {
+        var keys: [String: HintKeys] = [:]
+        for client in settings.clients {
+            guard case .file(let path)? = client.hintTrust?.keys else { continue }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError("oidc.clients \(client.clientID): hint_jwks_file: cannot read \(path)")
+            }
+            guard let set = HintKeys(jwkSet: String(decoding: data, as: UTF8.self)) else {
+                throw ConfigError(
+                    "oidc.clients \(client.clientID): hint_jwks_file: \(path) is not a JWK Set with an RSA or P-256 "
+                        + "signing key")
+            }
+            keys[client.clientID] = set
+        }
+        return keys
+    }
 
     /// The keys `settings` names, in order; with none, the development key (RSA 2048, so that every profile works).
     static func signingKeys(

@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/bio.h>
 #include <openssl/sha.h>
+#include <openssl/param_build.h>
 #include <string.h>
 
 static inline int approvald_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
@@ -39,6 +40,29 @@ static inline EVP_PKEY *approvald_generate_p256_key(void) {
 /// `EVP_RSA_gen` is a variadic macro.
 static inline EVP_PKEY *approvald_generate_rsa_key(unsigned int bits) {
     return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+}
+/// An RSA public key from its big-endian modulus and public exponent (a JWK's `n` and `e`); NULL when they are
+/// not one.
+static inline EVP_PKEY *approvald_rsa_public_key(
+    const unsigned char *modulus, size_t modulus_length, const unsigned char *exponent, size_t exponent_length) {
+    BIGNUM *n = BN_bin2bn(modulus, (int)modulus_length, NULL);
+    BIGNUM *e = BN_bin2bn(exponent, (int)exponent_length, NULL);
+    OSSL_PARAM_BLD *builder = OSSL_PARAM_BLD_new();
+    EVP_PKEY_CTX *context = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    OSSL_PARAM *parameters = NULL;
+    EVP_PKEY *key = NULL;
+    if (n && e && builder && context && OSSL_PARAM_BLD_push_BN(builder, "n", n)
+        && OSSL_PARAM_BLD_push_BN(builder, "e", e) && (parameters = OSSL_PARAM_BLD_to_param(builder)) != NULL
+        && EVP_PKEY_fromdata_init(context) == 1
+        && EVP_PKEY_fromdata(context, &key, EVP_PKEY_PUBLIC_KEY, parameters) != 1) {
+        key = NULL;
+    }
+    OSSL_PARAM_free(parameters);
+    OSSL_PARAM_BLD_free(builder);
+    EVP_PKEY_CTX_free(context);
+    BN_free(n);
+    BN_free(e);
+    return key;
 }
 /// `BN_num_bytes` is a macro.
 static inline int approvald_BN_num_bytes(const BIGNUM *number) {

@@ -35,6 +35,12 @@ public final class P256PublicKey: @unchecked Sendable {
 
     init(owning key: OpaquePointer) { self.key = key }
 
+    /// The key of the point (`x`, `y`), 32 bytes each big-endian (a JWK's `x` and `y`).
+    public convenience init(x: [UInt8], y: [UInt8]) throws {
+        guard x.count == 32, y.count == 32 else { throw CryptoError.invalidPublicKey("not a P-256 point") }
+        try self.init(spkiDER: Self.uncompressedSPKIHeader + [0x04] + x + y)
+    }
+
     /// The DER header of a P-256 SubjectPublicKeyInfo with an uncompressed point, the form nearly every device
     /// sends: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { 0x04 ‖ X ‖ Y } }.
     private static let uncompressedSPKIHeader: [UInt8] = [

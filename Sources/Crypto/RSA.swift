@@ -74,3 +74,45 @@ public final class RSAPrivateKey: @unchecked Sendable {
         return Array(signature.prefix(length))
     }
 }
+
+/// An RSA public key, such as another issuer's JWK: verifies RS256 signatures.
+public final class RSAPublicKey: @unchecked Sendable {
+    let key: OpaquePointer
+
+    /// The key of modulus `modulus` and exponent `exponent` (big-endian, a JWK's `n` and `e`), of 2048 bits or more.
+    public init(modulus: [UInt8], exponent: [UInt8]) throws {
+        guard (1...1024).contains(modulus.count), (1...8).contains(exponent.count),
+            let built = approvald_rsa_public_key(modulus, modulus.count, exponent, exponent.count)
+        else {
+            ERR_clear_error()
+            throw CryptoError.invalidPublicKey("not an RSA modulus and exponent")
+        }
+        guard EVP_PKEY_get_bits(built) >= 2048 else {
+            EVP_PKEY_free(built)
+            throw CryptoError.invalidPublicKey("an RSA key of fewer than 2048 bits")
+        }
+        key = built
+    }
+
+    deinit { EVP_PKEY_free(key) }
+
+    /// Whether `signature` is this key's RS256 signature of `message`.
+    public func isValidRS256Signature<Message: ContiguousBytesView>(_ signature: [UInt8], for message: Message) -> Bool
+    {
+        guard signature.count == Int(EVP_PKEY_get_size(key)), let context = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(context) }
+        guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key) == 1 else {
+            ERR_clear_error()
+            return false
+        }
+        let result = message.withRawBytes { bytes in
+            signature.withUnsafeBufferPointer { signature in
+                EVP_DigestVerify(
+                    context, signature.baseAddress, signature.count,
+                    bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+            }
+        }
+        if result != 1 { ERR_clear_error() }
+        return result == 1
+    }
+}

@@ -4,8 +4,10 @@
 // redirect URI, by redirect or by form_post) before the sign-in (OIDCSignIns) takes it; and the token and userinfo
 // endpoints (OIDCTokens).
 import Core
+import EventLoop
 import Foundation
 import HTTP
+import Logging
 import OIDC
 
 /// The provider's endpoints. `@unchecked Sendable`: made before the loop runs, then used on its thread only.
@@ -22,15 +24,23 @@ public final class OIDCProvider: @unchecked Sendable {
     /// Relying parties fetch both often and cache them; a key rotation is seen within this many seconds.
     static let cacheSeconds = 300
 
+    /// - Parameters:
+    ///   - hintKeyFiles: the keys of each client whose hints' keys are a file, by client id (read by the caller).
+    ///   - loop: where key sets at URLs are fetched; nil fetches none (a provider that serves no sign-in).
+    ///   - caFile: the CAs those fetches trust, else the system's.
     public init(
-        settings: OIDCSettings, keys: [OIDCSigningKey],
+        settings: OIDCSettings, keys: [OIDCSigningKey], hintKeyFiles: [String: HintKeys] = [:], loop: EventLoop?,
+        caFile: String? = nil, logger: Logger,
         clock: @escaping () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) }
-    ) {
+    ) throws {
         precondition(!keys.isEmpty, "a provider signs with at least one key")
         self.settings = settings
         self.keys = keys
         let seal = FlowSeal(signingKey: keys[0])
-        signIns = OIDCSignIns(settings: settings, signer: keys[0], seal: seal, pages: pages, clock: clock)
+        let hintKeys = try HintKeySources(
+            settings: settings, files: hintKeyFiles, loop: loop, caFile: caFile, logger: logger)
+        signIns = OIDCSignIns(
+            settings: settings, signer: keys[0], seal: seal, pages: pages, hintKeys: hintKeys, clock: clock)
         tokens = OIDCTokens(settings: settings, signer: keys[0], seal: seal, clock: clock)
         func json(_ text: String) -> HTTPResponse {
             HTTPResponse(

@@ -33,18 +33,20 @@ final class OIDCSignIns: @unchecked Sendable {
     private let seal: FlowSeal
     private let pages: OIDCPages
     private let cookie: BrowserCookie
+    private let hintKeys: HintKeySources
     private let clock: () -> UnixMillis
     private var random = BufferedSecureRandom()
     private(set) var results = LabelledCounter(known: Result.allCases)
 
     init(
-        settings: OIDCSettings, signer: OIDCSigningKey, seal: FlowSeal, pages: OIDCPages,
+        settings: OIDCSettings, signer: OIDCSigningKey, seal: FlowSeal, pages: OIDCPages, hintKeys: HintKeySources,
         clock: @escaping () -> UnixMillis
     ) {
         self.settings = settings
         self.signer = signer
         self.seal = seal
         self.pages = pages
+        self.hintKeys = hintKeys
         self.clock = clock
         cookie = BrowserCookie(issuer: settings.issuer)
     }
@@ -63,14 +65,25 @@ final class OIDCSignIns: @unchecked Sendable {
         let known = cookie.browser(of: request)
         let browser = known ?? Base64URL.encode(SecureRandom.bytes(16))
         let setCookie = known == nil ? cookie.setting(browser) : nil
-        if checked.idTokenHint != nil {
-            // Its signature cannot be checked yet: the client hears so, and can offer its password.
-            results.increment(.unavailable)
-            responder.respond(
-                answer(
-                    checked,
-                    [("error", "temporarily_unavailable"), ("error_description", "id_token_hint is not verified yet")]))
-            return
+        func respond(_ response: HTTPResponse) {
+            var response = response
+            if let setCookie { response.headers.append("set-cookie", setCookie) }
+            responder.respond(response)
+        }
+        if let hint = checked.idTokenHint, let trust = checked.client.hintTrust {
+            return verify(hint, trust, checked) { [self] verified in
+                switch verified {
+                case .success(let user):
+                    let flow = SignInFlow(
+                        browser: browser, request: checked, subject: user.subject, stage: .naming, now: nowSeconds)
+                    challenge(user.userID, for: flow, request, service: service, respond)
+                case .failure(let refusal):
+                    // No push for a hint that does not verify: the client hears why, in its response mode.
+                    results.increment(.invalidRequest)
+                    respond(
+                        answer(checked, [("error", "invalid_request"), ("error_description", refusal.description)]))
+                }
+            }
         }
         let flow = SignInFlow(browser: browser, request: checked, subject: nil, stage: .naming, now: nowSeconds)
         guard let userID = checked.loginHint else {
@@ -82,11 +95,33 @@ final class OIDCSignIns: @unchecked Sendable {
             responder.respond(page)
             return
         }
-        challenge(userID, for: flow, request, service: service) { response in
-            var response = response
-            if let setCookie { response.headers.append("set-cookie", setCookie) }
-            responder.respond(response)
+        challenge(userID, for: flow, request, service: service, respond)
+    }
+
+    /// The hint checked against its issuer's keys, fetched again once if it names a key they lack.
+    private func verify(
+        _ hint: String, _ trust: HintTrust, _ request: AuthorizationRequest,
+        _ done: @escaping (Swift.Result<IDTokenHint.User, HintRefusal>) -> Void
+    ) {
+        let clientID = request.client.clientID
+        func attempt(refresh: Bool) {
+            hintKeys.keys(for: clientID, refresh: refresh) { [self] keys in
+                guard let keys else {
+                    return done(.failure(.invalid("the id_token_hint issuer's keys are unavailable")))
+                }
+                do throws(HintRefusal) {
+                    done(
+                        .success(
+                            try IDTokenHint.verify(hint, trust: trust, clientID: clientID, keys: keys, now: nowSeconds)
+                        ))
+                } catch .unknownKey where !refresh {
+                    attempt(refresh: true)
+                } catch {
+                    done(.failure(error))
+                }
+            }
         }
+        attempt(refresh: false)
     }
 
     /// `POST /oidc/sign-in`: the name form, with its flow.

@@ -252,3 +252,42 @@ func base64(_ text: String) -> [UInt8] { [UInt8](Data(base64Encoded: text)!) }
         #expect(throws: CryptoError.self) { try RSAPrivateKey(pem: "nothing") }
     }
 }
+
+@Suite struct PublicKeyNumbersTests {
+    @Test func anRSAKeyFromItsNumbersVerifiesWhatItsPrivateKeySigned() throws {
+        let key = try RSAPrivateKey(generatingBits: 2048)
+        let (modulus, exponent) = key.publicNumbers
+        let publicKey = try RSAPublicKey(modulus: modulus, exponent: exponent)
+        let signature = try key.signatureRS256(for: "message")
+        #expect(publicKey.isValidRS256Signature(signature, for: "message"))
+        #expect(!publicKey.isValidRS256Signature(signature, for: "massage"))
+        #expect(!publicKey.isValidRS256Signature(Array(signature.dropLast()), for: "message"))
+        #expect(throws: CryptoError.self) { try RSAPublicKey(modulus: Array(modulus.prefix(128)), exponent: exponent) }
+        #expect(throws: CryptoError.self) { try RSAPublicKey(modulus: [], exponent: exponent) }
+    }
+
+    @Test func aP256KeyFromItsPointVerifiesAndAnES256TokenChecks() throws {
+        let key = try P256PrivateKey()
+        let point = Array(key.publicKey.spkiDER.suffix(64))
+        let publicKey = try P256PublicKey(x: Array(point.prefix(32)), y: Array(point.suffix(32)))
+        #expect(publicKey.spkiDER == key.publicKey.spkiDER)
+        #expect(throws: CryptoError.self) {
+            try P256PublicKey(x: Array(point.prefix(32)), y: [UInt8](repeating: 1, count: 32))
+        }
+        let token = try JWT.signES256(headerJSON: #"{"alg":"ES256"}"#, claimsJSON: #"{"a":1}"#, key: key)
+        let parsed = try #require(JWT.Unverified(token))
+        #expect(parsed.headerJSON == #"{"alg":"ES256"}"# && parsed.claimsJSON == #"{"a":1}"#)
+        #expect(parsed.isSignedES256(by: publicKey))
+        #expect(!parsed.isSignedES256(by: try P256PrivateKey().publicKey))
+    }
+
+    @Test func rawAndDERSignaturesConvertBothWays() throws {
+        for _ in 0..<50 {
+            let der = try P256PrivateKey().signature(for: "x")
+            let raw = try #require(rawECDSASignature(fromDER: der, size: 32))
+            #expect(derECDSASignature(fromRaw: raw, size: 32) == der)
+        }
+        #expect(derECDSASignature(fromRaw: [UInt8](repeating: 0, count: 63), size: 32) == nil)
+        #expect(derECDSASignature(fromRaw: [UInt8](repeating: 0, count: 64), size: 32) == [0x30, 6, 2, 1, 0, 2, 1, 0])
+    }
+}
