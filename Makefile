@@ -5,7 +5,7 @@ CONFIG ?= Config/approvald.toml
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev \
 	libqrencode-dev
 TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check \
-	zbar-tools librsvg2-bin tmux
+	zbar-tools librsvg2-bin tmux chromium chromium-driver
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf
 # (linux-perf, bench/redis/run PERF=1), what bench/broker/recovery fills a store with (sqlite3, bc), and the clocks
 # bench/redis/forgetting sets ahead (faketime).
@@ -46,7 +46,7 @@ FUZZ_BUILD := APPROVALD_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-f
 	-Xswiftc -enable-testing -Xswiftc -use-ld=lld
 
 .PHONY: all deps test-deps bench-deps build-info build build-release run test check sanitize sanitize-address sanitize-thread \
-	fuzz contract lint format bench clean
+	fuzz contract browser lint format bench clean
 
 all: build
 
@@ -96,8 +96,9 @@ test: check sanitize
 # binary, then those again against the release binary, whose optimised code paths differ, and once more with the
 # release binary on the Redis store (a redis-server of each broker's own), then an app outside the repository that
 # depends on ApprovalKit by path (Tests/SDKPackage/run), then the deployment files against the release binary
-# (deploy/check), then the contract check on the release binary, on SQLite and on Redis. The end-to-end tests block on processes and sockets: run apart, they cannot starve the
-# in-process tests' async work of threads.
+# (deploy/check), then the contract check on the release binary, on SQLite and on Redis, then a relying party and a
+# headless browser through the OpenID provider (Tests/Contract/browser). The end-to-end tests block on processes and
+# sockets: run apart, they cannot starve the in-process tests' async work of threads.
 check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
 	$(MAKE) lint
@@ -112,6 +113,7 @@ check: test-deps $(CONTRACT_VENV)/ready
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 	APPROVALD_CONTRACT_STORE=redis APPROVALD_CONTRACT_EXAMPLES=60 \
 		Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+	Tests/Contract/browser $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 
 # The unit, in-process and end-to-end tests under AddressSanitizer (with LeakSanitizer), then under
 # ThreadSanitizer: the loop, the SQLite writer and the client threads share data through a few queues.
@@ -139,6 +141,11 @@ fuzz: deps
 contract: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build -c release --product approvald
 	Tests/Contract/run $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
+
+# authlib and headless Chromium sign in through the OpenID provider (Tests/Contract/browser).
+browser: test-deps $(CONTRACT_VENV)/ready
+	$(SWIFT) build -c release --product approvald
+	Tests/Contract/browser $(RELEASE_BIN_PATH)/approvald $(CONTRACT_VENV)
 
 $(CONTRACT_VENV)/ready: Tests/Contract/requirements.txt
 	python3 -m venv $(CONTRACT_VENV)

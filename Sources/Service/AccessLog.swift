@@ -6,6 +6,7 @@ import Core
 import EventLoop
 import HTTP
 import JSONText
+import OIDC
 
 /// `@unchecked Sendable`: used on the event loop only (its timestamp cache is not shared).
 final class AccessLog: @unchecked Sendable {
@@ -16,7 +17,11 @@ final class AccessLog: @unchecked Sendable {
     private let instanceField: String
     private var timestamps = LogTimestamps()
 
-    private static let ownPaths: Set<Substring> = ["/healthz", "/readyz", "/metrics"]
+    private static let ownPaths: Set<Substring> = [
+        "/healthz", "/readyz", "/metrics", Substring(Discovery.configurationPath), Substring(Discovery.jwksPath),
+        Substring(Discovery.authorizationPath), Substring(Discovery.tokenPath), Substring(Discovery.userinfoPath),
+        Substring(OIDCSignIns.pagePath), Substring(OIDCSignIns.statusPath), Substring(OIDCSignIns.cancelPath),
+    ]
     private static let methods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
     init(format: LogFormat, instanceID: String?) {
