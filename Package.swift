@@ -139,12 +139,13 @@ let package = Package(
             name: "Tools",
             dependencies: [
                 "Broker", "ApprovalKit", "EventLoop", "HTTP", "Crypto", "JSONText", "Protocol", "QRCode", "Locking",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "OIDC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
-        // The command line: serve, check-config and dev-cert here; simulate, bench and verifier from Tools.
+        // The command line: serve, check-config and dev-cert here; simulate, bench, verifier, phone, idp and demo-app
+        // from Tools.
         .executableTarget(
             name: "approvald",
             dependencies: [

@@ -112,8 +112,8 @@ public final class OIDCProvider: @unchecked Sendable {
                 Problem.methodNotAllowed("\(request.pathOnly) takes GET or POST", allow: ["GET", "POST"]).response)
             return
         }
-        func refuse(_ response: HTTPResponse) {
-            signIns.refused()
+        func refuse(_ response: HTTPResponse, error: String = "invalid_request") {
+            signIns.refused(error)
             responder.respond(response)
         }
         guard let parameters = FormEncoding.decode(text) else {
@@ -130,7 +130,7 @@ public final class OIDCProvider: @unchecked Sendable {
                     OIDCResponse.authorization(
                         to: uri, mode,
                         [("error", error), ("error_description", description)] + (state.map { [("state", $0)] } ?? []),
-                        pages: pages))
+                        pages: pages), error: error)
             }
         }
     }
@@ -140,7 +140,7 @@ extension OIDCProvider: MetricsSource {
     func writeMetrics(to writer: inout MetricsWriter) {
         writer.family(
             "approvald_oidc_authorizations_total", .counter,
-            help: "OpenID Connect authorization responses sent, by result.")
+            help: "OpenID Connect authorization responses, by what they carried: a code, an id_token, or the error.")
         signIns.results.write("approvald_oidc_authorizations_total", labelName: "result", to: &writer)
     }
 }

@@ -15,14 +15,18 @@ final class OIDCSignIns: @unchecked Sendable {
     static let statusPath = "/oidc/sign-in/status"
     static let cancelPath = "/oidc/sign-in/cancel"
 
-    /// What an authorization ended in, for `approvald_oidc_authorizations_total`.
+    /// What an authorization response carried, for `approvald_oidc_authorizations_total` (API.md): a code, an ID
+    /// token, or its `error` (a refusal shown as a page, which never goes back to the client, counts as
+    /// `invalid_request`).
     enum Result: String, CaseIterable, Comparable, CustomStringConvertible {
-        case approved, denied, expired, cancelled
-        case passwordFallback = "password_fallback"
-        /// A request refused, to the browser or the client.
+        case code
+        case idToken = "id_token"
+        case accessDenied = "access_denied"
         case invalidRequest = "invalid_request"
-        /// The store could not be read or written.
-        case unavailable
+        case invalidScope = "invalid_scope"
+        case unsupportedResponseType = "unsupported_response_type"
+        case loginRequired = "login_required"
+        case temporarilyUnavailable = "temporarily_unavailable"
 
         static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
         var description: String { rawValue }
@@ -54,7 +58,7 @@ final class OIDCSignIns: @unchecked Sendable {
     private var nowSeconds: Int64 { clock() / 1000 }
 
     /// Counts an authorization request refused before its sign-in began.
-    func refused() { results.increment(.invalidRequest) }
+    func refused(_ error: String) { results.increment(Result(rawValue: error) ?? .invalidRequest) }
 
     // MARK: Steps
 
@@ -200,7 +204,7 @@ final class OIDCSignIns: @unchecked Sendable {
         }
         guard let form = form(request, responder), let flow = flow(form["f"], of: request, responder) else { return }
         guard case .challenged(_, let challengeID, _) = flow.stage else {
-            responder.respond(finish(flow, .cancelled, "cancelled"))
+            responder.respond(finish(flow, "cancelled"))
             return
         }
         service.cancel(challengeID, of: flow.request.client.tenant) { [self] result in
@@ -236,9 +240,9 @@ final class OIDCSignIns: @unchecked Sendable {
                 let location = "sign-in?" + FormEncoding.encode([("f", next.sealed(by: seal))])
                 done(HTTPResponse(status: 303, headers: [("location", location), ("cache-control", "no-store")]))
             case .success(.fallback(let fallback)), .success(.replayedFallback(let fallback)):
-                done(finish(flow, .passwordFallback, "password_fallback:\(fallback.reason.rawValue)"))
+                done(finish(flow, "password_fallback:\(fallback.reason.rawValue)"))
             case .failure(let problem) where problem.status == 400:
-                done(finish(flow, .invalidRequest, "the user name is not one this service takes"))
+                done(finish(flow, "the user name is not one this service takes"))
             case .failure:
                 done(unavailable(flow.request))
             }
@@ -250,9 +254,9 @@ final class OIDCSignIns: @unchecked Sendable {
         guard let resolution = challenge.resolution else { return unavailable(flow.request) }
         switch resolution.status {
         case .approved: return approve(flow, challenge, at: resolution.at / 1000)
-        case .denied: return finish(flow, .denied, "denied:\(resolution.reason?.rawValue ?? "cancelled")")
-        case .expired: return finish(flow, .expired, "expired")
-        case .cancelled, .pending: return finish(flow, .cancelled, "cancelled")
+        case .denied: return finish(flow, "denied:\(resolution.reason?.rawValue ?? "cancelled")")
+        case .expired: return finish(flow, "expired")
+        case .cancelled, .pending: return finish(flow, "cancelled")
         }
     }
 
@@ -279,18 +283,18 @@ final class OIDCSignIns: @unchecked Sendable {
             fields = [("id_token", token)]
         }
         if let state = request.state { fields.append(("state", state)) }
-        results.increment(.approved)
+        results.increment(request.responseType == .code ? .code : .idToken)
         return OIDCResponse.authorization(to: request.redirectURI, request.responseMode, fields, pages: pages)
     }
 
     /// `error=access_denied` with the end's description.
-    private func finish(_ flow: SignInFlow, _ result: Result, _ description: String) -> HTTPResponse {
-        results.increment(result)
+    private func finish(_ flow: SignInFlow, _ description: String) -> HTTPResponse {
+        results.increment(.accessDenied)
         return answer(flow.request, [("error", "access_denied"), ("error_description", description)])
     }
 
     private func unavailable(_ request: AuthorizationRequest) -> HTTPResponse {
-        results.increment(.unavailable)
+        results.increment(.temporarilyUnavailable)
         return answer(
             request, [("error", "temporarily_unavailable"), ("error_description", "phone sign-in is unavailable")])
     }

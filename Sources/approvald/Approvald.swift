@@ -15,7 +15,9 @@ struct Approvald: AsyncParsableCommand {
             docs/openapi.yaml, every configuration option in Config/approvald.example.toml.
             """,
         version: BuildInfo.line,
-        subcommands: [Serve.self, Simulate.self, IdP.self, Phone.self, Verifier.self, DevCert.self, Bench.self],
+        subcommands: [
+            Serve.self, Simulate.self, IdP.self, Phone.self, DemoApp.self, Verifier.self, DevCert.self, Bench.self,
+        ],
         defaultSubcommand: Serve.self)
 
     static func main() async {

@@ -104,12 +104,8 @@ struct EntraStandIn {
 @Suite struct EntraStandInTests {
     func broker(jwksURL: String) throws -> ApprovaldProcess {
         try oidcBroker(
-            brokerConfig + """
-
-                [oidc]
-                issuer = "https://approvald.contoso.test"
-                [[oidc.signing_keys]]
-                private_key = "KEY"
+            issuer: "https://approvald.contoso.test",
+            clients: """
                 [[oidc.clients]]
                 client_id = "\(EntraStandIn.clientID)"
                 redirect_uris = ["\(EntraStandIn.redirectURI)"]

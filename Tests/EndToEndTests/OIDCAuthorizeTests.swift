@@ -5,30 +5,35 @@ import Foundation
 import TestSupport
 import Testing
 
-/// A broker of `config` whose `[[oidc.signing_keys]]` `KEY` is a new RSA key: instances on Redis must name one.
-func oidcBroker(_ config: String) throws -> ApprovaldProcess {
+/// A broker of `brokerConfig` that is an OpenID provider of `issuer` for `clients` (their `[[oidc.clients]]` tables),
+/// signing with a new RSA key: instances on Redis must name one.
+func oidcBroker(issuer: String, clients: String) throws -> ApprovaldProcess {
     let key = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-oidc-\(UUID()).pem").path
     _ = try runCommand(
         ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], timeout: 30)
-    return try ApprovaldProcess(extraConfig: config.replacingOccurrences(of: "KEY", with: key))
+    return try ApprovaldProcess(
+        extraConfig: brokerConfig + """
+
+            [oidc]
+            issuer = "\(issuer)"
+            [[oidc.signing_keys]]
+            private_key = "\(key)"
+
+            """ + clients)
 }
 
 @Suite struct OIDCAuthorizeTests {
-    static let config =
-        brokerConfig + """
-
-            [oidc]
-            issuer = "https://login.contoso.test"
-            [[oidc.signing_keys]]
-            private_key = "KEY"
-            [[oidc.clients]]
-            client_id = "webapp"
-            client_secret = "a client secret of at least thirty-two bytes"
-            redirect_uris = ["https://app.contoso.test/cb?tenant=1"]
-            tenant = "contoso"
-            """
-
-    func broker() throws -> ApprovaldProcess { try oidcBroker(Self.config) }
+    func broker() throws -> ApprovaldProcess {
+        try oidcBroker(
+            issuer: "https://login.contoso.test",
+            clients: """
+                [[oidc.clients]]
+                client_id = "webapp"
+                client_secret = "a client secret of at least thirty-two bytes"
+                redirect_uris = ["https://app.contoso.test/cb?tenant=1"]
+                tenant = "contoso"
+                """)
+    }
 
     /// The status, the headers (lower-cased names) and the body of a request to the endpoint.
     func call(

@@ -17,14 +17,17 @@ struct Browser {
         jar = broker.directory.appendingPathComponent("cookies-\(UUID().uuidString)").path
     }
 
-    func get(_ path: String) throws -> Reply { try request("GET", path, form: nil) }
+    func get(_ path: String) throws -> Reply { try request("GET", broker.h2cURL + path, form: nil) }
+
+    /// A page of another site (an absolute URL).
+    func visit(_ url: String) throws -> Reply { try request("GET", url, form: nil) }
 
     func post(_ path: String, form: [(String, String)], headers: [String] = []) throws -> Reply {
-        try request("POST", path, form: form, headers: headers)
+        try request("POST", broker.h2cURL + path, form: form, headers: headers)
     }
 
     private func request(
-        _ method: String, _ path: String, form: [(String, String)]?, headers: [String] = []
+        _ method: String, _ url: String, form: [(String, String)]?, headers: [String] = []
     )
         throws -> Reply
     {
@@ -40,7 +43,7 @@ struct Browser {
                 "-H", "content-type: application/x-www-form-urlencoded", "--data-binary", formEncoded(form),
             ]
         }
-        let result = try runCommand(arguments + [broker.h2cURL + path], timeout: 60)
+        let result = try runCommand(arguments + [url], timeout: 60)
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return Reply(
             status: Int(lines.last ?? "") ?? 0, body: lines.dropLast().joined(separator: "\n"),
@@ -80,23 +83,21 @@ func jwtClaims(_ token: String) -> [String: Any] {
     static let redirectURI = "https://app.contoso.test/cb?tenant=1"
     static let secret = "a client secret of at least thirty-two bytes"
 
-    static let config =
-        brokerConfig + """
-
-            [oidc]
-            issuer = "http://login.contoso.test"
-            [[oidc.signing_keys]]
-            private_key = "KEY"
-            [[oidc.clients]]
-            client_id = "webapp"
-            client_secret = "\(secret)"
-            redirect_uris = ["\(redirectURI)"]
-            tenant = "contoso"
-            [[oidc.clients]]
-            client_id = "spa"
-            redirect_uris = ["https://spa.contoso.test/cb"]
-            tenant = "contoso"
-            """
+    func broker() throws -> ApprovaldProcess {
+        try oidcBroker(
+            issuer: "http://login.contoso.test",
+            clients: """
+                [[oidc.clients]]
+                client_id = "webapp"
+                client_secret = "\(Self.secret)"
+                redirect_uris = ["\(Self.redirectURI)"]
+                tenant = "contoso"
+                [[oidc.clients]]
+                client_id = "spa"
+                redirect_uris = ["https://spa.contoso.test/cb"]
+                tenant = "contoso"
+                """)
+    }
 
     /// A verifier and its S256 challenge (RFC 7636).
     static let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -132,7 +133,7 @@ func jwtClaims(_ token: String) -> [String: Any] {
     }
 
     @Test func aBrowserSignsInByTheNumberAndTheClientRedeemsItsCodeOnce() throws {
-        let broker = try oidcBroker(Self.config)
+        let broker = try broker()
         let idp = IdP(broker: broker)
         let phone = try SimulatedDevice("alice-phone")
         #expect(try idp.register(phone, user: "alice@contoso.com").status == 201)
@@ -211,11 +212,12 @@ func jwtClaims(_ token: String) -> [String: Any] {
         #expect(forged.status == 401 && forged.header("www-authenticate")?.contains("invalid_token") == true)
 
         let metrics = try broker.curl("/metrics").body
-        #expect(metrics.contains("approvald_oidc_authorizations_total{result=\"approved\"} 1"))
+        #expect(metrics.contains("approvald_oidc_authorizations_total{result=\"code\"} 1"))
+        #expect(metrics.contains("approvald_oidc_authorizations_total{result=\"access_denied\"} 0"))
     }
 
     @Test func everyOtherEndReturnsAccessDeniedWithItsReason() throws {
-        let broker = try oidcBroker(Self.config)
+        let broker = try broker()
         let idp = IdP(broker: broker)
         let phone = try SimulatedDevice("bob-phone")
         #expect(try idp.register(phone, user: "bob@contoso.com").status == 201)
@@ -275,5 +277,61 @@ func jwtClaims(_ token: String) -> [String: Any] {
         // A flow altered by one byte is not a flow.
         let altered = try typo.post("/oidc/sign-in", form: [("f", "A" + typoFlow.dropFirst()), ("username", "bob")])
         #expect(altered.status == 400)
+    }
+
+    /// The README's browser tour: `approvald demo-app` sends the browser to the provider, redeems the code it gets
+    /// back with its PKCE verifier, checks the ID token, and shows who signed in.
+    @Test func theDemoAppSignsInThroughTheProvider() throws {
+        let appPort = try freeLoopbackPort()
+        let broker = try oidcBroker(
+            issuer: "http://login.contoso.test",
+            clients: """
+                [[oidc.clients]]
+                client_id = "demo-app"
+                redirect_uris = ["http://127.0.0.1:\(appPort)/callback"]
+                tenant = "contoso"
+                """)
+        let phone = try SimulatedDevice("dana-phone")
+        #expect(try IdP(broker: broker).register(phone, user: "dana@contoso.com").status == 201)
+        let output = broker.directory.appendingPathComponent("demo-app.out").path
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let app = Process()
+        app.executableURL = URL(fileURLWithPath: approvaldBinary)
+        app.arguments = [
+            "demo-app", "--config", broker.directory.appendingPathComponent("approvald.toml").path, "--url",
+            broker.h2cURL,
+        ]
+        app.standardOutput = FileHandle(forWritingAtPath: output)
+        try app.run()
+        defer {
+            kill(app.processIdentifier, SIGKILL)
+            app.waitUntilExit()
+        }
+        func printed(_ text: String) -> Bool {
+            eventuallyBlocking(timeout: 10) {
+                (try? String(contentsOfFile: output, encoding: .utf8))?.contains(text) == true
+            }
+        }
+        #expect(printed("open http://127.0.0.1:\(appPort)/ in a browser"))
+
+        let browser = Browser(broker)
+        let login = try browser.visit("http://127.0.0.1:\(appPort)/login")
+        let authorize = try #require(login.header("location"))
+        #expect(login.status == 302 && authorize.hasPrefix(broker.h2cURL + "/oidc/authorize?"))
+        let namePage = try browser.visit(authorize)
+        let flow = try #require(pageValue(namePage.body, after: "name=\"f\" value=\""))
+        let named = try browser.post("/oidc/sign-in", form: [("f", flow), ("username", "dana@contoso.com")])
+        let path = "/oidc/" + (named.header("location") ?? "")
+        let page = try browser.get(path)
+        let shown = try #require(pageValue(page.body, after: "aria-label=\"the number ").flatMap { Int($0) })
+        #expect(try phone.answer(broker, try queued(phone, broker), approve: shown).status == 200)
+        let back = try browser.get(path)
+        let callback = try #require(back.header("location"))
+        #expect(callback.hasPrefix("http://127.0.0.1:\(appPort)/callback?code="))
+        let signedIn = try browser.visit(callback)
+        #expect(signedIn.body.contains("Signed in as <strong>dana@contoso.com</strong>"), "\(signedIn.body)")
+        #expect(printed("signed in: dana@contoso.com"))
+        // A return the app did not start, or the same return again, signs nobody in.
+        #expect(try browser.visit(callback).body.contains("Not signed in"))
     }
 }
