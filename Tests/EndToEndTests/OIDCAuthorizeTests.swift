@@ -5,21 +5,25 @@ import Foundation
 import TestSupport
 import Testing
 
-/// A broker of `brokerConfig` that is an OpenID provider of `issuer` for `clients` (their `[[oidc.clients]]` tables),
-/// signing with a new RSA key: instances on Redis must name one.
-func oidcBroker(issuer: String, clients: String) throws -> ApprovaldProcess {
+/// An `[oidc]` section for `issuer` and `clients` (their `[[oidc.clients]]` tables), signing with a new RSA key (in
+/// the temporary directory): instances on Redis must name one, and a restart must find the same.
+func oidcSection(issuer: String, clients: String) throws -> String {
     let key = FileManager.default.temporaryDirectory.appendingPathComponent("approvald-oidc-\(UUID()).pem").path
     _ = try runCommand(
         ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], timeout: 30)
-    return try ApprovaldProcess(
-        extraConfig: brokerConfig + """
+    return """
 
-            [oidc]
-            issuer = "\(issuer)"
-            [[oidc.signing_keys]]
-            private_key = "\(key)"
+        [oidc]
+        issuer = "\(issuer)"
+        [[oidc.signing_keys]]
+        private_key = "\(key)"
 
-            """ + clients)
+        """ + clients
+}
+
+/// A broker of `brokerConfig` that is an OpenID provider of `issuer` for `clients`.
+func oidcBroker(issuer: String, clients: String) throws -> ApprovaldProcess {
+    try ApprovaldProcess(extraConfig: brokerConfig + oidcSection(issuer: issuer, clients: clients))
 }
 
 @Suite struct OIDCAuthorizeTests {

@@ -12,9 +12,11 @@ struct Browser {
     let jar: String
     var userAgent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
-    init(_ broker: ApprovaldProcess) {
+    /// A browser of its own, or the one whose cookie `jar` it shares (on another instance or after a restart:
+    /// cookies belong to the host, whatever the port).
+    init(_ broker: ApprovaldProcess, jar: String? = nil) {
         self.broker = broker
-        jar = broker.directory.appendingPathComponent("cookies-\(UUID().uuidString)").path
+        self.jar = jar ?? broker.directory.appendingPathComponent("cookies-\(UUID().uuidString)").path
     }
 
     func get(_ path: String) throws -> Reply { try request("GET", broker.h2cURL + path, form: nil) }
@@ -83,15 +85,28 @@ func jwtClaims(_ token: String) -> [String: Any] {
     static let redirectURI = "https://app.contoso.test/cb?tenant=1"
     static let secret = "a client secret of at least thirty-two bytes"
 
+    /// The confidential client most tests sign in as.
+    static let webappClient = """
+        [[oidc.clients]]
+        client_id = "webapp"
+        client_secret = "\(secret)"
+        redirect_uris = ["\(redirectURI)"]
+        tenant = "contoso"
+
+        """
+
+    /// A token request for `code` by `webapp`, its secret in the form (client_secret_post), with the verifier.
+    static func redemption(_ code: String) -> [(String, String)] {
+        [
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI),
+            ("code_verifier", verifier), ("client_id", "webapp"), ("client_secret", secret),
+        ]
+    }
+
     func broker() throws -> ApprovaldProcess {
         try oidcBroker(
             issuer: "http://login.contoso.test",
-            clients: """
-                [[oidc.clients]]
-                client_id = "webapp"
-                client_secret = "\(Self.secret)"
-                redirect_uris = ["\(Self.redirectURI)"]
-                tenant = "contoso"
+            clients: Self.webappClient + """
                 [[oidc.clients]]
                 client_id = "spa"
                 redirect_uris = ["https://spa.contoso.test/cb"]
