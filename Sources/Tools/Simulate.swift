@@ -233,7 +233,9 @@ final class Simulation: Sendable {
     }
 
     /// Closes the connections and stops the loop once the verifier's connections have drained: an acknowledgement
-    /// still unsent would make the broker retry a result the simulation already counted. Bounded: 5 s.
+    /// still unsent would make the broker retry a result the simulation already counted. The drain starts a second
+    /// after the last result: a socket closed while the broker's last frames wait unread in it is reset, and a reset
+    /// can discard an acknowledgement the broker had not read yet. Bounded: 5 s.
     func stop() async {
         for stream in streams.withLock({ $0 }) { stream.cancel() }
         for transport in transports.withLock({ $0 }) { transport.close() }
@@ -241,9 +243,10 @@ final class Simulation: Sendable {
         phonesInstance?.close()
         let verifier = self.verifier
         let loop = self.loop
+        let drain = UncheckedBox<LoopTimer?>(nil)
         loop.execute {
             guard let server = verifier.value else { return loop.stop() }
-            server.shutdown(graceSeconds: 2) { loop.stop() }
+            drain.value = loop.schedule(after: 1) { server.shutdown(graceSeconds: 2) { loop.stop() } }
         }
         let loopEnded = self.loopEnded
         await withCheckedContinuation { continuation in
@@ -252,6 +255,7 @@ final class Simulation: Sendable {
                 continuation.resume()
             }
         }
+        withExtendedLifetime(drain) {}  // the timer lives until the loop has ended
     }
 
     // MARK: The run
