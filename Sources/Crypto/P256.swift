@@ -93,22 +93,31 @@ public final class P256PublicKey: @unchecked Sendable {
 
     /// Whether `signatureDER` is a valid ECDSA-P256-SHA256 signature of `message` by this key.
     public func isValidSignature<Message: ContiguousBytesView>(_ signatureDER: [UInt8], for message: Message) -> Bool {
-        guard !signatureDER.isEmpty, signatureDER.count <= 80, let context = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key) == 1 else {
-            ERR_clear_error()
-            return false
-        }
-        let result = message.withRawBytes { messageBytes in
-            signatureDER.withUnsafeBufferPointer { signature in
-                EVP_DigestVerify(
-                    context, signature.baseAddress, signature.count,
-                    messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), messageBytes.count)
-            }
-        }
-        if result != 1 { ERR_clear_error() }
-        return result == 1
+        guard !signatureDER.isEmpty, signatureDER.count <= 80 else { return false }
+        return verifySHA256Signature(signatureDER, of: message, by: key)
     }
+}
+
+/// Whether `signature` is `key`'s signature of the SHA-256 of `message` (ECDSA DER, or RSASSA-PKCS1-v1_5): the one
+/// verification every public key type here shares.
+func verifySHA256Signature<Message: ContiguousBytesView>(
+    _ signature: [UInt8], of message: Message, by key: OpaquePointer
+) -> Bool {
+    guard let context = EVP_MD_CTX_new() else { return false }
+    defer { EVP_MD_CTX_free(context) }
+    guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key) == 1 else {
+        ERR_clear_error()
+        return false
+    }
+    let result = message.withRawBytes { messageBytes in
+        signature.withUnsafeBufferPointer { signature in
+            EVP_DigestVerify(
+                context, signature.baseAddress, signature.count,
+                messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), messageBytes.count)
+        }
+    }
+    if result != 1 { ERR_clear_error() }
+    return result == 1
 }
 
 /// A P-256 private key: signs decisions in simulated devices, push-provider JWTs and test fixtures.

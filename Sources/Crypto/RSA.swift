@@ -99,20 +99,7 @@ public final class RSAPublicKey: @unchecked Sendable {
     /// Whether `signature` is this key's RS256 signature of `message`.
     public func isValidRS256Signature<Message: ContiguousBytesView>(_ signature: [UInt8], for message: Message) -> Bool
     {
-        guard signature.count == Int(EVP_PKEY_get_size(key)), let context = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestVerifyInit(context, nil, EVP_sha256(), nil, key) == 1 else {
-            ERR_clear_error()
-            return false
-        }
-        let result = message.withRawBytes { bytes in
-            signature.withUnsafeBufferPointer { signature in
-                EVP_DigestVerify(
-                    context, signature.baseAddress, signature.count,
-                    bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-            }
-        }
-        if result != 1 { ERR_clear_error() }
-        return result == 1
+        guard signature.count == Int(EVP_PKEY_get_size(key)) else { return false }
+        return verifySHA256Signature(signature, of: message, by: key)
     }
 }

@@ -121,7 +121,7 @@ struct EntraStandIn {
         var fields: [String: String] = [:]
         for match in page.body.matches(of: /name="([a-z_]+)" value="([^"]*)"/) {
             fields[String(match.output.1)] = String(match.output.2).replacingOccurrences(of: "&quot;", with: "\"")
-                .replacingOccurrences(of: "&amp;", with: "&")
+                .replacingOccurrences(of: "&#39;", with: "'").replacingOccurrences(of: "&amp;", with: "&")
         }
         return fields
     }
@@ -175,6 +175,22 @@ struct EntraStandIn {
         #expect(claims["preferred_username"] as? String == "kai@contoso.com")
         let nonce = try #require(claims["nonce"] as? String)
         #expect(nonce.hasPrefix("n-"))
+    }
+
+    /// An issuer whose key set cannot be fetched: every hint goes back refused, saying so, and nothing is pushed.
+    @Test func aKeySetThatCannotBeFetchedRefusesTheHint() throws {
+        let entra = try EntraStandIn()
+        let broker = try broker(jwksURL: "http://127.0.0.1:\(try freeLoopbackPort())/keys.json")
+        let phone = try SimulatedDevice("kai-phone")
+        #expect(try IdP(broker: broker).register(phone, user: "kai@contoso.com").status == 201)
+        let answer = try Browser(broker).post(
+            "/oidc/authorize",
+            form: entra.request(
+                hint: try entra.hint(user: "kai@contoso.com", sub: "c3ViamVjdA"), nonce: "n", state: "s"))
+        #expect(answer.status == 200 && postedFields(answer)["error"] == "invalid_request")
+        #expect(postedFields(answer)["error_description"] == "the id_token_hint issuer's keys are unavailable")
+        let queue = try phone.call(broker, "GET", "/v1/devices/kai-phone/challenges")
+        #expect((queue.json["challenges"] as? [Any])?.isEmpty == true)
     }
 
     @Test func aHintThatDoesNotVerifyGoesBackAsInvalidRequestAndPushesNothing() throws {
