@@ -41,7 +41,7 @@ SANITIZER_ENV = SWIFT_BACKTRACE=enable=no APPROVALD_SANITIZED=1 \
 FUZZ_SECONDS ?= 60
 TEST_FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := FuzzJSON FuzzIdPSignature FuzzDeviceAuthorization FuzzRouter FuzzEventStream FuzzConfiguration \
-	FuzzH2Server FuzzHTTP1Server FuzzOIDCRequests
+	FuzzH2Server FuzzHTTP1Server FuzzOIDCRequests FuzzEnrollment
 FUZZ_BUILD := APPROVALD_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
 	-Xswiftc -enable-testing -Xswiftc -use-ld=lld
 

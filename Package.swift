@@ -182,7 +182,7 @@ let package = Package(
                 "Redis", "RedisStore", "Core", "Store", "EventLoop", "Locking", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["HTTP", "Crypto", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ApprovalKit", "HTTP", "Crypto", "TestSupport"]),
     ]
 )
 
@@ -200,6 +200,7 @@ if Context.environment["APPROVALD_FUZZ"] == "1" {
         ("FuzzH2Server", ["FuzzServer"]),
         ("FuzzHTTP1Server", ["FuzzServer"]),
         ("FuzzOIDCRequests", ["OIDC"]),
+        ("FuzzEnrollment", ["Core", "Crypto", "Protocol", "Service"]),
     ]
     package.targets.append(.target(name: "CFuzzer", path: "Tests/Fuzz/CFuzzer"))
     package.targets.append(.target(name: "FuzzSupport", dependencies: ["CFuzzer"], path: "Tests/Fuzz/FuzzSupport"))

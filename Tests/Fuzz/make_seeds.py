@@ -3,6 +3,7 @@
 parser must handle. The seeds are committed; run this again after changing it."""
 import hashlib
 import hmac
+import json
 import pathlib
 import struct
 
@@ -79,6 +80,19 @@ write("FuzzOIDCRequests", "token-basic", b"\x01Basic d2ViYXBwOmEgY2xpZW50IHNlY3J
       b"grant_type=authorization_code&code=c&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb")
 write("FuzzOIDCRequests", "token-public", b"\x01\ngrant_type=authorization_code&code=c&client_id=spa"
       b"&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+
+# Enrollment bodies: the first byte picks the completion (even) or the creation (odd). The completion's proof is a
+# real ECDSA P-256 signature over its code and key (made once with Python's cryptography), so that the target's
+# checks on an accepted completion run from the start.
+ENROLL_KEY = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEIDDUwgmb7n+9EqQYP4kW6MLXnO+dkTVCtQ9YyHYu3l0h+pp1FeKSn0ovsDgZU1u4tem0HIEVaal4lTByWjiS8Q=="
+ENROLL_CODE = "Zm9vYmFyYmF6cXV4cXV1eA"
+ENROLL_PROOF = "MEYCIQCS21_9oc18D8Ip3Qt97BNe-Bumk8hbYJoO7ajPODXJGgIhAKN1j7leyCoDddEqtaTTZAvSXMgAP9O5oJ46Y7e9GmJ-"
+completion = {"activation_code": ENROLL_CODE, "public_key": ENROLL_KEY, "proof": ENROLL_PROOF}
+write("FuzzEnrollment", "completion", b"\x00" + json.dumps(completion).encode())
+write("FuzzEnrollment", "completion-push", b"\x00" + json.dumps(completion | {
+    "push": {"provider": "apns", "token": "ab" * 32, "topic": "com.example.app"}, "display_name": "Ida's phone"}).encode())
+write("FuzzEnrollment", "creation", b"\x01" + json.dumps(
+    {"user_id": "ida@contoso.com", "display_name": "Ida's phone", "mam_restricted": False, "ttl_seconds": 600}).encode())
 
 # TOML, a NUL, environment overrides.
 example = (ROOT.parent.parent.parent / "Config" / "approvald.example.toml").read_text()

@@ -110,9 +110,11 @@ public final class ApprovaldProcess: @unchecked Sendable {
     /// (bounded) for it to report ready. `shellPrefix` runs it through `sh -c` (for `ulimit`).
     /// - Parameter dataDirectory: where the store lives; pass the same one to a second process to test a restart.
     /// - Parameter redis: the Redis to store in (a new one of its own when the suite runs on Redis and none is given).
+    /// - Parameter cleartextPort: the plain listener's port (0: a free one); a restart's, to be found where clients
+    ///   left it.
     public init(
         extraConfig: String = "", environment: [String: String] = [:], shellPrefix: String? = nil,
-        dataDirectory: String? = nil, redis: RedisServer? = nil
+        dataDirectory: String? = nil, redis: RedisServer? = nil, cleartextPort: Int = 0
     ) throws {
         self.redis = try redis ?? (testsRunOnRedis ? RedisServer() : nil)
         let store = self.redis.map { "[store]\nbackend = \"redis\"\n[store.redis]\nurl = \"\($0.url)\"\n" } ?? ""
@@ -132,7 +134,7 @@ public final class ApprovaldProcess: @unchecked Sendable {
             level = "debug"
             [[listeners]]
             host = "127.0.0.1"
-            port = 0
+            port = \(cleartextPort)
             [[listeners]]
             host = "127.0.0.1"
             port = 0
