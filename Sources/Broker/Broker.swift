@@ -28,6 +28,8 @@ public final class Broker: @unchecked Sendable {
     private var redisStore: RedisStore?
     private var lifecycle = BrokerLifecycle()
     public private(set) var boundListeners: [BoundListener] = []
+    /// The realm keys of each CIBA tenant whose keys are a file, read at start.
+    private let cibaKeyFiles: [String: IssuerKeys]
 
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
@@ -40,11 +42,15 @@ public final class Broker: @unchecked Sendable {
         }
         // Access lines are at info: a level above it leaves them out, as it would any info line.
         application.attach(to: server)
+        cibaKeyFiles = try Self.issuerKeyFiles(
+            configuration.cibaChannels.mapValues(\.keys), setting: { "tenants.\($0).ciba.jwks_file" })
         if let oidc = configuration.oidc {
             application.oidc = try OIDCProvider(
                 settings: oidc,
                 keys: try Self.signingKeys(oidc, dataDirectory: configuration.dataDirectory, logger: logger),
-                hintKeyFiles: try Self.hintKeyFiles(oidc), loop: loop, caFile: configuration.forwardCAFile,
+                hintKeyFiles: try Self.issuerKeyFiles(
+                    oidc.clients.reduce(into: [:]) { $0[$1.clientID] = $1.hintTrust?.keys },
+                    setting: { "oidc.clients \($0): hint_jwks_file" }), loop: loop, caFile: configuration.forwardCAFile,
                 logger: logger)
         }
         if configuration.accessLog && configuration.logLevel <= .info {
@@ -168,7 +174,8 @@ public final class Broker: @unchecked Sendable {
             service = try ApprovalService(
                 loop: loop, store: StoreRoles(store), clients: configuration.idpClients,
                 keepaliveSeconds: configuration.streamKeepaliveSeconds, forwarding: forwarding,
-                apns: configuration.apns, fcm: configuration.fcm, publicURL: publicURL, logger: logger,
+                apns: configuration.apns, fcm: configuration.fcm, publicURL: publicURL,
+                ciba: (configuration.cibaChannels, cibaKeyFiles), logger: logger,
                 clock: { UnixMillis(Date().timeIntervalSince1970 * 1000) })
         } catch {
             logger.critical("cannot start the service: \(error)")

@@ -57,6 +57,8 @@ public struct Configuration: Sendable {
     public var idpClients: [IdPClient] = []
     /// Policies from the file, by tenant; a policy stored through the API wins over them.
     public var tenantPolicies: [String: TenantPolicy] = [:]
+    /// `[tenants.T.ciba]`: the tenants that are Keycloak's CIBA authentication channel.
+    public var cibaChannels: [String: CIBASettings] = [:]
     /// `[oidc]`: approvald as an OpenID provider; nil when not configured.
     public var oidc: OIDCSettings?
 
@@ -260,7 +262,9 @@ public struct Configuration: Sendable {
             guard (try? Validate.tenantID(tenantID)) != nil else {
                 throw ConfigError("tenants.\(tenantID): a tenant id is 1-64 of a-z, 0-9 and -")
             }
-            tenantPolicies[tenantID] = try Self.policy(try tenants.table(tenantID))
+            let tenant = try tenants.table(tenantID)
+            cibaChannels[tenantID] = try Self.cibaChannel(tenant)
+            tenantPolicies[tenantID] = try Self.policy(tenant)
         }
         try tenants.rejectUnknownKeys()
         try root.rejectUnknownKeys()

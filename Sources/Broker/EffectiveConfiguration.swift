@@ -91,6 +91,7 @@ extension Configuration {
             toml.key("target", .string(policy.target.rawValue))
             toml.key("users", .strings(policy.users.sorted()))
             for (key, field) in Self.policyIntegers { toml.key(key, .integer(policy[keyPath: field])) }
+            writeCIBA(of: tenantID, into: &toml)
         }
         writeOIDC(into: &toml)
         return toml.text

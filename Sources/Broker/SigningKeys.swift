@@ -1,6 +1,6 @@
 // The OpenID provider's keys at start: its signing keys (the configured PEM files, or a development key kept in the
 // data directory, made on first run as `make run` makes its TLS certificate), and the JWK Set files of the issuers
-// whose id_token_hints it takes.
+// whose tokens it takes (id_token_hints, Keycloak's CIBA tokens).
 import Crypto
 import Foundation
 import Logging
@@ -10,20 +10,21 @@ extension Broker {
     /// The development key's file under the data directory.
     static let developmentKeyFile = "oidc-signing-key.pem"
 
-    /// The keys of each client whose `id_token_hint`s are checked against a JWK Set file, by client id.
-    static func hintKeyFiles(_ settings: OIDCSettings) throws -> [String: HintKeys] {
-        var keys: [String: HintKeys] = [:]
-        for client in settings.clients {
-            guard case .file(let path)? = client.hintTrust?.keys else { continue }
+    /// The keys of each issuer whose JWK Set is a file, by the name its source has in `sources`; `setting` names
+    /// the file's setting in errors.
+    static func issuerKeyFiles(
+        _ sources: [String: IssuerKeySource], setting: (String) -> String
+    ) throws -> [String: IssuerKeys] {
+        var keys: [String: IssuerKeys] = [:]
+        for (name, source) in sources {
+            guard case .file(let path) = source else { continue }
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError("oidc.clients \(client.clientID): hint_jwks_file: cannot read \(path)")
+                throw ConfigError("\(setting(name)): cannot read \(path)")
             }
-            guard let set = HintKeys(jwkSet: String(decoding: data, as: UTF8.self)) else {
-                throw ConfigError(
-                    "oidc.clients \(client.clientID): hint_jwks_file: \(path) is not a JWK Set with an RSA or P-256 "
-                        + "signing key")
+            guard let set = IssuerKeys(jwkSet: String(decoding: data, as: UTF8.self)) else {
+                throw ConfigError("\(setting(name)): \(path) is not a JWK Set with an RSA or P-256 signing key")
             }
-            keys[client.clientID] = set
+            keys[name] = set
         }
         return keys
     }

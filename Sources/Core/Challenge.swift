@@ -143,6 +143,17 @@ public enum ResultChannel: Equatable, Sendable {
     /// To the browser of an OpenID Connect sign-in, which follows the challenge and returns to its client with an
     /// authorization code; that code is redeemed once, which `codeRedeemed` records.
     case browser(codeRedeemed: Bool)
+    /// To Keycloak's CIBA callback endpoint, through the outbox, with the bearer token Keycloak issued for the
+    /// request (API.md, "Keycloak CIBA authentication channel").
+    case ciba(bearerToken: String)
+
+    /// Whether the result goes out through the outbox (a callback), rather than to a browser that follows it.
+    public var isCallback: Bool {
+        switch self {
+        case .verifier, .ciba: true
+        case .browser: false
+        }
+    }
 }
 
 public struct Challenge: Equatable, Sendable {

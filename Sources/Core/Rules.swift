@@ -119,11 +119,16 @@ public enum Rules {
 
     /// Creates a challenge, or answers with `password_fallback` before anything reaches a phone, or replays what an
     /// earlier request with the same `request_id` got.
-    /// - Parameter requestHeldBy: the user whose aggregate remembers `request_id` now, if any (the store's index,
-    ///   which is in step with the aggregates).
+    /// - Parameters:
+    ///   - requestHeldBy: the user whose aggregate remembers `request_id` now, if any (the store's index, which is in
+    ///     step with the aggregates).
+    ///   - channel: where the result goes; a CIBA channel's fallback is called back too.
+    ///   - notAfter: when the challenge must have expired at the latest, whatever its TTL (a CIBA token's end). Not
+    ///     part of the request: a retry decided later is still the same request.
     public static func create<Random: RandomNumberGenerator>(
         _ request: ChallengeRequest, traceparent: String? = nil, channel: ResultChannel = .verifier,
-        policy: TenantPolicy, requestHeldBy: UserKey?, user: UserState, now: UnixMillis, random: inout Random
+        notAfter: UnixMillis? = nil, policy: TenantPolicy, requestHeldBy: UserKey?, user: UserState,
+        now: UnixMillis, random: inout Random
     ) throws(CoreError) -> Transition<CreateOutcome> {
         try Validate.tenantID(user.key.tenantID)
         try request.validate()
@@ -160,6 +165,7 @@ public enum Rules {
             let fallback = Fallback(tenantID: tenantID, request: request, reason: reason, decidedAt: now)
             work.state.fallbacks.append(fallback)
             work.changes.append(.fallbackSaved(fallback))
+            if case .ciba = channel { work.changes.append(.fallbackResultDue(fallback, channel)) }
             return work.finish(.fallback(fallback))
         }
         let devices = Array(user.devices)
@@ -169,7 +175,7 @@ public enum Rules {
             request: request,
             choices: makeChoices(correct: request.number, count: policy.choices, using: &random),
             devices: devices.map(\.id),
-            createdAt: now, expiresAt: now + ttl, traceparent: traceparent, channel: channel)
+            createdAt: now, expiresAt: min(now + ttl, notAfter ?? .max), traceparent: traceparent, channel: channel)
         work.state.pending.append(challenge)
         work.state.recentCreations.append(now)
         work.changes.append(.challengeSaved(challenge))
@@ -338,7 +344,7 @@ public enum Rules {
         }
         work.state.queue.removeAll { $0.challengeID == challenge.id }
         work.changes.append(.challengeSaved(challenge))
-        if challenge.channel == .verifier { work.changes.append(.resultDue(challenge)) }
+        if challenge.channel.isCallback { work.changes.append(.resultDue(challenge)) }
         work.deliveries.append(.ended(challenge))
         return challenge
     }

@@ -34,8 +34,11 @@ public enum Change: Equatable, Sendable {
     case lockoutSaved(UserKey, until: UnixMillis)
     /// The remembering window ended: the challenge (or fallback) and its `request_id` are forgotten.
     case forgotten(RequestKey, challengeID: String?)
-    /// The challenge ended: its result joins the verifier outbox in the same commit.
+    /// The challenge ended: its result joins the outbox in the same commit.
     indirect case resultDue(Challenge)
+    /// A create on a channel that is called back (CIBA) fell back to the password: that result joins the outbox in
+    /// the same commit as the fallback.
+    indirect case fallbackResultDue(Fallback, ResultChannel)
     /// Created, or ended.
     indirect case enrollmentSaved(Enrollment)
     /// Its remembering window ended: the enrollment and its activation code's index are forgotten.

@@ -41,18 +41,11 @@ public struct OIDCClient: Sendable, Equatable {
 
 /// The issuer of a client's `id_token_hint`s, where its keys are, and which claim names the approvald user.
 public struct HintTrust: Sendable, Equatable {
-    public enum Keys: Sendable, Equatable {
-        /// Fetched over HTTPS and cached (refreshed on an unknown `kid`).
-        case url(String)
-        /// A JWKS file, read at start.
-        case file(String)
-    }
-
     public var issuer: String
-    public var keys: Keys
+    public var keys: IssuerKeySource
     public var userClaim: String
 
-    public init(issuer: String, keys: Keys, userClaim: String) {
+    public init(issuer: String, keys: IssuerKeySource, userClaim: String) {
         self.issuer = issuer
         self.keys = keys
         self.userClaim = userClaim

@@ -124,20 +124,30 @@ public final class RedisOutbox: @unchecked Sendable {
     static func deadLettersKey(_ tenantID: String) -> String { "ap:dl:\(tenantID)" }
     static func deadOrderKey(_ tenantID: String) -> String { "ap:dlt:\(tenantID)" }
 
-    /// "<attempts>|<next attempt>|<ended>|<tenant>|<traceparent>|<body>" (tenant ids and traceparents hold no
-    /// '|'). A callback stored by the release before has no traceparent field: its body follows the tenant.
+    /// "<attempts>|<next attempt>|<ended>|<tenant>|<tail>" (tenant ids hold no '|'). A callback stored by the
+    /// release before has no traceparent field: its body follows the tenant.
     static func value(of entry: OutboxEntry) -> String {
         "\(entry.attempts)|\(entry.nextAttemptAt)|\(entry.endedAt)|\(entry.tenantID)|\(tail(of: entry))"
     }
 
-    /// "<traceparent>|<body>": the part of a callback that a dead letter keeps, and a redrive (approvald_redrive)
-    /// puts back as it is.
-    private static func tail(of entry: OutboxEntry) -> String { "\(entry.traceparent ?? "")|\(entry.body)" }
+    /// "<traceparent>|<body>", or for a CIBA callback "<traceparent>|<bearer token>|<body>" (traceparents and
+    /// JWTs hold no '|', and a body is JSON, `{…}`): the part of a callback that a dead letter keeps, and a redrive
+    /// (approvald_redrive) puts back as it is.
+    private static func tail(of entry: OutboxEntry) -> String {
+        "\(entry.traceparent ?? "")|" + (entry.target.bearerToken.map { "\($0)|" } ?? "") + entry.body
+    }
 
-    /// The traceparent and body of a tail; a body alone (which is JSON, `{…}`) has no traceparent.
-    private static func parseTail(_ tail: Substring) -> (traceparent: String?, body: String) {
-        guard !tail.hasPrefix("{"), let bar = tail.firstIndex(of: "|") else { return (nil, String(tail)) }
-        return (bar == tail.startIndex ? nil : String(tail[..<bar]), String(tail[tail.index(after: bar)...]))
+    /// The traceparent, target and body of a tail; a body alone has no traceparent.
+    private static func parseTail(_ tail: Substring) -> (traceparent: String?, target: CallbackTarget, body: String) {
+        guard !tail.hasPrefix("{"), let bar = tail.firstIndex(of: "|") else { return (nil, .verifier, String(tail)) }
+        let traceparent = bar == tail.startIndex ? nil : String(tail[..<bar])
+        let rest = tail[tail.index(after: bar)...]
+        guard !rest.hasPrefix("{"), let tokenEnd = rest.firstIndex(of: "|") else {
+            return (traceparent, .verifier, String(rest))
+        }
+        return (
+            traceparent, .ciba(bearerToken: String(rest[..<tokenEnd])), String(rest[rest.index(after: tokenEnd)...])
+        )
     }
 
     static func entry(_ text: String, challengeID: String, partition: Partition) throws(StoreError) -> OutboxEntry {
@@ -145,10 +155,10 @@ public final class RedisOutbox: @unchecked Sendable {
         guard fields.count == 5, let attempts = Int(fields[0]), let next = UnixMillis(fields[1]),
             let ended = UnixMillis(fields[2])
         else { throw StoreError("the callback of \(challengeID) in Redis is damaged") }
-        let (traceparent, body) = parseTail(fields[4])
+        let (traceparent, target, body) = parseTail(fields[4])
         return OutboxEntry(
             challengeID: challengeID, tenantID: String(fields[3]), partition: partition, body: body, endedAt: ended,
-            attempts: attempts, nextAttemptAt: next, traceparent: traceparent)
+            attempts: attempts, nextAttemptAt: next, traceparent: traceparent, target: target)
     }
 
     /// "<status>|<dead at>|<attempts>|<ended>|<partition>|<detail bytes>|<detail><traceparent>|<body>" (the
@@ -168,11 +178,11 @@ public final class RedisOutbox: @unchecked Sendable {
         else { throw StoreError("the dead letter of \(challengeID) in Redis is damaged") }
         let rest = fields[6].utf8
         let split = rest.index(rest.startIndex, offsetBy: detailBytes)
-        let (traceparent, body) = parseTail(Substring(rest[split...]))
+        let (traceparent, target, body) = parseTail(Substring(rest[split...]))
         return DeadLetter(
             entry: OutboxEntry(
                 challengeID: challengeID, tenantID: tenantID, partition: partition, body: body, endedAt: ended,
-                attempts: attempts, traceparent: traceparent),
+                attempts: attempts, traceparent: traceparent, target: target),
             status: status, detail: String(decoding: rest[..<split], as: UTF8.self), deadAt: deadAt)
     }
 }

@@ -274,7 +274,9 @@ public final class RedisStates: @unchecked Sendable {
             case .enrollmentForgotten(let enrollment):
                 index("h", enrollment.id)
                 index("D", Self.activationKey(enrollment.codeHash))
-            case .deviceUpdated, .challengeSaved, .enrollmentSaved, .policySaved, .lockoutSaved, .resultDue: break
+            case .deviceUpdated, .challengeSaved, .enrollmentSaved, .policySaved, .lockoutSaved, .resultDue,
+                .fallbackResultDue:
+                break
             }
         }
         // Every ended challenge the state holds becomes a record of its own: those that ended in this commit, and

@@ -26,9 +26,9 @@ enum UserStateCodec {
         /// As `endedApart`, with the user's enrollments at the end. Written only for a state that holds one, so that
         /// 0.19 instances, which read at most format 3, read every other user's state through a rollout.
         case enrollments = 4
-        /// As `enrollments`, and each challenge starts with where its result goes (`ResultChannel.storedCode`).
-        /// Written only for a state with a pending challenge of an OpenID Connect sign-in, which 0.20 instances do
-        /// not serve.
+        /// As `enrollments`, and each challenge starts with where its result goes (`ResultChannel.storedCode`, then
+        /// a CIBA channel's bearer token). Written only for a state with a pending challenge of an OpenID Connect
+        /// sign-in or a CIBA request, which 0.20 instances do not serve.
         case channels = 5
 
         var hasTraceparents: Bool { self != .original }
@@ -177,7 +177,10 @@ extension BinaryWriter {
     mutating func challenge(
         _ challenge: Challenge, _ format: UserStateCodec.Format, keepingProof: Bool = true, withChannel: Bool? = nil
     ) {
-        if withChannel ?? format.hasChannels { number(challenge.channel.storedCode) }
+        if withChannel ?? format.hasChannels {
+            number(challenge.channel.storedCode)
+            if let token = challenge.channel.bearerToken { string(token) }
+        }
         if format.hasTraceparents { optionalString(keepingProof ? challenge.traceparent : nil) }
         string(challenge.id)
         request(challenge.request)
@@ -254,7 +257,11 @@ extension BinaryReader {
     ) throws(StoreError) -> Challenge {
         var channel = ResultChannel.verifier
         if withChannel ?? format.hasChannels {
-            guard let stored = ResultChannel(storedCode: try number()) else { throw damaged("an unknown channel") }
+            let code = try number()
+            let token = code == ResultChannel.cibaStoredCode ? try string() : nil
+            guard let stored = ResultChannel(storedCode: code, bearerToken: token) else {
+                throw damaged("an unknown channel")
+            }
             channel = stored
         }
         let traceparent = format.hasTraceparents ? try optionalString() : nil

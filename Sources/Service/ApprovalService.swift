@@ -8,6 +8,7 @@ import Foundation
 import HTTP
 import JSONText
 import Logging
+import OIDC
 import Protocol
 import Store
 
@@ -32,12 +33,17 @@ public final class ApprovalService: @unchecked Sendable {
     /// Wakes devices through APNs and FCM.
     let pushRelay: PushRelay
     let enrollments: Enrollments
+    /// Keycloak's CIBA authentication requests.
+    let ciba: CIBAChannel
 
-    /// - Parameter publicURL: the base URL phones reach the broker at, for activation URIs.
+    /// - Parameters:
+    ///   - publicURL: the base URL phones reach the broker at, for activation URIs.
+    ///   - ciba: the tenants that are Keycloak's CIBA channel, and the realm keys of those whose keys are a file.
     public init(
         loop: EventLoop, store: StoreRoles, clients: [IdPClient],
         keepaliveSeconds: Double, forwarding: Forwarder.Settings = Forwarder.Settings(),
         apns: APNsSettings? = nil, fcm: FCMSettings? = nil, publicURL: String = "http://127.0.0.1:8080",
+        ciba: (settings: [String: CIBASettings], keyFiles: [String: IssuerKeys]) = ([:], [:]),
         logger: Logger, clock: @escaping () -> UnixMillis
     ) throws {
         self.loop = loop
@@ -52,8 +58,11 @@ public final class ApprovalService: @unchecked Sendable {
         sweep = ExpirySweep(loop: loop, deadlines: store.deadlines, pipeline: pipeline, clock: clock)
         forwarder = try Forwarder(
             loop: loop, store: store.outbox, membership: store.membership, outbox: pipeline, clients: clients,
-            settings: forwarding, clock: clock,
+            cibaCallbackURLs: ciba.settings.mapValues(\.callbackURL), settings: forwarding, clock: clock,
             logger: logger)
+        self.ciba = try CIBAChannel(
+            settings: ciba.settings, keyFiles: ciba.keyFiles, loop: loop, caFile: forwarding.caFile, logger: logger,
+            clock: clock)
         wakeUps = WakeUps(states: store.states, streams: streams, pipeline: pipeline, clock: clock)
         pushRelay = try PushRelay(loop: loop, apns: apns, fcm: fcm, clock: clock, logger: logger, source: wakeUps)
         enrollments = Enrollments(
@@ -72,7 +81,7 @@ public final class ApprovalService: @unchecked Sendable {
     }
 
     /// The parts with figures on `/metrics`, in the order they are written.
-    var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay, enrollments] }
+    var metricsSources: [MetricsSource] { [self, streams, forwarder, pushRelay, enrollments, ciba] }
 
     /// After recovery: expires what lapsed meanwhile and starts forwarding.
     public func start() {
@@ -207,6 +216,7 @@ public final class ApprovalService: @unchecked Sendable {
             enrollments.cancel(tenantID: tenantID, enrollmentID: enrollmentID) { reply($0) { $0 } }
         case .enroll:
             try enrollments.complete(try decodeBody(EnrollBody.self, from: request.body)) { reply($0) { $0 } }
+        case .ciba(let tenantID): ciba.request(request, tenantID: tenantID, service: self) { responder.respond($0) }
         }
     }
 
@@ -287,17 +297,19 @@ public final class ApprovalService: @unchecked Sendable {
         create(challengeRequest, in: tenantID, traceparent: traceparent, done)
     }
 
-    /// Decides a create for the tenant's user, as the IdP's create does; `channel` says where its result goes.
+    /// Decides a create for the tenant's user, as the IdP's create does; `channel` says where its result goes, and
+    /// `notAfter` when it must have expired at the latest.
     func create(
         _ challengeRequest: ChallengeRequest, in tenantID: String, traceparent: String? = nil,
-        channel: ResultChannel = .verifier, _ done: @escaping (Result<CreateOutcome, Problem>) -> Void
+        channel: ResultChannel = .verifier, notAfter: UnixMillis? = nil,
+        _ done: @escaping (Result<CreateOutcome, Problem>) -> Void
     ) {
         let user = UserKey(tenantID: tenantID, userID: challengeRequest.userID)
         let requestKey = RequestKey(tenantID: tenantID, requestID: challengeRequest.requestID)
         pipeline.decide(.creation(user, requestKey)) { [self] loaded throws(Problem) in
             try core(
                 Rules.create(
-                    challengeRequest, traceparent: traceparent, channel: channel,
+                    challengeRequest, traceparent: traceparent, channel: channel, notAfter: notAfter,
                     policy: store.states.policy(for: tenantID), requestHeldBy: loaded.heldBy,
                     user: loaded.state ?? UserState(key: user), now: clock(), random: &random))
         } then: { [self] result in

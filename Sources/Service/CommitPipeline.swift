@@ -88,22 +88,13 @@ final class CommitPipeline: @unchecked Sendable {
         }
     }
 
-    /// Commits changes decided on `state` (nil: changes to no user's state) and what they cause. Every ended
-    /// challenge's callback joins the outbox in the same commit as the ending.
+    /// Commits changes decided on `state` (nil: changes to no user's state) and what they cause. Every callback a
+    /// change makes due joins the outbox in the same commit.
     func commit(
         _ state: UserState?, _ changes: [Change], _ deliveries: [Delivery] = [],
         then done: @escaping (CommitResult) -> Void
     ) {
-        var outbox: [OutboxEntry] = []
-        for case .resultDue(let challenge) in changes {
-            let endedAt = challenge.resolution?.at ?? clock()
-            outbox.append(
-                OutboxEntry(
-                    challengeID: challenge.id, tenantID: challenge.tenantID, partition: challenge.user.partition,
-                    body: Views.callback(challenge), endedAt: endedAt,
-                    nextAttemptAt: endedAt + membership.committerHoldMillis,
-                    traceparent: challenge.traceparent))
-        }
+        let outbox = OutboxEntry.callbacks(for: changes, now: clock(), holdMillis: membership.committerHoldMillis)
         let queued = deliveries.compactMap { delivery -> String? in
             if case .queued(let challenge, _) = delivery { challenge.id } else { nil }
         }

@@ -1,5 +1,7 @@
 // Results to the IdP's verifier (API.md, "Callbacks"): each ended challenge's callback is stored in the same commit
 // as the ending, then POSTed to its IdP client's verifier_url, signed, until a 2xx, across outages and restarts.
+// A CIBA request's callback goes the same way to its tenant's Keycloak callback endpoint, with Keycloak's bearer
+// token instead of a signature.
 // 408, 429, 5xx, timeouts and failed connections are retried with backoff for 24 h; any other answer, or 24 h
 // without a 2xx, makes a dead letter. At most `window` callbacks are in memory whatever the backlog: the rest
 // wait in the store and are read as room frees up and as they fall due.
@@ -10,6 +12,7 @@ import EventLoop
 import Foundation
 import HTTP
 import Logging
+import OIDC
 import Protocol
 import Store
 
@@ -53,6 +56,12 @@ public final class Forwarder: @unchecked Sendable {
         let key: HMACSHA256.Key
     }
 
+    /// A tenant's Keycloak CIBA callback endpoint (Keycloak's HTTP client and server speak HTTP/1.1, or h2 by ALPN).
+    private struct CIBACallback {
+        let client: BoundedClient
+        let path: String
+    }
+
     private let loop: EventLoop
     private let store: any OutboxStore
     private let membership: any InstanceMembership
@@ -61,6 +70,7 @@ public final class Forwarder: @unchecked Sendable {
     private let logger: Logger
     private unowned let outbox: OutboxCommitting
     private let verifierOfTenant: [String: Verifier]
+    private let cibaCallbackOfTenant: [String: CIBACallback]
     private var taken: Set<String> = []
     private var reading = OutboxReading()
     /// Made on first use, on the loop.
@@ -71,14 +81,18 @@ public final class Forwarder: @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
 
     private(set) var attempts = LabelledCounter(known: ["delivered", "retry", "dead_letter"])
+    /// CIBA callbacks Keycloak took, by the status they told.
+    private(set) var cibaCallbacks = LabelledCounter(known: CIBAStatus.allCases.map(\.rawValue))
     private(set) var latency = Histogram(bounds: [
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600,
     ])
 
-    /// - Parameter clients: each tenant's callbacks go to the first client that lists the tenant.
+    /// - Parameters:
+    ///   - clients: each tenant's callbacks go to the first client that lists the tenant.
+    ///   - cibaCallbackURLs: each CIBA tenant's Keycloak callback endpoint.
     init(
         loop: EventLoop, store: any OutboxStore, membership: any InstanceMembership, outbox: OutboxCommitting,
-        clients: [IdPClient],
+        clients: [IdPClient], cibaCallbackURLs: [String: String] = [:],
         settings: Settings, clock: @escaping () -> UnixMillis, logger: Logger
     ) throws {
         self.loop = loop
@@ -103,6 +117,12 @@ public final class Forwarder: @unchecked Sendable {
             for tenant in client.tenants where byTenant[tenant] == nil { byTenant[tenant] = verifier }
         }
         verifierOfTenant = byTenant
+        cibaCallbackOfTenant = try cibaCallbackURLs.mapValues { url in
+            let (http, path) = try connect(
+                to: url, speaking: url.lowercased().hasPrefix("https://") ? .negotiated : .http1,
+                caFile: settings.caFile, options: options, loop: loop, logger: logger)
+            return CIBACallback(client: BoundedClient(http, limit: settings.maxInFlightPerVerifier), path: path)
+        }
     }
 
     /// After recovery: what the outbox holds is read as it falls due.
@@ -117,7 +137,7 @@ public final class Forwarder: @unchecked Sendable {
             guard taken.count < settings.window else { return reading.windowOverflowed() }
             // Held for this instance, a callback must not wait for a verifier slot past its hold (its partition's
             // forwarder would send it too): one that cannot go out now is left to that forwarder, once due.
-            if held, let verifier = verifierOfTenant[entry.tenantID], !verifier.client.hasRoom { continue }
+            if held, let client = client(for: entry), !client.hasRoom { continue }
             take(entry)
         }
     }
@@ -159,13 +179,35 @@ public final class Forwarder: @unchecked Sendable {
         timer.schedule(after: Double(max(0, time - clock())) / 1000)
     }
 
+    /// The connection the callback goes out on; nil when its tenant has nowhere to send it.
+    private func client(for entry: OutboxEntry) -> BoundedClient? {
+        switch entry.target {
+        case .verifier: verifierOfTenant[entry.tenantID]?.client
+        case .ciba: cibaCallbackOfTenant[entry.tenantID]?.client
+        }
+    }
+
     private func take(_ entry: OutboxEntry) {
         taken.insert(entry.challengeID)
-        guard let verifier = verifierOfTenant[entry.tenantID] else {
-            return deadLetter(
-                entry, attempted: false, status: 0, detail: "no IdP client acts on tenant \(entry.tenantID)")
+        switch entry.target {
+        case .verifier:
+            guard let verifier = verifierOfTenant[entry.tenantID] else {
+                return deadLetter(
+                    entry, attempted: false, status: 0, detail: "no IdP client acts on tenant \(entry.tenantID)")
+            }
+            send(entry, to: verifier)
+        case .ciba(let token):
+            guard let callback = cibaCallbackOfTenant[entry.tenantID] else {
+                return deadLetter(
+                    entry, attempted: false, status: 0, detail: "tenant \(entry.tenantID) has no CIBA channel")
+            }
+            let headers: HTTPHeaders = [("content-type", "application/json"), ("authorization", "Bearer \(token)")]
+            callback.client.send(
+                method: "POST", path: callback.path, headers: headers, body: Array(entry.body.utf8)
+            ) { [self] result in
+                completed(entry, result)
+            }
         }
-        send(entry, to: verifier)
     }
 
     private func send(_ entry: OutboxEntry, to verifier: Verifier) {
@@ -189,13 +231,19 @@ public final class Forwarder: @unchecked Sendable {
         switch result {
         case .success(let response) where (200...299).contains(response.status):
             attempts.increment("delivered")
+            if case .ciba = entry.target,
+                let status = CIBAStatus.allCases.first(where: { $0.callbackBody == entry.body })
+            {
+                cibaCallbacks.increment(status.rawValue)
+            }
             latency.observe(Double(max(0, now - entry.endedAt)) / 1000)
             logger.debug("result delivered", metadata: Self.fields(of: entry))
             return finish(entry, .delivered(challengeID: entry.challengeID))
         case .success(let response) where !RetrySchedule.isRetryable(status: response.status):
             return deadLetter(
-                entry, attempted: true, status: response.status, detail: "the verifier answered \(response.status)")
-        case .success(let response): problem = "the verifier answered \(response.status)"
+                entry, attempted: true, status: response.status,
+                detail: "\(entry.target.name) answered \(response.status)")
+        case .success(let response): problem = "\(entry.target.name) answered \(response.status)"
         case .failure(let error): problem = "\(error)"
         }
         let status = (try? result.get())?.status ?? 0
@@ -220,7 +268,8 @@ public final class Forwarder: @unchecked Sendable {
         let letter = DeadLetter(
             entry: OutboxEntry(
                 challengeID: entry.challengeID, tenantID: entry.tenantID, partition: entry.partition, body: entry.body,
-                endedAt: entry.endedAt, attempts: entry.attempts + (attempted ? 1 : 0), traceparent: entry.traceparent),
+                endedAt: entry.endedAt, attempts: entry.attempts + (attempted ? 1 : 0), traceparent: entry.traceparent,
+                target: entry.target),
             status: status, detail: detail, deadAt: clock())
         finish(entry, .deadLetter(letter))
     }
@@ -253,7 +302,21 @@ extension Forwarder: MetricsSource {
             help: "Callback attempts, by result: delivered, retry, dead_letter.")
         attempts.write("approvald_forward_attempts_total", labelName: "result", to: &writer)
         writer.family(
+            "approvald_ciba_callbacks_total", .counter,
+            help: "CIBA callbacks Keycloak took (2xx), by the status they told: SUCCEED, UNAUTHORIZED, CANCELLED.")
+        cibaCallbacks.write("approvald_ciba_callbacks_total", labelName: "status", to: &writer)
+        writer.family(
             "approvald_forward_latency_seconds", .histogram, help: "From a challenge's end to its verifier's 2xx.")
         latency.write("approvald_forward_latency_seconds", to: &writer)
+    }
+}
+
+extension CallbackTarget {
+    /// What answered, in a dead letter's detail and a log line.
+    fileprivate var name: String {
+        switch self {
+        case .verifier: "the verifier"
+        case .ciba: "the CIBA callback endpoint"
+        }
     }
 }

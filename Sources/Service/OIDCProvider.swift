@@ -29,7 +29,7 @@ public final class OIDCProvider: @unchecked Sendable {
     ///   - loop: where key sets at URLs are fetched; nil fetches none (a provider that serves no sign-in).
     ///   - caFile: the CAs those fetches trust, else the system's.
     public init(
-        settings: OIDCSettings, keys: [OIDCSigningKey], hintKeyFiles: [String: HintKeys] = [:], loop: EventLoop?,
+        settings: OIDCSettings, keys: [OIDCSigningKey], hintKeyFiles: [String: IssuerKeys] = [:], loop: EventLoop?,
         caFile: String? = nil, logger: Logger,
         clock: @escaping () -> UnixMillis = { UnixMillis(Date().timeIntervalSince1970 * 1000) }
     ) throws {
@@ -37,8 +37,10 @@ public final class OIDCProvider: @unchecked Sendable {
         self.settings = settings
         self.keys = keys
         let seal = FlowSeal(signingKey: keys[0])
-        let hintKeys = try HintKeySources(
-            settings: settings, files: hintKeyFiles, loop: loop, caFile: caFile, logger: logger)
+        let hintKeys = try IssuerKeySources(
+            sources: settings.clients.reduce(into: [:]) { sources, client in
+                sources[client.clientID] = client.hintTrust?.keys
+            }, files: hintKeyFiles, loop: loop, caFile: caFile, logger: logger)
         signIns = OIDCSignIns(
             settings: settings, signer: keys[0], seal: seal, pages: pages, hintKeys: hintKeys, clock: clock)
         tokens = OIDCTokens(settings: settings, signer: keys[0], seal: seal, clock: clock)

@@ -37,13 +37,13 @@ final class OIDCSignIns: @unchecked Sendable {
     private let seal: FlowSeal
     private let pages: OIDCPages
     private let cookie: BrowserCookie
-    private let hintKeys: HintKeySources
+    private let hintKeys: IssuerKeySources
     private let clock: () -> UnixMillis
     private var random = BufferedSecureRandom()
     private(set) var results = LabelledCounter(known: Result.allCases)
 
     init(
-        settings: OIDCSettings, signer: OIDCSigningKey, seal: FlowSeal, pages: OIDCPages, hintKeys: HintKeySources,
+        settings: OIDCSettings, signer: OIDCSigningKey, seal: FlowSeal, pages: OIDCPages, hintKeys: IssuerKeySources,
         clock: @escaping () -> UnixMillis
     ) {
         self.settings = settings
@@ -105,7 +105,7 @@ final class OIDCSignIns: @unchecked Sendable {
     /// The hint checked against its issuer's keys, fetched again once if it names a key they lack.
     private func verify(
         _ hint: String, _ trust: HintTrust, _ request: AuthorizationRequest,
-        _ done: @escaping (Swift.Result<IDTokenHint.User, HintRefusal>) -> Void
+        _ done: @escaping (Swift.Result<IDTokenHint.User, JWTRefusal>) -> Void
     ) {
         let clientID = request.client.clientID
         func attempt(refresh: Bool) {
@@ -113,7 +113,7 @@ final class OIDCSignIns: @unchecked Sendable {
                 guard let keys else {
                     return done(.failure(.invalid("the id_token_hint issuer's keys are unavailable")))
                 }
-                do throws(HintRefusal) {
+                do throws(JWTRefusal) {
                     done(
                         .success(
                             try IDTokenHint.verify(hint, trust: trust, clientID: clientID, keys: keys, now: nowSeconds)

@@ -26,6 +26,8 @@ enum Route: Equatable, Sendable {
     case enroll
     /// A device turns phone sign-in off.
     case removeSelf(deviceID: String)
+    /// Keycloak hands a sign-in to its CIBA authentication channel.
+    case ciba(tenantID: String)
 
     /// Whether the operation is the device API's (for counting authentication failures by kind).
     var isDeviceRoute: Bool {
@@ -64,6 +66,7 @@ struct RouteTable: Sendable {
         Entry("DELETE", "tenants/{tenant}/devices/{device_id}") { .deleteDevice(tenantID: $0[0], deviceID: $0[1]) },
         Entry("GET", "tenants/{tenant}/users/{user_id}/devices") { .listDevices(tenantID: $0[0], userID: $0[1]) },
         Entry("POST", "tenants/{tenant}/challenges") { .createChallenge(tenantID: $0[0]) },
+        Entry("POST", "tenants/{tenant}/ciba") { .ciba(tenantID: $0[0]) },
         Entry("GET", "tenants/{tenant}/challenges/{challenge_id}") {
             .getChallenge(tenantID: $0[0], challengeID: $0[1])
         },

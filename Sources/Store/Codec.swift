@@ -72,7 +72,7 @@ enum Codec {
             resolution?.reason.map { .text($0.rawValue) } ?? .null, resolution?.device.map { .text($0) } ?? .null,
         ] + decision + [
             resolution.map { .integer($0.at) } ?? .null, challenge.traceparent.map { .text($0) } ?? .null,
-            .integer(Int64(challenge.channel.storedCode)),
+            .integer(Int64(challenge.channel.storedCode)), challenge.channel.bearerToken.map { .text($0) } ?? .null,
         ]
     }
 
@@ -108,7 +108,9 @@ enum Codec {
             devices: identifiers(row.text(8)), createdAt: row.integer(9),
             expiresAt: row.integer(10), resolution: resolution, traceparent: row.optionalText(20),
             channel: try parse(
-                ResultChannel(storedCode: Int(row.integer(21))), "challenges.channel", "\(row.integer(21))"))
+                ResultChannel(storedCode: Int(row.integer(21)), bearerToken: row.optionalText(22)),
+                "challenges.channel",
+                "\(row.integer(21))"))
     }
 
     // MARK: Fallbacks
@@ -165,7 +167,7 @@ enum Codec {
         [
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
             .integer(Int64(entry.attempts)), .integer(entry.nextAttemptAt), .integer(Int64(entry.partition.index)),
-            entry.traceparent.map { .text($0) } ?? .null,
+            entry.traceparent.map { .text($0) } ?? .null, entry.target.bearerToken.map { .text($0) } ?? .null,
         ]
     }
 
@@ -173,7 +175,7 @@ enum Codec {
         OutboxEntry(
             challengeID: row.text(0), tenantID: row.text(1), partition: try partition(row.integer(6), "outbox"),
             body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)), nextAttemptAt: row.integer(5),
-            traceparent: row.optionalText(7))
+            traceparent: row.optionalText(7), target: CallbackTarget(bearerToken: row.optionalText(8)))
     }
 
     /// The partition of the user a callback body names (`tenant_id`, `user_id`).
@@ -198,7 +200,7 @@ enum Codec {
             .text(entry.challengeID), .text(entry.tenantID), .text(entry.body), .integer(entry.endedAt),
             .integer(Int64(entry.attempts)), .integer(Int64(letter.status)), .text(letter.detail),
             .integer(letter.deadAt), .integer(Int64(entry.partition.index)),
-            entry.traceparent.map { .text($0) } ?? .null,
+            entry.traceparent.map { .text($0) } ?? .null, entry.target.bearerToken.map { .text($0) } ?? .null,
         ]
     }
 
@@ -208,7 +210,7 @@ enum Codec {
                 challengeID: row.text(0), tenantID: row.text(1),
                 partition: try partition(row.integer(8), "dead_letters"),
                 body: row.text(2), endedAt: row.integer(3), attempts: Int(row.integer(4)),
-                traceparent: row.optionalText(9)),
+                traceparent: row.optionalText(9), target: CallbackTarget(bearerToken: row.optionalText(10))),
             status: Int(row.integer(5)), detail: row.text(6), deadAt: row.integer(7))
     }
 
@@ -281,20 +283,34 @@ enum Codec {
 }
 
 extension ResultChannel {
-    /// The number both stores keep it as: 0 for the verifier, so that every challenge stored before had one.
+    /// A CIBA channel's code, which its bearer token follows.
+    public static let cibaStoredCode = 3
+
+    /// The number both stores keep it as: 0 for the verifier, so that every challenge stored before had one. A CIBA
+    /// channel's bearer token is kept beside it (`bearerToken`).
     public var storedCode: Int {
         switch self {
         case .verifier: 0
         case .browser(codeRedeemed: false): 1
         case .browser(codeRedeemed: true): 2
+        case .ciba: Self.cibaStoredCode
         }
     }
 
-    public init?(storedCode: Int) {
+    public var bearerToken: String? {
+        if case .ciba(let token) = self { return token }
+        return nil
+    }
+
+    /// Nil for an unknown code, or a CIBA channel without its token.
+    public init?(storedCode: Int, bearerToken: String?) {
         switch storedCode {
         case 0: self = .verifier
         case 1: self = .browser(codeRedeemed: false)
         case 2: self = .browser(codeRedeemed: true)
+        case Self.cibaStoredCode:
+            guard let bearerToken else { return nil }
+            self = .ciba(bearerToken: bearerToken)
         default: return nil
         }
     }

@@ -262,7 +262,7 @@ public final class EmbeddedStore: UserStore, @unchecked Sendable {
             case .enrollmentForgotten(let enrollment):
                 enrollments[enrollment.id] = nil
                 activationCodes[enrollment.codeHash] = nil
-            case .deviceUpdated, .policySaved, .lockoutSaved, .resultDue: break
+            case .deviceUpdated, .policySaved, .lockoutSaved, .resultDue, .fallbackResultDue: break
             }
         }
     }

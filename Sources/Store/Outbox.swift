@@ -2,7 +2,23 @@
 // verifier acknowledges it or it becomes a dead letter.
 import Core
 
-/// One callback waiting for its verifier.
+/// Where a callback goes, and how it is authenticated there.
+public enum CallbackTarget: Equatable, Sendable {
+    /// The tenant's IdP client's verifier, signed with the client's key (API.md, "Callbacks to the verifier").
+    case verifier
+    /// The tenant's Keycloak CIBA callback endpoint, with the bearer token Keycloak issued for the request.
+    case ciba(bearerToken: String)
+
+    /// The token, kept beside the callback (never in its body, which the dead-letter API shows).
+    public var bearerToken: String? {
+        if case .ciba(let token) = self { return token }
+        return nil
+    }
+
+    public init(bearerToken: String?) { self = bearerToken.map { .ciba(bearerToken: $0) } ?? .verifier }
+}
+
+/// One callback waiting for its verifier (or its CIBA callback endpoint).
 public struct OutboxEntry: Equatable, Sendable {
     public let challengeID: String
     public let tenantID: String
@@ -16,10 +32,12 @@ public struct OutboxEntry: Equatable, Sendable {
     public let nextAttemptAt: UnixMillis
     /// The create's `traceparent`, sent with the callback.
     public let traceparent: String?
+    public let target: CallbackTarget
 
     public init(
         challengeID: String, tenantID: String, partition: Partition, body: String, endedAt: UnixMillis,
-        attempts: Int = 0, nextAttemptAt: UnixMillis? = nil, traceparent: String? = nil
+        attempts: Int = 0, nextAttemptAt: UnixMillis? = nil, traceparent: String? = nil,
+        target: CallbackTarget = .verifier
     ) {
         self.challengeID = challengeID
         self.tenantID = tenantID
@@ -29,6 +47,7 @@ public struct OutboxEntry: Equatable, Sendable {
         self.attempts = attempts
         self.nextAttemptAt = nextAttemptAt ?? endedAt
         self.traceparent = traceparent
+        self.target = target
     }
 }
 

@@ -87,7 +87,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let writerStarted = Locked(false)
     private let transactions = Atomic<Int>(0)
-    public static let schemaVersion = 6
+    public static let schemaVersion = 7
 
     /// Transactions committed since opening: fewer than batches when group commit folds them together.
     public var transactionsCommitted: Int { transactions.load(ordering: .relaxed) }
@@ -152,6 +152,16 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
     /// Takes schema `step` to `step + 1`.
     private static func migrate(_ database: SQLiteDatabase, from step: Int) throws(StoreError) {
         if step < tableMigrations.count { return try database.execute(tableMigrations[step]) }
+        if step == 6 {
+            // 6 → 7: a CIBA challenge's bearer token, and its callback's (API.md, "Keycloak CIBA authentication
+            // channel"); none for all before.
+            return try database.execute(
+                """
+                ALTER TABLE challenges ADD COLUMN channel_token TEXT;
+                ALTER TABLE outbox ADD COLUMN bearer_token TEXT;
+                ALTER TABLE dead_letters ADD COLUMN bearer_token TEXT;
+                """)
+        }
         if step == 5 {
             // 5 → 6: where each challenge's result goes (ResultChannel.storedCode; 0, the verifier, for all before).
             return try database.execute("ALTER TABLE challenges ADD COLUMN channel INTEGER NOT NULL DEFAULT 0;")
@@ -440,7 +450,7 @@ public final class SQLiteJournal: Journal, @unchecked Sendable {
         case .forgotten(let request, let challengeID):
             if let challengeID { try statements.deleteChallenge.run([.text(challengeID)]) }
             try statements.deleteFallback.run([.text(request.tenantID), .text(request.requestID)])
-        case .resultDue:
+        case .resultDue, .fallbackResultDue:
             break  // the caller hands the callback over as an outbox change
         case .enrollmentSaved(let enrollment): try statements.upsertEnrollment.run(Codec.values(enrollment))
         case .enrollmentForgotten(let enrollment): try statements.deleteEnrollment.run([.text(enrollment.id)])
@@ -496,12 +506,13 @@ private struct Statements: @unchecked Sendable {
             // Ending a challenge updates its row in place: its index entries stay as they are (a replace would
             // delete and insert them again) and so does its rowid, which keeps creation order.
             """
-            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            INSERT INTO challenges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT (challenge_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
                 answered_by = excluded.answered_by, decision = excluded.decision,
                 selected_number = excluded.selected_number, deny_reason = excluded.deny_reason,
                 signed_at_unix = excluded.signed_at_unix, signature = excluded.signature,
-                resolved_at = excluded.resolved_at, channel = excluded.channel
+                resolved_at = excluded.resolved_at, channel = excluded.channel,
+                channel_token = excluded.channel_token
             """)
         deleteChallenge = try database.prepare("DELETE FROM challenges WHERE challenge_id = ?")
         upsertFallback = try database.prepare("INSERT OR REPLACE INTO fallbacks VALUES (?,?,?,?,?,?,?,?)")
@@ -514,11 +525,12 @@ private struct Statements: @unchecked Sendable {
                 ended_at = excluded.ended_at
             """)
         deleteEnrollment = try database.prepare("DELETE FROM enrollments WHERE enrollment_id = ?")
-        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?)")
+        enqueueCallback = try database.prepare("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?)")
         deleteCallback = try database.prepare("DELETE FROM outbox WHERE challenge_id = ?")
         retryCallback = try database.prepare(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE challenge_id = ?")
-        insertDeadLetter = try database.prepare("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?,?)")
+        insertDeadLetter = try database.prepare(
+            "INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?,?,?)")
         // The partition filter is applied to the rows the due index yields: a store of its own serves every
         // partition, and an index per partition would cost each callback's insert and delete for nothing.
         let due = "(next_attempt_at, challenge_id) > (?1, ?2) AND next_attempt_at <= ?3"
@@ -535,8 +547,10 @@ private struct Statements: @unchecked Sendable {
         // A callback of that id already in the outbox (a redrive repeated) stays as it is.
         let requeue = """
             INSERT OR IGNORE INTO outbox
-                (challenge_id, tenant_id, body, ended_at, attempts, next_attempt_at, user_partition, traceparent)
-            SELECT challenge_id, tenant_id, body, ended_at, 0, ?1, user_partition, traceparent FROM dead_letters
+                (challenge_id, tenant_id, body, ended_at, attempts, next_attempt_at, user_partition, traceparent,
+                bearer_token)
+            SELECT challenge_id, tenant_id, body, ended_at, 0, ?1, user_partition, traceparent, bearer_token
+            FROM dead_letters
             WHERE tenant_id = ?2
             """
         requeueDeadLetter = try database.prepare(requeue + " AND challenge_id = ?3")

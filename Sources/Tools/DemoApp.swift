@@ -178,7 +178,7 @@ final class RelyingParty: @unchecked Sendable {
         _ token: String, keySet: String, _ sign: Started
     ) -> (subject: String, userID: String, json: String)? {
         let now = Int64(Date().timeIntervalSince1970)
-        guard let keys = HintKeys(jwkSet: keySet), let jws = JWT.Unverified(token),
+        guard let keys = IssuerKeys(jwkSet: keySet), let jws = JWT.Unverified(token),
             let claims = JSONValue.parse(Array(jws.claimsJSON.utf8)), claims["nonce"]?.string == sign.nonce,
             let expiry = claims["exp"]?.int, Int64(expiry) > now,
             let user = try? IDTokenHint.verify(

@@ -1,5 +1,6 @@
-"""The parties of a sign-in as the Python tests play them: an IdP that signs its calls with HMAC, and a phone with a
-P-256 key that signs its requests and its decisions (API.md, "Authentication" and "Answering").
+"""The parties of a sign-in as the Python tests play them: an IdP that signs its calls with HMAC, a phone with a
+P-256 key that signs its requests and its decisions (API.md, "Authentication" and "Answering"), and a Keycloak realm
+that issues the bearer tokens of its CIBA authentication requests (API.md, "Keycloak CIBA authentication channel").
 
 The broker's IdP key and tenant come from the environment, as Tests/Contract/run and Tests/Contract/browser set them.
 """
@@ -7,11 +8,14 @@ The broker's IdP key and tenant come from the environment, as Tests/Contract/run
 import base64
 import hashlib
 import hmac
+import json
 import os
+import sys
 import time
+import uuid
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 KEY_ID = os.environ.get("APPROVALD_KEY_ID", "demo-dev")
 SECRET = os.environ.get("APPROVALD_SECRET", "development-only-secret-do-not-use-0123456789").encode()
@@ -92,3 +96,44 @@ class Phone:
         }
         path = f"/v1/devices/{self.device_id}/challenges/{challenge['challenge_id']}/response"
         return self.client.post(path, json=body)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Realm:
+    """A Keycloak realm's signing key (an RSA private key in PEM) and its issuer: tokens shaped as Keycloak's
+    HttpAuthenticationChannelProvider issues them, and the JWK Set approvald trusts them by."""
+
+    KID = "contract-realm-key"
+
+    def __init__(self, key_path: str, issuer: str):
+        with open(key_path, "rb") as pem:
+            self.key = serialization.load_pem_private_key(pem.read(), password=None)
+        self.issuer = issuer
+
+    def key_set(self) -> str:
+        numbers = self.key.public_key().public_numbers()
+        size = (numbers.n.bit_length() + 7) // 8
+        return json.dumps({"keys": [{
+            "kid": self.KID, "kty": "RSA", "alg": "RS256", "use": "sig",
+            "n": b64url(numbers.n.to_bytes(size, "big")), "e": b64url(numbers.e.to_bytes(3, "big")),
+        }]})
+
+    def token(self, lifetime: int = 120) -> str:
+        """A fresh request's token: its own jti, so that each is a new request."""
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.KID}
+        claims = {
+            "exp": int(time.time()) + lifetime, "jti": str(uuid.uuid4()), "iss": self.issuer, "aud": self.issuer,
+            "sub": "contract-user", "typ": "Bearer", "azp": "contract-client",
+        }
+        signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + "." + b64url(signature)
+
+
+if __name__ == "__main__":
+    # parties.py key-set KEY_PEM ISSUER: the realm's JWK Set, for approvald's jwks_file.
+    if sys.argv[1:2] == ["key-set"]:
+        print(Realm(sys.argv[2], sys.argv[3]).key_set())

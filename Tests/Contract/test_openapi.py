@@ -18,7 +18,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from parties import TENANT, Phone, idp_headers, permit
+from parties import TENANT, Phone, Realm, idp_headers, permit
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
@@ -53,6 +53,8 @@ CHECKS = [
 NOT_SENT = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "user-agent"}
 # Hypothesis reseeds the global `random` for every example; aiming needs draws of its own.
 AIM = random.SystemRandom()
+# The Keycloak realm whose CIBA requests the contract tenant takes (Tests/Contract/run configures both).
+REALM = Realm(os.environ["APPROVALD_CIBA_REALM_KEY"], os.environ["APPROVALD_CIBA_ISSUER"])
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +122,9 @@ def test_the_api_matches_its_description(case, client, phone, pending):
     unsigned = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
     if unsigned:
         pass
+    elif target.endswith("/ciba"):
+        # Keycloak's request: a token of the realm, a new request each time.
+        request.headers["Authorization"] = f"Bearer {REALM.token()}"
     elif "/v1/tenants/" in target:
         request.headers.update(idp_headers(request.method, target, body))
     elif "/v1/devices/" in target and not target.endswith("/response"):

@@ -212,7 +212,9 @@ struct FakeStore {
             case .forgotten(let tenantID, let requestID, let challengeID):
                 fallbacks[tenantID + "/" + requestID] = nil
                 if let challengeID { challenges[challengeID] = nil }
-            case .queued, .unqueued, .ended, .enrollmentSaved, .enrollmentForgotten, .enrollmentEnded: break
+            case .queued, .unqueued, .ended, .enrollmentSaved, .enrollmentForgotten, .enrollmentEnded,
+                .fallbackResultDue:
+                break
             }
         }
     }

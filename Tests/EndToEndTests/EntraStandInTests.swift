@@ -33,14 +33,7 @@ final class StaticFileServer {
             directory, portFile,
         ]
         process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while !FileManager.default.fileExists(atPath: portFile) && Date() < deadline { usleep(20_000) }
-        guard let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) else {
-            kill(process.processIdentifier, SIGKILL)
-            throw ApprovaldError(description: "the file server did not start")
-        }
-        self.port = port
+        port = try startServer(process, portFile: portFile, name: "the file server")
     }
 
     func write(_ name: String, _ text: String) throws {

@@ -248,6 +248,34 @@ struct ManyInstancesTests {
         #expect(reused.status == 409 && reused.json["code"] as? String == "device_tenant_conflict")
     }
 
+    @Test func aCIBARequestTakenByOneInstanceIsAnsweredOnAnotherAndCalledBackOnce() throws {
+        let redis = try RedisServer()
+        let keycloak = try KeycloakStandIn()
+        let brokers = try instances(
+            3, on: redis, verifierURL: "http://127.0.0.1:9/verify", extraConfig: "\n" + keycloak.tenantConfig)
+        let phone = try SimulatedDevice("ciba-phone")
+        #expect(try IdP(broker: brokers[0]).register(phone, user: "ida@contoso.com").status == 201)
+        let token = try keycloak.token()
+        let created = try cibaRequest(brokers[0], token: token, user: "ida@contoso.com", bindingMessage: "27")
+        #expect(created.status == 201, "\(created.body)")
+        // Keycloak's retry reaches another instance: the same challenge.
+        let retried = try cibaRequest(brokers[1], token: token, user: "ida@contoso.com", bindingMessage: "27")
+        #expect(
+            retried.status == 201 && retried.json["challenge_id"] as? String == created.json["challenge_id"] as? String)
+
+        var view: [String: Any]?
+        _ = eventuallyBlocking(timeout: 10) {
+            view = (try? phone.call(brokers[2], "GET", "/v1/devices/\(phone.id)/challenges"))?.json["challenges"]
+                .flatMap { ($0 as? [[String: Any]])?.first }
+            return view != nil
+        }
+        #expect(try phone.answer(brokers[2], try #require(view), approve: 27).status == 200)
+        #expect(keycloak.awaitResult(try jti(of: token)) == "SUCCEED")
+        // Whichever instance forwarded it, Keycloak was called once: a second call would have met its 403.
+        Thread.sleep(forTimeInterval: 1)
+        #expect(keycloak.callbacks.count == 1, "\(keycloak.callbacks)")
+    }
+
     @Test func twoDevicesAnsweringAtOnceOnTwoInstancesHaveOneWinner() throws {
         let redis = try RedisServer()
         let brokers = try instances(2, on: redis, verifierURL: "http://127.0.0.1:9/verify")

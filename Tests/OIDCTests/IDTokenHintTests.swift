@@ -23,7 +23,7 @@ import Testing
             {"kty":"RSA","use":"enc","kid":"enc-1","n":"AQAB","e":"AQAB"},{"kty":"oct","kid":"k","k":"AAAA"}]}
             """
     }
-    static let keys = HintKeys(jwkSet: keySet)!
+    static let keys = IssuerKeys(jwkSet: keySet)!
 
     static func hint(
         kid: String = "rsa-1", alg: String = "RS256", issuer: String = issuer, audience: String = "\"entra-app\"",
@@ -40,18 +40,11 @@ import Testing
             : try JWT.signRS256(headerJSON: header, claimsJSON: claims, key: rsa)
     }
 
-    func verify(_ token: String) throws(HintRefusal) -> IDTokenHint.User {
+    func verify(_ token: String) throws(JWTRefusal) -> IDTokenHint.User {
         try IDTokenHint.verify(token, trust: Self.trust, clientID: "entra-app", keys: Self.keys, now: Self.now)
     }
 
-    func refusal(_ token: String) -> HintRefusal? {
-        do {
-            _ = try verify(token)
-            return nil
-        } catch {
-            return error
-        }
-    }
+    func refusal(_ token: String) -> JWTRefusal? { refusalOf { () throws(JWTRefusal) in try verify(token) } }
 
     @Test func aHintSignedByItsIssuerNamesTheUserAndTheSubject() throws {
         #expect(Self.keys.count == 2, "the encryption key and the symmetric key are left out")
@@ -65,7 +58,7 @@ import Testing
     }
 
     @Test func everyOtherHintIsRefusedSayingWhy() throws {
-        #expect(refusal(try Self.hint(kid: "rsa-2")) == .unknownKey)
+        #expect(refusal(try Self.hint(kid: "rsa-2")) == .unknownKey(token: "id_token_hint"))
         #expect(refusal(try Self.hint(kid: "ec-1", alg: "RS256"))?.description.contains("alg") == true)
         #expect(refusal(try Self.hint(issuer: "https://evil.example"))?.description.contains("another issuer") == true)
         #expect(refusal(try Self.hint(audience: "\"other-app\""))?.description.contains("another audience") == true)
@@ -89,8 +82,18 @@ import Testing
     }
 
     @Test func aKeySetWithNoUsableKeyIsNone() {
-        #expect(HintKeys(jwkSet: #"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}"#) == nil, "512 bits")
-        #expect(HintKeys(jwkSet: #"{"keys":[]}"#) == nil)
-        #expect(HintKeys(jwkSet: "[]") == nil && HintKeys(jwkSet: "not json") == nil)
+        #expect(IssuerKeys(jwkSet: #"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}"#) == nil, "512 bits")
+        #expect(IssuerKeys(jwkSet: #"{"keys":[]}"#) == nil)
+        #expect(IssuerKeys(jwkSet: "[]") == nil && IssuerKeys(jwkSet: "not json") == nil)
+    }
+}
+
+/// Why `check` refused its token; nil when it accepted it.
+func refusalOf<Value>(_ check: () throws(JWTRefusal) -> Value) -> JWTRefusal? {
+    do {
+        _ = try check()
+        return nil
+    } catch {
+        return error
     }
 }

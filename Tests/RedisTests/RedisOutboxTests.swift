@@ -86,11 +86,13 @@ import Testing
         try await change(.delivered(challengeID: bob.challengeID))
         #expect(try await forwardQueue() == 1)
 
-        // Dead: out of the outbox, into the tenant's list with what the verifier said.
+        // Dead: out of the outbox, into the tenant's list with what the verifier said. (As a CIBA callback's, its
+        // bearer token goes with it, and comes back with the redrive.)
+        let target = CallbackTarget.ciba(bearerToken: "eyJhbGciOi.eyJqdGki.c2lnbmF0")
         let letter = DeadLetter(
             entry: OutboxEntry(
                 challengeID: retried.challengeID, tenantID: "contoso", partition: retried.partition, body: retried.body,
-                endedAt: retried.endedAt, attempts: 2, traceparent: retried.traceparent), status: 500,
+                endedAt: retried.endedAt, attempts: 2, traceparent: retried.traceparent, target: target), status: 500,
             detail: "the verifier answered 500 | twice\nagain",
             deadAt: Self.now + 21_000)
         try await change(.deadLetter(letter))
@@ -127,7 +129,7 @@ import Testing
                 OutboxEntry(
                     challengeID: alice.challengeID, tenantID: "contoso", partition: alice.partition, body: alice.body,
                     endedAt: alice.endedAt, attempts: 0, nextAttemptAt: Self.now + 40_000,
-                    traceparent: alice.traceparent)
+                    traceparent: alice.traceparent, target: target)
             ])
         #expect(try await forwardQueue() == 1)
         // Several outcomes in one call, across partitions.
@@ -196,6 +198,14 @@ import Testing
         #expect(
             try RedisOutbox.entry(RedisOutbox.value(of: untraced), challengeID: "ch_x", partition: partition)
                 == untraced)
+        // A CIBA callback's bearer token sits between the traceparent and the body, with or without a traceparent.
+        for traceparent in [nil, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"] {
+            let ciba = OutboxEntry(
+                challengeID: "fb_x", tenantID: "contoso", partition: partition, body: #"{"status":"UNAUTHORIZED"}"#,
+                endedAt: 4000, traceparent: traceparent, target: .ciba(bearerToken: "eyJhbGciOi.eyJqdGki.c2lnbmF0"))
+            #expect(
+                try RedisOutbox.entry(RedisOutbox.value(of: ciba), challengeID: "fb_x", partition: partition) == ciba)
+        }
 
         let oldLetter = try RedisOutbox.deadLetter(
             #"400|9000|3|4000|0065|7|refused{"note":"a|b"}"#, challengeID: "ch_x", tenantID: "contoso")

@@ -188,6 +188,34 @@ import Testing
         #expect(state.ended.allSatisfy { UserStateCodec.encode(ended: $0.challenge).first == 1 })
     }
 
+    /// Keycloak's CIBA request: its challenge keeps the bearer token after its channel's code, pending (format 5)
+    /// and ended (a record of format 2).
+    @Test func aCIBAChallengeKeepsItsBearerToken() throws {
+        let driver = RulesDriver(random: SeededRandom(seed: 11))
+        _ = try driver.registerDevice(
+            "phone-1", in: "contoso", DeviceRegistration(userID: "alice", publicKey: [1, 2]), now: Self.start)
+        let channel = ResultChannel.ciba(bearerToken: "eyJhbGciOiJSUzI1NiJ9.eyJqdGkiOiJ4In0.c2lnbmF0dXJl")
+        let (outcome, _) = try driver.createChallenge(
+            ChallengeRequest(requestID: "ciba-x", userID: "alice", number: 42), in: "contoso", channel: channel,
+            now: Self.start + 1)
+        guard case .created(let challenge) = outcome else { throw StoreError("not created: \(outcome)") }
+        let pendingState = driver.state(challenge.user)
+        let bytes = UserStateCodec.encode(pendingState)
+        #expect(bytes.first == 5)
+        let decoded = try UserStateCodec.decode(bytes[...], key: pendingState.key, version: pendingState.version)
+        #expect(decoded == pendingState && decoded.pending.first?.channel == channel)
+        for length in 0..<bytes.count {
+            #expect(throws: StoreError.self) {
+                try UserStateCodec.decode(bytes[..<length], key: pendingState.key, version: 1)
+            }
+        }
+        _ = try driver.cancel(challenge.id, in: "contoso", now: Self.start + 2)
+        let ended = try #require(driver.challenge(challenge.id, in: "contoso"))
+        let record = UserStateCodec.encode(ended: ended)
+        #expect(record.first == 2)
+        #expect(try UserStateCodec.decode(ended: record[...], of: challenge.user).channel == channel)
+    }
+
     @Test func anEndedChallengesRecordKeepsWhatTheRulesReadOfIt() throws {
         let state = try Self.eventfulState()
         var read = try UserStateCodec.decode(

@@ -139,13 +139,15 @@ func commitAndWait(_ store: SQLiteJournal, outbox: [OutboxChange]) throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var store = try openStore(directory)
         let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        // A CIBA callback keeps Keycloak's bearer token through its death and its redrive.
+        let cibaTarget = CallbackTarget.ciba(bearerToken: "eyJhbGciOi.eyJqdGki.c2lnbmF0")
         func dead(_ id: String, tenant: String = "contoso") -> OutboxChange {
             .deadLetter(
                 DeadLetter(
                     entry: OutboxEntry(
                         challengeID: id, tenantID: tenant, partition: Partition(9),
                         body: entry(id, endedAt: start).body, endedAt: start + 1, attempts: 3,
-                        traceparent: id == "ch_a" ? traceparent : nil),
+                        traceparent: id == "ch_a" ? traceparent : nil, target: id == "ch_b" ? cibaTarget : .verifier),
                     status: 400, detail: "refused", deadAt: start + 5))
         }
         try commitAndWait(
@@ -178,6 +180,7 @@ func commitAndWait(_ store: SQLiteJournal, outbox: [OutboxChange]) throws {
         #expect(try redrive("contoso", nil) == 2)
         #expect(try due().map(\.challengeID) == ["ch_a", "ch_b", "ch_c"])
         #expect(try due().map(\.traceparent) == [traceparent, nil, nil])
+        #expect(try due().map(\.target) == [.verifier, cibaTarget, .verifier])
         #expect(try waitFor { store.deadLetters(tenantID: "contoso", limit: 10, completion: $0) }.isEmpty)
         #expect(try waitFor { store.deadLetters(tenantID: "fabrikam", limit: 10, completion: $0) }.count == 1)
         store.close()

@@ -83,6 +83,9 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
             Decision(kind: .approve(selectedNumber: 7), signedAtUnix: 1_795_600_002, signature: "d3Jvbmc"),
             now: start + 20
         ).1
+        // Keycloak's CIBA request, pending with its bearer token.
+        let ciba = try create(
+            "ciba-1", "bob, \"the\" builder", channel: .ciba(bearerToken: "eyJhbGciOi.eyJqdGki.c2lnbmF0"))
         let denied = try create("denied", "bob, \"the\" builder")
         _ = try core.answer(
             denied.id, from: "phone-9",
@@ -129,7 +132,7 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
             restored.gauges.queueDepth == core.queueDepth
                 && restored.gauges.pendingChallenges == core.pendingChallenges)
         let byID = Dictionary(uniqueKeysWithValues: state.challenges.map { ($0.id, $0) })
-        for original in [pending, approved, wrong, denied, cancelled, browser] {
+        for original in [pending, approved, wrong, denied, cancelled, browser, ciba] {
             #expect(byID[original.id] == core.challenge(original.id, in: "contoso"), "\(original.request.requestID)")
         }
         #expect(byID[denied.id]?.resolution?.decision?.kind == .deny(reason: .notMe))
@@ -137,6 +140,7 @@ func commitAndWait(_ store: SQLiteJournal, _ events: [Change]) throws {
         #expect(byID[approved.id]?.traceparent != nil && byID[pending.id]?.traceparent != nil)
         #expect(byID[wrong.id]?.traceparent == nil)
         #expect(byID[browser.id]?.channel == .browser(codeRedeemed: true) && byID[pending.id]?.channel == .verifier)
+        #expect(byID[ciba.id]?.channel == .ciba(bearerToken: "eyJhbGciOi.eyJqdGki.c2lnbmF0"))
         // carol is not among the policy's selected users: the policy answers before the missing device does.
         #expect(state.fallbacks.count == 1 && state.fallbacks[0].reason == .policy)
         #expect(state.lockouts.count == 1 && state.lockouts[0].userID == "bob, \"the\" builder")

@@ -93,6 +93,19 @@ public enum CleartextProtocol: String, CaseIterable, Sendable {
     public var curlFlag: String { self == .h2c ? "--http2-prior-knowledge" : "--http1.1" }
 }
 
+/// Runs `process`, a server that writes the port it bound to `portFile` once it listens, and returns that port; a
+/// server that has not written it within 10 s is killed, and `name` says which in the error.
+public func startServer(_ process: Process, portFile: String, name: String) throws -> Int {
+    try process.run()
+    let deadline = Date().addingTimeInterval(10)
+    while !FileManager.default.fileExists(atPath: portFile) && Date() < deadline { usleep(20_000) }
+    guard let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) else {
+        kill(process.processIdentifier, SIGKILL)
+        throw ApprovaldError(description: "\(name) did not start")
+    }
+    return port
+}
+
 /// A running approvald with its own configuration and data in a temporary directory.
 public final class ApprovaldProcess: @unchecked Sendable {
     /// What the curl helpers speak on the plain listener (`curl(_:_:)`, and the end-to-end tests' participants).

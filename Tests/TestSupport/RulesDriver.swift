@@ -17,6 +17,8 @@ public enum CoreEvent: Equatable {
     case enrollmentSaved(Enrollment)
     case enrollmentForgotten(enrollmentID: String)
     case enrollmentEnded(Enrollment)
+    /// A fallback's result for a channel that is called back (CIBA).
+    case fallbackResultDue(Fallback, ResultChannel)
 
     static func of<Outcome>(_ transition: Transition<Outcome>) -> [CoreEvent] {
         transition.changes.compactMap(CoreEvent.init(change:)) + transition.deliveries.compactMap(CoreEvent.init)
@@ -35,6 +37,7 @@ public enum CoreEvent: Equatable {
         case .forgotten(let request, let challengeID):
             self = .forgotten(tenantID: request.tenantID, requestID: request.requestID, challengeID: challengeID)
         case .resultDue: return nil  // always beside `.ended`
+        case .fallbackResultDue(let fallback, let channel): self = .fallbackResultDue(fallback, channel)
         case .enrollmentSaved(let enrollment): self = .enrollmentSaved(enrollment)
         case .enrollmentForgotten(let enrollment): self = .enrollmentForgotten(enrollmentID: enrollment.id)
         }
@@ -116,7 +119,7 @@ public final class RulesDriver {
             case .enrollmentForgotten(let enrollment):
                 enrollmentOwners[enrollment.id] = nil
                 codeOwners[enrollment.codeHash] = nil
-            case .deviceUpdated, .policySaved, .lockoutSaved, .resultDue: break
+            case .deviceUpdated, .policySaved, .lockoutSaved, .resultDue, .fallbackResultDue: break
             }
         }
         return true
@@ -169,12 +172,12 @@ public final class RulesDriver {
 
     public func createChallenge(
         _ request: ChallengeRequest, in tenantID: String, traceparent: String? = nil,
-        channel: ResultChannel = .verifier, now: UnixMillis
+        channel: ResultChannel = .verifier, notAfter: UnixMillis? = nil, now: UnixMillis
     ) throws(CoreError) -> (CreateOutcome, [CoreEvent]) {
         let key = UserKey(tenantID: tenantID, userID: request.userID)
         return applied(
             try Rules.create(
-                request, traceparent: traceparent, channel: channel, policy: policy(for: tenantID),
+                request, traceparent: traceparent, channel: channel, notAfter: notAfter, policy: policy(for: tenantID),
                 requestHeldBy: requestOwners[RequestKey(tenantID: tenantID, requestID: request.requestID)],
                 user: state(key), now: now, random: &random))
     }
