@@ -41,6 +41,9 @@ public struct ChallengeRequest: Equatable, Sendable {
 public struct ChallengeContext: Equatable, Sendable, ExpressibleByDictionaryLiteral {
     public let json: String
 
+    /// How long a value may be, in UTF-8 bytes.
+    public static let maximumValueBytes = 256
+
     /// Checks API.md's limits: at most 16 keys of 1–64 printable bytes, values of at most 256 bytes.
     public init(validating fields: [String: String]) throws(CoreError) {
         guard fields.count <= 16 else { throw CoreError(.invalidField, "context has more than 16 keys") }
@@ -48,8 +51,8 @@ public struct ChallengeContext: Equatable, Sendable, ExpressibleByDictionaryLite
             guard (1...64).contains(key.utf8.count), key.unicodeScalars.allSatisfy(Validate.isPrintable) else {
                 throw CoreError(.invalidField, "context keys must be 1-64 bytes of printable UTF-8")
             }
-            guard value.utf8.count <= 256 else {
-                throw CoreError(.invalidField, "context.\(key) is longer than 256 bytes")
+            guard value.utf8.count <= Self.maximumValueBytes else {
+                throw CoreError(.invalidField, "context.\(key) is longer than \(Self.maximumValueBytes) bytes")
             }
         }
         self.init(canonicalizing: fields)

@@ -67,11 +67,13 @@ final class CIBAChannel: @unchecked Sendable {
             let challengeRequest: ChallengeRequest
             do {
                 let body = try CIBARequest(json: request.body)
-                var context = ["scope": body.scope ?? ""]
-                if let client = token.clientID { context["client"] = client }
+                // What the phone shows, cut to a context value's length: a long scope list is shown, not refused.
+                let context = ["scope": body.scope, "client": token.clientID].compactMapValues { value in
+                    value.flatMap { $0.isEmpty ? nil : Self.prefix($0, maxBytes: ChallengeContext.maximumValueBytes) }
+                }
                 challengeRequest = ChallengeRequest(
                     requestID: "ciba-\(token.id)", userID: body.loginHint, number: body.number,
-                    context: try core(ChallengeContext(validating: context.filter { !$0.value.isEmpty })))
+                    context: try core(ChallengeContext(validating: context)))
                 try core(challengeRequest.validate())
             } catch let error as CIBARequestError {
                 return finish("invalid_request", Problem.invalidField(error.description).response)
@@ -94,6 +96,17 @@ final class CIBAChannel: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// The longest prefix of `text` of at most `maxBytes` UTF-8 bytes that ends on a character.
+    static func prefix(_ text: String, maxBytes: Int) -> String {
+        guard text.utf8.count > maxBytes else { return text }
+        var cut = ""
+        for character in text {
+            guard cut.utf8.count + character.utf8.count <= maxBytes else { break }
+            cut.append(character)
+        }
+        return cut
     }
 
     /// The token after `Bearer ` in the `Authorization` field (the scheme in any case, RFC 7235).

@@ -11,6 +11,7 @@ import Testing
         ("DELETE", "/v1/tenants/t/devices/d", .deleteDevice(tenantID: "t", deviceID: "d")),
         ("GET", "/v1/tenants/t/users/a%40b.com/devices", .listDevices(tenantID: "t", userID: "a@b.com")),
         ("POST", "/v1/tenants/t/challenges", .createChallenge(tenantID: "t")),
+        ("POST", "/v1/tenants/t/ciba", .ciba(tenantID: "t")),
         ("GET", "/v1/tenants/t/challenges/c", .getChallenge(tenantID: "t", challengeID: "c")),
         ("DELETE", "/v1/tenants/t/challenges/c", .cancelChallenge(tenantID: "t", challengeID: "c")),
         ("GET", "/v1/tenants/t/dead-letters", .deadLetters(tenantID: "t")),
