@@ -2,12 +2,22 @@
 
 /// `text` as a JSON string literal.
 public func jsonString(_ text: String) -> String {
+    var out = ""
+    out.reserveCapacity(text.utf8.count + 2)
+    appendJSONString(text, to: &out)
+    return out
+}
+
+/// Appends `text` as a JSON string literal to `out`, with no string of its own in between: views are written on the
+/// request path, one member after another into one buffer.
+public func appendJSONString(_ text: String, to out: inout String) {
+    out += "\""
+    defer { out += "\"" }
     // Most strings (ids, times, names) need no escaping at all.
     if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-        return "\"" + text + "\""
+        out += text
+        return
     }
-    var out = "\""
-    out.reserveCapacity(text.utf8.count + 2)
     for scalar in text.unicodeScalars {
         switch scalar {
         case "\"": out += "\\\""
@@ -21,5 +31,4 @@ public func jsonString(_ text: String) -> String {
         default: out.unicodeScalars.append(scalar)
         }
     }
-    return out + "\""
 }

@@ -8,15 +8,17 @@ public struct JSONWriter {
 
     @inlinable public init() {}
 
+    // Each part is appended to `text` as it is: an interpolation or a `+` would make a string of its own first.
     @inlinable mutating func key(_ name: String) {
-        if !first { text += "," }
+        text += first ? "\"" : ",\""
         first = false
-        text += "\"\(name)\":"
+        text += name
+        text += "\":"
     }
 
     @inlinable public mutating func string(_ name: String, _ value: String?) {
         key(name)
-        text += value.map(jsonString) ?? "null"
+        if let value { appendJSONString(value, to: &text) } else { text += "null" }
     }
 
     @inlinable public mutating func integer(_ name: String, _ value: Int64?) {
@@ -31,7 +33,12 @@ public struct JSONWriter {
 
     @inlinable public mutating func strings(_ name: String, _ values: [String]) {
         key(name)
-        text += "[" + values.map(jsonString).joined(separator: ",") + "]"
+        text += "["
+        for (index, value) in values.enumerated() {
+            if index > 0 { text += "," }
+            appendJSONString(value, to: &text)
+        }
+        text += "]"
     }
 
     @inlinable public mutating func integers(_ name: String, _ values: [Int]) {

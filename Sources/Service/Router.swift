@@ -112,17 +112,21 @@ struct RouteTable: Sendable {
         // "" before the leading slash, then "v1": a path that does not start with /v1 is not the API's, whatever
         // follows (`x/v1/…` was routed once; nghttp2 refuses such paths first, but the table must not need it to).
         guard segments.count >= 2, segments[0].isEmpty, segments[1] == "v1" else { return nil }
-        // Most segments have nothing encoded, and Foundation's decoding costs a string bridge each.
-        let parts = segments.dropFirst(2).map {
-            $0.contains("%") ? $0.removingPercentEncoding ?? String($0) : String($0)
-        }
+        // Segments are matched as they are; only the parameters of the route that matches become strings, decoded
+        // when they hold an escape (Foundation's decoding, and its `contains`, cost a string bridge each).
+        let parts = segments.dropFirst(2)
         var allowed: [String] = []
         for entry in entries where entry.matches(parts) {
             guard entry.method == method else {
                 allowed.append(entry.method)
                 continue
             }
-            return entry.route(zip(entry.pattern, parts).compactMap { literal, part in literal == nil ? part : nil })
+            return entry.route(
+                zip(entry.pattern, parts).compactMap { literal, part in
+                    guard literal == nil else { return nil }
+                    return part.utf8.contains(UInt8(ascii: "%"))
+                        ? part.removingPercentEncoding ?? String(part) : String(part)
+                })
         }
         guard allowed.isEmpty else {
             throw Problem.methodNotAllowed("\(method) is not allowed here", allow: allowed)

@@ -73,12 +73,21 @@ public struct Bench: ParsableCommand {
     var brokerPID: [Int32] = []
     @Option(help: "The store's process id (a redis-server on this machine): each phase reports its CPU per request.")
     var storePID: Int32?
+    @Option(
+        help: """
+            With one --broker-pid whose broker runs with bench/broker/malloc-count.c preloaded: the file it writes its \
+            allocation count to on SIGUSR2. Each phase then reports the broker's allocations per request.
+            """)
+    var brokerAllocationsFile: String?
 
     public func validate() throws {
         guard requests > 0, concurrency > 0, connections > 0, users > 0 else {
             throw ValidationError("requests, concurrency, connections and users must be positive")
         }
         if let rate, !(rate > 0) { throw ValidationError("rate must be positive") }
+        if brokerAllocationsFile != nil && brokerPID.count != 1 {
+            throw ValidationError("--broker-allocations-file counts one broker: give one --broker-pid")
+        }
     }
 
     public init() {}
@@ -136,6 +145,8 @@ final class BenchRunner: @unchecked Sendable {
     private var phaseStoreCPU: Double?
     /// This process's CPU seconds when the phase started: the load tool's own cost per request.
     private var phaseClientCPU = 0.0
+    /// The broker's allocations when the phase started, when it counts them.
+    private var phaseBrokerAllocations: Double?
     /// Nanoseconds between starts in a paced phase; nil: keep `concurrency` in flight.
     private var pace: Double?
     private var pacer: LoopTimer?
@@ -275,6 +286,7 @@ final class BenchRunner: @unchecked Sendable {
         phaseBrokerCPU = cpuSeconds(bench.brokerPID)
         phaseStoreCPU = cpuSeconds(bench.storePID.map { [$0] } ?? [])
         phaseClientCPU = ownCPUSeconds()
+        phaseBrokerAllocations = brokerAllocations()
         progress = loop.schedule(after: 1) { [unowned self] in reportProgress() }
         fill()
     }
@@ -345,9 +357,30 @@ final class BenchRunner: @unchecked Sendable {
             return "\(name)=\(String(format: "%.1f", (after - before) / Double(phaseCount) * 1e6)) "
         }
         let client = (ownCPUSeconds() - phaseClientCPU) / Double(phaseCount) * 1e6
+        var allocations = ""
+        if let before = phaseBrokerAllocations, let after = brokerAllocations() {
+            allocations = "broker_allocs=\(String(format: "%.1f", (after - before) / Double(phaseCount))) "
+        }
         return perRequest("broker_cpu_us", phaseBrokerCPU, bench.brokerPID)
             + perRequest("store_cpu_us", phaseStoreCPU, bench.storePID.map { [$0] } ?? [])
-            + "client_cpu_us=\(String(format: "%.1f", client)) "
+            + allocations + "client_cpu_us=\(String(format: "%.1f", client)) "
+    }
+
+    /// The broker's allocations so far, from its counter (bench/broker/malloc-count.c): asked for by SIGUSR2, read
+    /// from the file it writes then (waiting at most a second). Nil when not counted.
+    private func brokerAllocations() -> Double? {
+        guard let file = bench.brokerAllocationsFile, bench.brokerPID.count == 1 else { return nil }
+        unlink(file)
+        guard kill(bench.brokerPID[0], SIGUSR2) == 0 else { return nil }
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8), text.hasSuffix("\n"),
+                let count = Double(text.dropLast())
+            {
+                return count
+            }
+            usleep(5000)
+        }
+        return nil
     }
 
     /// The summed CPU seconds of these processes; nil for none or one that is gone.
