@@ -76,42 +76,78 @@ final class Statement {
 
     /// Binds, steps to completion, resets.
     func run(_ values: [Value]) throws(StoreError) {
-        try bind(values)
-        defer { sqlite3_reset(statement) }
-        guard sqlite3_step(statement) == SQLITE_DONE else {
-            throw StoreError("\(database.path): \(database.lastError)")
+        try withBindings(values) { () throws(StoreError) in
+            guard sqlite3_step(statement) == SQLITE_DONE else {
+                throw StoreError("\(database.path): \(database.lastError)")
+            }
         }
     }
 
     /// Binds, calls `row` for each result row, resets.
     func query(_ values: [Value] = [], _ row: (Row) throws(StoreError) -> Void) throws(StoreError) {
-        try bind(values)
-        defer { sqlite3_reset(statement) }
-        while true {
-            switch sqlite3_step(statement) {
-            case SQLITE_ROW: try row(Row(statement: statement))
-            case SQLITE_DONE: return
-            default: throw StoreError("\(database.path): \(database.lastError)")
+        try withBindings(values) { () throws(StoreError) in
+            while true {
+                switch sqlite3_step(statement) {
+                case SQLITE_ROW: try row(Row(statement: statement))
+                case SQLITE_DONE: return
+                default: throw StoreError("\(database.path): \(database.lastError)")
+                }
             }
         }
     }
 
-    private func bind(_ values: [Value]) throws(StoreError) {
+    /// Binds `values`, runs `body` (which steps the statement), then resets it and clears the bindings. Text and
+    /// blobs are bound where Swift keeps their bytes (SQLITE_STATIC) rather than copied into memory SQLite allocates
+    /// for each: the bytes stay put until `body` has returned, and no binding outlives that.
+    private func withBindings(_ values: [Value], _ body: () throws(StoreError) -> Void) throws(StoreError) {
         sqlite3_clear_bindings(statement)
-        for (offset, value) in values.enumerated() {
-            let index = Int32(offset + 1)
-            let status: Int32
-            switch value {
-            case .integer(let number): status = sqlite3_bind_int64(statement, index, number)
-            case .text(let text): status = sqlite3_bind_text(statement, index, text, -1, approvald_sqlite_transient())
-            case .blob(let bytes):
-                status = bytes.withUnsafeBytes {
-                    sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), approvald_sqlite_transient())
-                }
-            case .null: status = sqlite3_bind_null(statement, index)
-            }
-            guard status == SQLITE_OK else { throw StoreError("\(database.path): \(database.lastError)") }
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
         }
+        try bind(values[...], at: 1, then: body)
+    }
+
+    /// Binds the first of `values` at parameter `index`, then the others after it, then runs `body`, each nested
+    /// in the scope of the bytes the one before it points at.
+    private func bind(
+        _ values: ArraySlice<Value>, at index: Int32, then body: () throws(StoreError) -> Void
+    ) throws(StoreError) {
+        guard let value = values.first else { return try body() }
+        let rest = values.dropFirst()
+        func bound(_ status: Int32) throws(StoreError) {
+            guard status == SQLITE_OK else { throw StoreError("\(database.path): \(database.lastError)") }
+            try bind(rest, at: index + 1, then: body)
+        }
+        var failure: StoreError?
+        switch value {
+        case .integer(let number): try bound(sqlite3_bind_int64(statement, index, number))
+        case .null: try bound(sqlite3_bind_null(statement, index))
+        case .text(var text):
+            text.withUTF8 { utf8 in
+                do throws(StoreError) {
+                    // An empty string is bound as empty text, not as the NULL a nil pointer would make.
+                    let start = utf8.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                    try bound(sqlite3_bind_text(statement, index, start ?? Self.emptyText, Int32(utf8.count), nil))
+                } catch {
+                    failure = error
+                }
+            }
+        case .blob(let bytes):
+            bytes.withUnsafeBytes { raw in
+                do throws(StoreError) {
+                    try bound(sqlite3_bind_blob(statement, index, raw.baseAddress, Int32(raw.count), nil))
+                } catch {
+                    failure = error
+                }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// A C string of no characters in the binary's constants, for binding empty text without a copy.
+    private static var emptyText: UnsafePointer<CChar> {
+        UnsafeRawPointer(("" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
     }
 }
 
