@@ -49,8 +49,8 @@ public final class Broker: @unchecked Sendable {
                 settings: oidc,
                 keys: try Self.signingKeys(oidc, dataDirectory: configuration.dataDirectory, logger: logger),
                 hintKeyFiles: try Self.issuerKeyFiles(
-                    oidc.clients.reduce(into: [:]) { $0[$1.clientID] = $1.hintTrust?.keys },
-                    setting: { "oidc.clients \($0): hint_jwks_file" }), loop: loop, caFile: configuration.forwardCAFile,
+                    oidc.hintKeySources, setting: { "oidc.clients \($0): hint_jwks_file" }), loop: loop,
+                caFile: configuration.forwardCAFile,
                 logger: logger)
         }
         if configuration.accessLog && configuration.logLevel <= .info {

@@ -9,20 +9,22 @@ extension Configuration {
     static func cibaChannel(_ tenant: ConfigReader) throws -> CIBASettings? {
         guard tenant.keys.contains("ciba") else { return nil }
         let section = try tenant.table("ciba")
-        func url(_ key: String, required: Bool) throws -> String? {
-            guard let text = try section.string(key) else {
-                if required { throw ConfigError("\(section.keyPath(key)): required") }
-                return nil
-            }
+        /// The http(s) URL at `key`, if given.
+        func url(_ key: String) throws -> String? {
+            guard let text = try section.string(key) else { return nil }
             guard let parsed = URLComponents(string: text), ["http", "https"].contains(parsed.scheme ?? ""),
                 let host = parsed.host, !host.isEmpty, parsed.fragment == nil
             else { throw ConfigError("\(section.keyPath(key)): \"\(text)\" is not an http:// or https:// URL") }
             return text
         }
-        guard let callbackURL = try url("callback_url", required: true), let issuer = try url("issuer", required: true)
-        else { throw ConfigError("\(section.path): callback_url and issuer are required") }
+        func required(_ key: String) throws -> String {
+            guard let text = try url(key) else { throw ConfigError("\(section.keyPath(key)): required") }
+            return text
+        }
+        let callbackURL = try required("callback_url")
+        let issuer = try required("issuer")
         let keys: IssuerKeySource
-        switch (try url("jwks_url", required: false), try section.string("jwks_file")) {
+        switch (try url("jwks_url"), try section.string("jwks_file")) {
         case (let jwksURL?, nil): keys = .url(jwksURL)
         case (nil, let file?) where !file.isEmpty: keys = .file(file)
         default: throw ConfigError("\(section.path): one of jwks_url and jwks_file is required")

@@ -165,7 +165,7 @@ public enum Rules {
             let fallback = Fallback(tenantID: tenantID, request: request, reason: reason, decidedAt: now)
             work.state.fallbacks.append(fallback)
             work.changes.append(.fallbackSaved(fallback))
-            if case .ciba = channel { work.changes.append(.fallbackResultDue(fallback, channel)) }
+            if case .ciba(let token) = channel { work.changes.append(.fallbackResultDue(fallback, bearerToken: token)) }
             return work.finish(.fallback(fallback))
         }
         let devices = Array(user.devices)

@@ -36,9 +36,9 @@ public enum Change: Equatable, Sendable {
     case forgotten(RequestKey, challengeID: String?)
     /// The challenge ended: its result joins the outbox in the same commit.
     indirect case resultDue(Challenge)
-    /// A create on a channel that is called back (CIBA) fell back to the password: that result joins the outbox in
-    /// the same commit as the fallback.
-    indirect case fallbackResultDue(Fallback, ResultChannel)
+    /// A CIBA request fell back to the password: its callback, with the request's bearer token, joins the outbox in
+    /// the same commit as the fallback (Keycloak accepts only 201, so it hears of the fallback this way).
+    indirect case fallbackResultDue(Fallback, bearerToken: String)
     /// Created, or ended.
     indirect case enrollmentSaved(Enrollment)
     /// Its remembering window ended: the enrollment and its activation code's index are forgotten.

@@ -14,6 +14,11 @@ public struct OIDCSettings: Sendable, Equatable {
     }
 
     public func client(_ clientID: String) -> OIDCClient? { clients.first { $0.clientID == clientID } }
+
+    /// Where the keys of each client's `id_token_hint` issuer are, by client id (clients that take hints).
+    public var hintKeySources: [String: IssuerKeySource] {
+        clients.reduce(into: [:]) { sources, client in sources[client.clientID] = client.hintTrust?.keys }
+    }
 }
 
 /// A relying party.

@@ -51,7 +51,10 @@ final class CIBAChannel: @unchecked Sendable {
         guard let raw = Self.bearerToken(request) else {
             return finish("unauthenticated", Problem.unauthenticated("a Bearer token is required").response)
         }
-        verify(raw, channel, tenantID) { [self] verified in
+        let now = clock() / 1000
+        keys.verify(for: tenantID, unavailable: "the realm's keys are unavailable") { keys throws(JWTRefusal) in
+            try CIBAToken.verify(raw, issuer: channel.issuer, keys: keys, now: now)
+        } _: { [self] verified in
             let token: CIBAToken
             switch verified {
             case .failure(let refusal):
@@ -65,22 +68,23 @@ final class CIBAChannel: @unchecked Sendable {
                     Problem.unauthenticated("the bearer token expires too soon for a sign-in").response)
             }
             let challengeRequest: ChallengeRequest
-            do {
-                let body = try CIBARequest(json: request.body)
+            do throws(Problem) {
+                let body: CIBARequest
+                do throws(CIBARequestError) {
+                    body = try CIBARequest(json: request.body)
+                } catch {
+                    throw Problem.invalidField(error.description)
+                }
                 // What the phone shows, cut to a context value's length: a long scope list is shown, not refused.
                 let context = ["scope": body.scope, "client": token.clientID].compactMapValues { value in
                     value.flatMap { $0.isEmpty ? nil : Self.prefix($0, maxBytes: ChallengeContext.maximumValueBytes) }
                 }
+                // The user and the number are validated by the create, as the IdP's are.
                 challengeRequest = ChallengeRequest(
                     requestID: "ciba-\(token.id)", userID: body.loginHint, number: body.number,
                     context: try core(ChallengeContext(validating: context)))
-                try core(challengeRequest.validate())
-            } catch let error as CIBARequestError {
-                return finish("invalid_request", Problem.invalidField(error.description).response)
-            } catch let problem as Problem {
-                return finish("invalid_request", problem.response)
             } catch {
-                return finish("invalid_request", Problem.invalidField("\(error)").response)
+                return finish("invalid_request", error.response)
             }
             service.create(
                 challengeRequest, in: tenantID, channel: .ciba(bearerToken: token.raw), notAfter: notAfter
@@ -92,7 +96,8 @@ final class CIBAChannel: @unchecked Sendable {
                 case .success(.fallback(let fallback)): finish("fallback", .json(201, Views.fallback(fallback)))
                 case .success(.replayedFallback(let fallback)):
                     finish("replayed", .json(201, Views.fallback(fallback)))
-                case .failure(let problem): finish("refused", problem.response)
+                case .failure(let problem):
+                    finish(problem.status == 400 ? "invalid_request" : "refused", problem.response)
                 }
             }
         }
@@ -118,27 +123,6 @@ final class CIBAChannel: @unchecked Sendable {
         return token.isEmpty ? nil : token
     }
 
-    /// The token checked against the realm's keys, fetched again once if it names a key they lack.
-    private func verify(
-        _ raw: String, _ channel: CIBASettings, _ tenantID: String,
-        _ done: @escaping (Swift.Result<CIBAToken, JWTRefusal>) -> Void
-    ) {
-        func attempt(refresh: Bool) {
-            keys.keys(for: tenantID, refresh: refresh) { [self] keys in
-                guard let keys else { return done(.failure(.invalid("the realm's keys are unavailable"))) }
-                do throws(JWTRefusal) {
-                    done(
-                        .success(
-                            try CIBAToken.verify(raw, issuer: channel.issuer, keys: keys, now: clock() / 1000)))
-                } catch .unknownKey where !refresh {
-                    attempt(refresh: true)
-                } catch {
-                    done(.failure(error))
-                }
-            }
-        }
-        attempt(refresh: false)
-    }
 }
 
 extension CIBAChannel: MetricsSource {

@@ -22,7 +22,7 @@ extension OutboxEntry {
                     challengeID: challenge.id, tenantID: challenge.tenantID, partition: challenge.user.partition,
                     body: body, endedAt: endedAt, nextAttemptAt: endedAt + holdMillis,
                     traceparent: challenge.traceparent, target: target)
-            case .fallbackResultDue(let fallback, .ciba(let token)):
+            case .fallbackResultDue(let fallback, let token):
                 return OutboxEntry(
                     challengeID: fallbackCallbackID(fallback), tenantID: fallback.tenantID,
                     partition: fallback.user.partition, body: CIBAStatus.unauthorized.callbackBody,

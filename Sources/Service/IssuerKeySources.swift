@@ -41,8 +41,29 @@ final class IssuerKeySources: @unchecked Sendable {
         self.fetched = fetched
     }
 
+    /// `check`'s verdict on a token against the keys `name` trusts, which are fetched again once (within the
+    /// refresh interval) when the token names a key they lack; `unavailable` is the refusal when no keys can be had.
+    func verify<Verified>(
+        for name: String, unavailable: String, _ check: @escaping (IssuerKeys) throws(JWTRefusal) -> Verified,
+        _ done: @escaping (Result<Verified, JWTRefusal>) -> Void
+    ) {
+        func attempt(refresh: Bool) {
+            keys(for: name, refresh: refresh) { keys in
+                guard let keys else { return done(.failure(.invalid(unavailable))) }
+                do throws(JWTRefusal) {
+                    done(.success(try check(keys)))
+                } catch .unknownKey where !refresh {
+                    attempt(refresh: true)
+                } catch {
+                    done(.failure(error))
+                }
+            }
+        }
+        attempt(refresh: false)
+    }
+
     /// The keys `name` trusts; `refresh` when a token named a key they lack. Nil: none could be had.
-    func keys(for name: String, refresh: Bool, _ done: @escaping (IssuerKeys?) -> Void) {
+    private func keys(for name: String, refresh: Bool, _ done: @escaping (IssuerKeys?) -> Void) {
         if let keys = fixed[name] { return done(keys) }
         guard let source = fetched[name] else { return done(nil) }
         source.keys(refresh: refresh, done)

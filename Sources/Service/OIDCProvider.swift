@@ -38,9 +38,7 @@ public final class OIDCProvider: @unchecked Sendable {
         self.keys = keys
         let seal = FlowSeal(signingKey: keys[0])
         let hintKeys = try IssuerKeySources(
-            sources: settings.clients.reduce(into: [:]) { sources, client in
-                sources[client.clientID] = client.hintTrust?.keys
-            }, files: hintKeyFiles, loop: loop, caFile: caFile, logger: logger)
+            sources: settings.hintKeySources, files: hintKeyFiles, loop: loop, caFile: caFile, logger: logger)
         signIns = OIDCSignIns(
             settings: settings, signer: keys[0], seal: seal, pages: pages, hintKeys: hintKeys, clock: clock)
         tokens = OIDCTokens(settings: settings, signer: keys[0], seal: seal, clock: clock)

@@ -108,24 +108,12 @@ final class OIDCSignIns: @unchecked Sendable {
         _ done: @escaping (Swift.Result<IDTokenHint.User, JWTRefusal>) -> Void
     ) {
         let clientID = request.client.clientID
-        func attempt(refresh: Bool) {
-            hintKeys.keys(for: clientID, refresh: refresh) { [self] keys in
-                guard let keys else {
-                    return done(.failure(.invalid("the id_token_hint issuer's keys are unavailable")))
-                }
-                do throws(JWTRefusal) {
-                    done(
-                        .success(
-                            try IDTokenHint.verify(hint, trust: trust, clientID: clientID, keys: keys, now: nowSeconds)
-                        ))
-                } catch .unknownKey where !refresh {
-                    attempt(refresh: true)
-                } catch {
-                    done(.failure(error))
-                }
-            }
-        }
-        attempt(refresh: false)
+        let now = nowSeconds
+        hintKeys.verify(
+            for: clientID, unavailable: "the id_token_hint issuer's keys are unavailable",
+            { keys throws(JWTRefusal) in
+                try IDTokenHint.verify(hint, trust: trust, clientID: clientID, keys: keys, now: now)
+            }, done)
     }
 
     /// `POST /oidc/sign-in`: the name form, with its flow.

@@ -45,7 +45,7 @@ import Testing
         let core = makeCore()
         let (outcome, events) = try core.createChallenge(request(), in: tenant, channel: channel, now: start)
         guard case .fallback(let fallback) = outcome else { throw TestFailure("not a fallback: \(outcome)") }
-        #expect(events.contains(.fallbackResultDue(fallback, channel)))
+        #expect(events.contains(.fallbackResultDue(fallback, bearerToken: "eyJhbGciOiJSUzI1NiJ9.eyJqdGkiOiIxIn0.c2ln")))
         // Retried: answered from the fallback, with no second callback.
         let (replayed, again) = try core.createChallenge(request(), in: tenant, channel: channel, now: start + second)
         #expect(replayed == .replayedFallback(fallback))

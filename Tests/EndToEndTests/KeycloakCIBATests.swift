@@ -144,6 +144,15 @@ func jti(of token: String) throws -> String {
     return try #require(json?["jti"] as? String)
 }
 
+/// Whether `/metrics` shows every one of `samples` within 5 s: a callback is counted once the broker has read
+/// Keycloak's answer, a moment after Keycloak recorded it.
+func metricsShow(_ broker: ApprovaldProcess, _ samples: [String]) -> Bool {
+    eventuallyBlocking(timeout: 5) {
+        let metrics = (try? broker.curl("/metrics").body) ?? ""
+        return samples.allSatisfy(metrics.contains)
+    }
+}
+
 @Suite struct KeycloakCIBATests {
     /// A broker that is the stand-in's channel for tenant contoso, with a phone for `user`.
     func broker(
@@ -190,12 +199,13 @@ func jti(of token: String) throws -> String {
         let callback = try #require(keycloak.callbacks.first { $0["answer"] as? Int == 200 })
         #expect(callback["version"] as? String == "HTTP/1.1")
         #expect(
-            eventuallyBlocking(timeout: 5) {
-                let metrics = (try? broker.curl("/metrics").body) ?? ""
-                return metrics.contains(#"approvald_ciba_requests_total{result="created"} 1"#)
-                    && metrics.contains(#"approvald_ciba_requests_total{result="replayed"} 1"#)
-                    && metrics.contains(#"approvald_ciba_callbacks_total{status="SUCCEED"} 1"#)
-            })
+            metricsShow(
+                broker,
+                [
+                    #"approvald_ciba_requests_total{result="created"} 1"#,
+                    #"approvald_ciba_requests_total{result="replayed"} 1"#,
+                    #"approvald_ciba_callbacks_total{status="SUCCEED"} 1"#,
+                ]))
         #expect(!broker.log(tail: 400).contains(token), "the bearer token is never logged")
     }
 
@@ -237,14 +247,14 @@ func jti(of token: String) throws -> String {
         // Each request was called back once: no second attempt met Keycloak's 403.
         #expect(keycloak.callbacks.allSatisfy { $0["answer"] as? Int == 200 }, "\(keycloak.callbacks)")
         #expect(keycloak.callbacks.count == 4)
-        // Counted once the broker has read Keycloak's answer, a moment after Keycloak recorded it.
         #expect(
-            eventuallyBlocking(timeout: 5) {
-                let metrics = (try? broker.curl("/metrics").body) ?? ""
-                return metrics.contains(#"approvald_ciba_requests_total{result="fallback"} 1"#)
-                    && metrics.contains(#"approvald_ciba_callbacks_total{status="UNAUTHORIZED"} 3"#)
-                    && metrics.contains(#"approvald_ciba_callbacks_total{status="CANCELLED"} 1"#)
-            })
+            metricsShow(
+                broker,
+                [
+                    #"approvald_ciba_requests_total{result="fallback"} 1"#,
+                    #"approvald_ciba_callbacks_total{status="UNAUTHORIZED"} 3"#,
+                    #"approvald_ciba_callbacks_total{status="CANCELLED"} 1"#,
+                ]))
     }
 
     @Test func aChallengeEndsBeforeItsTokenSoThatItsExpiryIsCalledBack() throws {
@@ -303,6 +313,21 @@ func jti(of token: String) throws -> String {
         #expect(keycloak.callbacks.isEmpty)
         #expect(
             try broker.curl("/metrics").body.contains(#"approvald_ciba_requests_total{result="unauthenticated"} 6"#))
+    }
+
+    @Test func aRealmWhoseKeysCannotBeFetchedHasItsRequestsRefused() throws {
+        let keycloak = try KeycloakStandIn()
+        // The realm's keys at a port nothing listens on.
+        let unreachable = keycloak.tenantConfig.replacingOccurrences(
+            of: "jwks_url = \"\(keycloak.keySetURL)\"", with: "jwks_url = \"http://127.0.0.1:9/certs\"")
+        let broker = try ApprovaldProcess(extraConfig: brokerConfig + "\n" + unreachable)
+        let phone = try SimulatedDevice("nora-phone")
+        #expect(try IdP(broker: broker).register(phone, user: "nora@contoso.com").status == 201)
+        let reply = try cibaRequest(broker, token: try keycloak.token(), user: "nora@contoso.com")
+        #expect(reply.status == 401 && reply.json["detail"] as? String == "the realm's keys are unavailable")
+        let queue = try phone.call(broker, "GET", "/v1/devices/\(phone.id)/challenges").json["challenges"] as? [Any]
+        #expect(queue?.isEmpty == true)
+        #expect(keycloak.callbacks.isEmpty)
     }
 
     @Test func aRotatedRealmKeyIsFetchedAndARequestKeycloakNoLongerHoldsIsADeadLetter() throws {

@@ -41,9 +41,9 @@ import Testing
         let fallback = Fallback(
             tenantID: "contoso", request: ChallengeRequest(requestID: "ciba-1", userID: "mia", number: 4),
             reason: .noDevice, decidedAt: 5000)
-        let channel = ResultChannel.ciba(bearerToken: "a.b.c")
         let entries = OutboxEntry.callbacks(
-            for: [.fallbackSaved(fallback), .fallbackResultDue(fallback, channel)], now: 6000, holdMillis: 100)
+            for: [.fallbackSaved(fallback), .fallbackResultDue(fallback, bearerToken: "a.b.c")], now: 6000,
+            holdMillis: 100)
         #expect(entries.count == 1)
         let entry = entries[0]
         #expect(entry.challengeID.hasPrefix("fb_") && entry.challengeID.utf8.count == 25)

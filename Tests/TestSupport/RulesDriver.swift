@@ -17,8 +17,8 @@ public enum CoreEvent: Equatable {
     case enrollmentSaved(Enrollment)
     case enrollmentForgotten(enrollmentID: String)
     case enrollmentEnded(Enrollment)
-    /// A fallback's result for a channel that is called back (CIBA).
-    case fallbackResultDue(Fallback, ResultChannel)
+    /// A CIBA request's fallback, called back with its bearer token.
+    case fallbackResultDue(Fallback, bearerToken: String)
 
     static func of<Outcome>(_ transition: Transition<Outcome>) -> [CoreEvent] {
         transition.changes.compactMap(CoreEvent.init(change:)) + transition.deliveries.compactMap(CoreEvent.init)
@@ -37,7 +37,7 @@ public enum CoreEvent: Equatable {
         case .forgotten(let request, let challengeID):
             self = .forgotten(tenantID: request.tenantID, requestID: request.requestID, challengeID: challengeID)
         case .resultDue: return nil  // always beside `.ended`
-        case .fallbackResultDue(let fallback, let channel): self = .fallbackResultDue(fallback, channel)
+        case .fallbackResultDue(let fallback, let token): self = .fallbackResultDue(fallback, bearerToken: token)
         case .enrollmentSaved(let enrollment): self = .enrollmentSaved(enrollment)
         case .enrollmentForgotten(let enrollment): self = .enrollmentForgotten(enrollmentID: enrollment.id)
         }
