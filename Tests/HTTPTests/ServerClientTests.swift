@@ -258,8 +258,9 @@ extension BackPressureTests {
         let fixture = try await ServerFixture(clientProtocol: clientProtocol) { _, _ in }
         let started = Date()
         #expect(try await fixture.send("GET", "/never", timeout: 0.2).error == .timeout)
-        // Near the request's own 0.2 s, not some longer default (a sanitizer on a busy machine takes its time).
-        #expect(Date().timeIntervalSince(started) < (processesAreSanitized ? 10 : 2))
+        // Nearer the request's own 0.2 s than the client's 10 s default. On 2 cores running every unit suite at
+        // once the answer was once 2.26 s late in coming back to this task; a sanitizer takes longer still.
+        #expect(Date().timeIntervalSince(started) < (processesAreSanitized ? 10 : 5))
     }
 
     @Test func connectionRefusedFailsFast() async throws {
