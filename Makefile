@@ -3,7 +3,7 @@ SWIFT ?= swift
 CONFIG ?= Config/approvald.toml
 # System libraries the build links against, and the programs the tests drive the broker with.
 BUILD_PACKAGES := pkg-config libnghttp2-dev libevent-dev libssl-dev libsqlite3-dev libhiredis-dev libhttp-parser-dev \
-	libqrencode-dev
+	libqrencode-dev libjemalloc-dev
 TEST_PACKAGES := curl nghttp2-client openssl sqlite3 prometheus python3 python3-venv redis-server systemd lua-check \
 	zbar-tools librsvg2-bin tmux chromium chromium-driver
 # What the benchmarks measure with: h2load (nghttp2-client), callgrind (valgrind), taskset (util-linux), perf

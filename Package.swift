@@ -152,7 +152,10 @@ let package = Package(
                 "Broker", "Service", "Tools", "Crypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            // jemalloc serves every allocation of the process (Swift's, OpenSSL's, SQLite's, nghttp2's): with many
+            // requests in flight, glibc's allocator spent about a tenth of a sign-in's CPU (docs/performance.md).
+            linkerSettings: [.linkedLibrary("jemalloc")]),
 
         // Helpers shared by the test targets: raw HTTP/2 frames, bounded waits, running the real binary.
         .target(
