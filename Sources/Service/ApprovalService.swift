@@ -18,6 +18,7 @@ public final class ApprovalService: @unchecked Sendable {
     private let store: StoreRoles
     private let pipeline: CommitPipeline
     private let authenticator: Authenticator
+    private let deviceKeys = DeviceKeys()
     private let logger: Logger
     private let clock: () -> UnixMillis
     private var random = BufferedSecureRandom()
@@ -258,7 +259,7 @@ public final class ApprovalService: @unchecked Sendable {
             do throws(Problem) {
                 try authenticator.device(request, deviceID: deviceID, nowSeconds: clock() / 1000) { id in
                     guard id == named, let device = found.state?.device(id) else { return nil }
-                    return try? P256PublicKey(spkiDER: device.publicKey)
+                    return deviceKeys.key(of: device)
                 }
             } catch {
                 return refuse(error, route, responder)
@@ -488,7 +489,7 @@ public final class ApprovalService: @unchecked Sendable {
         pipeline.decide(.answer(deviceID: deviceID, challengeID: challengeID)) { [self] loaded throws(Problem) in
             // The decision signature names the device and binds the challenge: it is the authentication.
             guard let state = loaded.state, let challenge = state.challenge(challengeID, queuedTo: deviceID),
-                let device = state.device(deviceID), let key = try? P256PublicKey(spkiDER: device.publicKey)
+                let device = state.device(deviceID), let key = deviceKeys.key(of: device)
             else { throw .notFound("no such challenge for this device") }
             if !verified {
                 guard let signature = Base64URL.decode(decision.signature),
