@@ -65,9 +65,14 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ], swiftSettings: [withoutExclusivityChecks, crossModuleOptimization]),
         // Durable state behind one protocol; SQLite is the embedded default.
+        // SQLite's default page cache behind a wrapper that skips truncations with nothing to drop.
+        .target(name: "CSQLitePageCache", linkerSettings: [.linkedLibrary("sqlite3")]),
         .target(
             name: "Store",
-            dependencies: ["Core", "CSQLite", "Locking", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: [
+                "Core", "CSQLite", "CSQLitePageCache", "Locking",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             swiftSettings: [withoutExclusivityChecks]),
         // The libevent loop: timers, signals, clocks, cross-thread wake-ups. Everything that does I/O runs on one.
         .target(name: "EventLoop", dependencies: ["CLibevent", "Locking"], swiftSettings: [withoutExclusivityChecks]),

@@ -1,5 +1,6 @@
 // A thin layer over SQLite's C API: a connection, prepared statements, typed binds and columns.
 import CSQLite
+import CSQLitePageCache
 
 public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String
@@ -12,8 +13,21 @@ final class SQLiteDatabase {
     private var handle: OpaquePointer?
     let path: String
 
+    /// Whether SQLite's page cache is wrapped (CSQLitePageCache): installed once, before the first connection
+    /// opens, which is when SQLite still takes a new page cache.
+    static let pageCacheWrapped = approvald_sqlite_wrap_page_cache() == 1
+
+    /// The page cache truncations the wrapper skipped, having nothing to drop, and those it passed on.
+    static var pageCacheTruncations: (skipped: UInt64, passed: UInt64) {
+        var skipped: UInt64 = 0
+        var passed: UInt64 = 0
+        approvald_sqlite_page_cache_truncations(&skipped, &passed)
+        return (skipped, passed)
+    }
+
     init(path: String) throws(StoreError) {
         self.path = path
+        _ = Self.pageCacheWrapped
         var opened: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let status = sqlite3_open_v2(path, &opened, flags, nil)
