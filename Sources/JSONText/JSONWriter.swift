@@ -6,7 +6,8 @@ public struct JSONWriter {
     @usableFromInline var text = "{"
     @usableFromInline var first = true
 
-    @inlinable public init() {}
+    /// Room for a typical view from the start: a string grown from empty reallocates at each doubling.
+    @inlinable public init() { text.reserveCapacity(256) }
 
     // Each part is appended to `text` as it is: an interpolation or a `+` would make a string of its own first.
     @inlinable mutating func key(_ name: String) {
@@ -74,9 +75,12 @@ public struct JSONWriter {
     @inlinable public static func object(_ body: (inout JSONWriter) -> Void) -> String {
         var writer = JSONWriter()
         body(&writer)
-        return writer.done
+        return writer.finished()
     }
 
-    /// The object, closed.
-    @inlinable public var done: String { text + "}" }
+    /// The object, closed: the writer's own text, with no copy made.
+    @inlinable public consuming func finished() -> String {
+        text += "}"
+        return text
+    }
 }

@@ -18,5 +18,5 @@ public func answerBody(
     body.string("reason", reason)
     body.integer("signed_at_unix", signedAtUnix)
     body.string("signature", Base64URL.encode(try sign(Array(signed.utf8))))
-    return body.done
+    return body.finished()
 }

@@ -54,7 +54,7 @@ final class AccessLog: @unchecked Sendable {
             json.string("route", route)
             json.integer("status", Int64(status))
             if let tenant { json.string("tenant", tenant) }
-            line = json.done + "\n"
+            line = json.finished() + "\n"
         case .text:
             line =
                 "\(timestamps.nowToTheSecond()) info approvald: duration_ms=\(duration)\(instanceField) method=\(method) "

@@ -82,7 +82,7 @@ public struct JSONLogHandler: LogHandler {
         for (name, value) in named.sorted(by: { $0.name < $1.name }) {
             json.raw(named: name, Self.json(value))
         }
-        write(json.done + "\n")
+        write(json.finished() + "\n")
     }
 
     private static func json(_ value: Logger.Metadata.Value) -> String {

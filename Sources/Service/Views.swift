@@ -17,7 +17,7 @@ enum Views {
         json.time("created_at", challenge.createdAt)
         json.time("expires_at", challenge.expiresAt)
         json.time("resolved_at", challenge.resolution?.at)
-        return json.done
+        return json.finished()
     }
 
     /// What a device sees: never the correct number, only the choices.
@@ -31,7 +31,7 @@ enum Views {
         json.raw("context", challenge.request.context.json)
         json.time("created_at", challenge.createdAt)
         json.time("expires_at", challenge.expiresAt)
-        return json.done
+        return json.finished()
     }
 
     static func fallback(_ fallback: Fallback) -> String {
@@ -39,7 +39,7 @@ enum Views {
         json.string("request_id", fallback.request.requestID)
         json.string("status", "password_fallback")
         json.string("reason", fallback.reason.rawValue)
-        return json.done
+        return json.finished()
     }
 
     static func device(_ device: Device) -> String {
@@ -50,7 +50,7 @@ enum Views {
         json.object("push") { $0.string("provider", device.push.provider.rawValue) }
         json.time("created_at", device.createdAt)
         json.time("last_seen_at", device.lastSeenAt)
-        return json.done
+        return json.finished()
     }
 
     /// An enrollment as the IdP sees it; at its creation, with its activation code, URI and QR code, which no later
@@ -70,7 +70,7 @@ enum Views {
         json.time("created_at", enrollment.createdAt)
         json.time("expires_at", enrollment.expiresAt)
         json.time("completed_at", enrollment.deviceID == nil ? nil : enrollment.end?.at)
-        return json.done
+        return json.finished()
     }
 
     struct Activation {
@@ -86,7 +86,7 @@ enum Views {
         json.string("tenant_id", device.tenantID)
         json.string("user_id", device.userID)
         json.string("display_name", device.displayName)
-        return json.done
+        return json.finished()
     }
 
     /// A user's devices.
@@ -115,14 +115,14 @@ enum Views {
         json.integer("max_challenges_per_window", Int64(policy.maxChallengesPerWindow))
         json.integer("window_seconds", Int64(policy.windowSeconds))
         json.integer("lockout_seconds", Int64(policy.lockoutSeconds))
-        return json.done
+        return json.finished()
     }
 
     static func resolved(_ challengeID: String, _ outcome: DeviceOutcome) -> String {
         var json = JSONWriter()
         json.string("challenge_id", challengeID)
         json.string("outcome", outcome.rawValue)
-        return json.done
+        return json.finished()
     }
 
     /// The verifier callback of an ended challenge (API.md, "Callbacks").
@@ -151,11 +151,11 @@ enum Views {
             }
             made.integer("signed_at_unix", decision.signedAtUnix)
             made.string("signature", decision.signature)
-            json.raw("decision", made.done)
+            json.raw("decision", made.finished())
         } else {
             json.raw("decision", "null")
         }
-        return json.done
+        return json.finished()
     }
 
     static func deadLetter(_ letter: DeadLetter) -> String {
@@ -167,7 +167,7 @@ enum Views {
         json.time("ended_at", letter.entry.endedAt)
         json.time("dead_at", letter.deadAt)
         json.raw("callback", letter.entry.body)
-        return json.done
+        return json.finished()
     }
 
     static func answer(_ challenge: Challenge) -> String {
@@ -175,6 +175,6 @@ enum Views {
         json.string("challenge_id", challenge.id)
         json.string("status", challenge.status.rawValue)
         json.string("reason", challenge.resolution?.reason?.rawValue)
-        return json.done
+        return json.finished()
     }
 }
