@@ -93,18 +93,20 @@ test: check sanitize
 	$(MAKE) fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 # Builds once, checks formatting, runs the unit and in-process tests, then the end-to-end tests against the debug
-# binary, then those again against the release binary, whose optimised code paths differ, and once more with the
-# release binary on the Redis store (a redis-server of each broker's own), then an app outside the repository that
-# depends on ApprovalKit by path (Tests/SDKPackage/run), then the deployment files against the release binary
-# (deploy/check), then the contract check on the release binary, on SQLite and on Redis, then a relying party and a
-# headless browser through the OpenID provider (Tests/Contract/browser). The end-to-end tests block on processes and
-# sockets: run apart, they cannot starve the in-process tests' async work of threads.
+# binary, then the release binary's allocations per create and per sign-in against their budgets
+# (bench/broker/allocation-budget), then the end-to-end tests against the release binary, whose optimised code paths
+# differ, and once more with the release binary on the Redis store (a redis-server of each broker's own), then an app
+# outside the repository that depends on ApprovalKit by path (Tests/SDKPackage/run), then the deployment files against
+# the release binary (deploy/check), then the contract check on the release binary, on SQLite and on Redis, then a
+# relying party and a headless browser through the OpenID provider (Tests/Contract/browser). The end-to-end tests block
+# on processes and sockets: run apart, they cannot starve the in-process tests' async work of threads.
 check: test-deps $(CONTRACT_VENV)/ready
 	$(SWIFT) build --build-tests
 	$(MAKE) lint
 	$(SWIFT) test --skip-build --skip EndToEndTests
 	APPROVALD_BIN=$(BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	$(SWIFT) build -c release --product approvald
+	bench/broker/allocation-budget
 	APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald $(SWIFT) test --skip-build --filter EndToEndTests
 	APPROVALD_TEST_STORE=redis APPROVALD_BIN=$(RELEASE_BIN_PATH)/approvald \
 		$(SWIFT) test --skip-build --filter EndToEndTests
