@@ -114,7 +114,7 @@ final class Statement {
     /// blobs are bound where Swift keeps their bytes (SQLITE_STATIC) rather than copied into memory SQLite allocates
     /// for each: the bytes stay put until `body` has returned, and no binding outlives that.
     private func withBindings(_ values: [Value], _ body: () throws(StoreError) -> Void) throws(StoreError) {
-        sqlite3_clear_bindings(statement)
+        // Every binding is cleared when its use ends (below), so a statement comes here with none.
         defer {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)
